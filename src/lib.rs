@@ -1,0 +1,1 @@
+//! tpu-run: BERT as XLA HLO, compiled and run through PJRT plugins.
