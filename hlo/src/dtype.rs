@@ -187,17 +187,26 @@ mod tests {
     fn names_round_trip() {
         for t in ElementType::ALL {
             assert_eq!(ElementType::from_name(t.name()), Some(t));
-            assert_eq!(ElementType::from_primitive_type(t.primitive_type()), Some(t));
+            assert_eq!(
+                ElementType::from_primitive_type(t.primitive_type()),
+                Some(t)
+            );
         }
     }
 
     #[test]
     fn le_bytes_round_trip() {
         let v = [1.5f32, -2.25, 3.0e7];
-        assert_eq!(from_le_bytes::<f32>(&to_le_bytes(&v)).as_deref(), Some(&v[..]));
+        assert_eq!(
+            from_le_bytes::<f32>(&to_le_bytes(&v)).as_deref(),
+            Some(&v[..])
+        );
         let b = [bf16::from_f32(1.5), bf16::from_f32(-0.125)];
         assert_eq!(to_le_bytes(&b).len(), 4);
-        assert_eq!(from_le_bytes::<bf16>(&to_le_bytes(&b)).as_deref(), Some(&b[..]));
+        assert_eq!(
+            from_le_bytes::<bf16>(&to_le_bytes(&b)).as_deref(),
+            Some(&b[..])
+        );
         assert!(from_le_bytes::<f32>(&[0u8; 5]).is_none());
     }
 }

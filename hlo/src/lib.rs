@@ -1,6 +1,18 @@
 //! XLA HLO in Rust: element types and shapes, an arena IR, a builder with shape inference at
 //! every op, passes, a text printer in XLA's syntax and lowering to `HloModuleProto`.
+pub mod builder;
 pub mod dtype;
+pub mod error;
+pub mod ir;
+pub mod literal;
+pub mod lower;
+pub mod passes;
 pub mod proto;
+pub mod shape;
 
+pub use builder::{Builder, ModuleBuilder, Value};
 pub use dtype::{ElementType, NativeType};
+pub use error::{HloError, Result};
+pub use ir::{CompId, InstrId, Module};
+pub use literal::Literal;
+pub use shape::{ArrayShape, Shape};

@@ -1,0 +1,364 @@
+//! The builder: XLA-style op constructors with shape inference at every op.
+//!
+//! A [`ModuleBuilder`] owns the computations under construction; a [`Builder`] is a cheap
+//! `Copy` handle to one of them (the entry or a sub-computation such as a reducer), and a
+//! [`Value`] is a `Copy` handle to one instruction. Ops take `&self`, so calls nest freely:
+//! `b.add(b.dot(x, w)?, bias)?`. A computation is closed with [`Builder::finish`], which returns
+//! its [`CompId`]; only finished computations can be called, so the module's computations are
+//! always ordered callees before callers.
+
+mod dot;
+mod elementwise;
+
+mod reduce;
+mod shape_ops;
+
+use crate::dtype::{ElementType, NativeType};
+use crate::error::{shape_err, HloError, Result};
+use crate::ir::{BinaryOp, CompId, Computation, InstrId, Instruction, Module, Op, Sharding};
+use crate::literal::Literal;
+use crate::shape::{ArrayShape, Shape};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// A handle to one instruction of a computation under construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Value {
+    draft: u32,
+    id: InstrId,
+}
+
+impl Value {
+    pub fn id(self) -> InstrId {
+        self.id
+    }
+}
+
+struct Draft {
+    name: String,
+    instrs: Vec<Instruction>,
+    params: Vec<InstrId>,
+    done: bool,
+}
+
+#[derive(Default)]
+struct State {
+    drafts: Vec<Draft>,
+    finished: Vec<Computation>,
+    reducers: HashMap<(BinaryOp, ElementType), CompId>,
+}
+
+/// Owns the computations of one module while they are built.
+pub struct ModuleBuilder {
+    name: String,
+    state: RefCell<State>,
+}
+
+impl ModuleBuilder {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            state: RefCell::new(State::default()),
+        }
+    }
+
+    /// Opens a new computation (the entry or a sub-computation).
+    pub fn builder(&self, name: impl Into<String>) -> Builder<'_> {
+        let mut st = self.state.borrow_mut();
+        st.drafts.push(Draft {
+            name: name.into(),
+            instrs: vec![],
+            params: vec![],
+            done: false,
+        });
+        Builder {
+            m: self,
+            draft: (st.drafts.len() - 1) as u32,
+        }
+    }
+
+    /// A scalar `(a, b) -> op(a, b)` computation, built once per (op, type) and reused.
+    pub fn scalar_reducer(&self, op: BinaryOp, ty: ElementType) -> Result<CompId> {
+        if let Some(&c) = self.state.borrow().reducers.get(&(op, ty)) {
+            return Ok(c);
+        }
+        let b = self.builder(format!("{}_{}", op.opcode(), ty));
+        let x = b.parameter(Shape::scalar(ty), "x")?;
+        let y = b.parameter(Shape::scalar(ty), "y")?;
+        let r = b.binary(op, x, y)?;
+        let c = b.finish(r)?;
+        self.state.borrow_mut().reducers.insert((op, ty), c);
+        Ok(c)
+    }
+
+    /// Shape of a finished computation's root and its parameter shapes.
+    pub fn signature(&self, comp: CompId) -> Result<(Vec<Shape>, Shape)> {
+        let st = self.state.borrow();
+        let c = st
+            .finished
+            .get(comp.index())
+            .ok_or_else(|| HloError::Computation {
+                name: comp.to_string(),
+                msg: "no such finished computation".into(),
+            })?;
+        Ok((
+            c.param_shapes().into_iter().cloned().collect(),
+            c.root_shape().clone(),
+        ))
+    }
+
+    /// Closes the module with `entry` as its entry computation and runs the verifier.
+    pub fn build(self, entry: CompId) -> Result<Module> {
+        let st = self.state.into_inner();
+        if entry.index() >= st.finished.len() {
+            return Err(HloError::Computation {
+                name: entry.to_string(),
+                msg: "entry is not a finished computation of this module".into(),
+            });
+        }
+        let module = Module {
+            name: self.name,
+            computations: st.finished,
+            entry,
+            aliases: vec![],
+        };
+        crate::passes::verify(&module)?;
+        Ok(module)
+    }
+}
+
+/// A handle to one computation under construction. `Copy`; every op method takes `&self`.
+#[derive(Clone, Copy)]
+pub struct Builder<'m> {
+    m: &'m ModuleBuilder,
+    draft: u32,
+}
+
+impl<'m> Builder<'m> {
+    pub fn module(&self) -> &'m ModuleBuilder {
+        self.m
+    }
+
+    /// Appends an instruction after checking its operands belong to this open computation.
+    pub(crate) fn push(&self, op: Op, operands: &[Value], shape: Shape) -> Result<Value> {
+        let opcode = op.opcode();
+        let mut st = self.m.state.borrow_mut();
+        let draft = &mut st.drafts[self.draft as usize];
+        if draft.done {
+            return Err(HloError::Computation {
+                name: draft.name.clone(),
+                msg: format!("{opcode} added after finish"),
+            });
+        }
+        if let Some(v) = operands.iter().find(|v| v.draft != self.draft) {
+            return Err(HloError::ForeignValue {
+                op: opcode,
+                value: v.id.to_string(),
+                origin: format!("draft {}", v.draft),
+                target: draft.name.clone(),
+            });
+        }
+        let id = InstrId(draft.instrs.len() as u32);
+        draft.instrs.push(Instruction {
+            op,
+            operands: operands.iter().map(|v| v.id).collect(),
+            shape,
+            sharding: None,
+        });
+        Ok(Value {
+            draft: self.draft,
+            id,
+        })
+    }
+
+    /// The shape of a value of this computation.
+    pub fn shape(&self, v: Value) -> Result<Shape> {
+        let st = self.m.state.borrow();
+        if v.draft != self.draft {
+            return Err(HloError::ForeignValue {
+                op: "shape",
+                value: v.id.to_string(),
+                origin: format!("draft {}", v.draft),
+                target: st.drafts[self.draft as usize].name.clone(),
+            });
+        }
+        Ok(st.drafts[self.draft as usize].instrs[v.id.index()]
+            .shape
+            .clone())
+    }
+
+    /// The array shape of a value; errors (naming `op`) on tuples and tokens.
+    pub fn array_shape(&self, v: Value, op: &'static str) -> Result<ArrayShape> {
+        match self.shape(v)? {
+            Shape::Array(a) => Ok(a),
+            s => Err(shape_err(op, "expected an array operand", &[&s])),
+        }
+    }
+
+    pub fn element_type(&self, v: Value) -> Result<ElementType> {
+        Ok(self.array_shape(v, "element_type")?.ty)
+    }
+
+    pub fn dims(&self, v: Value) -> Result<Vec<i64>> {
+        Ok(self.array_shape(v, "dims")?.dims)
+    }
+
+    /// Annotates a value with a sharding (for SPMD partitioning).
+    pub fn set_sharding(&self, v: Value, sharding: Sharding) -> Result<()> {
+        self.shape(v)?;
+        let mut st = self.m.state.borrow_mut();
+        st.drafts[self.draft as usize].instrs[v.id.index()].sharding = Some(sharding);
+        Ok(())
+    }
+
+    /// Declares the next parameter (numbered in call order).
+    pub fn parameter(&self, shape: impl Into<Shape>, name: &str) -> Result<Value> {
+        let number = self.m.state.borrow().drafts[self.draft as usize]
+            .params
+            .len() as u32;
+        let v = self.push(
+            Op::Parameter {
+                number,
+                name: name.to_string(),
+            },
+            &[],
+            shape.into(),
+        )?;
+        self.m.state.borrow_mut().drafts[self.draft as usize]
+            .params
+            .push(v.id);
+        Ok(v)
+    }
+
+    pub fn constant(&self, lit: Literal) -> Result<Value> {
+        let shape = Shape::Array(lit.shape().clone());
+        self.push(Op::Constant(lit), &[], shape)
+    }
+
+    pub fn scalar<T: NativeType>(&self, v: T) -> Result<Value> {
+        self.constant(Literal::scalar(v))
+    }
+
+    /// A scalar constant of element type `ty` with value `v`.
+    pub fn scalar_of(&self, ty: ElementType, v: f64) -> Result<Value> {
+        self.constant(Literal::scalar_from_f64(ty, v))
+    }
+
+    /// An array constant from row-major values.
+    pub fn constant_slice<T: NativeType>(&self, values: &[T], dims: &[i64]) -> Result<Value> {
+        self.constant(Literal::from_slice(values, dims)?)
+    }
+
+    /// A constant `v` broadcast to `shape`.
+    pub fn full(&self, shape: &ArrayShape, v: f64) -> Result<Value> {
+        let s = self.scalar_of(shape.ty, v)?;
+        self.broadcast_in_dim(s, &shape.dims, &[])
+    }
+
+    pub fn zeros_like(&self, x: Value) -> Result<Value> {
+        let a = self.array_shape(x, "zeros_like")?;
+        self.full(&a, 0.0)
+    }
+
+    /// Values 0, 1, 2, ... along `dim` of `shape`.
+    pub fn iota(&self, shape: &ArrayShape, dim: i64) -> Result<Value> {
+        if dim < 0 || dim as usize >= shape.rank() {
+            return Err(shape_err(
+                "iota",
+                format!("dimension {dim} out of range"),
+                &[shape],
+            ));
+        }
+        if shape.ty.is_pred() {
+            return Err(shape_err("iota", "pred iota is not allowed", &[shape]));
+        }
+        self.push(Op::Iota { dim }, &[], Shape::Array(shape.clone()))
+    }
+
+    pub fn tuple(&self, items: &[Value]) -> Result<Value> {
+        let shapes = items
+            .iter()
+            .map(|&v| self.shape(v))
+            .collect::<Result<Vec<_>>>()?;
+        self.push(Op::Tuple, items, Shape::Tuple(shapes))
+    }
+
+    pub fn get_tuple_element(&self, t: Value, index: i64) -> Result<Value> {
+        let s = self.shape(t)?;
+        let elems = s
+            .tuple_elements()
+            .ok_or_else(|| shape_err("get-tuple-element", "operand is not a tuple", &[&s]))?;
+        let e = usize::try_from(index)
+            .ok()
+            .and_then(|i| elems.get(i))
+            .ok_or_else(|| {
+                shape_err(
+                    "get-tuple-element",
+                    format!("index {index} out of range"),
+                    &[&s],
+                )
+            })?
+            .clone();
+        self.push(Op::GetTupleElement { index }, &[t], e)
+    }
+
+    /// Closes this computation with `root` as its result and returns its id.
+    pub fn finish(&self, root: Value) -> Result<CompId> {
+        self.shape(root)?;
+        let mut st = self.m.state.borrow_mut();
+        let taken: std::collections::HashSet<String> =
+            st.finished.iter().map(|c| c.name.clone()).collect();
+        let draft = &mut st.drafts[self.draft as usize];
+        if draft.done {
+            return Err(HloError::Computation {
+                name: draft.name.clone(),
+                msg: "finished twice".into(),
+            });
+        }
+        draft.done = true;
+        let mut name = draft.name.clone();
+        let mut k = 1;
+        while taken.contains(&name) {
+            name = format!("{}.{k}", draft.name);
+            k += 1;
+        }
+        let params = std::mem::take(&mut draft.params);
+        let comp = Computation {
+            name,
+            instrs: std::mem::take(&mut draft.instrs),
+            params,
+            root: root.id,
+        };
+        st.finished.push(comp);
+        Ok(CompId((st.finished.len() - 1) as u32))
+    }
+
+    /// Checks that `comp` takes `params` and returns `result`, naming `op` otherwise.
+    pub(crate) fn check_signature(
+        &self,
+        op: &'static str,
+        comp: CompId,
+        params: &[Shape],
+        result: &Shape,
+    ) -> Result<()> {
+        let (p, r) = self.m.signature(comp)?;
+        if p != params || &r != result {
+            let want = format!("({}) -> {result}", join(params));
+            let got = format!("({}) -> {r}", join(&p));
+            return Err(shape_err(
+                op,
+                format!("called computation has signature {got}, expected {want}"),
+                &[],
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn join(shapes: &[Shape]) -> String {
+    shapes
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,428 @@
+//! Lowering of the IR to XLA's `HloModuleProto` (prost), the program format PJRT plugins take.
+//!
+//! Ids: computation `c` gets id `c + 1`; instructions get module-unique ids counted from 1 in
+//! module order (XLA treats ids as module-wide). Names are `<opcode>.<id>` (parameters keep
+//! their given name as a prefix), so they are unique as XLA requires.
+use crate::error::Result;
+use crate::ir::{Alias, CollectiveAttrs, Computation, Instruction, Module, Op, Sharding};
+use crate::literal::Literal;
+use crate::proto as p;
+use crate::shape::Shape;
+use crate::ElementType;
+use prost::Message;
+
+/// The shape as a proto, arrays with XLA's row-major layout.
+pub fn shape_proto(s: &Shape) -> p::ShapeProto {
+    match s {
+        Shape::Array(a) => p::ShapeProto {
+            element_type: a.ty.primitive_type() as i32,
+            dimensions: a.dims.clone(),
+            layout: Some(p::LayoutProto {
+                minor_to_major: a.minor_to_major(),
+            }),
+            is_dynamic_dimension: vec![false; a.rank()],
+            ..Default::default()
+        },
+        Shape::Tuple(t) => p::ShapeProto {
+            element_type: p::PrimitiveType::Tuple as i32,
+            tuple_shapes: t.iter().map(shape_proto).collect(),
+            ..Default::default()
+        },
+        Shape::Token => p::ShapeProto {
+            element_type: p::PrimitiveType::Token as i32,
+            ..Default::default()
+        },
+    }
+}
+
+pub fn literal_proto(l: &Literal) -> p::LiteralProto {
+    let mut out = p::LiteralProto {
+        shape: Some(shape_proto(&Shape::Array(l.shape().clone()))),
+        ..Default::default()
+    };
+    let b = l.bytes();
+    match l.element_type() {
+        ElementType::Pred => out.preds = b.iter().map(|&x| x != 0).collect(),
+        ElementType::S8 => out.s8s = b.to_vec(),
+        ElementType::U8 => out.u8s = b.to_vec(),
+        ElementType::F16 => out.f16s = b.to_vec(),
+        ElementType::Bf16 => out.bf16s = b.to_vec(),
+        ElementType::S32 => out.s32s = l.to_vec().unwrap_or_default(),
+        ElementType::S64 => out.s64s = l.to_vec().unwrap_or_default(),
+        ElementType::U32 => out.u32s = l.to_vec().unwrap_or_default(),
+        ElementType::U64 => out.u64s = l.to_vec().unwrap_or_default(),
+        ElementType::F32 => out.f32s = l.to_vec().unwrap_or_default(),
+        ElementType::F64 => out.f64s = l.to_vec().unwrap_or_default(),
+    }
+    out
+}
+
+pub fn sharding_proto(s: &Sharding) -> p::OpSharding {
+    use p::op_sharding::Type;
+    match s {
+        Sharding::Replicated => p::OpSharding {
+            r#type: Type::Replicated as i32,
+            ..Default::default()
+        },
+        Sharding::Maximal { device } => p::OpSharding {
+            r#type: Type::Maximal as i32,
+            tile_assignment_dimensions: vec![1],
+            tile_assignment_devices: vec![*device],
+            ..Default::default()
+        },
+        Sharding::Manual => p::OpSharding {
+            r#type: Type::Manual as i32,
+            ..Default::default()
+        },
+        Sharding::Tiled {
+            tile_dims,
+            devices,
+            replicate_last,
+        } => p::OpSharding {
+            r#type: Type::Other as i32,
+            tile_assignment_dimensions: tile_dims.clone(),
+            tile_assignment_devices: devices.clone(),
+            replicate_on_last_tile_dim: *replicate_last,
+            ..Default::default()
+        },
+        Sharding::Tuple(items) => p::OpSharding {
+            r#type: Type::Tuple as i32,
+            tuple_shardings: items.iter().map(sharding_proto).collect(),
+            ..Default::default()
+        },
+    }
+}
+
+fn groups_proto(attrs: &CollectiveAttrs) -> Vec<p::ReplicaGroup> {
+    attrs
+        .replica_groups
+        .iter()
+        .map(|g| p::ReplicaGroup {
+            replica_ids: g.clone(),
+        })
+        .collect()
+}
+
+fn set_collective(i: &mut p::HloInstructionProto, attrs: &CollectiveAttrs) {
+    i.replica_groups = groups_proto(attrs);
+    i.channel_id = attrs.channel_id.unwrap_or(0);
+    i.use_global_device_ids = attrs.use_global_device_ids;
+}
+
+/// Keeps letters, digits, `_`, `-` and `.` so a user's parameter name is a valid HLO name.
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "param".into()
+    } else {
+        s
+    }
+}
+
+fn instruction_proto(
+    inst: &Instruction,
+    id: i64,
+    operand_ids: Vec<i64>,
+    comp_id: impl Fn(crate::CompId) -> i64,
+) -> p::HloInstructionProto {
+    let mut i = p::HloInstructionProto {
+        opcode: inst.op.opcode().to_string(),
+        shape: Some(shape_proto(&inst.shape)),
+        id,
+        operand_ids,
+        called_computation_ids: inst
+            .op
+            .called_computations()
+            .into_iter()
+            .map(&comp_id)
+            .collect(),
+        sharding: inst.sharding.as_ref().map(sharding_proto),
+        ..Default::default()
+    };
+    i.name = match &inst.op {
+        Op::Parameter { name, .. } => format!("{}.{id}", sanitize(name)),
+        op => format!("{}.{id}", op.opcode()),
+    };
+    match &inst.op {
+        Op::Parameter { number, .. } => i.parameter_number = i64::from(*number),
+        Op::Constant(l) => i.literal = Some(literal_proto(l)),
+        Op::Iota { dim } => i.dimensions = vec![*dim],
+        Op::Compare { dir, ty } => {
+            i.comparison_direction = dir.name().into();
+            i.comparison_type = ty.name().into();
+        }
+        Op::Broadcast { dims }
+        | Op::Transpose { perm: dims }
+        | Op::Reverse { dims }
+        | Op::Reduce { dims, .. } => i.dimensions = dims.clone(),
+        Op::Slice {
+            starts,
+            limits,
+            strides,
+        } => {
+            i.slice_dimensions = (0..starts.len())
+                .map(|k| p::hlo_instruction_proto::SliceDimensions {
+                    start: starts[k],
+                    limit: limits[k],
+                    stride: strides[k],
+                })
+                .collect()
+        }
+        Op::DynamicSlice { sizes } => i.dynamic_slice_sizes = sizes.clone(),
+        Op::Concatenate { dim } => i.dimensions = vec![*dim],
+        Op::Pad { dims } => {
+            i.padding_config = Some(p::PaddingConfig {
+                dimensions: dims
+                    .iter()
+                    .map(|d| p::padding_config::PaddingConfigDimension {
+                        edge_padding_low: d.low,
+                        edge_padding_high: d.high,
+                        interior_padding: d.interior,
+                    })
+                    .collect(),
+            })
+        }
+        Op::Dot { dims, precision } => {
+            i.dot_dimension_numbers = Some(p::DotDimensionNumbers {
+                lhs_contracting_dimensions: dims.lhs_contracting.clone(),
+                rhs_contracting_dimensions: dims.rhs_contracting.clone(),
+                lhs_batch_dimensions: dims.lhs_batch.clone(),
+                rhs_batch_dimensions: dims.rhs_batch.clone(),
+            });
+            i.precision_config = Some(p::PrecisionConfig {
+                operand_precision: precision.iter().map(|&q| q as i32).collect(),
+            });
+        }
+        Op::ReduceWindow { window, .. } => {
+            i.window = Some(p::Window {
+                dimensions: window
+                    .iter()
+                    .map(|w| p::WindowDimension {
+                        size: w.size,
+                        stride: w.stride,
+                        padding_low: w.padding_low,
+                        padding_high: w.padding_high,
+                        window_dilation: w.window_dilation,
+                        base_dilation: w.base_dilation,
+                        window_reversal: false,
+                    })
+                    .collect(),
+            })
+        }
+        Op::Gather {
+            dims,
+            slice_sizes,
+            indices_are_sorted,
+        } => {
+            i.gather_dimension_numbers = Some(p::GatherDimensionNumbers {
+                offset_dims: dims.offset_dims.clone(),
+                collapsed_slice_dims: dims.collapsed_slice_dims.clone(),
+                start_index_map: dims.start_index_map.clone(),
+                index_vector_dim: dims.index_vector_dim,
+                operand_batching_dims: dims.operand_batching_dims.clone(),
+                start_indices_batching_dims: dims.start_indices_batching_dims.clone(),
+            });
+            i.gather_slice_sizes = slice_sizes.clone();
+            i.indices_are_sorted = *indices_are_sorted;
+        }
+        Op::Scatter {
+            dims,
+            indices_are_sorted,
+            unique_indices,
+            ..
+        } => {
+            i.scatter_dimension_numbers = Some(p::ScatterDimensionNumbers {
+                update_window_dims: dims.update_window_dims.clone(),
+                inserted_window_dims: dims.inserted_window_dims.clone(),
+                scatter_dims_to_operand_dims: dims.scatter_dims_to_operand_dims.clone(),
+                index_vector_dim: dims.index_vector_dim,
+                input_batching_dims: dims.input_batching_dims.clone(),
+                scatter_indices_batching_dims: dims.scatter_indices_batching_dims.clone(),
+            });
+            i.indices_are_sorted = *indices_are_sorted;
+            i.unique_indices = *unique_indices;
+        }
+        Op::Sort { dim, stable, .. } => {
+            i.dimensions = vec![*dim];
+            i.is_stable = *stable;
+        }
+        Op::RngBitGenerator { algorithm } => {
+            i.rng_algorithm = match algorithm {
+                crate::ir::RngAlgorithm::Default => p::RandomAlgorithm::RngDefault,
+                crate::ir::RngAlgorithm::ThreeFry => p::RandomAlgorithm::RngThreeFry,
+                crate::ir::RngAlgorithm::Philox => p::RandomAlgorithm::RngPhilox,
+            } as i32
+        }
+        Op::GetTupleElement { index } => i.tuple_index = *index,
+        Op::AllReduce { attrs, .. } => set_collective(&mut i, attrs),
+        Op::AllGather { attrs, dim }
+        | Op::ReduceScatter { attrs, dim, .. }
+        | Op::AllToAll { attrs, dim } => {
+            set_collective(&mut i, attrs);
+            i.dimensions = vec![*dim];
+        }
+        Op::CollectivePermute { pairs, channel_id } => {
+            i.source_target_pairs = pairs
+                .iter()
+                .map(|&(source, target)| p::SourceTarget { source, target })
+                .collect();
+            i.channel_id = channel_id.unwrap_or(0);
+        }
+        Op::CustomCall {
+            target,
+            backend_config,
+            operand_layouts,
+            has_side_effect,
+            api_version,
+        } => {
+            i.custom_call_target = target.clone();
+            i.backend_config = backend_config.clone().into_bytes();
+            if let Some(layouts) = operand_layouts {
+                i.constrain_layout = true;
+                i.operand_shapes_with_layout = layouts.iter().map(shape_proto).collect();
+            }
+            i.custom_call_has_side_effect = *has_side_effect;
+            i.custom_call_api_version = *api_version;
+        }
+        Op::ShardingHint(s) => {
+            i.custom_call_target = "Sharding".into();
+            i.sharding = Some(sharding_proto(s));
+        }
+        _ => {}
+    }
+    i
+}
+
+fn program_shape(c: &Computation) -> p::ProgramShapeProto {
+    p::ProgramShapeProto {
+        parameters: c.param_shapes().into_iter().map(shape_proto).collect(),
+        result: Some(shape_proto(c.root_shape())),
+        parameter_names: c.param_names().iter().map(|n| sanitize(n)).collect(),
+    }
+}
+
+fn alias_proto(a: &Alias) -> p::hlo_input_output_alias_proto::AliasEntryProto {
+    p::hlo_input_output_alias_proto::AliasEntryProto {
+        output_shape_index: a.output_index.clone(),
+        parameter_number: i64::from(a.param_number),
+        parameter_shape_index: a.param_index.clone(),
+        kind: if a.must_alias {
+            p::Kind::MustAlias
+        } else {
+            p::Kind::MayAlias
+        } as i32,
+    }
+}
+
+/// Lowers a (verified) module to the proto PJRT compiles.
+pub fn to_proto(m: &Module) -> Result<p::HloModuleProto> {
+    crate::passes::verify(m)?;
+    let comp_id = |c: crate::CompId| i64::from(c.0) + 1;
+    let mut next_id = 1i64;
+    let mut computations = Vec::with_capacity(m.computations.len());
+    for (ci, c) in m.computations.iter().enumerate() {
+        let base = next_id;
+        let instructions = c
+            .instrs
+            .iter()
+            .enumerate()
+            .map(|(k, inst)| {
+                let ops = inst
+                    .operands
+                    .iter()
+                    .map(|o| base + i64::from(o.0))
+                    .collect();
+                instruction_proto(inst, base + k as i64, ops, comp_id)
+            })
+            .collect::<Vec<_>>();
+        next_id += c.instrs.len() as i64;
+        computations.push(p::HloComputationProto {
+            name: c.name.clone(),
+            instructions,
+            program_shape: Some(program_shape(c)),
+            id: ci as i64 + 1,
+            root_id: base + i64::from(c.root.0),
+        });
+    }
+    let entry = m.entry_computation();
+    let entry_shardings: Vec<p::OpSharding> = entry
+        .params
+        .iter()
+        .filter_map(|&pid| entry.instr(pid).sharding.as_ref().map(sharding_proto))
+        .collect();
+    let all_params_sharded =
+        entry_shardings.len() == entry.params.len() && !entry.params.is_empty();
+    Ok(p::HloModuleProto {
+        name: sanitize(&m.name),
+        entry_computation_name: entry.name.clone(),
+        entry_computation_id: comp_id(m.entry),
+        computations,
+        host_program_shape: Some(program_shape(entry)),
+        id: 1,
+        input_output_alias: if m.aliases.is_empty() {
+            None
+        } else {
+            Some(p::HloInputOutputAliasProto {
+                entries: m.aliases.iter().map(alias_proto).collect(),
+            })
+        },
+        spmd_output_sharding: entry
+            .instr(entry.root)
+            .sharding
+            .as_ref()
+            .map(sharding_proto),
+        spmd_parameters_shardings: if all_params_sharded {
+            entry_shardings
+        } else {
+            vec![]
+        },
+        ..Default::default()
+    })
+}
+
+/// Serialized `HloModuleProto` bytes (PJRT program format `hlo`).
+pub fn to_proto_bytes(m: &Module) -> Result<Vec<u8>> {
+    Ok(to_proto(m)?.encode_to_vec())
+}
+
+impl Module {
+    /// Serialized `HloModuleProto`, ready for `PJRT_Client_Compile` with format `hlo`.
+    pub fn to_proto_bytes(&self) -> Result<Vec<u8>> {
+        to_proto_bytes(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ElementType::F32, ModuleBuilder};
+
+    #[test]
+    fn lowers_reduce_with_reducer_before_entry() {
+        let m = ModuleBuilder::new("t");
+        let b = m.builder("main");
+        let x = b.parameter(Shape::array(F32, vec![2, 3]), "x").unwrap();
+        let s = b.reduce_sum(x, &[1]).unwrap();
+        let e = b.finish(s).unwrap();
+        let module = m.build(e).unwrap();
+        let p = to_proto(&module).unwrap();
+        assert_eq!(p.computations.len(), 2);
+        assert_eq!(p.entry_computation_id, p.computations[1].id);
+        let reduce = p.computations[1].instructions.last().unwrap();
+        assert_eq!(reduce.opcode, "reduce");
+        assert_eq!(reduce.called_computation_ids, vec![p.computations[0].id]);
+        assert_eq!(
+            p.host_program_shape.unwrap().parameter_names,
+            vec!["x".to_string()]
+        );
+    }
+}
