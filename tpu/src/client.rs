@@ -1,0 +1,139 @@
+//! `PJRT_Client`: created from a plugin with typed options; owns devices, buffers, executables.
+use crate::api::{str_from, Api};
+use crate::device::Device;
+use crate::error::Result;
+use crate::ffi::{self, new_args};
+use crate::options::{ClientOptions, NamedValueArray};
+use crate::plugin::{Plugin, PluginKind};
+use std::sync::Arc;
+
+pub(crate) struct ClientInner {
+    pub(crate) plugin: Plugin,
+    pub(crate) raw: *mut ffi::PJRT_Client,
+}
+
+// SAFETY: PJRT clients are thread-safe by the C API's contract (every framework calls one client
+// from many threads; the header's functions take no thread affinity). The raw pointer is only
+// destroyed in Drop, after every Buffer/Executable/Device (which hold an Arc to this) is gone.
+unsafe impl Send for ClientInner {}
+// SAFETY: as above; no Rust-side mutable state.
+unsafe impl Sync for ClientInner {}
+
+impl ClientInner {
+    pub(crate) fn api(&self) -> &Api {
+        self.plugin.api()
+    }
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        let mut a: ffi::PJRT_Client_Destroy_Args = new_args();
+        a.client = self.raw;
+        if let Err(e) = pjrt!(self.api(), PJRT_Client_Destroy, &mut a) {
+            tracing::warn!("destroying PJRT client: {e}");
+        }
+    }
+}
+
+/// A PJRT client. Cheap to clone (shared handle); `Send + Sync`.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<ClientInner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("plugin", &self.inner.plugin.path())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Creates a client. For libtpu, enforces the safety rule first (see `tpu_safety`).
+    pub fn new(plugin: &Plugin, options: &ClientOptions) -> Result<Client> {
+        plugin.ensure_initialized()?;
+        if plugin.kind() == Some(PluginKind::Tpu) {
+            crate::tpu_safety::check_libtpu_client_allowed()?;
+        }
+        let named = options.named_values()?;
+        let array = NamedValueArray::new(&named);
+        let mut a: ffi::PJRT_Client_Create_Args = new_args();
+        a.create_options = array.values.as_ptr();
+        a.num_options = array.values.len();
+        pjrt!(plugin.api(), PJRT_Client_Create, &mut a)?;
+        drop(array);
+        if a.client.is_null() {
+            return Err(crate::Error::Plugin(
+                "PJRT_Client_Create returned no client".into(),
+            ));
+        }
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                plugin: plugin.clone(),
+                raw: a.client,
+            }),
+        })
+    }
+
+    /// A client on the default CPU plugin (installed on first use).
+    pub fn cpu(options: &ClientOptions) -> Result<Client> {
+        Client::new(&Plugin::cpu_default()?, options)
+    }
+
+    pub fn plugin(&self) -> &Plugin {
+        &self.inner.plugin
+    }
+
+    pub(crate) fn api(&self) -> &Api {
+        self.inner.api()
+    }
+
+    /// "cpu", "cuda", "tpu", ...
+    pub fn platform_name(&self) -> Result<String> {
+        let mut a: ffi::PJRT_Client_PlatformName_Args = new_args();
+        a.client = self.inner.raw;
+        pjrt!(self.api(), PJRT_Client_PlatformName, &mut a)?;
+        // SAFETY: the string is owned by the client, which is alive.
+        Ok(unsafe { str_from(a.platform_name, a.platform_name_size) })
+    }
+
+    pub fn platform_version(&self) -> Result<String> {
+        let mut a: ffi::PJRT_Client_PlatformVersion_Args = new_args();
+        a.client = self.inner.raw;
+        pjrt!(self.api(), PJRT_Client_PlatformVersion, &mut a)?;
+        // SAFETY: the string is owned by the client, which is alive.
+        Ok(unsafe { str_from(a.platform_version, a.platform_version_size) })
+    }
+
+    pub fn process_index(&self) -> Result<i32> {
+        let mut a: ffi::PJRT_Client_ProcessIndex_Args = new_args();
+        a.client = self.inner.raw;
+        pjrt!(self.api(), PJRT_Client_ProcessIndex, &mut a)?;
+        Ok(a.process_index)
+    }
+
+    /// All devices, addressable or not.
+    pub fn devices(&self) -> Result<Vec<Device>> {
+        let mut a: ffi::PJRT_Client_Devices_Args = new_args();
+        a.client = self.inner.raw;
+        pjrt!(self.api(), PJRT_Client_Devices, &mut a)?;
+        // SAFETY: the array is owned by the client, which is alive.
+        let raws = unsafe { crate::api::vec_from(a.devices, a.num_devices) };
+        raws.into_iter()
+            .map(|d| Device::from_raw(&self.inner, d))
+            .collect()
+    }
+
+    /// Devices this process can issue work to.
+    pub fn addressable_devices(&self) -> Result<Vec<Device>> {
+        let mut a: ffi::PJRT_Client_AddressableDevices_Args = new_args();
+        a.client = self.inner.raw;
+        pjrt!(self.api(), PJRT_Client_AddressableDevices, &mut a)?;
+        // SAFETY: the array is owned by the client, which is alive.
+        let raws = unsafe { crate::api::vec_from(a.addressable_devices, a.num_addressable_devices) };
+        raws.into_iter()
+            .map(|d| Device::from_raw(&self.inner, d))
+            .collect()
+    }
+}
