@@ -9,7 +9,7 @@
 
 mod dot;
 mod elementwise;
-
+mod indexing;
 mod reduce;
 mod shape_ops;
 
