@@ -10,6 +10,7 @@
 mod dot;
 mod elementwise;
 mod indexing;
+mod misc;
 mod reduce;
 mod shape_ops;
 
