@@ -6,6 +6,7 @@ pub mod error;
 pub mod ir;
 pub mod literal;
 pub mod lower;
+pub mod ops;
 pub mod passes;
 pub mod proto;
 pub mod shape;
