@@ -7,6 +7,7 @@
 //! its [`CompId`]; only finished computations can be called, so the module's computations are
 //! always ordered callees before callers.
 
+mod collectives;
 mod dot;
 mod elementwise;
 mod indexing;
