@@ -11,8 +11,8 @@ use super::require_float;
 use crate::builder::{Builder, Value};
 use crate::dtype::ElementType;
 use crate::error::{shape_err, Result};
-use crate::ir::{Op, RngAlgorithm};
-use crate::shape::{ArrayShape, Shape};
+use crate::ir::RngAlgorithm;
+use crate::shape::ArrayShape;
 
 /// 2^32: the number of values of a u32 random draw.
 const TWO_POW_32: f64 = 4_294_967_296.0;
@@ -44,14 +44,8 @@ impl Builder<'_> {
             return Ok((x, key));
         }
         let keep_prob = 1.0 - rate;
-        let bits_shape = Shape::array(ElementType::U32, a.dims.clone());
-        let r = self.push(
-            Op::RngBitGenerator {
-                algorithm: RngAlgorithm::ThreeFry,
-            },
-            &[key],
-            Shape::Tuple(vec![Shape::Array(key_shape), bits_shape]),
-        )?;
+        let bits_shape = a.with_type(ElementType::U32);
+        let r = self.rng_bit_generator(RngAlgorithm::ThreeFry, key, &bits_shape)?;
         let new_key = self.get_tuple_element(r, 0)?;
         let bits = self.get_tuple_element(r, 1)?;
         let threshold = (keep_prob * TWO_POW_32).round().min(f64::from(u32::MAX)) as u32;

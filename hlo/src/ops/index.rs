@@ -38,13 +38,14 @@ fn fits(ty: ElementType, v: f64) -> bool {
         return v == 0.0 || v == 1.0;
     }
     match int_bounds(ty) {
-        Some((lo, hi)) => v.fract() == 0.0 && v >= lo as f64 && v <= hi as f64,
+        // lo and hi + 1 are powers of two (or 0), exact in f64.
+        Some((lo, hi)) => v.fract() == 0.0 && v >= lo as f64 && v < (hi + 1) as f64,
         None => false,
     }
 }
 
-/// The scalar that loses to every element: the type's lowest value for argmax (-inf for
-/// floats), its highest for argmin.
+/// The reduction's initial value: the type's lowest value for argmax (-inf for floats), its
+/// highest for argmin; every element beats or ties it.
 fn identity(ty: ElementType, is_max: bool) -> Option<Literal> {
     Some(match (ty, is_max) {
         (ElementType::S8, true) => Literal::scalar(i8::MIN),
@@ -67,7 +68,8 @@ fn identity(ty: ElementType, is_max: bool) -> Option<Literal> {
 
 impl Builder<'_> {
     /// `indices.shape + [depth]` of `dtype`: `on` where the last coordinate equals the index,
-    /// `off` elsewhere. `indices` is an integer array; `on`/`off` must be exact in `dtype`.
+    /// `off` elsewhere. `indices` is an integer array. For integer and pred `dtype`s, `on` and
+    /// `off` must be exact values of it; float `dtype`s round them.
     pub fn one_hot(
         &self,
         indices: Value,
@@ -149,6 +151,8 @@ impl Builder<'_> {
         }
         let iota = self.iota(&a.with_type(index_type), ax)?;
         let comp = self.arg_reducer(op, a.ty, index_type, is_max)?;
+        // The init pairs the extreme value with index 0: it can only survive the reduction when
+        // every element holds that same extreme, and then index 0 is the right answer.
         let inits = [self.constant(init)?, self.scalar_of(index_type, 0.0)?];
         let r = self.reduce(&[x, iota], &inits, &[ax], comp)?;
         self.get_tuple_element(r, 1)
