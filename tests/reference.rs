@@ -38,8 +38,14 @@ fn reductions_and_windows() {
     assert_eq!(flat(&o), vec![8., 11.]);
     // Base dilation 2: [1,_,5] window 2 stride 1 -> sums 1, 5.
     let r = arr(&[1., 5.], &[2]);
-    let w = Win { bdil: 2, ..Win::new(2, 1, 0, 0) };
-    assert_eq!(flat(&reduce_window(&r, &[w], 0.0, |a, b| a + b)), vec![1., 5.]);
+    let w = Win {
+        bdil: 2,
+        ..Win::new(2, 1, 0, 0)
+    };
+    assert_eq!(
+        flat(&reduce_window(&r, &[w], 0.0, |a, b| a + b)),
+        vec![1., 5.]
+    );
 }
 
 #[test]
@@ -47,7 +53,10 @@ fn data_movement() {
     let x = arr(&[0., 1., 2., 3., 4., 5.], &[2, 3]);
     assert_eq!(flat(&transpose(&x, &[1, 0])), vec![0., 3., 1., 4., 2., 5.]);
     assert_eq!(flat(&reverse(&x, &[1])), vec![2., 1., 0., 5., 4., 3.]);
-    assert_eq!(flat(&slice(&x, &[0, 0], &[2, 3], &[1, 2])), vec![0., 2., 3., 5.]);
+    assert_eq!(
+        flat(&slice(&x, &[0, 0], &[2, 3], &[1, 2])),
+        vec![0., 2., 3., 5.]
+    );
     let b = broadcast_in_dim(&arr(&[7., 8.], &[2]), &[2, 2], &[0]);
     assert_eq!(flat(&b), vec![7., 7., 8., 8.]);
     let c = concatenate(&[&x, &x], 0);
@@ -88,7 +97,10 @@ fn gather_and_scatter() {
         index_vector_dim: 1,
         ..Default::default()
     };
-    assert_eq!(flat(&gather(&x, &idx, &dn, &[2, 2])), vec![7., 8., 10., 11.]);
+    assert_eq!(
+        flat(&gather(&x, &idx, &dn, &[2, 2])),
+        vec![7., 8., 10., 11.]
+    );
     // Scatter-add rows with a duplicate index.
     let sd = ScatterDims {
         update_window_dims: vec![1],
@@ -108,7 +120,11 @@ fn sort_softmax_norm_gelu() {
     let v = arr(&[0., 1., 2., 3.], &[4]);
     let o = sort_by_key(&[&k, &v], 0, |a, b| a < b);
     assert_eq!(flat(&o[0]), vec![1., 1., 2., 3.]);
-    assert_eq!(flat(&o[1]), vec![1., 3., 2., 0.], "stable: equal keys keep order");
+    assert_eq!(
+        flat(&o[1]),
+        vec![1., 3., 2., 0.],
+        "stable: equal keys keep order"
+    );
     let s = softmax(&arr(&[0., 0., f64::ln(2.0)], &[1, 3]), 1);
     assert_close(&flat(&s), &[0.25, 0.25, 0.5], 1e-15, 0.0, "softmax");
     let l = logsumexp(&arr(&[0., f64::ln(3.0)], &[2]), 0);
@@ -116,8 +132,20 @@ fn sort_softmax_norm_gelu() {
     let n = layer_norm(&arr(&[1., 3.], &[1, 2]), &[2., 1.], &[0., 1.], 0.0);
     assert_close(&flat(&n), &[-2., 2.], 1e-12, 0.0, "layer_norm");
     assert_close(&[erf(1.0)], &[0.842_700_792_949_714_9], 1e-15, 0.0, "erf");
-    assert_close(&[gelu_erf(1.0)], &[0.841_344_746_068_542_9], 1e-15, 0.0, "gelu");
-    assert_close(&[gelu_tanh(1.0)], &[0.841_191_990_607_477_2], 1e-12, 0.0, "gelu tanh");
+    assert_close(
+        &[gelu_erf(1.0)],
+        &[0.841_344_746_068_542_9],
+        1e-15,
+        0.0,
+        "gelu",
+    );
+    assert_close(
+        &[gelu_tanh(1.0)],
+        &[0.841_191_990_607_477_2],
+        1e-12,
+        0.0,
+        "gelu tanh",
+    );
     assert_eq!(argmax(&arr(&[1., 7., 7., 2.], &[1, 4]), 1), vec![1]);
     assert_eq!(one_hot(&[2, 0], 3), vec![0., 0., 1., 1., 0., 0.]);
     assert_eq!(round_even(2.5), 2.0);

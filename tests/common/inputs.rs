@@ -24,7 +24,10 @@ pub fn uniform(r: &mut StdRng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
 }
 
 pub fn uniform_f32(r: &mut StdRng, n: usize, lo: f64, hi: f64) -> Vec<f32> {
-    uniform(r, n, lo, hi).into_iter().map(|x| x as f32).collect()
+    uniform(r, n, lo, hi)
+        .into_iter()
+        .map(|x| x as f32)
+        .collect()
 }
 
 /// Integers in `[lo, hi]`, re-drawn until not all zero.
@@ -50,5 +53,7 @@ pub fn cast<T: TryFrom<i64>>(v: &[i64]) -> Vec<T>
 where
     T::Error: std::fmt::Debug,
 {
-    v.iter().map(|&x| T::try_from(x).expect("value in range")).collect()
+    v.iter()
+        .map(|&x| T::try_from(x).expect("value in range"))
+        .collect()
 }

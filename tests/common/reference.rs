@@ -156,7 +156,10 @@ pub fn reduce_window(x: &A, win: &[Win], init: f64, f: impl Fn(f64, f64) -> f64)
 
 /// transpose: output dimension i is operand dimension perm[i].
 pub fn transpose(x: &A, perm: &[usize]) -> A {
-    x.clone().permuted_axes(IxDyn(perm)).as_standard_layout().to_owned()
+    x.clone()
+        .permuted_axes(IxDyn(perm))
+        .as_standard_layout()
+        .to_owned()
 }
 
 pub fn reverse(x: &A, dims: &[usize]) -> A {
@@ -196,7 +199,10 @@ pub fn slice(x: &A, start: &[usize], limit: &[usize], stride: &[usize]) -> A {
 
 pub fn concatenate(xs: &[&A], dim: usize) -> A {
     let views: Vec<_> = xs.iter().map(|a| a.view()).collect();
-    ndarray::concatenate(Axis(dim), &views).expect("concatenable").as_standard_layout().to_owned()
+    ndarray::concatenate(Axis(dim), &views)
+        .expect("concatenable")
+        .as_standard_layout()
+        .to_owned()
 }
 
 /// pad with (low, high, interior) per dimension; negative low/high crop.
@@ -357,8 +363,8 @@ pub fn scatter(
         for (k, &d) in ibatch_in.iter().enumerate() {
             start[d] = g[batch_pos(ibatch_idx[k], ivd)] as i64;
         }
-        let fits =
-            (0..x.ndim()).all(|d| start[d] >= 0 && start[d] + wsize[d] as i64 <= x.shape()[d] as i64);
+        let fits = (0..x.ndim())
+            .all(|d| start[d] >= 0 && start[d] + wsize[d] as i64 <= x.shape()[d] as i64);
         if !fits {
             continue;
         }
