@@ -8,6 +8,7 @@
 //! always ordered callees before callers.
 
 mod collectives;
+mod control;
 mod dot;
 mod elementwise;
 mod indexing;
