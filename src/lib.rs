@@ -1,1 +1,5 @@
 //! tpu-run: BERT as XLA HLO, compiled and run through PJRT plugins.
+pub mod backend;
+pub mod cli;
+pub mod examples;
+pub mod run;

@@ -1,0 +1,81 @@
+//! The `tpu-run` command line: argument definitions and dispatch to one module per command.
+mod demo;
+mod devices;
+mod hlo_dump;
+mod plugin;
+mod selftest;
+
+use crate::backend::Backend;
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "tpu-run",
+    version,
+    about = "BERT as XLA HLO, compiled and run through PJRT plugins"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where to run: the backend and, optionally, an explicit plugin file.
+#[derive(Args, Clone)]
+pub struct DeviceArgs {
+    /// Device backend (its PJRT plugin is found or, for cpu, installed on first use).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: Backend,
+    /// Path of a PJRT plugin shared library; overrides discovery.
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
+    /// Number of virtual CPU devices (CPU backend only).
+    #[arg(long, default_value_t = 1)]
+    pub cpu_devices: i64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a small program, print its HLO, compile and run it, check the results.
+    Demo(DeviceArgs),
+    /// Run every example program and compare with Rust references (and optionally a saved run).
+    Selftest(selftest::SelftestArgs),
+    /// HLO tools.
+    #[command(subcommand)]
+    Hlo(HloCommand),
+    /// Manage PJRT plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// List the devices a backend's plugin offers.
+    Devices(DeviceArgs),
+}
+
+#[derive(Subcommand)]
+enum HloCommand {
+    /// Print the HLO text of an example program (and optionally write its HloModuleProto).
+    Dump(hlo_dump::DumpArgs),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Fetch a plugin wheel with pip and unpack it into the per-user cache.
+    Install {
+        #[arg(value_enum)]
+        backend: Backend,
+    },
+    /// Show every plugin found: path, package version, platform, C API version.
+    List,
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(a) => demo::run(&a),
+        Command::Selftest(a) => selftest::run(&a),
+        Command::Hlo(HloCommand::Dump(a)) => hlo_dump::run(&a),
+        Command::Plugin(PluginCommand::Install { backend }) => plugin::install(backend),
+        Command::Plugin(PluginCommand::List) => plugin::list(),
+        Command::Devices(a) => devices::run(&a),
+    }
+}
