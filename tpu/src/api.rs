@@ -151,7 +151,11 @@ impl Api {
     }
 
     /// Awaits `event` (if not NULL), then destroys it. Returns the event's error, if any.
-    pub(crate) fn await_event(&self, event: *mut ffi::PJRT_Event, what: &'static str) -> Result<()> {
+    pub(crate) fn await_event(
+        &self,
+        event: *mut ffi::PJRT_Event,
+        what: &'static str,
+    ) -> Result<()> {
         if event.is_null() {
             return Ok(());
         }

@@ -34,7 +34,9 @@ pub(crate) fn element_count(dims: &[i64]) -> Result<usize> {
     let mut n: usize = 1;
     for &d in dims {
         let d = usize::try_from(d).map_err(|_| Error::BadDims(dims.to_vec()))?;
-        n = n.checked_mul(d).ok_or_else(|| Error::BadDims(dims.to_vec()))?;
+        n = n
+            .checked_mul(d)
+            .ok_or_else(|| Error::BadDims(dims.to_vec()))?;
     }
     Ok(n)
 }
@@ -72,7 +74,10 @@ impl Drop for Buffer {
 
 impl Buffer {
     /// Wraps a buffer the plugin returned (takes ownership), reading its type and dims.
-    pub(crate) fn from_raw(client: &Arc<ClientInner>, raw: *mut ffi::PJRT_Buffer) -> Result<Buffer> {
+    pub(crate) fn from_raw(
+        client: &Arc<ClientInner>,
+        raw: *mut ffi::PJRT_Buffer,
+    ) -> Result<Buffer> {
         if raw.is_null() {
             return Err(Error::Plugin("the plugin returned a NULL buffer".into()));
         }
@@ -137,7 +142,9 @@ impl Buffer {
         let mut a: ffi::PJRT_Buffer_ReadyEvent_Args = new_args();
         a.buffer = self.raw;
         pjrt!(self.client.api(), PJRT_Buffer_ReadyEvent, &mut a)?;
-        self.client.api().await_event(a.event, "PJRT_Buffer_ReadyEvent")
+        self.client
+            .api()
+            .await_event(a.event, "PJRT_Buffer_ReadyEvent")
     }
 
     /// The contents as little-endian bytes, row-major.
@@ -178,9 +185,8 @@ impl Buffer {
                 self.dims
             )));
         }
-        hlo::dtype::from_le_bytes::<T>(&bytes).ok_or_else(|| {
-            Error::Plugin("host bytes are not a whole number of elements".into())
-        })
+        hlo::dtype::from_le_bytes::<T>(&bytes)
+            .ok_or_else(|| Error::Plugin("host bytes are not a whole number of elements".into()))
     }
 }
 

@@ -131,7 +131,8 @@ impl Client {
         a.client = self.inner.raw;
         pjrt!(self.api(), PJRT_Client_AddressableDevices, &mut a)?;
         // SAFETY: the array is owned by the client, which is alive.
-        let raws = unsafe { crate::api::vec_from(a.addressable_devices, a.num_addressable_devices) };
+        let raws =
+            unsafe { crate::api::vec_from(a.addressable_devices, a.num_addressable_devices) };
         raws.into_iter()
             .map(|d| Device::from_raw(&self.inner, d))
             .collect()

@@ -57,7 +57,10 @@ pub struct DeviceMemoryStats {
 }
 
 impl Device {
-    pub(crate) fn from_raw(client: &Arc<ClientInner>, raw: *mut ffi::PJRT_Device) -> Result<Device> {
+    pub(crate) fn from_raw(
+        client: &Arc<ClientInner>,
+        raw: *mut ffi::PJRT_Device,
+    ) -> Result<Device> {
         if raw.is_null() {
             return Err(Error::Plugin("the plugin returned a NULL device".into()));
         }

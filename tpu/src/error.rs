@@ -26,7 +26,10 @@ pub enum Error {
     Load { path: PathBuf, reason: String },
 
     #[error("the plugin's PJRT C API {version} has no `{entry}` (needs a newer plugin)")]
-    ApiTooOld { entry: &'static str, version: String },
+    ApiTooOld {
+        entry: &'static str,
+        version: String,
+    },
 
     #[error("plugin C API major version {major} is not supported (this build supports major {supported})")]
     ApiMajor { major: i32, supported: i32 },
@@ -54,14 +57,19 @@ pub enum Error {
         got: Vec<i64>,
     },
 
-    #[error("device list mismatch: the executable runs on {expected} devices, got {got} argument lists")]
+    #[error(
+        "device list mismatch: the executable runs on {expected} devices, got {got} argument lists"
+    )]
     DeviceCount { expected: usize, got: usize },
 
     #[error("argument {index} on device list {device}: the buffer was deleted or donated by an earlier execute")]
     Deleted { device: usize, index: usize },
 
     #[error("element type mismatch: the buffer holds {buffer}, asked for {asked}")]
-    Dtype { buffer: ElementType, asked: ElementType },
+    Dtype {
+        buffer: ElementType,
+        asked: ElementType,
+    },
 
     #[error("host data has {got} bytes but the shape {dims:?} of {dtype} needs {expected}")]
     HostSize {

@@ -12,6 +12,13 @@ use prost::Message;
 use std::ffi::c_char;
 use std::sync::Arc;
 
+/// `xla.HloModuleProtoWithConfig` (hlo.proto): only the module is read.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HloModuleProtoWithConfig {
+    #[prost(message, optional, tag = "1")]
+    hlo_module: Option<proto::HloModuleProto>,
+}
+
 /// Shape of one array parameter or output.
 pub type ArrayShape = (ElementType, Vec<i64>);
 
@@ -36,8 +43,11 @@ pub struct Executable {
     loaded: *mut ffi::PJRT_LoadedExecutable,
     exec: *mut ffi::PJRT_Executable,
     /// Per-device parameter shapes, checked before every execute. `None` for a parameter whose
-    /// dims cannot be told (tuple parameter): only its presence is checked.
+    /// dims cannot be told (tuple parameter): only its presence is checked. Empty when no shape
+    /// source was available (then only the device count is checked and the plugin's own byte-size
+    /// check applies).
     params: Vec<Option<ArrayShape>>,
+    params_known: bool,
     num_outputs: usize,
     devices: Vec<Device>,
 }
@@ -165,6 +175,7 @@ impl Executable {
             loaded,
             exec: g.executable,
             params: Vec::new(),
+            params_known: false,
             num_outputs: 0,
             devices: Vec::new(),
         };
@@ -181,23 +192,32 @@ impl Executable {
             .into_iter()
             .map(|r| Device::from_raw(client, r))
             .collect::<Result<_>>()?;
-        exe.params = match params {
-            Some(p) => p,
-            None => exe.optimized_parameter_shapes()?,
+        let params = match params {
+            Some(p) => Some(p),
+            None => match exe.optimized_parameter_shapes() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!("no parameter shapes for argument checks: {e}");
+                    None
+                }
+            },
         };
+        exe.params_known = params.is_some();
+        exe.params = params.unwrap_or_default();
         Ok(exe)
     }
 
     /// Per-device parameter shapes from the plugin's optimized program.
     fn optimized_parameter_shapes(&self) -> Result<Vec<Option<ArrayShape>>> {
-        let bytes = self.optimized_program()?;
+        let bytes = self.optimized_module()?;
         module_parameter_shapes(&bytes).ok_or_else(|| {
             Error::Plugin("cannot read parameter shapes from the optimized program".into())
         })
     }
 
-    /// The optimized HloModuleProto as the plugin compiled it.
-    pub fn optimized_program(&self) -> Result<Vec<u8>> {
+    /// The optimized program as the plugin compiled it: (format, bytes). The CPU plugin answers
+    /// with format "hlo_with_config" (an `HloModuleProtoWithConfig`).
+    pub fn optimized_program(&self) -> Result<(String, Vec<u8>)> {
         let api = self.client.api();
         let mut program: ffi::PJRT_Program = new_args();
         let mut a: ffi::PJRT_Executable_OptimizedProgram_Args = new_args();
@@ -211,7 +231,27 @@ impl Executable {
         b.program = &mut program;
         pjrt!(api, PJRT_Executable_OptimizedProgram, &mut b)?;
         code.truncate(program.code_size);
-        Ok(code)
+        // SAFETY: the format string is owned by the plugin and outlives this call.
+        let format = unsafe { str_from(program.format, program.format_size) };
+        Ok((format, code))
+    }
+
+    /// The optimized program as serialized `HloModuleProto` bytes.
+    pub fn optimized_module(&self) -> Result<Vec<u8>> {
+        let (format, code) = self.optimized_program()?;
+        match format.as_str() {
+            "hlo" => Ok(code),
+            "hlo_with_config" => HloModuleProtoWithConfig::decode(code.as_slice())
+                .ok()
+                .and_then(|w| w.hlo_module)
+                .map(|m| m.encode_to_vec())
+                .ok_or_else(|| {
+                    Error::Plugin("cannot decode the optimized HloModuleProtoWithConfig".into())
+                }),
+            other => Err(Error::Plugin(format!(
+                "optimized program in format {other:?}, expected \"hlo\" or \"hlo_with_config\""
+            ))),
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -225,9 +265,10 @@ impl Executable {
         &self.devices
     }
 
-    /// Per-device parameter shapes checked at execute (`None`: not an array parameter).
-    pub fn parameter_shapes(&self) -> &[Option<ArrayShape>] {
-        &self.params
+    /// Per-device parameter shapes checked at execute (`None`: not an array parameter);
+    /// `None` when the shapes are unknown (see [`Client::compile_with_shapes`]).
+    pub fn parameter_shapes(&self) -> Option<&[Option<ArrayShape>]> {
+        self.params_known.then_some(self.params.as_slice())
     }
 
     /// Outputs per device (a tuple root is flattened into its elements).
@@ -261,9 +302,18 @@ impl Executable {
     pub fn output_element_types(&self) -> Result<Vec<ElementType>> {
         let mut a: ffi::PJRT_Executable_OutputElementTypes_Args = new_args();
         a.executable = self.exec;
-        pjrt!(self.client.api(), PJRT_Executable_OutputElementTypes, &mut a)?;
+        pjrt!(
+            self.client.api(),
+            PJRT_Executable_OutputElementTypes,
+            &mut a
+        )?;
         // SAFETY: owned by the executable, which is alive.
-        let raw = unsafe { vec_from(a.output_types as *const ffi::PJRT_Buffer_Type, a.num_output_types) };
+        let raw = unsafe {
+            vec_from(
+                a.output_types as *const ffi::PJRT_Buffer_Type,
+                a.num_output_types,
+            )
+        };
         raw.into_iter()
             .map(|t| from_pjrt_type(t).ok_or(Error::UnsupportedType(t)))
             .collect()
@@ -316,7 +366,11 @@ impl Executable {
     pub fn memory_stats(&self) -> Result<Option<CompiledMemoryStats>> {
         let mut a: ffi::PJRT_Executable_GetCompiledMemoryStats_Args = new_args();
         a.executable = self.exec;
-        match pjrt!(self.client.api(), PJRT_Executable_GetCompiledMemoryStats, &mut a) {
+        match pjrt!(
+            self.client.api(),
+            PJRT_Executable_GetCompiledMemoryStats,
+            &mut a
+        ) {
             Ok(()) => {}
             Err(e) if unsupported(&e) => return Ok(None),
             Err(e) => return Err(e),
@@ -345,7 +399,9 @@ impl Executable {
             Err(e) => return Err(e),
         }
         // SAFETY: owned by the executable, which is alive.
-        Ok(Some(unsafe { read_named_values(a.properties, a.num_properties) }))
+        Ok(Some(unsafe {
+            read_named_values(a.properties, a.num_properties)
+        }))
     }
 
     /// A platform-specific serialization for a compile cache (same plugin build only).
@@ -387,14 +443,14 @@ impl Executable {
             });
         }
         for (dev, list) in args.iter().enumerate() {
-            if list.len() != self.params.len() {
+            if self.params_known && list.len() != self.params.len() {
                 return Err(Error::ArgCount {
                     expected: self.params.len(),
                     got: list.len(),
                 });
             }
-            for (index, (b, p)) in list.iter().zip(&self.params).enumerate() {
-                if let Some((et, dims)) = p {
+            for (index, b) in list.iter().enumerate() {
+                if let Some(Some((et, dims))) = self.params.get(index) {
                     if b.element_type() != *et {
                         return Err(Error::ArgDtype {
                             index,
@@ -426,7 +482,17 @@ impl Executable {
         self.check_arguments(args)?;
         let api = self.client.api();
         let num_devices = args.len();
-        let num_args = self.params.len();
+        let num_args = args.first().map_or(0, |l| l.len());
+        if args.iter().any(|l| l.len() != num_args) {
+            return Err(Error::ArgCount {
+                expected: num_args,
+                got: args
+                    .iter()
+                    .map(|l| l.len())
+                    .find(|&n| n != num_args)
+                    .unwrap_or(0),
+            });
+        }
         let arg_ptrs: Vec<Vec<*mut ffi::PJRT_Buffer>> = args
             .iter()
             .map(|l| l.iter().map(|b| b.raw).collect())

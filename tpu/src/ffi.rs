@@ -15,7 +15,12 @@
 //! - args structs are only ever created with [`new_args`] (all zero, `struct_size` set);
 //! - C enums are declared as `c_int` type aliases so that an all-zero struct is always valid and an
 //!   unknown value coming from a newer plugin is never undefined behaviour.
-#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code)]
+#![allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code
+)]
 
 use std::ffi::{c_char, c_int, c_void};
 use std::mem::{offset_of, size_of};
@@ -508,7 +513,8 @@ pub struct PJRT_Api {
     pub PJRT_Executable_NumReplicas: F<PJRT_Executable_NumReplicas_Args>,
     pub PJRT_Executable_NumPartitions: F<PJRT_Executable_NumPartitions_Args>,
     pub PJRT_Executable_NumOutputs: F<PJRT_Executable_NumOutputs_Args>,
-    pub PJRT_Executable_SizeOfGeneratedCodeInBytes: F<PJRT_Executable_SizeOfGeneratedCodeInBytes_Args>,
+    pub PJRT_Executable_SizeOfGeneratedCodeInBytes:
+        F<PJRT_Executable_SizeOfGeneratedCodeInBytes_Args>,
     pub PJRT_Executable_GetCostAnalysis: F<PJRT_Executable_GetCostAnalysis_Args>,
     pub PJRT_Executable_OutputMemoryKinds: Unused,
     pub PJRT_Executable_OptimizedProgram: F<PJRT_Executable_OptimizedProgram_Args>,
@@ -634,7 +640,10 @@ mod tests {
         let off = offset_of!(PJRT_Api, PJRT_LoadedExecutable_GetDeviceAssignment);
         assert_eq!(off + 8, 984);
         assert!(entry_available(984, off));
-        assert!(!entry_available(984, offset_of!(PJRT_Api, PJRT_Client_CreateErrorBuffer)));
+        assert!(!entry_available(
+            984,
+            offset_of!(PJRT_Api, PJRT_Client_CreateErrorBuffer)
+        ));
         assert!(entry_available(
             984,
             offset_of!(PJRT_Api, PJRT_Executable_GetCompiledMemoryStats)
@@ -648,9 +657,41 @@ mod tests {
         assert_eq!(PJRT_Plugin_Initialize_Args::STRUCT_SIZE, 16);
         assert_eq!(PJRT_Client_Create_Args::STRUCT_SIZE, 88);
         assert_eq!(PJRT_Program::STRUCT_SIZE, 48);
-        assert_eq!(PJRT_Client_BufferFromHostBuffer_Args::STRUCT_SIZE, 112);
+        assert_eq!(PJRT_Client_BufferFromHostBuffer_Args::STRUCT_SIZE, 120);
         assert_eq!(PJRT_LoadedExecutable_Execute_Args::STRUCT_SIZE, 80);
         assert_eq!(PJRT_Error_GetCode_Args::STRUCT_SIZE, 28);
+        // Structs only grow between minor versions: ours are never smaller than the sizes gcc
+        // computes from the CPU plugin's own 0.81 header.
+        let at_0_81: [(usize, usize); 19] = [
+            (PJRT_Client_BufferFromHostBuffer_Args::STRUCT_SIZE, 120),
+            (PJRT_LoadedExecutable_Execute_Args::STRUCT_SIZE, 80),
+            (PJRT_ExecuteOptions::STRUCT_SIZE, 112),
+            (PJRT_Client_Create_Args::STRUCT_SIZE, 88),
+            (PJRT_Client_Compile_Args::STRUCT_SIZE, 56),
+            (PJRT_Program::STRUCT_SIZE, 48),
+            (PJRT_NamedValue::STRUCT_SIZE, 56),
+            (PJRT_Device_MemoryStats_Args::STRUCT_SIZE, 185),
+            (
+                PJRT_Executable_GetCompiledMemoryStats_Args::STRUCT_SIZE,
+                112,
+            ),
+            (PJRT_Executable_Serialize_Args::STRUCT_SIZE, 56),
+            (PJRT_Executable_DeserializeAndLoad_Args::STRUCT_SIZE, 64),
+            (PJRT_Buffer_ToHostBuffer_Args::STRUCT_SIZE, 56),
+            (PJRT_Executable_OutputDimensions_Args::STRUCT_SIZE, 48),
+            (PJRT_Executable_OutputElementTypes_Args::STRUCT_SIZE, 40),
+            (PJRT_Executable_GetCostAnalysis_Args::STRUCT_SIZE, 40),
+            (PJRT_Error_GetCode_Args::STRUCT_SIZE, 28),
+            (PJRT_Executable_OptimizedProgram_Args::STRUCT_SIZE, 32),
+            (PJRT_DeviceDescription_Kind_Args::STRUCT_SIZE, 40),
+            (PJRT_Plugin_Attributes_Args::STRUCT_SIZE, 32),
+        ];
+        for (i, (ours, old)) in at_0_81.iter().enumerate() {
+            assert!(ours >= old, "struct #{i}: {ours} < {old}");
+        }
+        // Appended after 0.81 (the 0.113 layout): ExecuteOptions, MemoryStats, DeserializeAndLoad.
+        assert_eq!(PJRT_ExecuteOptions::STRUCT_SIZE, 144);
+        assert_eq!(PJRT_Executable_DeserializeAndLoad_Args::STRUCT_SIZE, 72);
         let a: PJRT_Client_Create_Args = new_args();
         assert_eq!(a.struct_size, PJRT_Client_Create_Args::STRUCT_SIZE);
         assert!(a.client.is_null());

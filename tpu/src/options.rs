@@ -100,13 +100,17 @@ impl ClientOptions {
         let mut out: Vec<(String, Value)> = Vec::new();
         if let Some(n) = self.cpu_device_count {
             if n < 1 {
-                return Err(Error::Option(format!("cpu_device_count must be >= 1, got {n}")));
+                return Err(Error::Option(format!(
+                    "cpu_device_count must be >= 1, got {n}"
+                )));
             }
             out.push(("cpu_device_count".into(), Value::Int64(n)));
         }
         if let Some(f) = self.memory_fraction {
             if !(f > 0.0 && f <= 1.0) {
-                return Err(Error::Option(format!("memory_fraction must be in (0, 1], got {f}")));
+                return Err(Error::Option(format!(
+                    "memory_fraction must be in (0, 1], got {f}"
+                )));
             }
             out.push(("memory_fraction".into(), Value::Float(f)));
         }
@@ -319,10 +323,7 @@ impl CompileOptions {
                     OptionOverride::Int(i) => V::IntField(*i),
                     OptionOverride::Double(d) => V::DoubleField(*d),
                 };
-                (
-                    k.clone(),
-                    proto::OptionOverrideProto { value: Some(value) },
-                )
+                (k.clone(), proto::OptionOverrideProto { value: Some(value) })
             })
             .collect();
         Ok(proto::CompileOptionsProto {
@@ -363,7 +364,13 @@ mod tests {
     fn device_assignment_is_checked() {
         let mut o = CompileOptions::replicas(2);
         o.device_assignment = Some(vec![vec![0, 1]]);
-        let da = o.to_proto().unwrap().executable_build_options.unwrap().device_assignment.unwrap();
+        let da = o
+            .to_proto()
+            .unwrap()
+            .executable_build_options
+            .unwrap()
+            .device_assignment
+            .unwrap();
         assert_eq!(da.replica_count, 2);
         assert_eq!(da.computation_devices[0].replica_device_ids, vec![0, 1]);
         o.device_assignment = Some(vec![vec![0, 0]]);
@@ -376,8 +383,10 @@ mod tests {
     #[test]
     fn overrides_are_encoded() {
         let mut o = CompileOptions::default();
-        o.env_option_overrides
-            .insert("xla_cpu_enable_fast_math".into(), OptionOverride::Bool(false));
+        o.env_option_overrides.insert(
+            "xla_cpu_enable_fast_math".into(),
+            OptionOverride::Bool(false),
+        );
         let p = o.to_proto().unwrap();
         assert_eq!(p.env_option_overrides.len(), 1);
     }

@@ -57,8 +57,14 @@ impl PluginKind {
         match self {
             PluginKind::Cpu => &[("xla-cpu-pjrt", "xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so")],
             PluginKind::Cuda => &[
-                ("jax-cuda13-pjrt", "jax_plugins/xla_cuda13/xla_cuda_plugin.so"),
-                ("jax-cuda12-pjrt", "jax_plugins/xla_cuda12/xla_cuda_plugin.so"),
+                (
+                    "jax-cuda13-pjrt",
+                    "jax_plugins/xla_cuda13/xla_cuda_plugin.so",
+                ),
+                (
+                    "jax-cuda12-pjrt",
+                    "jax_plugins/xla_cuda12/xla_cuda_plugin.so",
+                ),
             ],
             PluginKind::Tpu => &[("libtpu", "libtpu/libtpu.so")],
         }
@@ -162,19 +168,19 @@ impl Plugin {
         let flags = libc::RTLD_NOW | libc::RTLD_LOCAL;
         // SAFETY: loading a PJRT plugin runs its static initializers; plugins are shared
         // libraries built for exactly this use.
-        let lib = unsafe { libloading::os::unix::Library::open(Some(&canonical), flags) }
-            .map_err(|e| Error::Load {
+        let lib = unsafe { libloading::os::unix::Library::open(Some(&canonical), flags) }.map_err(
+            |e| Error::Load {
                 path: canonical.clone(),
                 reason: e.to_string(),
-            })?;
+            },
+        )?;
         let lib: libloading::Library = lib.into();
         // SAFETY: `GetPjrtApi` has this signature in every PJRT plugin (pjrt_c_api.h).
-        let get: libloading::Symbol<GetPjrtApi> = unsafe { lib.get(b"GetPjrtApi\0") }.map_err(|e| {
-            Error::Load {
+        let get: libloading::Symbol<GetPjrtApi> =
+            unsafe { lib.get(b"GetPjrtApi\0") }.map_err(|e| Error::Load {
                 path: canonical.clone(),
                 reason: format!("not a PJRT plugin (no GetPjrtApi symbol): {e}"),
-            }
-        })?;
+            })?;
         // SAFETY: calling the plugin's entry point; it returns a pointer to a static table.
         let raw = unsafe { get() };
         if raw.is_null() {
@@ -265,6 +271,9 @@ impl Plugin {
         if let Some(p) = explicit {
             return Plugin::load(p);
         }
+        // One discovery-or-install at a time in this process (tests start many clients at once).
+        static INSTALL: Mutex<()> = Mutex::new(());
+        let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
         match find(kind, None) {
             Some(p) => Plugin::load(p),
             None if kind == PluginKind::Cpu => {
@@ -521,10 +530,12 @@ pub struct Installed {
 /// [`plugins_dir`] and records the package version. Prints one line on stderr.
 pub fn install(kind: PluginKind) -> Result<Installed> {
     let dir = plugins_dir(kind);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let tmp = dir.join(format!(".download-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
     let result = install_into(kind, &dir, &tmp);
     let _ = std::fs::remove_dir_all(&tmp);
     let installed = result?;
@@ -541,7 +552,14 @@ fn install_into(kind: PluginKind, dir: &Path, tmp: &Path) -> Result<Installed> {
     let mut errors = Vec::new();
     for (pkg, rel) in kind.packages() {
         let out = std::process::Command::new("python3")
-            .args(["-m", "pip", "download", "--no-deps", "--only-binary", ":all:"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+            ])
             .arg(pkg)
             .arg("-d")
             .arg(tmp)
@@ -553,7 +571,11 @@ fn install_into(kind: PluginKind, dir: &Path, tmp: &Path) -> Result<Installed> {
             })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             errors.push(format!("pip download {pkg}: {last}"));
             continue;
         }
@@ -562,7 +584,10 @@ fn install_into(kind: PluginKind, dir: &Path, tmp: &Path) -> Result<Installed> {
             .flatten()
             .map(|e| e.path())
             .find(|p| {
-                let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let n = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 n.ends_with(".whl") && n.starts_with(&pkg.replace('-', "_"))
             });
         let Some(wheel) = wheel else {
@@ -600,7 +625,8 @@ fn wheel_version(wheel: &Path) -> Option<String> {
 
 /// Extracts the member `rel` of the wheel (a zip) to `dest`, via a temporary file and a rename.
 pub(crate) fn extract_from_wheel(wheel: &Path, rel: &str, dest: &Path) -> Result<()> {
-    let f = std::fs::File::open(wheel).map_err(|e| Error::io(format!("opening {}", wheel.display()), e))?;
+    let f = std::fs::File::open(wheel)
+        .map_err(|e| Error::io(format!("opening {}", wheel.display()), e))?;
     let mut zip = zip::ZipArchive::new(f).map_err(|e| Error::Install {
         kind: rel.into(),
         reason: format!("{} is not a wheel: {e}", wheel.display()),
@@ -626,8 +652,14 @@ mod tests {
     #[test]
     fn kinds_from_paths() {
         let k = |s: &str| PluginKind::from_path(Path::new(s));
-        assert_eq!(k("/x/xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so"), Some(PluginKind::Cpu));
-        assert_eq!(k("/x/jax_plugins/xla_cuda13/xla_cuda_plugin.so"), Some(PluginKind::Cuda));
+        assert_eq!(
+            k("/x/xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so"),
+            Some(PluginKind::Cpu)
+        );
+        assert_eq!(
+            k("/x/jax_plugins/xla_cuda13/xla_cuda_plugin.so"),
+            Some(PluginKind::Cuda)
+        );
         assert_eq!(k("/x/libtpu/libtpu.so"), Some(PluginKind::Tpu));
         assert_eq!(k("/x/foo.so"), None);
     }
@@ -643,7 +675,9 @@ mod tests {
     #[test]
     fn wheel_versions() {
         assert_eq!(
-            wheel_version(Path::new("/t/xla_cpu_pjrt-0.0.1-py3-none-manylinux_2_27_x86_64.whl")),
+            wheel_version(Path::new(
+                "/t/xla_cpu_pjrt-0.0.1-py3-none-manylinux_2_27_x86_64.whl"
+            )),
             Some("0.0.1".into())
         );
     }
