@@ -10,6 +10,7 @@ pub mod ops;
 pub mod passes;
 pub mod proto;
 pub mod shape;
+pub mod text;
 
 pub use builder::{Builder, ModuleBuilder, Value};
 pub use dtype::{ElementType, NativeType};
