@@ -327,7 +327,10 @@ impl Executable {
         // SAFETY: both arrays are owned by the executable, which is alive; `dim_sizes` has
         // `num_outputs` entries and `dims` their sum.
         let sizes = unsafe { vec_from(a.dim_sizes, a.num_outputs) };
-        let total: usize = sizes.iter().sum();
+        let total = sizes
+            .iter()
+            .try_fold(0usize, |acc, &n| acc.checked_add(n))
+            .ok_or_else(|| Error::Plugin("output dimension counts overflow".into()))?;
         // SAFETY: as above.
         let dims = unsafe { vec_from(a.dims, total) };
         let mut out = Vec::with_capacity(sizes.len());

@@ -210,6 +210,10 @@ impl Plugin {
 
     /// Calls `PJRT_Plugin_Initialize` once per plugin (later calls return the first result).
     pub(crate) fn ensure_initialized(&self) -> Result<()> {
+        if self.inner.kind == Some(PluginKind::Tpu) {
+            // Conservative: the safety rule applies before libtpu runs any code of ours.
+            crate::tpu_safety::check_libtpu_client_allowed()?;
+        }
         let r = self.inner.initialized.get_or_init(|| {
             let mut a: ffi::PJRT_Plugin_Initialize_Args = new_args();
             pjrt!(&self.inner.api, PJRT_Plugin_Initialize, &mut a).map_err(|e| e.to_string())
@@ -293,6 +297,11 @@ impl Plugin {
     pub fn cpu_default() -> Result<Plugin> {
         Self::discover_or_install(PluginKind::Cpu, None)
     }
+}
+
+/// Whether this machine has TPU device nodes.
+pub fn tpu_devices_present_here() -> bool {
+    crate::tpu_safety::tpu_devices_present(Path::new("/dev"))
 }
 
 fn not_found(kind: PluginKind) -> Error {

@@ -19,37 +19,53 @@ pub fn tpu_devices_present(dev: &Path) -> bool {
         })
 }
 
-/// Non-loopback network interfaces that are up, read from `sys_class_net` (/sys/class/net).
-pub fn non_loopback_interfaces_up(sys_class_net: &Path) -> Vec<String> {
-    let mut up = Vec::new();
-    let Ok(rd) = std::fs::read_dir(sys_class_net) else {
-        return up;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let dir = e.path();
-        let read = |f: &str| std::fs::read_to_string(dir.join(f)).map(|s| s.trim().to_string());
-        // ARPHRD_LOOPBACK = 772.
-        if name == "lo" || read("type").is_ok_and(|t| t == "772") {
-            continue;
-        }
-        let is_up = match read("flags") {
-            // IFF_UP = 0x1
-            Ok(f) => i64::from_str_radix(f.trim_start_matches("0x"), 16)
-                .map(|v| v & 1 == 1)
-                .unwrap_or(true),
-            Err(_) => read("operstate").map(|s| s != "down").unwrap_or(true),
-        };
-        if is_up {
-            up.push(name);
-        }
-    }
+/// Names of interfaces that are up and not loopback, from (name, flags) pairs (`IFF_*` flags).
+pub fn non_loopback_up(interfaces: &[(String, u32)]) -> Vec<String> {
+    let mut up: Vec<String> = interfaces
+        .iter()
+        .filter(|(_, f)| f & (libc::IFF_UP as u32) != 0 && f & (libc::IFF_LOOPBACK as u32) == 0)
+        .map(|(n, _)| n.clone())
+        .collect();
     up.sort();
+    up.dedup();
     up
 }
 
-/// The check made before creating a libtpu client, with the paths as parameters for tests.
-pub fn check_libtpu_client_allowed_at(dev: &Path, sys_class_net: &Path) -> Result<()> {
+/// The network interfaces of this process's network namespace with their flags, from
+/// `getifaddrs` (unlike /sys/class/net, which shows the namespace sysfs was mounted in, this
+/// follows `unshare --net`). An error reading them counts as "unknown interface up".
+pub fn interfaces_here() -> Vec<(String, u32)> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free with freeifaddrs below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return vec![("<getifaddrs failed>".into(), libc::IFF_UP as u32)];
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list returned by getifaddrs, not yet freed.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_name.is_null() {
+            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }
+                .to_string_lossy()
+                .into_owned();
+            out.push((name, ifa.ifa_flags));
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+/// Non-loopback interfaces that are up in this process's network namespace.
+pub fn non_loopback_interfaces_up() -> Vec<String> {
+    non_loopback_up(&interfaces_here())
+}
+
+/// The check made before creating a libtpu client, with its inputs as parameters for tests.
+pub fn check_libtpu_client_allowed_at(dev: &Path, interfaces: &[(String, u32)]) -> Result<()> {
     if std::env::var("TPU_SKIP_MDS_QUERY").ok().as_deref() != Some("1") {
         return Err(Error::TpuSafety(
             "TPU_SKIP_MDS_QUERY=1 is not set in this process".into(),
@@ -58,7 +74,7 @@ pub fn check_libtpu_client_allowed_at(dev: &Path, sys_class_net: &Path) -> Resul
     if tpu_devices_present(dev) {
         return Ok(());
     }
-    let up = non_loopback_interfaces_up(sys_class_net);
+    let up = non_loopback_up(interfaces);
     if up.is_empty() {
         return Ok(());
     }
@@ -72,40 +88,41 @@ pub fn check_libtpu_client_allowed_at(dev: &Path, sys_class_net: &Path) -> Resul
 
 /// The check made before creating a libtpu client on this machine.
 pub fn check_libtpu_client_allowed() -> Result<()> {
-    check_libtpu_client_allowed_at(Path::new("/dev"), Path::new("/sys/class/net"))
+    check_libtpu_client_allowed_at(Path::new("/dev"), &interfaces_here())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn iface(root: &Path, name: &str, flags: &str, ty: &str) {
-        let d = root.join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("flags"), flags).unwrap();
-        std::fs::write(d.join("type"), ty).unwrap();
-    }
-
     #[test]
     fn network_up_is_refused_without_tpu() {
         let t = tempfile::tempdir().unwrap();
-        let net = t.path().join("net");
         let dev = t.path().join("dev");
         std::fs::create_dir_all(&dev).unwrap();
-        iface(&net, "lo", "0x9", "772");
-        iface(&net, "eth0", "0x1003", "1");
-        iface(&net, "eth1", "0x1002", "1");
-        assert_eq!(non_loopback_interfaces_up(&net), vec!["eth0".to_string()]);
+        let (up, lo) = (libc::IFF_UP as u32, libc::IFF_LOOPBACK as u32);
+        let mut ifs = vec![
+            ("lo".to_string(), up | lo),
+            ("eth0".to_string(), up | 0x1000),
+            ("eth1".to_string(), 0x1000),
+        ];
+        assert_eq!(non_loopback_up(&ifs), vec!["eth0".to_string()]);
         std::env::set_var("TPU_SKIP_MDS_QUERY", "1");
-        let err = check_libtpu_client_allowed_at(&dev, &net).unwrap_err();
+        let err = check_libtpu_client_allowed_at(&dev, &ifs).unwrap_err();
         assert!(err.to_string().contains("unshare --net"), "{err}");
         // Only loopback (as under `unshare --net`): allowed.
-        std::fs::remove_dir_all(net.join("eth0")).unwrap();
-        check_libtpu_client_allowed_at(&dev, &net).unwrap();
+        ifs.retain(|(n, _)| n != "eth0");
+        check_libtpu_client_allowed_at(&dev, &ifs).unwrap();
         // A TPU node present: allowed even with network.
-        iface(&net, "eth0", "0x1003", "1");
+        ifs.push(("eth0".to_string(), up));
         std::fs::create_dir_all(dev.join("vfio")).unwrap();
         std::fs::write(dev.join("vfio").join("0"), "").unwrap();
-        check_libtpu_client_allowed_at(&dev, &net).unwrap();
+        check_libtpu_client_allowed_at(&dev, &ifs).unwrap();
+    }
+
+    #[test]
+    fn this_process_sees_loopback() {
+        // Every Linux network namespace has `lo`.
+        assert!(interfaces_here().iter().any(|(n, _)| n == "lo"));
     }
 }
