@@ -291,7 +291,9 @@ fn instruction_proto(
                 i.operand_shapes_with_layout = layouts.iter().map(shape_proto).collect();
             }
             i.custom_call_has_side_effect = *has_side_effect;
-            i.custom_call_api_version = *api_version;
+            // XLA rejects API_VERSION_UNSPECIFIED (0) when it reads the proto ("Unknown
+            // custom-call API version enum value: 0"); its builder's default is ORIGINAL (1).
+            i.custom_call_api_version = if *api_version == 0 { 1 } else { *api_version };
         }
         Op::ShardingHint(s) => {
             i.custom_call_target = "Sharding".into();
