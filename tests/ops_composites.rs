@@ -9,7 +9,10 @@ use hlo::ElementType::{self, *};
 
 fn input(ty: ElementType, seed: u64, dims: &[usize], scale: f64) -> (hlo::Literal, r::A) {
     let n = dims.iter().product();
-    let v: Vec<f64> = normal(&mut rng(seed), n).iter().map(|x| x * scale).collect();
+    let v: Vec<f64> = normal(&mut rng(seed), n)
+        .iter()
+        .map(|x| x * scale)
+        .collect();
     let d: Vec<i64> = dims.iter().map(|&x| x as i64).collect();
     let l = lit_as(ty, &v, &d);
     let a = arr(&l.to_f64_vec(), dims);
@@ -35,11 +38,41 @@ fn softmax_family_f32() {
     });
     let out = run(&m, &[xl]);
     let tol = 1e-5;
-    assert_close(&f64s(&out[0]), &flat(&r::softmax(&x, 2)), tol, tol, "softmax last axis");
-    assert_close(&f64s(&out[1]), &flat(&r::softmax(&x, 0)), tol, tol, "softmax axis 0");
-    assert_close(&f64s(&out[2]), &flat(&r::log_softmax(&x, 2)), 1e-4, tol, "log_softmax");
-    assert_close(&f64s(&out[3]), &flat(&r::logsumexp(&x, 2)), 1e-4, tol, "logsumexp axis 2");
-    assert_close(&f64s(&out[4]), &flat(&r::logsumexp(&x, 1)), 1e-4, tol, "logsumexp axis 1");
+    assert_close(
+        &f64s(&out[0]),
+        &flat(&r::softmax(&x, 2)),
+        tol,
+        tol,
+        "softmax last axis",
+    );
+    assert_close(
+        &f64s(&out[1]),
+        &flat(&r::softmax(&x, 0)),
+        tol,
+        tol,
+        "softmax axis 0",
+    );
+    assert_close(
+        &f64s(&out[2]),
+        &flat(&r::log_softmax(&x, 2)),
+        1e-4,
+        tol,
+        "log_softmax",
+    );
+    assert_close(
+        &f64s(&out[3]),
+        &flat(&r::logsumexp(&x, 2)),
+        1e-4,
+        tol,
+        "logsumexp axis 2",
+    );
+    assert_close(
+        &f64s(&out[4]),
+        &flat(&r::logsumexp(&x, 1)),
+        1e-4,
+        tol,
+        "logsumexp axis 1",
+    );
 }
 
 #[test]
@@ -47,7 +80,9 @@ fn softmax_masked_rows() {
     // A row of -inf (fully masked) gives zeros; a partly masked row ignores the masked entries.
     let ninf = f32::NEG_INFINITY;
     let x = [ninf, ninf, ninf, 1.0, ninf, 3.0];
-    let m = module(&[arr_shape(F32, &[2, 3])], |b, p| Ok(vec![b.softmax(p[0], 1)?]));
+    let m = module(&[arr_shape(F32, &[2, 3])], |b, p| {
+        Ok(vec![b.softmax(p[0], 1)?])
+    });
     let out = run(&m, &[lit(&x, &[2, 3])]);
     let e = (-2f64).exp();
     let want = [0.0, 0.0, 0.0, e / (1.0 + e), 0.0, 1.0 / (1.0 + e)];
@@ -58,14 +93,36 @@ fn softmax_masked_rows() {
 fn softmax_bf16_with_f32_stats() {
     let (xl, x) = input(Bf16, 2, &[4, 16], 3.0);
     let m = module(&[shape(Bf16, &[4, 16])], |b, p| {
-        Ok(vec![b.softmax_f32_stats(p[0], 1)?, b.softmax(p[0], 1)?, b.log_softmax_f32_stats(p[0], 1)?])
+        Ok(vec![
+            b.softmax_f32_stats(p[0], 1)?,
+            b.softmax(p[0], 1)?,
+            b.log_softmax_f32_stats(p[0], 1)?,
+        ])
     });
     let out = run(&m, &[xl]);
     assert_eq!(out[0].element_type(), Bf16);
     // One rounding to bf16 of probabilities <= 1: ~2^-9 relative.
-    assert_close(&f64s(&out[0]), &flat(&r::softmax(&x, 1)), 1e-3, 1e-2, "bf16 softmax f32 stats");
-    assert_close(&f64s(&out[1]), &flat(&r::softmax(&x, 1)), 4e-3, 3e-2, "bf16 softmax");
-    assert_close(&f64s(&out[2]), &flat(&r::log_softmax(&x, 1)), 2e-2, 1e-2, "bf16 log_softmax");
+    assert_close(
+        &f64s(&out[0]),
+        &flat(&r::softmax(&x, 1)),
+        1e-3,
+        1e-2,
+        "bf16 softmax f32 stats",
+    );
+    assert_close(
+        &f64s(&out[1]),
+        &flat(&r::softmax(&x, 1)),
+        4e-3,
+        3e-2,
+        "bf16 softmax",
+    );
+    assert_close(
+        &f64s(&out[2]),
+        &flat(&r::log_softmax(&x, 1)),
+        2e-2,
+        1e-2,
+        "bf16 log_softmax",
+    );
 }
 
 #[test]
@@ -73,19 +130,25 @@ fn mean_variance_layer_norm_f32() {
     let dims = [2, 3, 32];
     let (xl, x) = input(F32, 3, &dims, 2.0);
     let x = x.mapv(|v| v + 1.5); // a non-zero mean
-    let xl = lit(&flat(&x).iter().map(|&v| v as f32).collect::<Vec<_>>(), &[2, 3, 32]);
+    let xl = lit(
+        &flat(&x).iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &[2, 3, 32],
+    );
     let x = arr(&xl.to_f64_vec(), &dims);
     let gamma = uniform_f32(&mut rng(4), 32, 0.5, 1.5);
     let beta = normal_f32(&mut rng(5), 32);
-    let m = module(&[shape(F32, &dims), shape(F32, &[32]), shape(F32, &[32])], |b, p| {
-        Ok(vec![
-            b.mean(p[0], &[2])?,
-            b.variance(p[0], &[2])?,
-            b.mean(p[0], &[0, 2])?,
-            b.layer_norm(p[0], p[1], p[2], 1e-12)?,
-            b.layer_norm(p[0], p[1], p[2], 0.5)?,
-        ])
-    });
+    let m = module(
+        &[shape(F32, &dims), shape(F32, &[32]), shape(F32, &[32])],
+        |b, p| {
+            Ok(vec![
+                b.mean(p[0], &[2])?,
+                b.variance(p[0], &[2])?,
+                b.mean(p[0], &[0, 2])?,
+                b.layer_norm(p[0], p[1], p[2], 1e-12)?,
+                b.layer_norm(p[0], p[1], p[2], 0.5)?,
+            ])
+        },
+    );
     let out = run(&m, &[xl, lit(&gamma, &[32]), lit(&beta, &[32])]);
     let lanes = |a: &r::A, f: fn(&[f64]) -> f64| -> Vec<f64> {
         a.lanes(ndarray::Axis(2))
@@ -94,15 +157,39 @@ fn mean_variance_layer_norm_f32() {
             .collect()
     };
     assert_close(&f64s(&out[0]), &lanes(&x, r::mean), 1e-5, 1e-5, "mean");
-    assert_close(&f64s(&out[1]), &lanes(&x, r::variance), 1e-5, 1e-5, "variance");
+    assert_close(
+        &f64s(&out[1]),
+        &lanes(&x, r::variance),
+        1e-5,
+        1e-5,
+        "variance",
+    );
     let want = r::reduce(&x, &[0, 2], 0.0, |a, b| a + b).mapv(|v| v / 64.0);
-    assert_close(&f64s(&out[2]), &flat(&want), 1e-5, 1e-5, "mean over two axes");
+    assert_close(
+        &f64s(&out[2]),
+        &flat(&want),
+        1e-5,
+        1e-5,
+        "mean over two axes",
+    );
     let g: Vec<f64> = gamma.iter().map(|&v| f64::from(v)).collect();
     let bt: Vec<f64> = beta.iter().map(|&v| f64::from(v)).collect();
     let want = r::layer_norm(&x, &g, &bt, 1e-12);
-    assert_close(&f64s(&out[3]), &flat(&want), 1e-5, 1e-5, "layer_norm eps 1e-12");
+    assert_close(
+        &f64s(&out[3]),
+        &flat(&want),
+        1e-5,
+        1e-5,
+        "layer_norm eps 1e-12",
+    );
     let want = r::layer_norm(&x, &g, &bt, 0.5);
-    assert_close(&f64s(&out[4]), &flat(&want), 1e-5, 1e-5, "layer_norm eps 0.5");
+    assert_close(
+        &f64s(&out[4]),
+        &flat(&want),
+        1e-5,
+        1e-5,
+        "layer_norm eps 0.5",
+    );
 }
 
 #[test]
@@ -110,9 +197,10 @@ fn layer_norm_bf16_with_f32_params() {
     let (xl, x) = input(Bf16, 6, &[4, 64], 3.0);
     let gamma = uniform_f32(&mut rng(7), 64, 0.5, 1.5);
     let beta = normal_f32(&mut rng(8), 64);
-    let m = module(&[shape(Bf16, &[4, 64]), shape(F32, &[64]), shape(F32, &[64])], |b, p| {
-        Ok(vec![b.layer_norm(p[0], p[1], p[2], 1e-12)?])
-    });
+    let m = module(
+        &[shape(Bf16, &[4, 64]), shape(F32, &[64]), shape(F32, &[64])],
+        |b, p| Ok(vec![b.layer_norm(p[0], p[1], p[2], 1e-12)?]),
+    );
     let out = run(&m, &[xl, lit(&gamma, &[64]), lit(&beta, &[64])]);
     assert_eq!(out[0].element_type(), Bf16);
     let g: Vec<f64> = gamma.iter().map(|&v| f64::from(v)).collect();
@@ -126,12 +214,20 @@ fn layer_norm_bf16_with_f32_params() {
 fn gelu_both_forms() {
     for (ty, atol, rtol) in [(F32, 2e-6, 2e-6), (F64, 1e-12, 1e-12), (Bf16, 1e-2, 1e-2)] {
         let (xl, x) = input(ty, 9, &[64], 2.5);
-        let m = module(&[shape(ty, &[64])], |b, p| Ok(vec![b.gelu_erf(p[0])?, b.gelu_tanh(p[0])?]));
+        let m = module(&[shape(ty, &[64])], |b, p| {
+            Ok(vec![b.gelu_erf(p[0])?, b.gelu_tanh(p[0])?])
+        });
         let out = run(&m, &[xl]);
         let want: Vec<f64> = x.iter().map(|&v| r::gelu_erf(v)).collect();
         assert_close(&f64s(&out[0]), &want, atol, rtol, &format!("{ty} gelu erf"));
         let want: Vec<f64> = x.iter().map(|&v| r::gelu_tanh(v)).collect();
-        assert_close(&f64s(&out[1]), &want, atol, rtol, &format!("{ty} gelu tanh"));
+        assert_close(
+            &f64s(&out[1]),
+            &want,
+            atol,
+            rtol,
+            &format!("{ty} gelu tanh"),
+        );
     }
     // The two forms differ by ~1e-4 near x = 2, 50x the f32 tolerance: a swap would fail.
     let d = (r::gelu_erf(2.0) - r::gelu_tanh(2.0)).abs();
@@ -142,18 +238,32 @@ fn gelu_both_forms() {
 fn one_hot_and_argmax() {
     let ids = [3i32, 0, 4, -1, 5, 2];
     let m = module(&[arr_shape(S32, &[2, 3])], |b, p| {
-        Ok(vec![b.one_hot(p[0], 5, F32, 1.0, 0.0)?, b.one_hot(p[0], 5, S32, 7.0, -1.0)?])
+        Ok(vec![
+            b.one_hot(p[0], 5, F32, 1.0, 0.0)?,
+            b.one_hot(p[0], 5, S32, 7.0, -1.0)?,
+        ])
     });
     let out = run(&m, &[lit(&ids, &[2, 3])]);
     let ids64: Vec<i64> = ids.iter().map(|&v| i64::from(v)).collect();
     let want = r::one_hot(&ids64, 5);
     assert_eq!(out[0].shape().dims, vec![2, 3, 5]);
-    assert_close(&f64s(&out[0]), &want, 0.0, 0.0, "one_hot f32 (out-of-range rows are 0)");
-    let want: Vec<i32> = want.iter().map(|&v| if v == 1.0 { 7 } else { -1 }).collect();
+    assert_close(
+        &f64s(&out[0]),
+        &want,
+        0.0,
+        0.0,
+        "one_hot f32 (out-of-range rows are 0)",
+    );
+    let want: Vec<i32> = want
+        .iter()
+        .map(|&v| if v == 1.0 { 7 } else { -1 })
+        .collect();
     assert_exact(&vals::<i32>(&out[1]), &want, "one_hot s32 on/off");
 
     let (xl, x) = input(Bf16, 10, &[6, 9], 1.0);
-    let m = module(&[shape(Bf16, &[6, 9])], |b, p| Ok(vec![b.argmax(p[0], 1, S32)?]));
+    let m = module(&[shape(Bf16, &[6, 9])], |b, p| {
+        Ok(vec![b.argmax(p[0], 1, S32)?])
+    });
     let out = run(&m, &[xl]);
     let want: Vec<i32> = r::argmax(&x, 1).into_iter().map(|v| v as i32).collect();
     assert_exact(&vals::<i32>(&out[0]), &want, "bf16 argmax");
@@ -180,7 +290,10 @@ fn dropout_masks_and_scales() {
         if b != 0.0 {
             kept += 1;
             let want = f64::from(a) / (1.0 - rate);
-            assert!((f64::from(b) - want).abs() <= 1e-6 * want, "[{i}]: {b} vs {want}");
+            assert!(
+                (f64::from(b) - want).abs() <= 1e-6 * want,
+                "[{i}]: {b} vs {want}"
+            );
         }
     }
     // Kept fraction 0.75 +- 0.0068 (1 sigma); allow 5 sigma.
@@ -191,8 +304,15 @@ fn dropout_masks_and_scales() {
     assert_exact(&y2, &y, "same key, same mask");
     assert_eq!(k2, k1);
     let (y3, _) = dropout(&x, rate, [3, 5]);
-    let same = y.iter().zip(&y3).filter(|(a, b)| (**a == 0.0) == (**b == 0.0)).count();
-    assert!(same < 3500, "a different key gave {same} of 4096 equal mask bits");
+    let same = y
+        .iter()
+        .zip(&y3)
+        .filter(|(a, b)| (**a == 0.0) == (**b == 0.0))
+        .count();
+    assert!(
+        same < 3500,
+        "a different key gave {same} of 4096 equal mask bits"
+    );
     let (y0, k0) = dropout(&x, 0.0, [3, 4]);
     assert_exact(&y0, &x, "rate 0 is the identity");
     assert_eq!(k0, vec![3, 4]);

@@ -31,7 +31,14 @@ struct Case {
     rc: Vec<usize>,
 }
 
-fn case(lhs: &[usize], rhs: &[usize], lb: &[usize], rb: &[usize], lc: &[usize], rc: &[usize]) -> Case {
+fn case(
+    lhs: &[usize],
+    rhs: &[usize],
+    lb: &[usize],
+    rb: &[usize],
+    lc: &[usize],
+    rc: &[usize],
+) -> Case {
     Case {
         lhs: lhs.to_vec(),
         rhs: rhs.to_vec(),
@@ -65,7 +72,14 @@ fn cases() -> Vec<Case> {
         // Two contracting dims, in a different order on each side.
         case(&[2, 3, 4, 5], &[4, 3, 6], &[], &[], &[1, 2], &[1, 0]),
         // Two batch dims and two contracting dims.
-        case(&[2, 3, 4, 5], &[3, 5, 2, 4, 2], &[0, 1], &[2, 0], &[2, 3], &[3, 1]),
+        case(
+            &[2, 3, 4, 5],
+            &[3, 5, 2, 4, 2],
+            &[0, 1],
+            &[2, 0],
+            &[2, 3],
+            &[3, 1],
+        ),
         // Matrix-vector and a full contraction to a scalar.
         case(&[3, 4], &[4], &[], &[], &[1], &[0]),
         case(&[3, 4], &[3, 4], &[], &[], &[0, 1], &[0, 1]),
@@ -89,7 +103,15 @@ fn check_cases(ty: ElementType, preferred: Option<ElementType>, atol: f64, rtol:
     let m = module(&params, |b, p| {
         cs.iter()
             .enumerate()
-            .map(|(k, c)| b.dot_general(p[2 * k], p[2 * k + 1], dims_of(c), Default::default(), preferred))
+            .map(|(k, c)| {
+                b.dot_general(
+                    p[2 * k],
+                    p[2 * k + 1],
+                    dims_of(c),
+                    Default::default(),
+                    preferred,
+                )
+            })
             .collect()
     });
     let out = run(&m, &inputs);
@@ -132,7 +154,11 @@ fn matmul_conveniences_and_precision() {
     let (bl, bm) = input(F32, 2, &[2, 4, 5]);
     let (wl, w) = input(F32, 3, &[4, 6]);
     let m = module(
-        &[shape(F32, &[2, 3, 4]), shape(F32, &[2, 4, 5]), shape(F32, &[4, 6])],
+        &[
+            shape(F32, &[2, 3, 4]),
+            shape(F32, &[2, 4, 5]),
+            shape(F32, &[4, 6]),
+        ],
         |b, p| {
             let dims = DotDims {
                 lhs_contracting: vec![2],
@@ -150,8 +176,20 @@ fn matmul_conveniences_and_precision() {
     let want = r::dot_general(&a, &bm, &[0], &[0], &[2], &[1]);
     assert_close(&f64s(&out[0]), &flat(&want), 1e-5, 1e-5, "batched matmul");
     let want = r::dot_general(&a, &w, &[], &[], &[2], &[0]);
-    assert_close(&f64s(&out[1]), &flat(&want), 1e-5, 1e-5, "matmul with a rank-2 rhs");
-    assert_close(&f64s(&out[2]), &flat(&want), 1e-5, 1e-5, "precision highest");
+    assert_close(
+        &f64s(&out[1]),
+        &flat(&want),
+        1e-5,
+        1e-5,
+        "matmul with a rank-2 rhs",
+    );
+    assert_close(
+        &f64s(&out[2]),
+        &flat(&want),
+        1e-5,
+        1e-5,
+        "precision highest",
+    );
 }
 
 #[test]
@@ -159,9 +197,10 @@ fn dot_s32_exact() {
     let mut g = rng(7);
     let a: Vec<i32> = cast(&ints(&mut g, 12, -50, 50));
     let bv: Vec<i32> = cast(&ints(&mut g, 20, -50, 50));
-    let m = module(&[arr_shape(S32, &[3, 4]), arr_shape(S32, &[4, 5])], |b, p| {
-        Ok(vec![b.matmul(p[0], p[1])?])
-    });
+    let m = module(
+        &[arr_shape(S32, &[3, 4]), arr_shape(S32, &[4, 5])],
+        |b, p| Ok(vec![b.matmul(p[0], p[1])?]),
+    );
     let out = run(&m, &[lit(&a, &[3, 4]), lit(&bv, &[4, 5])]);
     let want: Vec<i32> = (0..15)
         .map(|k| (0..4).map(|j| a[(k / 5) * 4 + j] * bv[j * 5 + k % 5]).sum())
@@ -171,10 +210,14 @@ fn dot_s32_exact() {
 
 #[test]
 fn dot_shape_mismatch_is_a_build_error() {
-    let e = build(&[arr_shape(F32, &[3, 4]), arr_shape(F32, &[5, 6])], |b, p| {
-        Ok(vec![b.matmul(p[0], p[1])?])
-    })
+    let e = build(
+        &[arr_shape(F32, &[3, 4]), arr_shape(F32, &[5, 6])],
+        |b, p| Ok(vec![b.matmul(p[0], p[1])?]),
+    )
     .unwrap_err()
     .to_string();
-    assert!(e.starts_with("dot:") && e.contains("f32[3,4]") && e.contains("f32[5,6]"), "{e}");
+    assert!(
+        e.starts_with("dot:") && e.contains("f32[3,4]") && e.contains("f32[5,6]"),
+        "{e}"
+    );
 }

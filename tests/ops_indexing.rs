@@ -22,7 +22,10 @@ fn input(seed: u64, dims: &[usize]) -> (hlo::Literal, r::A) {
 fn index_input(values: &[i64], dims: &[usize]) -> (hlo::Literal, r::A) {
     let d: Vec<i64> = dims.iter().map(|&x| x as i64).collect();
     let v: Vec<i32> = cast(values);
-    (lit(&v, &d), arr(&values.iter().map(|&x| x as f64).collect::<Vec<_>>(), dims))
+    (
+        lit(&v, &d),
+        arr(&values.iter().map(|&x| x as f64).collect::<Vec<_>>(), dims),
+    )
 }
 
 fn f32s(dims: &[usize]) -> Shape {
@@ -94,8 +97,18 @@ fn gather_general_dims_and_clamping() {
         ])
     });
     let out = run(&m, &[xl, il, jl]);
-    check(&out[0], &r::gather(&x, &ia, &g1, &[2, 3, 4]), 0.0, "gather 2-d windows");
-    check(&out[1], &r::gather(&x, &ja, &g2, &[1, 1, 4]), 0.0, "gather ivd 0, collapsed");
+    check(
+        &out[0],
+        &r::gather(&x, &ia, &g1, &[2, 3, 4]),
+        0.0,
+        "gather 2-d windows",
+    );
+    check(
+        &out[1],
+        &r::gather(&x, &ja, &g2, &[1, 1, 4]),
+        0.0,
+        "gather ivd 0, collapsed",
+    );
 }
 
 #[test]
@@ -115,7 +128,12 @@ fn gather_with_batching_dims() {
         Ok(vec![b.gather(p[0], p[1], g.clone(), &[1, 1, 4], false)?])
     });
     let out = run(&m, &[xl, il]);
-    check(&out[0], &r::gather(&x, &ia, &g, &[1, 1, 4]), 0.0, "batched gather");
+    check(
+        &out[0],
+        &r::gather(&x, &ia, &g, &[1, 1, 4]),
+        0.0,
+        "batched gather",
+    );
 }
 
 /// `(a, b) -> b`: a scatter that overwrites.
@@ -148,9 +166,19 @@ fn scatter_add_with_duplicate_indices() {
     });
     let out = run(&m, &[xl, il, ul]);
     let add = |a: f64, b: f64| a + b;
-    check(&out[0], &r::scatter(&x, &ia, &u, &sd, add), 1e-6, "scatter-add");
+    check(
+        &out[0],
+        &r::scatter(&x, &ia, &u, &sd, add),
+        1e-6,
+        "scatter-add",
+    );
     let zeros = x.mapv(|_| 0.0);
-    check(&out[1], &r::scatter(&zeros, &ia, &u, &sd, add), 1e-6, "scatter-add into zeros");
+    check(
+        &out[1],
+        &r::scatter(&zeros, &ia, &u, &sd, add),
+        1e-6,
+        "scatter-add into zeros",
+    );
 }
 
 #[test]
@@ -173,8 +201,18 @@ fn scatter_windows_replace_and_out_of_bounds() {
         ])
     });
     let out = run(&m, &[xl, il, ul]);
-    check(&out[0], &r::scatter(&x, &ia, &u, &sd, |_, b| b), 0.0, "scatter replace");
-    check(&out[1], &r::scatter(&x, &ia, &u, &sd, |a, b| a + b), 1e-6, "scatter-add windows");
+    check(
+        &out[0],
+        &r::scatter(&x, &ia, &u, &sd, |_, b| b),
+        0.0,
+        "scatter replace",
+    );
+    check(
+        &out[1],
+        &r::scatter(&x, &ia, &u, &sd, |a, b| a + b),
+        1e-6,
+        "scatter-add windows",
+    );
 }
 
 #[test]
@@ -190,11 +228,17 @@ fn scatter_with_batching_dims() {
         input_batching_dims: vec![0],
         scatter_indices_batching_dims: vec![0],
     };
-    let m = module(&[f32s(&[3, 5, 4]), s32s(&[3, 2]), f32s(&[3, 2, 4])], |b, p| {
-        Ok(vec![b.scatter_add(p[0], p[1], p[2], sd.clone())?])
-    });
+    let m = module(
+        &[f32s(&[3, 5, 4]), s32s(&[3, 2]), f32s(&[3, 2, 4])],
+        |b, p| Ok(vec![b.scatter_add(p[0], p[1], p[2], sd.clone())?]),
+    );
     let out = run(&m, &[xl, il, ul]);
-    check(&out[0], &r::scatter(&x, &ia, &u, &sd, |a, b| a + b), 1e-6, "batched scatter-add");
+    check(
+        &out[0],
+        &r::scatter(&x, &ia, &u, &sd, |a, b| a + b),
+        1e-6,
+        "batched scatter-add",
+    );
 }
 
 #[test]

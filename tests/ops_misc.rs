@@ -15,15 +15,24 @@ fn sort_ascending_along_each_dim() {
     let mut g = rng(1);
     let x = normal_f32(&mut g, 24);
     let xi: Vec<i32> = cast(&ints(&mut g, 24, -50, 50));
-    let a = arr(&x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &[3, 8]);
-    let ai = arr(&xi.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &[3, 8]);
-    let m = module(&[arr_shape(F32, &[3, 8]), arr_shape(S32, &[3, 8])], |b, p| {
-        Ok(vec![
-            b.sort_ascending(p[0], 1)?,
-            b.sort_ascending(p[0], 0)?,
-            b.sort_ascending(p[1], 1)?,
-        ])
-    });
+    let a = arr(
+        &x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+        &[3, 8],
+    );
+    let ai = arr(
+        &xi.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+        &[3, 8],
+    );
+    let m = module(
+        &[arr_shape(F32, &[3, 8]), arr_shape(S32, &[3, 8])],
+        |b, p| {
+            Ok(vec![
+                b.sort_ascending(p[0], 1)?,
+                b.sort_ascending(p[0], 0)?,
+                b.sort_ascending(p[1], 1)?,
+            ])
+        },
+    );
     let out = run(&m, &[lit(&x, &[3, 8]), lit(&xi, &[3, 8])]);
     let lt = |a: f64, b: f64| a < b;
     let want = &r::sort_by_key(&[&a], 1, lt)[0];
@@ -38,25 +47,43 @@ fn sort_ascending_along_each_dim() {
 fn sort_by_key_is_stable_and_moves_values() {
     let mut g = rng(2);
     // Few distinct keys: many ties, whose order must be kept (stable).
-    let keys: Vec<f64> = ints(&mut g, 20, 0, 3).into_iter().map(|v| v as f64).collect();
+    let keys: Vec<f64> = ints(&mut g, 20, 0, 3)
+        .into_iter()
+        .map(|v| v as f64)
+        .collect();
     let kf: Vec<f32> = keys.iter().map(|&v| v as f32).collect();
     let vals_f = normal_f32(&mut g, 20);
     let ka = arr(&keys, &[2, 10]);
-    let va = arr(&vals_f.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &[2, 10]);
-    let m = module(&[arr_shape(F32, &[2, 10]), arr_shape(F32, &[2, 10])], |b, p| {
-        let iota = b.iota(&ArrayShape::new(S32, vec![2, 10]), 1)?;
-        let t = b.sort_by_key(p[0], &[p[1], iota], 1)?;
-        Ok(vec![
-            b.get_tuple_element(t, 0)?,
-            b.get_tuple_element(t, 1)?,
-            b.get_tuple_element(t, 2)?,
-        ])
-    });
+    let va = arr(
+        &vals_f.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+        &[2, 10],
+    );
+    let m = module(
+        &[arr_shape(F32, &[2, 10]), arr_shape(F32, &[2, 10])],
+        |b, p| {
+            let iota = b.iota(&ArrayShape::new(S32, vec![2, 10]), 1)?;
+            let t = b.sort_by_key(p[0], &[p[1], iota], 1)?;
+            Ok(vec![
+                b.get_tuple_element(t, 0)?,
+                b.get_tuple_element(t, 1)?,
+                b.get_tuple_element(t, 2)?,
+            ])
+        },
+    );
     let out = run(&m, &[lit(&kf, &[2, 10]), lit(&vals_f, &[2, 10])]);
-    let iota = arr(&(0..20).map(|k| f64::from(k % 10)).collect::<Vec<_>>(), &[2, 10]);
+    let iota = arr(
+        &(0..20).map(|k| f64::from(k % 10)).collect::<Vec<_>>(),
+        &[2, 10],
+    );
     let want = r::sort_by_key(&[&ka, &va, &iota], 1, |a, b| a < b);
     assert_close(&f64s(&out[0]), &flat(&want[0]), 0.0, 0.0, "sorted keys");
-    assert_close(&f64s(&out[1]), &flat(&want[1]), 0.0, 0.0, "values follow keys");
+    assert_close(
+        &f64s(&out[1]),
+        &flat(&want[1]),
+        0.0,
+        0.0,
+        "values follow keys",
+    );
     // The iota operand is the stable argsort.
     assert_close(&f64s(&out[2]), &flat(&want[2]), 0.0, 0.0, "stable argsort");
 }
@@ -105,16 +132,29 @@ fn check_rng(alg: RngAlgorithm, key: &[u64]) {
     other[0] ^= 1;
     let (_, b3) = rng_bits(alg, &other);
     let same = b1.iter().zip(&b3).filter(|(a, b)| a == b).count();
-    assert!(same < 4, "{name}: a different key gave {same} of 64 equal words");
+    assert!(
+        same < 4,
+        "{name}: a different key gave {same} of 64 equal words"
+    );
     let (_, b4) = rng_bits(alg, &s1);
     let same = b1.iter().zip(&b4).filter(|(a, b)| a == b).count();
-    assert!(same < 4, "{name}: the advanced state repeated {same} of 64 words");
+    assert!(
+        same < 4,
+        "{name}: the advanced state repeated {same} of 64 words"
+    );
     // 2048 bits: the fraction of ones is 0.5 +- 0.011 (1 sigma); allow 5 sigma.
     let ones: u32 = b1.iter().map(|w| w.count_ones()).sum();
     let frac = f64::from(ones) / 2048.0;
-    assert!((frac - 0.5).abs() < 0.055, "{name}: fraction of one bits {frac}");
+    assert!(
+        (frac - 0.5).abs() < 0.055,
+        "{name}: fraction of one bits {frac}"
+    );
     let distinct: std::collections::HashSet<_> = b1.iter().collect();
-    assert!(distinct.len() > 60, "{name}: only {} distinct words", distinct.len());
+    assert!(
+        distinct.len() > 60,
+        "{name}: only {} distinct words",
+        distinct.len()
+    );
 }
 
 #[test]
@@ -142,9 +182,16 @@ fn rng_u64_output_and_two_draws_in_one_program() {
         ])
     });
     let out = run(&m, &[lit(&[5u64, 9], &[2])]);
-    let (a, b2, c) = (vals::<u64>(&out[0]), vals::<u64>(&out[1]), vals::<u64>(&out[2]));
+    let (a, b2, c) = (
+        vals::<u64>(&out[0]),
+        vals::<u64>(&out[1]),
+        vals::<u64>(&out[2]),
+    );
     assert_exact(&a, &b2, "same state in one program");
-    assert!(a.iter().zip(&c).all(|(x, y)| x != y), "chained state draws new bits");
+    assert!(
+        a.iter().zip(&c).all(|(x, y)| x != y),
+        "chained state draws new bits"
+    );
     assert!(a.iter().all(|&w| w != 0));
 }
 
@@ -169,7 +216,10 @@ fn unknown_custom_call_is_a_compile_error() {
             .err()
             .expect("an unknown custom-call target must not compile");
         let msg = e.to_string();
-        assert!(msg.contains("tpu_run_no_such_target"), "api {api_version}: {msg}");
+        assert!(
+            msg.contains("tpu_run_no_such_target"),
+            "api {api_version}: {msg}"
+        );
     }
 }
 
@@ -209,7 +259,12 @@ fn loop_module() -> hlo::Result<hlo::Module> {
     let acc = b.add(b.get_tuple_element(s, 2)?, i)?;
     let x = b.get_tuple_element(s, 3)?;
     let x = b.add(b.mul(x, b.scalar(0.5f32)?)?, b.scalar(1f32)?)?;
-    let next = b.tuple(&[b.add(i, b.scalar(1i32)?)?, b.get_tuple_element(s, 1)?, acc, x])?;
+    let next = b.tuple(&[
+        b.add(i, b.scalar(1i32)?)?,
+        b.get_tuple_element(s, 1)?,
+        acc,
+        x,
+    ])?;
     let body = b.finish(next)?;
     let e = m.builder("main");
     let n = e.parameter(Shape::scalar(S32), "n")?;
@@ -230,12 +285,22 @@ fn while_loop_sums_and_iterates() {
         let args = [upload(&lit(&[n], &[]), 0), upload(&lit(&x0, &[3]), 0)];
         let out = exe.execute(&[&args[0], &args[1]]).unwrap();
         let sum: i32 = (1..=n).sum();
-        assert_exact(&download(&out[0]).to_vec::<i32>().unwrap(), &[sum], &format!("sum 1..{n}"));
+        assert_exact(
+            &download(&out[0]).to_vec::<i32>().unwrap(),
+            &[sum],
+            &format!("sum 1..{n}"),
+        );
         let want: Vec<f64> = x0
             .iter()
             .map(|&v| (0..n).fold(f64::from(v), |x, _| 0.5 * x + 1.0))
             .collect();
-        assert_close(&f64s(&download(&out[1])), &want, 1e-6, 1e-6, &format!("x after {n} steps"));
+        assert_close(
+            &f64s(&download(&out[1])),
+            &want,
+            1e-6,
+            1e-6,
+            &format!("x after {n} steps"),
+        );
     }
 }
 
@@ -251,7 +316,11 @@ fn scale(m: &ModuleBuilder, k: f32) -> hlo::Result<CompId> {
 fn conditional_by_pred_and_by_index() {
     let x = normal_f32(&mut rng(5), 4);
     let m = ModuleBuilder::new("cond");
-    let (b0, b1, b2) = (scale(&m, 2.0).unwrap(), scale(&m, -3.0).unwrap(), scale(&m, 0.5).unwrap());
+    let (b0, b1, b2) = (
+        scale(&m, 2.0).unwrap(),
+        scale(&m, -3.0).unwrap(),
+        scale(&m, 0.5).unwrap(),
+    );
     let e = m.builder("main");
     let p = e.parameter(Shape::scalar(Pred), "p").unwrap();
     let i = e.parameter(Shape::scalar(S32), "i").unwrap();

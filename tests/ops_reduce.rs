@@ -74,20 +74,27 @@ fn reduce_integers() {
     let mut g = rng(5);
     let x: Vec<i32> = cast(&ints(&mut g, 24, -1000, 1000));
     let u: Vec<u8> = cast(&ints(&mut g, 24, 0, 255));
-    let m = module(&[arr_shape(S32, &[4, 6]), arr_shape(U8, &[4, 6])], |b, p| {
-        Ok(vec![
-            b.reduce_sum(p[0], &[1])?,
-            b.reduce_with(p[0], BinaryOp::Max, f64::from(i32::MIN), &[0])?,
-            b.reduce_with(p[1], BinaryOp::Max, 0.0, &[1])?,
-            b.reduce_with(p[0], BinaryOp::Mul, 1.0, &[0])?,
-        ])
-    });
+    let m = module(
+        &[arr_shape(S32, &[4, 6]), arr_shape(U8, &[4, 6])],
+        |b, p| {
+            Ok(vec![
+                b.reduce_sum(p[0], &[1])?,
+                b.reduce_with(p[0], BinaryOp::Max, f64::from(i32::MIN), &[0])?,
+                b.reduce_with(p[1], BinaryOp::Max, 0.0, &[1])?,
+                b.reduce_with(p[0], BinaryOp::Mul, 1.0, &[0])?,
+            ])
+        },
+    );
     let out = run(&m, &[lit(&x, &[4, 6]), lit(&u, &[4, 6])]);
     let want: Vec<i32> = (0..4).map(|i| x[i * 6..i * 6 + 6].iter().sum()).collect();
     assert_exact(&vals::<i32>(&out[0]), &want, "s32 sum");
-    let want: Vec<i32> = (0..6).map(|j| (0..4).map(|i| x[i * 6 + j]).max().unwrap()).collect();
+    let want: Vec<i32> = (0..6)
+        .map(|j| (0..4).map(|i| x[i * 6 + j]).max().unwrap())
+        .collect();
     assert_exact(&vals::<i32>(&out[1]), &want, "s32 max");
-    let want: Vec<u8> = (0..4).map(|i| *u[i * 6..i * 6 + 6].iter().max().unwrap()).collect();
+    let want: Vec<u8> = (0..4)
+        .map(|i| *u[i * 6..i * 6 + 6].iter().max().unwrap())
+        .collect();
     assert_exact(&vals::<u8>(&out[2]), &want, "u8 max");
     let want: Vec<i32> = (0..6)
         .map(|j| (0..4).fold(1i32, |a, i| a.wrapping_mul(x[i * 6 + j])))
@@ -99,7 +106,10 @@ fn reduce_integers() {
 fn variadic_reduce_argmax_argmin() {
     let mut g = rng(6);
     // Small integers as floats so ties are common: the first index must win.
-    let x: Vec<f64> = ints(&mut g, 5 * 7, -3, 3).into_iter().map(|v| v as f64).collect();
+    let x: Vec<f64> = ints(&mut g, 5 * 7, -3, 3)
+        .into_iter()
+        .map(|v| v as f64)
+        .collect();
     let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
     let a = arr(&x, &[5, 7]);
     let m = module(&[arr_shape(F32, &[5, 7])], |b, p| {
@@ -113,7 +123,10 @@ fn variadic_reduce_argmax_argmin() {
     let want: Vec<i32> = r::argmax(&a, 1).into_iter().map(|v| v as i32).collect();
     assert_exact(&vals::<i32>(&out[0]), &want, "argmax axis 1");
     assert_exact(&vals::<i64>(&out[1]), &r::argmax(&a, 0), "argmax axis 0");
-    let want: Vec<i32> = r::argmax(&a.mapv(|v| -v), 1).into_iter().map(|v| v as i32).collect();
+    let want: Vec<i32> = r::argmax(&a.mapv(|v| -v), 1)
+        .into_iter()
+        .map(|v| v as i32)
+        .collect();
     assert_exact(&vals::<i32>(&out[2]), &want, "argmin axis 1");
 }
 
@@ -121,9 +134,16 @@ fn variadic_reduce_argmax_argmin() {
 fn argmax_nan_and_integers() {
     let x = [1.0f32, f32::NAN, 5.0, f32::NAN, -1.0, 2.0, 2.0, 0.0];
     let xi = [3i32, -7, 9, 9, -100, 4, 4, 8];
-    let m = module(&[arr_shape(F32, &[2, 4]), arr_shape(S32, &[2, 4])], |b, p| {
-        Ok(vec![b.argmax(p[0], 1, S32)?, b.argmax(p[1], 1, S32)?, b.argmin(p[1], 1, S32)?])
-    });
+    let m = module(
+        &[arr_shape(F32, &[2, 4]), arr_shape(S32, &[2, 4])],
+        |b, p| {
+            Ok(vec![
+                b.argmax(p[0], 1, S32)?,
+                b.argmax(p[1], 1, S32)?,
+                b.argmin(p[1], 1, S32)?,
+            ])
+        },
+    );
     let out = run(&m, &[lit(&x, &[2, 4]), lit(&xi, &[2, 4])]);
     // NaN counts as the largest value: the first NaN's index.
     assert_exact(&vals::<i32>(&out[0]), &[1, 1], "argmax with NaN / ties");
@@ -149,11 +169,22 @@ fn reduce_window_pools() {
     let (xl, x) = input(F32, 7, &dims);
     let one = Win::new(1, 1, 0, 0);
     let maxpool = [one, Win::new(2, 2, 0, 1), Win::new(2, 2, 0, 0), one];
-    let sumwin = [one, Win::new(3, 2, 1, 1), Win::new(3, 1, 1, 1), Win::new(2, 1, 0, 0)];
+    let sumwin = [
+        one,
+        Win::new(3, 2, 1, 1),
+        Win::new(3, 1, 1, 1),
+        Win::new(2, 1, 0, 0),
+    ];
     let dilated = [
         one,
-        Win { wdil: 2, ..Win::new(2, 1, 0, 0) },
-        Win { bdil: 2, ..Win::new(3, 2, 1, 0) },
+        Win {
+            wdil: 2,
+            ..Win::new(2, 1, 0, 0)
+        },
+        Win {
+            bdil: 2,
+            ..Win::new(3, 2, 1, 0)
+        },
         one,
     ];
     let m = module(&[shape(F32, &dims)], |b, p| {
@@ -179,6 +210,12 @@ fn reduce_window_pools() {
     for (k, (o, w)) in out.iter().zip(&wants).enumerate() {
         let wd: Vec<i64> = w.shape().iter().map(|&v| v as i64).collect();
         assert_eq!(o.shape().dims, wd, "window {k}: dims");
-        assert_close(&f64s(o), &flat(w), 1e-5, 1e-5, &format!("reduce-window {k}"));
+        assert_close(
+            &f64s(o),
+            &flat(w),
+            1e-5,
+            1e-5,
+            &format!("reduce-window {k}"),
+        );
     }
 }
