@@ -173,7 +173,7 @@ pub fn to_le_bytes<T: NativeType>(data: &[T]) -> Vec<u8> {
 /// Decodes little-endian bytes; `None` when the length is not a whole number of elements.
 pub fn from_le_bytes<T: NativeType>(bytes: &[u8]) -> Option<Vec<T>> {
     let n = T::TYPE.byte_size();
-    if bytes.len() % n != 0 {
+    if !bytes.len().is_multiple_of(n) {
         return None;
     }
     Some(bytes.chunks_exact(n).map(T::read_le).collect())
