@@ -68,7 +68,11 @@ fn mlp(rng: &mut StdRng) -> Result<Example> {
     )?;
     let bias = b.parameter(Shape::array(ElementType::F32, vec![m as i64]), "b")?;
     // Highest precision: full f32 products (GPUs otherwise use TF32 for f32 dots, ~1e-3 error).
-    let dims = DotDims { lhs_contracting: vec![1], rhs_contracting: vec![0], ..Default::default() };
+    let dims = DotDims {
+        lhs_contracting: vec![1],
+        rhs_contracting: vec![0],
+        ..Default::default()
+    };
     let xw = b.dot_general(x, w, dims, [Precision::Highest; 2], None)?;
     let h = b.tanh(b.add(xw, b.broadcast_in_dim(bias, &[n as i64, m as i64], &[1])?)?)?;
     let s = b.reduce_sum(h, &[1])?;

@@ -68,11 +68,8 @@ pub fn download(b: &Buffer) -> Result<Vec<f64>> {
 
 /// Lowers and compiles a module for one device.
 pub fn compile(client: &Client, module: &Module) -> Result<Executable> {
-    let bytes = module
-        .to_proto_bytes()
-        .context("lowering to HloModuleProto")?;
     client
-        .compile(&bytes, &CompileOptions::default())
+        .compile_module(module, &CompileOptions::default())
         .with_context(|| format!("compiling module '{}'", module.name))
 }
 

@@ -19,14 +19,14 @@ pub fn list() -> Result<()> {
         println!("no PJRT plugin found; install one with `tpu-run plugin install cpu|cuda|tpu`");
         return Ok(());
     }
-    println!("{:<5} {:<10} {:<10} path", "kind", "package", "C API");
+    println!("{:<8} {:<20} {:<7} path", "platform", "package", "C API");
     for p in found {
         let api = match p.api_version {
             Ok((major, minor)) => format!("{major}.{minor}"),
             Err(e) => format!("error: {e}"),
         };
         println!(
-            "{:<5} {:<10} {:<10} {}",
+            "{:<8} {:<20} {:<7} {}",
             p.kind.name(),
             p.package_version.unwrap_or_else(|| "?".into()),
             api,

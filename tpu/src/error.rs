@@ -88,6 +88,9 @@ pub enum Error {
     #[error("invalid option: {0}")]
     Option(String),
 
+    #[error("lowering the module to HloModuleProto: {0}")]
+    Lower(#[from] hlo::HloError),
+
     #[error("the plugin returned something unexpected: {0}")]
     Plugin(String),
 

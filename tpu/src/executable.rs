@@ -111,6 +111,15 @@ impl Client {
         self.compile_with_shapes(module, options, None)
     }
 
+    /// Lowers an IR module to HloModuleProto and compiles it (see [`Client::compile`]).
+    pub fn compile_module(
+        &self,
+        module: &hlo::Module,
+        options: &CompileOptions,
+    ) -> Result<Executable> {
+        self.compile(&module.to_proto_bytes()?, options)
+    }
+
     /// Like [`Client::compile`], with the per-device parameter shapes given by the caller.
     pub fn compile_with_shapes(
         &self,
