@@ -46,13 +46,19 @@ fn shape_mismatches_are_build_errors_naming_the_op() {
         Ok(vec![bl.concatenate(&[p[0], p[1]], 0)?])
     });
     assert_shape_err(e, "concatenate", &[]);
-    let e = build_err(&[a.clone()], |bl, p| Ok(vec![bl.reduce_sum(p[0], &[2])?]));
+    let e = build_err(std::slice::from_ref(&a), |bl, p| {
+        Ok(vec![bl.reduce_sum(p[0], &[2])?])
+    });
     assert_shape_err(e, "reduce", &["[2]"]);
-    let e = build_err(&[a.clone()], |bl, p| Ok(vec![bl.reshape(p[0], &[4, 2])?]));
+    let e = build_err(std::slice::from_ref(&a), |bl, p| {
+        Ok(vec![bl.reshape(p[0], &[4, 2])?])
+    });
     assert_shape_err(e, "reshape", &["f32[4,2]"]);
-    let e = build_err(&[a.clone()], |bl, p| Ok(vec![bl.transpose(p[0], &[0, 0])?]));
+    let e = build_err(std::slice::from_ref(&a), |bl, p| {
+        Ok(vec![bl.transpose(p[0], &[0, 0])?])
+    });
     assert_shape_err(e, "transpose", &[]);
-    let e = build_err(&[a.clone()], |bl, p| {
+    let e = build_err(std::slice::from_ref(&a), |bl, p| {
         Ok(vec![bl.slice(p[0], &[0, 0], &[3, 3], &[1, 1])?])
     });
     assert_shape_err(e, "slice", &[]);

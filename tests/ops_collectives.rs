@@ -110,10 +110,10 @@ fn all_gather_along_each_dim() {
     let out = run_devices(&m, &CompileOptions::replicas(4), &inputs);
     // Dim 0 over all: the replicas' [2,3] blocks stacked in replica order.
     let want: Vec<f32> = xs.iter().flatten().copied().collect();
-    for r in 0..4 {
-        assert_eq!(out[r][0].shape().dims, vec![8, 3]);
+    for (r, o) in out.iter().enumerate() {
+        assert_eq!(o[0].shape().dims, vec![8, 3]);
         assert_exact(
-            &vals::<f32>(&out[r][0]),
+            &vals::<f32>(&o[0]),
             &want,
             &format!("replica {r}: gather dim 0"),
         );
@@ -128,9 +128,9 @@ fn all_gather_along_each_dim() {
                     .collect::<Vec<_>>()
             })
             .collect();
-        assert_eq!(out[r][1].shape().dims, vec![2, 6]);
+        assert_eq!(o[1].shape().dims, vec![2, 6]);
         assert_exact(
-            &vals::<f32>(&out[r][1]),
+            &vals::<f32>(&o[1]),
             &want,
             &format!("replica {r}: gather dim 1"),
         );
@@ -250,25 +250,21 @@ fn spmd_two_partitions_with_sharded_parameter() {
     let sums: Vec<f64> = (0..4)
         .map(|c| (0..8).map(|r| f64::from(global[r * 4 + c])).sum())
         .collect();
-    for p in 0..2 {
+    for (p, o) in out.iter().enumerate() {
         assert_eq!(
-            out[p][0].shape().dims,
+            o[0].shape().dims,
             vec![4, 4],
             "partition {p}: local shard of y"
         );
         let want: Vec<f32> = shard(p).iter().map(|v| 2.0 * v + 1.0).collect();
         assert_exact(
-            &vals::<f32>(&out[p][0]),
+            &vals::<f32>(&o[0]),
             &want,
             &format!("partition {p}: y shard"),
         );
-        assert_eq!(
-            out[p][1].shape().dims,
-            vec![4],
-            "partition {p}: replicated s"
-        );
+        assert_eq!(o[1].shape().dims, vec![4], "partition {p}: replicated s");
         assert_close(
-            &f64s(&out[p][1]),
+            &f64s(&o[1]),
             &sums,
             1e-5,
             1e-6,

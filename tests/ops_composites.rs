@@ -128,7 +128,7 @@ fn softmax_bf16_with_f32_stats() {
 #[test]
 fn mean_variance_layer_norm_f32() {
     let dims = [2, 3, 32];
-    let (xl, x) = input(F32, 3, &dims, 2.0);
+    let (_, x) = input(F32, 3, &dims, 2.0);
     let x = x.mapv(|v| v + 1.5); // a non-zero mean
     let xl = lit(
         &flat(&x).iter().map(|&v| v as f32).collect::<Vec<_>>(),

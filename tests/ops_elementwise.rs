@@ -21,13 +21,16 @@ fn tol(ty: ElementType) -> (f64, f64) {
     }
 }
 
+/// (op, needs a positive input, f64 reference).
+type UnaryCase = (UnaryOp, bool, fn(f64) -> f64);
+type BinaryCase = (BinaryOp, fn(f64, f64) -> f64);
+type CompareCase = (CompareDir, fn(f64, f64) -> bool);
+
 const DIMS: [i64; 2] = [4, 8];
 const N: usize = 32;
 
 /// Unary float ops, each with the input domain it needs and its f64 reference.
-#[allow(clippy::type_complexity)]
-fn unary_cases() -> Vec<(UnaryOp, bool, fn(f64) -> f64)> {
-    // (op, needs a positive input, reference)
+fn unary_cases() -> Vec<UnaryCase> {
     vec![
         (UnaryOp::Neg, false, |x| -x),
         (UnaryOp::Abs, false, f64::abs),
@@ -61,7 +64,7 @@ fn float_inputs(seed: u64) -> (Vec<f64>, Vec<f64>) {
     (x, pos)
 }
 
-fn check_unary(ty: ElementType, cases: &[(UnaryOp, bool, fn(f64) -> f64)], seed: u64) {
+fn check_unary(ty: ElementType, cases: &[UnaryCase], seed: u64) {
     let (x, pos) = float_inputs(seed);
     let (xl, pl) = (lit_as(ty, &x, &DIMS), lit_as(ty, &pos, &DIMS));
     let shape = arr_shape(ty, &DIMS);
@@ -99,7 +102,7 @@ fn unary_f64() {
 }
 
 /// A representative subset on the 16-bit floats.
-fn half_unary_cases() -> Vec<(UnaryOp, bool, fn(f64) -> f64)> {
+fn half_unary_cases() -> Vec<UnaryCase> {
     unary_cases()
         .into_iter()
         .filter(|(op, _, _)| {
@@ -152,8 +155,7 @@ fn is_finite_and_not() {
     assert_exact(&vals::<bool>(&out[1]), &want, "not pred");
 }
 
-#[allow(clippy::type_complexity)]
-fn binary_cases() -> Vec<(BinaryOp, fn(f64, f64) -> f64)> {
+fn binary_cases() -> Vec<BinaryCase> {
     vec![
         (BinaryOp::Add, |a, b| a + b),
         (BinaryOp::Sub, |a, b| a - b),
@@ -168,7 +170,7 @@ fn binary_cases() -> Vec<(BinaryOp, fn(f64, f64) -> f64)> {
     ]
 }
 
-fn check_binary(ty: ElementType, cases: &[(BinaryOp, fn(f64, f64) -> f64)], seed: u64) {
+fn check_binary(ty: ElementType, cases: &[BinaryCase], seed: u64) {
     let mut r = rng(seed);
     // x in [0.25, 3] (pow needs a positive base), y of either sign away from zero (div, rem).
     let x = uniform(&mut r, N, 0.25, 3.0);
@@ -256,7 +258,7 @@ fn binary_scalar_operand_broadcasts() {
     assert_close(&f64s(&out[1]), &want, 1e-6, 1e-6, "2.5 - x");
 }
 
-const DIRS: [(CompareDir, fn(f64, f64) -> bool); 6] = [
+const DIRS: [CompareCase; 6] = [
     (CompareDir::Eq, |a, b| a == b),
     (CompareDir::Ne, |a, b| a != b),
     (CompareDir::Lt, |a, b| a < b),

@@ -213,8 +213,7 @@ fn unknown_custom_call_is_a_compile_error() {
         let bytes = m.to_proto_bytes().unwrap();
         let e = client()
             .compile(&bytes, &CompileOptions::default())
-            .err()
-            .expect("an unknown custom-call target must not compile");
+            .expect_err("an unknown custom-call target must not compile");
         let msg = e.to_string();
         assert!(
             msg.contains("tpu_run_no_such_target"),

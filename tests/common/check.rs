@@ -20,7 +20,11 @@ pub fn assert_close(got: &[f64], want: &[f64], atol: f64, rtol: f64, what: &str)
         } else {
             (g - w).abs() - (atol + rtol * w.abs())
         };
-        if excess > 0.0 && worst.map_or(true, |(_, e)| excess > e) {
+        let worse = match worst {
+            Some((_, e)) => excess > e,
+            None => excess > 0.0,
+        };
+        if worse {
             worst = Some((i, excess));
         }
     }

@@ -21,7 +21,7 @@ pub fn udims(d: &[i64]) -> Vec<usize> {
 
 /// Calls `f` with every multi-index of `dims` in row-major order.
 pub fn for_each_index(dims: &[usize], mut f: impl FnMut(&[usize])) {
-    if dims.iter().any(|&d| d == 0) {
+    if dims.contains(&0) {
         return;
     }
     let mut idx = vec![0usize; dims.len()];
