@@ -176,10 +176,15 @@ impl<'m> Builder<'m> {
 
     /// The shape of a value of this computation.
     pub fn shape(&self, v: Value) -> Result<Shape> {
+        self.shape_for(v, "shape")
+    }
+
+    /// The shape of a value, naming `op` if the value belongs to another computation.
+    fn shape_for(&self, v: Value, op: &'static str) -> Result<Shape> {
         let st = self.m.state.borrow();
         if v.draft != self.draft {
             return Err(HloError::ForeignValue {
-                op: "shape",
+                op,
                 value: v.id.to_string(),
                 origin: format!("draft {}", v.draft),
                 target: st.drafts[self.draft as usize].name.clone(),
@@ -192,7 +197,7 @@ impl<'m> Builder<'m> {
 
     /// The array shape of a value; errors (naming `op`) on tuples and tokens.
     pub fn array_shape(&self, v: Value, op: &'static str) -> Result<ArrayShape> {
-        match self.shape(v)? {
+        match self.shape_for(v, op)? {
             Shape::Array(a) => Ok(a),
             s => Err(shape_err(op, "expected an array operand", &[&s])),
         }
