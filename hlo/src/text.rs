@@ -141,9 +141,10 @@ fn header(m: &Module) -> String {
     if m.entry.index() < m.computations.len() {
         let entry = m.entry_computation();
         let params: Vec<String> = entry
-            .param_shapes()
+            .params
             .iter()
-            .map(|s| s.to_text_with_layout())
+            .filter_map(|p| entry.instrs.get(p.index()))
+            .map(|i| i.shape.to_text_with_layout())
             .collect();
         let result = entry
             .instrs
@@ -711,6 +712,31 @@ mod tests {
     #[test]
     fn escapes_like_absl() {
         assert_eq!(c_escape("a\"b\\c\n\u{1}"), "a\\\"b\\\\c\\n\\001");
+    }
+
+    #[test]
+    fn broken_modules_print_without_panicking() {
+        use crate::ir::{Computation, InstrId};
+        use crate::shape::Shape;
+        let inst = Instruction {
+            op: Op::Tuple,
+            operands: vec![InstrId(9)],
+            shape: Shape::Tuple(vec![]),
+            sharding: None,
+        };
+        let m = Module {
+            name: "broken".into(),
+            computations: vec![Computation {
+                name: "main".into(),
+                instrs: vec![inst],
+                params: vec![InstrId(5)],
+                root: InstrId(7),
+            }],
+            entry: CompId(0),
+            aliases: vec![],
+        };
+        let t = to_text(&m);
+        assert!(t.contains("tuple(%<bad %9>)"), "{t}");
     }
 
     #[test]
