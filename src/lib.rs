@@ -2,4 +2,5 @@
 pub mod backend;
 pub mod cli;
 pub mod examples;
+pub mod model;
 pub mod run;

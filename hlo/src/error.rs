@@ -26,6 +26,9 @@ pub enum HloError {
     /// The verifier found a broken invariant (after a pass or on a hand-made module).
     #[error("verifier: {0}")]
     Verify(String),
+    /// Reverse-mode autodiff met an op it cannot differentiate (`op` is XLA's opcode).
+    #[error("autodiff: no gradient rule for {op}: {msg}")]
+    NoGradient { op: String, msg: String },
     /// Lowering to HloModuleProto failed.
     #[error("lowering: {0}")]
     Lower(String),

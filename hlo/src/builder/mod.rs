@@ -22,7 +22,8 @@ use crate::ir::{BinaryOp, CompId, Computation, InstrId, Instruction, Module, Op,
 use crate::literal::Literal;
 use crate::shape::{ArrayShape, Shape};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// A handle to one instruction of a computation under construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +42,8 @@ struct Draft {
     name: String,
     instrs: Vec<Instruction>,
     params: Vec<InstrId>,
+    /// Instructions autodiff treats as constants (`stop_gradient`).
+    no_grad: HashSet<InstrId>,
     done: bool,
 }
 
@@ -48,7 +51,11 @@ struct Draft {
 struct State {
     drafts: Vec<Draft>,
     finished: Vec<Computation>,
+    /// The `stop_gradient` marks of each finished computation (by `CompId`), kept for inlining.
+    finished_no_grad: Vec<HashSet<InstrId>>,
     reducers: HashMap<(BinaryOp, ElementType), CompId>,
+    /// Gradient rules of custom-call targets (`ModuleBuilder::register_vjp`).
+    vjp_rules: HashMap<String, Arc<crate::autodiff::VjpRule>>,
 }
 
 /// Owns the computations of one module while they are built.
@@ -72,6 +79,7 @@ impl ModuleBuilder {
             name: name.into(),
             instrs: vec![],
             params: vec![],
+            no_grad: HashSet::new(),
             done: false,
         });
         Builder {
@@ -108,6 +116,64 @@ impl ModuleBuilder {
             c.param_shapes().into_iter().cloned().collect(),
             c.root_shape().clone(),
         ))
+    }
+
+    /// A copy of a finished computation and its `stop_gradient` marks (for inlining).
+    pub(crate) fn finished_computation(
+        &self,
+        comp: CompId,
+    ) -> Result<(Computation, HashSet<InstrId>)> {
+        let st = self.state.borrow();
+        match (
+            st.finished.get(comp.index()),
+            st.finished_no_grad.get(comp.index()),
+        ) {
+            (Some(c), Some(ng)) => Ok((c.clone(), ng.clone())),
+            _ => Err(HloError::Computation {
+                name: comp.to_string(),
+                msg: "no such finished computation".into(),
+            }),
+        }
+    }
+
+    /// Whether finished computation `comp` is `(a, b) -> op(a, b)` (either operand order).
+    pub(crate) fn is_scalar_binary(&self, comp: CompId, op: BinaryOp) -> bool {
+        let st = self.state.borrow();
+        let Some(c) = st.finished.get(comp.index()) else {
+            return false;
+        };
+        let root = c.instr(c.root);
+        let ps = &c.params;
+        root.op == Op::Binary(op)
+            && ps.len() == 2
+            && (root.operands == [ps[0], ps[1]] || root.operands == [ps[1], ps[0]])
+    }
+
+    pub(crate) fn set_vjp_rule(&self, target: String, rule: Arc<crate::autodiff::VjpRule>) {
+        self.state.borrow_mut().vjp_rules.insert(target, rule);
+    }
+
+    pub(crate) fn vjp_rule(&self, target: &str) -> Option<Arc<crate::autodiff::VjpRule>> {
+        self.state.borrow().vjp_rules.get(target).cloned()
+    }
+
+    /// The largest channel id of any collective built so far (drafts and finished), or 0.
+    pub(crate) fn max_channel_id(&self) -> i64 {
+        let st = self.state.borrow();
+        let finished = st.finished.iter().flat_map(|c| &c.instrs);
+        let drafts = st.drafts.iter().flat_map(|d| &d.instrs);
+        finished
+            .chain(drafts)
+            .filter_map(|i| match &i.op {
+                Op::AllReduce { attrs, .. }
+                | Op::AllGather { attrs, .. }
+                | Op::ReduceScatter { attrs, .. }
+                | Op::AllToAll { attrs, .. } => attrs.channel_id,
+                Op::CollectivePermute { channel_id, .. } => *channel_id,
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Closes the module with `entry` as its entry computation and runs the verifier.
@@ -172,6 +238,33 @@ impl<'m> Builder<'m> {
             draft: self.draft,
             id,
         })
+    }
+
+    /// The value of instruction `id` of this computation (autodiff walks the draft by id).
+    pub(crate) fn value_at(&self, id: InstrId) -> Value {
+        Value {
+            draft: self.draft,
+            id,
+        }
+    }
+
+    /// A copy of the instructions built so far.
+    pub(crate) fn instructions(&self) -> Vec<Instruction> {
+        self.m.state.borrow().drafts[self.draft as usize]
+            .instrs
+            .clone()
+    }
+
+    /// Marks `v` as a constant for autodiff (see `Builder::stop_gradient`).
+    pub(crate) fn mark_no_grad(&self, v: Value) {
+        let mut st = self.m.state.borrow_mut();
+        st.drafts[self.draft as usize].no_grad.insert(v.id);
+    }
+
+    pub(crate) fn no_grad_ids(&self) -> HashSet<InstrId> {
+        self.m.state.borrow().drafts[self.draft as usize]
+            .no_grad
+            .clone()
     }
 
     /// The shape of a value of this computation.
@@ -331,6 +424,7 @@ impl<'m> Builder<'m> {
             k += 1;
         }
         let params = std::mem::take(&mut draft.params);
+        let no_grad = std::mem::take(&mut draft.no_grad);
         let comp = Computation {
             name,
             instrs: std::mem::take(&mut draft.instrs),
@@ -338,6 +432,7 @@ impl<'m> Builder<'m> {
             root: root.id,
         };
         st.finished.push(comp);
+        st.finished_no_grad.push(no_grad);
         Ok(CompId((st.finished.len() - 1) as u32))
     }
 

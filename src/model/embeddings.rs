@@ -1,0 +1,44 @@
+//! Embeddings: word + position + token type, layer norm, dropout (google-research/bert's
+//! `embedding_lookup` + `embedding_postprocessor`). Positions are `0..seq`.
+use super::layers::Ctx;
+use super::params::names;
+use super::{ModelError, Result};
+use hlo::{ElementType, Value};
+
+/// `[batch, seq]` ids and segment ids to `[batch, seq, hidden]` in the compute dtype.
+pub(crate) fn embeddings(ctx: &Ctx, input_ids: Value, segment_ids: Value) -> Result<Value> {
+    let (b, cfg) = (ctx.b, ctx.cfg);
+    let h = cfg.hidden_size;
+    let dims = b.dims(input_ids)?;
+    let &[batch, seq] = &dims[..] else {
+        return Err(ModelError::Batch {
+            field: "input_ids",
+            msg: format!("must be [batch, seq], got dims {dims:?}"),
+        });
+    };
+    if seq as usize > cfg.max_position_embeddings {
+        return Err(ModelError::Batch {
+            field: "input_ids",
+            msg: format!(
+                "sequence length {seq} exceeds max_position_embeddings {}",
+                cfg.max_position_embeddings
+            ),
+        });
+    }
+    let f32 = |v: Value| b.convert(v, ElementType::F32);
+    let word = ctx.param(names::WORD_EMBEDDINGS, &[cfg.padded_vocab_size(), h])?;
+    let pos = ctx.param(
+        names::POSITION_EMBEDDINGS,
+        &[cfg.max_position_embeddings, h],
+    )?;
+    let types = ctx.param(names::TOKEN_TYPE_EMBEDDINGS, &[cfg.type_vocab_size, h])?;
+    let out = [batch, seq, h as i64];
+    let word = b.take(f32(word)?, input_ids, 0)?;
+    let pos = b.slice_in_dim(f32(pos)?, 0, seq, 0)?;
+    let pos = b.broadcast_in_dim(pos, &out, &[1, 2])?;
+    let types = b.take(f32(types)?, segment_ids, 0)?;
+    let sum = b.add(b.add(word, pos)?, types)?;
+    let x = ctx.layer_norm(sum, names::EMBEDDINGS_LN)?;
+    let x = b.convert(x, ctx.ct)?;
+    ctx.dropout(x, cfg.hidden_dropout_prob)
+}

@@ -1,0 +1,79 @@
+//! Post-LN transformer layers as google-research/bert's `transformer_model`:
+//!
+//!   a = LN(x + dropout(dense(attention(x))))
+//!   y = LN(a + dropout(dense(act(dense(a)))))
+//!
+//! Attention: scores = q k^T / sqrt(head_size) + bias, with bias = (1 - input_mask) * -10000 on
+//! padded keys (the original constant), softmax over keys in f32, dropout on the probabilities.
+use super::layers::Ctx;
+use super::params::names;
+use super::Result;
+use hlo::ir::DotDims;
+use hlo::{ElementType, Value};
+
+/// The original's additive attention mask: (1 - mask) * -10000, f32 `[batch, seq]` over keys.
+pub(crate) fn attention_bias(ctx: &Ctx, input_mask: Value) -> Result<Value> {
+    let b = ctx.b;
+    let m = b.convert(input_mask, ElementType::F32)?;
+    let one_minus = b.sub(b.scalar(1.0f32)?, m)?;
+    Ok(b.mul(one_minus, b.scalar(-10000.0f32)?)?)
+}
+
+/// One encoder layer `l` on `x: [batch, seq, hidden]` (compute dtype).
+pub(crate) fn encoder_layer(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
+    let (b, cfg) = (ctx.b, ctx.cfg);
+    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+    let context = self_attention(ctx, x, bias, l)?;
+    let attn = ctx.dense(context, &names::layer(l, "attention.output.dense"), h, h)?;
+    let attn = ctx.dropout(attn, cfg.hidden_dropout_prob)?;
+    let a = ctx.layer_norm(
+        b.add(attn, x)?,
+        &names::layer(l, "attention.output.LayerNorm"),
+    )?;
+    let inter = ctx.act(ctx.dense(a, &names::layer(l, "intermediate.dense"), h, i)?)?;
+    let out = ctx.dense(inter, &names::layer(l, "output.dense"), i, h)?;
+    let out = ctx.dropout(out, cfg.hidden_dropout_prob)?;
+    ctx.layer_norm(b.add(out, a)?, &names::layer(l, "output.LayerNorm"))
+}
+
+/// Multi-head self-attention of layer `l`: the per-head contexts, `[batch, seq, hidden]`.
+fn self_attention(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
+    let (b, cfg) = (ctx.b, ctx.cfg);
+    let dims = b.dims(x)?;
+    let (batch, seq) = (dims[0], dims[1]);
+    let (h, heads, d) = (
+        cfg.hidden_size as i64,
+        cfg.num_attention_heads as i64,
+        cfg.head_size() as i64,
+    );
+    // [batch, seq, heads, head_size]
+    let project = |part: &str| -> Result<Value> {
+        let name = names::layer(l, &format!("attention.self.{part}"));
+        let y = ctx.dense(x, &name, h as usize, h as usize)?;
+        Ok(b.reshape(y, &[batch, seq, heads, d])?)
+    };
+    let (q, k, v) = (project("query")?, project("key")?, project("value")?);
+    // scores[b, n, i, j] = sum_d q[b, i, n, d] k[b, j, n, d]
+    let score_dims = DotDims {
+        lhs_batch: vec![0, 2],
+        rhs_batch: vec![0, 2],
+        lhs_contracting: vec![3],
+        rhs_contracting: vec![3],
+    };
+    let scores = ctx.dot(q, k, score_dims)?;
+    let scale = 1.0 / (d as f64).sqrt();
+    let scores = b.mul(scores, b.scalar_of(ElementType::F32, scale)?)?;
+    let bias = b.broadcast_in_dim(bias, &[batch, heads, seq, seq], &[0, 3])?;
+    let probs = b.softmax(b.add(scores, bias)?, -1)?;
+    let probs = ctx.dropout(b.convert(probs, ctx.ct)?, cfg.attention_probs_dropout_prob)?;
+    // context[b, n, i, d] = sum_j probs[b, n, i, j] v[b, j, n, d]
+    let context_dims = DotDims {
+        lhs_batch: vec![0, 1],
+        rhs_batch: vec![0, 2],
+        lhs_contracting: vec![3],
+        rhs_contracting: vec![1],
+    };
+    let context = b.convert(ctx.dot(probs, v, context_dims)?, ctx.ct)?;
+    let context = b.transpose(context, &[0, 2, 1, 3])?;
+    Ok(b.reshape(context, &[batch, seq, h])?)
+}

@@ -1,0 +1,143 @@
+//! The whole model: [`encoder_forward`] (embeddings, encoder layers, pooler; SQuAD builds on it)
+//! and [`pretraining_forward`] / [`pretraining_loss`] (MLM + NSP heads, losses, metrics).
+//!
+//! `train` turns dropout on; it draws from `key` (the ThreeFry state `u64[2]`), which advances at
+//! every dropout and comes back as [`EncoderOutput::key`]. With `train == false` the key is not
+//! used and the graph is deterministic.
+use super::batch::{dims_of, BatchValues};
+use super::embeddings::embeddings;
+use super::encoder::{attention_bias, encoder_layer};
+use super::heads::{mlm_logits, nsp_logits, pooler};
+use super::layers::Ctx;
+use super::loss::{mlm_loss, nsp_loss, Metrics};
+use super::params::ParamValues;
+use super::{BertConfig, ModelError, Result};
+use hlo::{Builder, ElementType, Value};
+
+/// The encoder's inputs: s32 `[batch, seq]` each (see [`super::batch`] for their meaning).
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderInputs {
+    pub input_ids: Value,
+    pub segment_ids: Value,
+    pub input_mask: Value,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderOutput {
+    /// The last layer's hidden states, `[batch, seq, hidden]` in the compute dtype.
+    pub sequence: Value,
+    /// tanh(dense(first token)), `[batch, hidden]` in the compute dtype.
+    pub pooled: Value,
+    /// The RNG key after the encoder's dropouts (the input key when none ran).
+    pub key: Value,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct PretrainingOutput {
+    /// mlm_loss + nsp_loss, f32 scalar.
+    pub loss: Value,
+    pub metrics: Metrics,
+    pub encoder: EncoderOutput,
+    /// f32 `[batch * max_predictions, padded_vocab]` (padded ids at the masked constant).
+    pub mlm_logits: Value,
+    /// f32 `[batch, 2]`.
+    pub nsp_logits: Value,
+    /// The RNG key after every dropout.
+    pub key: Value,
+}
+
+/// BERT's encoder on `inputs`: sequence output and pooled output.
+pub fn encoder_forward(
+    b: &Builder,
+    cfg: &BertConfig,
+    params: &ParamValues,
+    inputs: &EncoderInputs,
+    key: Value,
+    train: bool,
+) -> Result<EncoderOutput> {
+    let ctx = Ctx::new(b, cfg, params, key, train)?;
+    encoder(&ctx, inputs)
+}
+
+fn encoder(ctx: &Ctx, inputs: &EncoderInputs) -> Result<EncoderOutput> {
+    let b = ctx.b;
+    let ids = dims_of(b, inputs.input_ids, "input_ids", ElementType::S32, 2)?;
+    for (field, v) in [
+        ("segment_ids", inputs.segment_ids),
+        ("input_mask", inputs.input_mask),
+    ] {
+        if dims_of(b, v, field, ElementType::S32, 2)? != ids {
+            return Err(ModelError::Batch {
+                field,
+                msg: format!("must have input_ids' dims {ids:?}"),
+            });
+        }
+    }
+    let mut x = embeddings(ctx, inputs.input_ids, inputs.segment_ids)?;
+    let bias = attention_bias(ctx, inputs.input_mask)?;
+    for l in 0..ctx.cfg.num_hidden_layers {
+        x = encoder_layer(ctx, x, bias, l)?;
+    }
+    let pooled = pooler(ctx, x)?;
+    Ok(EncoderOutput {
+        sequence: x,
+        pooled,
+        key: ctx.key(),
+    })
+}
+
+/// The pretraining graph: encoder, MLM and NSP heads, losses and metrics.
+pub fn pretraining_forward(
+    b: &Builder,
+    cfg: &BertConfig,
+    params: &ParamValues,
+    batch: &BatchValues,
+    key: Value,
+    train: bool,
+) -> Result<PretrainingOutput> {
+    batch.shapes(b)?;
+    let ctx = Ctx::new(b, cfg, params, key, train)?;
+    let inputs = EncoderInputs {
+        input_ids: batch.input_ids,
+        segment_ids: batch.segment_ids,
+        input_mask: batch.input_mask,
+    };
+    let enc = encoder(&ctx, &inputs)?;
+    let mlm = mlm_logits(&ctx, enc.sequence, batch.masked_lm_positions)?;
+    let nsp = nsp_logits(&ctx, enc.pooled)?;
+    let n = b.dims(mlm)?[0];
+    let labels = b.reshape(batch.masked_lm_ids, &[n])?;
+    let weights = b.reshape(batch.masked_lm_weights, &[n])?;
+    let (mlm_l, mlm_acc, weight_sum, mlm_correct) = mlm_loss(b, mlm, labels, weights)?;
+    let (nsp_l, nsp_acc, nsp_correct) = nsp_loss(b, nsp, batch.next_sentence_labels)?;
+    Ok(PretrainingOutput {
+        loss: b.add(mlm_l, nsp_l)?,
+        metrics: Metrics {
+            mlm_loss: mlm_l,
+            nsp_loss: nsp_l,
+            mlm_accuracy: mlm_acc,
+            nsp_accuracy: nsp_acc,
+            mlm_weight_sum: weight_sum,
+            mlm_correct_sum: mlm_correct,
+            nsp_correct_sum: nsp_correct,
+        },
+        encoder: enc,
+        mlm_logits: mlm,
+        nsp_logits: nsp,
+        key: ctx.key(),
+    })
+}
+
+/// The total pretraining loss (f32 scalar, MLM + NSP) and the metrics: the function the train
+/// step differentiates with respect to the parameter values.
+pub fn pretraining_loss(
+    b: &Builder,
+    cfg: &BertConfig,
+    params: &ParamValues,
+    batch: &BatchValues,
+    key: Value,
+    train: bool,
+) -> Result<(Value, Metrics)> {
+    let out = pretraining_forward(b, cfg, params, batch, key, train)?;
+    Ok((out.loss, out.metrics))
+}

@@ -1,0 +1,72 @@
+//! The pooler and the pretraining heads (google-research/bert's `get_masked_lm_output` and
+//! `get_next_sentence_output`).
+//!
+//!   pooled     = tanh(dense(sequence[:, 0]))
+//!   mlm_logits = LN(act(dense(sequence at masked_lm_positions))) E^T + b   (E: word embeddings)
+//!   nsp_logits = pooled W + b,  W: [hidden, 2]
+//!
+//! With vocabulary padding the logits of the padded ids are set to [`PADDED_LOGIT`], so their
+//! softmax weight is exactly 0 in f32 and they never win the argmax.
+use super::layers::Ctx;
+use super::params::names;
+use super::Result;
+use hlo::ir::DotDims;
+use hlo::{ArrayShape, ElementType, Value};
+
+/// The logit of a padded vocabulary entry: exp(PADDED_LOGIT - max) underflows to 0 for any
+/// realistic max, and unlike -inf it gives no NaN when multiplied by 0.
+pub const PADDED_LOGIT: f64 = -1e9;
+
+/// Dense + tanh on the first token: `[batch, seq, hidden]` -> `[batch, hidden]`.
+pub(crate) fn pooler(ctx: &Ctx, sequence: Value) -> Result<Value> {
+    let b = ctx.b;
+    let h = ctx.cfg.hidden_size;
+    let dims = b.dims(sequence)?;
+    let first = b.reshape(b.slice_in_dim(sequence, 0, 1, 1)?, &[dims[0], h as i64])?;
+    Ok(b.tanh(ctx.dense(first, names::POOLER, h, h)?)?)
+}
+
+/// The hidden states at `positions: s32[batch, p]`, as `[batch * p, hidden]` (the original's
+/// `gather_indexes`: flat index = position + example * seq).
+pub(crate) fn gather_positions(ctx: &Ctx, sequence: Value, positions: Value) -> Result<Value> {
+    let b = ctx.b;
+    let dims = b.dims(sequence)?;
+    let (batch, seq, h) = (dims[0], dims[1], dims[2]);
+    let pdims = b.dims(positions)?;
+    let example = b.iota(&ArrayShape::new(ElementType::S32, pdims.clone()), 0)?;
+    let flat = b.add(positions, b.mul(example, b.scalar(seq as i32)?)?)?;
+    let flat = b.reshape(flat, &[pdims.iter().product()])?;
+    let table = b.reshape(sequence, &[batch * seq, h])?;
+    Ok(b.take(table, flat, 0)?)
+}
+
+/// MLM logits at `positions`: f32 `[batch * p, padded_vocab]`.
+pub(crate) fn mlm_logits(ctx: &Ctx, sequence: Value, positions: Value) -> Result<Value> {
+    let (b, cfg) = (ctx.b, ctx.cfg);
+    let (h, vp) = (cfg.hidden_size, cfg.padded_vocab_size());
+    let x = gather_positions(ctx, sequence, positions)?;
+    let x = ctx.act(ctx.dense(x, names::MLM_TRANSFORM, h, h)?)?;
+    let x = ctx.layer_norm(x, names::MLM_TRANSFORM_LN)?;
+    let table = ctx.param(names::WORD_EMBEDDINGS, &[vp, h])?;
+    let dims = DotDims {
+        lhs_contracting: vec![1],
+        rhs_contracting: vec![1],
+        ..Default::default()
+    };
+    let logits = ctx.dot(x, table, dims)?;
+    let out = b.dims(logits)?;
+    let bias = b.convert(ctx.param(names::MLM_BIAS, &[vp])?, ElementType::F32)?;
+    let logits = b.add(logits, b.broadcast_in_dim(bias, &out, &[1])?)?;
+    if vp == cfg.vocab_size {
+        return Ok(logits);
+    }
+    let id = b.iota(&ArrayShape::new(ElementType::S32, out.clone()), 1)?;
+    let real = b.lt(id, b.scalar(cfg.vocab_size as i32)?)?;
+    let padded = b.full(&ArrayShape::new(ElementType::F32, out), PADDED_LOGIT)?;
+    Ok(b.select(real, logits, padded)?)
+}
+
+/// NSP logits: f32 `[batch, 2]` (index 0 = "is next").
+pub(crate) fn nsp_logits(ctx: &Ctx, pooled: Value) -> Result<Value> {
+    ctx.dense_f32(pooled, names::NSP, ctx.cfg.hidden_size, 2)
+}

@@ -1,0 +1,130 @@
+//! The building context shared by the model pieces: parameter lookup with shape checks, dense
+//! layers in the compute dtype with f32 accumulation, layer norm, activation, and dropout that
+//! threads the RNG key.
+use super::params::{hlo_dims, names, ParamValues};
+use super::{BertConfig, ComputeDtype, HiddenAct, ModelError, Result};
+use hlo::ir::{DotDims, Precision};
+use hlo::{Builder, ElementType, Value};
+use std::cell::Cell;
+
+pub(crate) struct Ctx<'a, 'm> {
+    pub b: &'a Builder<'m>,
+    pub cfg: &'a BertConfig,
+    params: &'a ParamValues,
+    /// The activation / matmul-input type.
+    pub ct: ElementType,
+    precision: Precision,
+    train: bool,
+    key: Cell<Value>,
+}
+
+impl<'a, 'm> Ctx<'a, 'm> {
+    pub fn new(
+        b: &'a Builder<'m>,
+        cfg: &'a BertConfig,
+        params: &'a ParamValues,
+        key: Value,
+        train: bool,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let k = b.array_shape(key, "dropout")?;
+        if k.ty != ElementType::U64 || k.dims != [2] {
+            return Err(ModelError::Batch {
+                field: "rng_key",
+                msg: format!("must be the ThreeFry state u64[2], got {k}"),
+            });
+        }
+        let (ct, precision) = match cfg.compute_dtype {
+            ComputeDtype::F32 => (ElementType::F32, Precision::Highest),
+            ComputeDtype::Bf16 => (ElementType::Bf16, Precision::Default),
+        };
+        Ok(Self {
+            b,
+            cfg,
+            params,
+            ct,
+            precision,
+            train,
+            key: Cell::new(key),
+        })
+    }
+
+    /// The key after every dropout drawn so far.
+    pub fn key(&self) -> Value {
+        self.key.get()
+    }
+
+    /// Parameter `name`, checked to be a float array of `dims`.
+    pub fn param(&self, name: &str, dims: &[usize]) -> Result<Value> {
+        let v = self.params.get(name)?;
+        let a = self.b.array_shape(v, "parameter")?;
+        if !a.ty.is_float() || a.dims != hlo_dims(dims) {
+            return Err(ModelError::Param {
+                name: name.into(),
+                msg: format!("is {a}, the config needs a float array of dims {dims:?}"),
+            });
+        }
+        Ok(v)
+    }
+
+    /// `x . w` contracting `dims`, inputs in the compute dtype, result in f32.
+    pub fn dot(&self, x: Value, w: Value, dims: DotDims) -> Result<Value> {
+        let b = self.b;
+        let (x, w) = (b.convert(x, self.ct)?, b.convert(w, self.ct)?);
+        let preferred = (self.ct != ElementType::F32).then_some(ElementType::F32);
+        Ok(b.dot_general(x, w, dims, [self.precision; 2], preferred)?)
+    }
+
+    /// `x[..., n_in] W[n_in, n_out] + bias`, in f32.
+    pub fn dense_f32(&self, x: Value, prefix: &str, n_in: usize, n_out: usize) -> Result<Value> {
+        let b = self.b;
+        let w = self.param(&names::weight(prefix), &[n_in, n_out])?;
+        let bias = self.param(&names::bias(prefix), &[n_out])?;
+        let rank = b.dims(x)?.len() as i64;
+        let dims = DotDims {
+            lhs_contracting: vec![rank - 1],
+            rhs_contracting: vec![0],
+            ..Default::default()
+        };
+        let y = self.dot(x, w, dims)?;
+        let out_dims = b.dims(y)?;
+        let bias =
+            b.broadcast_in_dim(b.convert(bias, ElementType::F32)?, &out_dims, &[rank - 1])?;
+        Ok(b.add(y, bias)?)
+    }
+
+    /// [`Ctx::dense_f32`] rounded to the compute dtype.
+    pub fn dense(&self, x: Value, prefix: &str, n_in: usize, n_out: usize) -> Result<Value> {
+        let y = self.dense_f32(x, prefix, n_in, n_out)?;
+        Ok(self.b.convert(y, self.ct)?)
+    }
+
+    /// Layer norm over the last dim with `{prefix}.weight` / `{prefix}.bias`; statistics in f32,
+    /// result in x's type.
+    pub fn layer_norm(&self, x: Value, prefix: &str) -> Result<Value> {
+        let b = self.b;
+        let h = self.cfg.hidden_size;
+        let g = b.convert(self.param(&names::weight(prefix), &[h])?, ElementType::F32)?;
+        let beta = b.convert(self.param(&names::bias(prefix), &[h])?, ElementType::F32)?;
+        Ok(b.layer_norm(x, g, beta, self.cfg.layer_norm_eps)?)
+    }
+
+    /// The config's hidden activation.
+    pub fn act(&self, x: Value) -> Result<Value> {
+        Ok(match self.cfg.hidden_act {
+            HiddenAct::GeluErf => self.b.gelu_erf(x)?,
+            HiddenAct::GeluTanh => self.b.gelu_tanh(x)?,
+            HiddenAct::Relu => self.b.relu(x)?,
+        })
+    }
+
+    /// Dropout at `rate` when training (the key advances); `x` itself otherwise.
+    pub fn dropout(&self, x: Value, rate: f64) -> Result<Value> {
+        if !self.train || rate == 0.0 {
+            return Ok(x);
+        }
+        let (y, key) = self.b.dropout(x, rate, self.key.get())?;
+        self.key.set(key);
+        Ok(y)
+    }
+}

@@ -1,0 +1,56 @@
+//! BERT (google-research/bert's model, Hugging Face names) as an HLO graph.
+//!
+//! - [`config`]: hyperparameters, presets, JSON from google-research and Hugging Face.
+//! - [`params`]: the named parameter list, host storage, graph values by name, HF/TF mapping.
+//! - [`init`]: deterministic truncated-normal initialization.
+//! - [`batch`]: the pretraining batch (google-research/bert's feature names) as graph values.
+//! - `embeddings`, `encoder`, [`heads`], [`loss`]: the pieces; [`forward`] puts them together:
+//!   [`encoder_forward`] (sequence and pooled output, reused by SQuAD) and
+//!   [`pretraining_loss`] (MLM + NSP loss and metrics, what the train step differentiates).
+//!
+//! Parameters enter the graph as f32 (master weights); [`ComputeDtype::Bf16`] casts them to bf16
+//! at each use. Dropout draws from an explicit `u64[2]` ThreeFry key.
+pub mod batch;
+pub mod config;
+mod embeddings;
+mod encoder;
+pub mod forward;
+pub mod heads;
+pub mod init;
+mod layers;
+pub mod loss;
+pub mod params;
+
+pub use batch::{BatchShapes, BatchValues};
+pub use config::{BertConfig, ComputeDtype, ConfigFlavor, HiddenAct, PRESETS};
+pub use forward::{
+    encoder_forward, pretraining_forward, pretraining_loss, EncoderInputs, EncoderOutput,
+    PretrainingOutput,
+};
+pub use init::init_params;
+pub use loss::Metrics;
+pub use params::{param_specs, HostTensor, ParamSet, ParamSpec, ParamValues};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// A config value is missing, malformed or inconsistent.
+    #[error("BERT config: {field}: {msg}")]
+    Config { field: &'static str, msg: String },
+    #[error("BERT config file {path}: {msg}")]
+    ConfigFile { path: String, msg: String },
+    #[error("parameter '{name}' is missing (expected by the BERT config)")]
+    MissingParam { name: String },
+    #[error("parameter '{name}': {msg}")]
+    Param { name: String, msg: String },
+    #[error("tensor: {0}")]
+    Tensor(String),
+    /// A batch input has the wrong shape or type.
+    #[error("batch input '{field}': {msg}")]
+    Batch { field: &'static str, msg: String },
+    #[error(transparent)]
+    Hlo(#[from] hlo::HloError),
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
