@@ -297,6 +297,7 @@ fn instruction_proto(
         }
         Op::ShardingHint(s) => {
             i.custom_call_target = "Sharding".into();
+            i.custom_call_api_version = 1; // ORIGINAL, XLA's default; 0 is rejected when read back
             i.sharding = Some(sharding_proto(s));
         }
         _ => {}
