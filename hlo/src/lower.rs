@@ -8,6 +8,7 @@ use crate::ir::{Alias, CollectiveAttrs, Computation, Instruction, Module, Op, Sh
 use crate::literal::Literal;
 use crate::proto as p;
 use crate::shape::Shape;
+use crate::text::{instruction_name, sanitize};
 use crate::ElementType;
 use prost::Message;
 
@@ -109,24 +110,6 @@ fn set_collective(i: &mut p::HloInstructionProto, attrs: &CollectiveAttrs) {
     i.use_global_device_ids = attrs.use_global_device_ids;
 }
 
-/// Keeps letters, digits, `_`, `-` and `.` so a user's parameter name is a valid HLO name.
-fn sanitize(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "param".into()
-    } else {
-        s
-    }
-}
 
 fn instruction_proto(
     inst: &Instruction,
@@ -148,10 +131,7 @@ fn instruction_proto(
         sharding: inst.sharding.as_ref().map(sharding_proto),
         ..Default::default()
     };
-    i.name = match &inst.op {
-        Op::Parameter { name, .. } => format!("{}.{id}", sanitize(name)),
-        op => format!("{}.{id}", op.opcode()),
-    };
+    i.name = instruction_name(&inst.op, id);
     match &inst.op {
         Op::Parameter { number, .. } => i.parameter_number = i64::from(*number),
         Op::Constant(l) => i.literal = Some(literal_proto(l)),

@@ -78,8 +78,9 @@ pub fn instruction_name(op: &Op, id: i64) -> String {
     }
 }
 
-/// The lowering's parameter-name rule: letters, digits, `_` and `-`; anything else becomes `_`.
-fn sanitize(name: &str) -> String {
+/// Parameter and module names as HLO names: letters, digits, `_` and `-`; anything else
+/// becomes `_` (shared with the lowering so text and proto agree).
+pub(crate) fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
         .map(|c| {
