@@ -1,10 +1,62 @@
 //! Reductions: reduce (variadic) with a sub-computation, reduce-window, and common shorthands.
-use super::{join, Builder, Value};
+use super::{Builder, Value};
 use crate::error::{shape_err, Result};
 use crate::ir::{BinaryOp, CompId, Op, WindowDim};
 use crate::shape::{ArrayShape, Shape};
 
+/// One shape for a single result, a tuple for several (variadic reduce / reduce-window).
+fn one_or_tuple(mut shapes: Vec<Shape>) -> Shape {
+    if shapes.len() == 1 {
+        shapes.remove(0)
+    } else {
+        Shape::Tuple(shapes)
+    }
+}
+
 impl Builder<'_> {
+    /// Checks the operands shared by reduce and reduce-window: N inputs of equal dims, N scalar
+    /// inits of the inputs' types, and `comp: (acc_1..acc_n, x_1..x_n) -> (acc_1..acc_n)`.
+    /// Returns the input shapes.
+    fn variadic_reduce_inputs(
+        &self,
+        op: &'static str,
+        inputs: &[Value],
+        inits: &[Value],
+        comp: CompId,
+    ) -> Result<Vec<ArrayShape>> {
+        let shapes = inputs
+            .iter()
+            .chain(inits)
+            .map(|&x| self.array_shape(x, op))
+            .collect::<Result<Vec<_>>>()?;
+        let all: Vec<&dyn std::fmt::Display> =
+            shapes.iter().map(|s| s as &dyn std::fmt::Display).collect();
+        let (ins, init_shapes) = shapes.split_at(inputs.len());
+        let first = ins.first().ok_or_else(|| shape_err(op, "no inputs", &[]))?;
+        if inits.len() != inputs.len() || ins.iter().any(|s| s.dims != first.dims) {
+            return Err(shape_err(
+                op,
+                "need one init per input and inputs of equal dims",
+                &all,
+            ));
+        }
+        if init_shapes
+            .iter()
+            .zip(ins)
+            .any(|(i, s)| !i.is_scalar() || i.ty != s.ty)
+        {
+            return Err(shape_err(
+                op,
+                "each init must be a scalar of its input's type",
+                &all,
+            ));
+        }
+        let scalars: Vec<Shape> = ins.iter().map(|s| Shape::scalar(s.ty)).collect();
+        let params: Vec<Shape> = scalars.iter().chain(&scalars).cloned().collect();
+        self.check_signature(op, comp, &params, &one_or_tuple(scalars))?;
+        Ok(ins.to_vec())
+    }
+
     /// Reduces `inputs` over `dims` with `comp: (acc_1..acc_n, x_1..x_n) -> (acc_1..acc_n)`.
     /// Returns one value for one input, else a tuple.
     pub fn reduce(
@@ -14,40 +66,8 @@ impl Builder<'_> {
         dims: &[i64],
         comp: CompId,
     ) -> Result<Value> {
-        let shapes = inputs
-            .iter()
-            .map(|&x| self.array_shape(x, "reduce"))
-            .collect::<Result<Vec<_>>>()?;
-        let init_shapes = inits
-            .iter()
-            .map(|&x| self.array_shape(x, "reduce"))
-            .collect::<Result<Vec<_>>>()?;
-        let all: Vec<&dyn std::fmt::Display> = shapes
-            .iter()
-            .chain(&init_shapes)
-            .map(|s| s as &dyn std::fmt::Display)
-            .collect();
-        let first = shapes
-            .first()
-            .ok_or_else(|| shape_err("reduce", "no inputs", &[]))?;
-        if inits.len() != inputs.len() || shapes.iter().any(|s| s.dims != first.dims) {
-            return Err(shape_err(
-                "reduce",
-                "need one init per input and inputs of equal dims",
-                &all,
-            ));
-        }
-        if init_shapes
-            .iter()
-            .zip(&shapes)
-            .any(|(i, s)| !i.is_scalar() || i.ty != s.ty)
-        {
-            return Err(shape_err(
-                "reduce",
-                "each init must be a scalar of its input's type",
-                &all,
-            ));
-        }
+        let shapes = self.variadic_reduce_inputs("reduce", inputs, inits, comp)?;
+        let first = &shapes[0];
         let rank = first.rank() as i64;
         if dims.iter().any(|&d| d < 0 || d >= rank)
             || (0..dims.len()).any(|i| dims[i + 1..].contains(&dims[i]))
@@ -55,30 +75,19 @@ impl Builder<'_> {
             return Err(shape_err(
                 "reduce",
                 format!("invalid dimensions {dims:?}"),
-                &all,
+                &[first],
             ));
         }
         let kept: Vec<i64> = (0..rank)
             .filter(|d| !dims.contains(d))
             .map(|d| first.dims[d as usize])
             .collect();
-        let scalars: Vec<Shape> = shapes.iter().map(|s| Shape::scalar(s.ty)).collect();
-        let acc = if scalars.len() == 1 {
-            scalars[0].clone()
-        } else {
-            Shape::Tuple(scalars.clone())
-        };
-        let params: Vec<Shape> = scalars.iter().chain(&scalars).cloned().collect();
-        self.check_signature("reduce", comp, &params, &acc)?;
-        let outs: Vec<Shape> = shapes
-            .iter()
-            .map(|s| Shape::array(s.ty, kept.clone()))
-            .collect();
-        let out = if outs.len() == 1 {
-            outs[0].clone()
-        } else {
-            Shape::Tuple(outs)
-        };
+        let out = one_or_tuple(
+            shapes
+                .iter()
+                .map(|s| Shape::array(s.ty, kept.clone()))
+                .collect(),
+        );
         let operands: Vec<Value> = inputs.iter().chain(inits).copied().collect();
         self.push(
             Op::Reduce {
@@ -118,24 +127,13 @@ impl Builder<'_> {
         window: &[WindowDim],
         comp: CompId,
     ) -> Result<Value> {
-        let shapes = inputs
-            .iter()
-            .map(|&x| self.array_shape(x, "reduce-window"))
-            .collect::<Result<Vec<_>>>()?;
-        let first = shapes
-            .first()
-            .ok_or_else(|| shape_err("reduce-window", "no inputs", &[]))?
-            .clone();
-        let disp: Vec<&dyn std::fmt::Display> =
-            shapes.iter().map(|s| s as &dyn std::fmt::Display).collect();
-        if inits.len() != inputs.len()
-            || window.len() != first.rank()
-            || shapes.iter().any(|s| s.dims != first.dims)
-        {
+        let shapes = self.variadic_reduce_inputs("reduce-window", inputs, inits, comp)?;
+        let first = &shapes[0];
+        if window.len() != first.rank() {
             return Err(shape_err(
                 "reduce-window",
-                "need one init per input, equal dims and one window dim per dimension",
-                &disp,
+                "need one window dim per dimension",
+                &[first],
             ));
         }
         let mut dims = Vec::with_capacity(first.rank());
@@ -144,7 +142,7 @@ impl Builder<'_> {
                 return Err(shape_err(
                     "reduce-window",
                     format!("dimension {i}: invalid window {w:?}"),
-                    &disp,
+                    &[first],
                 ));
             }
             let base = (first.dims[i] - 1) * w.base_dilation + 1 + w.padding_low + w.padding_high;
@@ -155,33 +153,12 @@ impl Builder<'_> {
                 (base - eff) / w.stride + 1
             });
         }
-        let scalars: Vec<Shape> = shapes.iter().map(|s| Shape::scalar(s.ty)).collect();
-        for (&init, s) in inits.iter().zip(&scalars) {
-            let got = self.shape(init)?;
-            if &got != s {
-                return Err(shape_err(
-                    "reduce-window",
-                    format!("init {got} must be {}", join(&scalars)),
-                    &disp,
-                ));
-            }
-        }
-        let acc = if scalars.len() == 1 {
-            scalars[0].clone()
-        } else {
-            Shape::Tuple(scalars.clone())
-        };
-        let params: Vec<Shape> = scalars.iter().chain(&scalars).cloned().collect();
-        self.check_signature("reduce-window", comp, &params, &acc)?;
-        let outs: Vec<Shape> = shapes
-            .iter()
-            .map(|s| Shape::Array(ArrayShape::new(s.ty, dims.clone())))
-            .collect();
-        let out = if outs.len() == 1 {
-            outs[0].clone()
-        } else {
-            Shape::Tuple(outs)
-        };
+        let out = one_or_tuple(
+            shapes
+                .iter()
+                .map(|s| Shape::Array(ArrayShape::new(s.ty, dims.clone())))
+                .collect(),
+        );
         let operands: Vec<Value> = inputs.iter().chain(inits).copied().collect();
         self.push(
             Op::ReduceWindow {
