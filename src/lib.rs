@@ -4,3 +4,4 @@ pub mod cli;
 pub mod examples;
 pub mod model;
 pub mod run;
+pub mod train;

@@ -1,0 +1,421 @@
+//! The step builder: one HLO module per training step,
+//!
+//! ```text
+//! (params..., opt_state..., batch..., step) -> (params'..., opt_state'..., step', loss, metrics...)
+//! ```
+//! - `params`: f32 master weights, in [`ParamSpec`] order.
+//! - `opt_state`: the optimizer's slots, parameter-major (`p0/slot0, p0/slot1, p1/slot0, ...`),
+//!   then the loss-scale state under dynamic loss scaling (`loss_scale` f32, `loss_scale_good_steps` s32).
+//! - `batch`: the batch inputs in [`BatchSpec`] order; with accumulation over k micro-batches
+//!   each is stacked on a new leading dim of size k.
+//! - `step`: s32 scalar, updates applied so far.
+//! - outputs: the new params and state (aliased to their inputs, so the inputs are donated), the
+//!   new step (aliased too), the mean loss (f32), then the metrics (f32 scalars): the loss
+//!   function's own, then `learning_rate`, `grad_norm` (global norm before clipping) and, under
+//!   dynamic loss scaling, `loss_scale` (used by this step) and `grads_finite` (1 or 0).
+//!
+//! Order of operations, as the original BERT: gradients (unscaled when loss scaling), global-norm
+//! clipping, learning rate from the step before its increment, optimizer update, step + 1.
+use super::accumulate::{accumulate, stacked_specs};
+use super::clip::{all_finite, clip_by_global_norm, global_norm};
+use super::gradients::{GradientSource, LossAndGrads};
+use super::optimizer::{Optimizer, UpdateInputs};
+use super::{check_names, BatchSpec, Named, ParamSpec, Policy, Schedule};
+use anyhow::{anyhow, bail, Context, Result};
+use hlo::{ArrayShape, Builder, ElementType, Literal, Module, ModuleBuilder, Shape, Value};
+
+/// Everything about a step except the model.
+pub struct StepConfig {
+    pub optimizer: Box<dyn Optimizer>,
+    pub schedule: Schedule,
+    /// Global-norm clipping threshold; `None` turns clipping off.
+    pub clip_norm: Option<f64>,
+    /// Micro-batches per step (1: no accumulation).
+    pub accumulation_steps: u32,
+    pub policy: Policy,
+}
+
+impl StepConfig {
+    /// Clipping at 1.0 (as BERT), no accumulation, f32 compute.
+    pub fn new(optimizer: impl Optimizer + 'static, schedule: Schedule) -> Self {
+        Self {
+            optimizer: Box::new(optimizer),
+            schedule,
+            clip_norm: Some(1.0),
+            accumulation_steps: 1,
+            policy: Policy::f32(),
+        }
+    }
+
+    pub fn with_clip_norm(mut self, clip: Option<f64>) -> Self {
+        self.clip_norm = clip;
+        self
+    }
+
+    pub fn with_accumulation(mut self, micro_batches: u32) -> Self {
+        self.accumulation_steps = micro_batches;
+        self
+    }
+
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+}
+
+/// One carried state tensor (optimizer slot or loss-scale state) and its initial value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateSpec {
+    pub name: String,
+    pub shape: ArrayShape,
+    pub initial: f64,
+}
+
+/// How the step program's inputs and outputs are laid out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepLayout {
+    pub params: Vec<ParamSpec>,
+    pub opt_state: Vec<StateSpec>,
+    /// The batch inputs as the program takes them (stacked `[k, ...]` when accumulating).
+    pub batch: Vec<BatchSpec>,
+    /// Names of the metric outputs after the loss.
+    pub metric_names: Vec<String>,
+    pub accumulation_steps: u32,
+}
+
+impl StepLayout {
+    /// Parameters and optimizer state: the donated inputs, and the first outputs.
+    pub fn num_state(&self) -> usize {
+        self.params.len() + self.opt_state.len()
+    }
+
+    /// Index of the `step` input.
+    pub fn step_input(&self) -> usize {
+        self.num_state() + self.batch.len()
+    }
+
+    /// Index of the `step'` output; the loss follows it, then the metrics.
+    pub fn step_output(&self) -> usize {
+        self.num_state()
+    }
+
+    pub fn num_outputs(&self) -> usize {
+        self.num_state() + 2 + self.metric_names.len()
+    }
+
+    /// The optimizer state at the start of training (zero slots, the initial loss scale).
+    pub fn initial_opt_state(&self) -> Result<Vec<Literal>> {
+        self.opt_state
+            .iter()
+            .map(|s| {
+                let n = s.shape.num_elements() as usize;
+                let lit = match s.shape.ty {
+                    ElementType::F32 => {
+                        Literal::from_slice(&vec![s.initial as f32; n], &s.shape.dims)
+                    }
+                    ElementType::S32 => {
+                        Literal::from_slice(&vec![s.initial as i32; n], &s.shape.dims)
+                    }
+                    t => bail!("optimizer state '{}' has unsupported type {t}", s.name),
+                };
+                lit.with_context(|| format!("initial value of optimizer state '{}'", s.name))
+            })
+            .collect()
+    }
+}
+
+/// The step program and its layout.
+#[derive(Clone, Debug)]
+pub struct TrainProgram {
+    pub module: Module,
+    pub layout: StepLayout,
+}
+
+/// Emits the train step of the model whose loss and gradients `source` produces.
+pub fn build_train_step(
+    name: &str,
+    params: &[ParamSpec],
+    batch: &[BatchSpec],
+    config: &StepConfig,
+    source: &dyn GradientSource,
+) -> Result<TrainProgram> {
+    check_inputs(params, batch, config)?;
+    let opt = config.optimizer.as_ref();
+    let policy = &config.policy;
+    let k = config.accumulation_steps;
+    let fed_batch = if k > 1 {
+        stacked_specs(batch, k)
+    } else {
+        batch.to_vec()
+    };
+    let mut opt_state = Vec::new();
+    for p in params {
+        for slot in opt.slot_names() {
+            opt_state.push(StateSpec {
+                name: format!("{}/{slot}", p.name),
+                shape: p.shape.clone(),
+                initial: 0.0,
+            });
+        }
+    }
+    let scale_state = policy.loss_scale.state();
+    opt_state.extend(scale_state.iter().map(|s| StateSpec {
+        name: s.name.to_string(),
+        shape: s.shape.clone(),
+        initial: s.initial,
+    }));
+
+    let mb = ModuleBuilder::new(name);
+    let b = mb.builder("train_step");
+    let masters = params
+        .iter()
+        .map(|p| b.parameter(p.shape.clone(), &p.name))
+        .collect::<hlo::Result<Vec<_>>>()?;
+    let state = opt_state
+        .iter()
+        .map(|s| b.parameter(s.shape.clone(), &s.name))
+        .collect::<hlo::Result<Vec<_>>>()?;
+    let batch_values = fed_batch
+        .iter()
+        .map(|s| b.parameter(s.shape.clone(), &s.name))
+        .collect::<hlo::Result<Vec<_>>>()?;
+    let step = b.parameter(Shape::scalar(ElementType::S32), "step")?;
+    let n_slots = opt.slot_names().len();
+    let (slots, scale_vals) = state.split_at(params.len() * n_slots);
+
+    let seed = policy.loss_scale.scale(&b, scale_vals)?;
+    let lg = if k > 1 {
+        accumulate(
+            &mb,
+            &b,
+            params,
+            &masters,
+            batch,
+            &batch_values,
+            seed,
+            k,
+            policy,
+            source,
+        )?
+    } else {
+        forward_backward(
+            &b,
+            params,
+            &masters,
+            batch,
+            &batch_values,
+            seed,
+            policy,
+            source,
+        )?
+    };
+
+    let mut grads = lg.grads.clone();
+    if !matches!(policy.loss_scale, super::LossScale::None) {
+        grads = grads
+            .iter()
+            .map(|&g| b.div(g, seed))
+            .collect::<hlo::Result<Vec<_>>>()?;
+    }
+    let finite = if policy.loss_scale.is_dynamic() {
+        Some(all_finite(&b, &grads)?)
+    } else {
+        None
+    };
+    let (grads, norm) = match config.clip_norm {
+        Some(c) => clip_by_global_norm(&b, &grads, c)?,
+        None => {
+            let n = global_norm(&b, &grads)?;
+            (grads, n)
+        }
+    };
+    let lr = config.schedule.lr(&b, step)?;
+
+    let mut new_params = Vec::with_capacity(params.len());
+    let mut new_slots = Vec::with_capacity(slots.len());
+    for (i, p) in params.iter().enumerate() {
+        let u = UpdateInputs {
+            name: &p.name,
+            param: masters[i],
+            grad: grads[i],
+            slots: &slots[i * n_slots..(i + 1) * n_slots],
+            lr,
+            step,
+        };
+        let up = opt
+            .update(&b, &u)
+            .with_context(|| format!("{} update of parameter '{}'", opt.name(), p.name))?;
+        if up.slots.len() != n_slots {
+            bail!(
+                "{}: update of '{}' returned {} slots, expected {n_slots}",
+                opt.name(),
+                p.name,
+                up.slots.len()
+            );
+        }
+        new_params.push(up.param);
+        new_slots.extend(up.slots);
+    }
+
+    let one = b.scalar_of(ElementType::S32, 1.0)?;
+    let mut outputs = Vec::new();
+    let new_step = match finite {
+        Some(ok) => {
+            // A step with non-finite gradients is skipped: everything stays as it was.
+            for (new, old) in new_params.iter_mut().zip(&masters) {
+                *new = b.select(ok, *new, *old)?;
+            }
+            for (new, old) in new_slots.iter_mut().zip(slots) {
+                *new = b.select(ok, *new, *old)?;
+            }
+            b.add(step, b.convert(ok, ElementType::S32)?)?
+        }
+        None => b.add(step, one)?,
+    };
+    outputs.extend(&new_params);
+    outputs.extend(&new_slots);
+    if let Some(ok) = finite {
+        outputs.extend(policy.loss_scale.next_state(&b, scale_vals, ok)?);
+    }
+    outputs.push(new_step);
+    outputs.push(lg.loss);
+    let mut metric_names = Vec::new();
+    for (n, v) in &lg.metrics {
+        metric_names.push(n.clone());
+        outputs.push(*v);
+    }
+    let mut builtin = vec![("learning_rate", lr), ("grad_norm", norm)];
+    if let Some(ok) = finite {
+        builtin.push(("loss_scale", seed));
+        builtin.push(("grads_finite", b.convert(ok, ElementType::F32)?));
+    }
+    for (n, v) in builtin {
+        if metric_names.iter().any(|m| m == n) {
+            bail!("the loss function returns a metric named '{n}', which the step reports itself; rename it");
+        }
+        metric_names.push(n.to_string());
+        outputs.push(v);
+    }
+    check_names("metric", metric_names.iter().map(String::as_str))?;
+
+    let entry = b.finish(b.tuple(&outputs)?)?;
+    let mut module = mb.build(entry)?;
+    let layout = StepLayout {
+        params: params.to_vec(),
+        opt_state,
+        batch: fed_batch,
+        metric_names,
+        accumulation_steps: k,
+    };
+    for i in 0..layout.num_state() {
+        module.alias_output_to_param(i as i64, i as u32);
+    }
+    module.alias_output_to_param(layout.step_output() as i64, layout.step_input() as u32);
+    Ok(TrainProgram { module, layout })
+}
+
+fn check_inputs(params: &[ParamSpec], batch: &[BatchSpec], config: &StepConfig) -> Result<()> {
+    if params.is_empty() {
+        bail!("train step: no parameters to train");
+    }
+    check_names("parameter", params.iter().map(|p| p.name.as_str()))?;
+    check_names("batch input", batch.iter().map(|p| p.name.as_str()))?;
+    for p in params {
+        if p.shape.ty != ElementType::F32 {
+            bail!(
+                "parameter '{}' is {}; master weights must be f32 (the policy sets the compute type)",
+                p.name,
+                p.shape
+            );
+        }
+    }
+    if config.accumulation_steps == 0 {
+        bail!("train step: accumulation_steps must be >= 1");
+    }
+    config.policy.check()?;
+    Ok(())
+}
+
+/// Casts the masters per the policy, runs the gradient source, checks what it returned and
+/// brings loss, metrics and gradients to f32.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_backward(
+    b: &Builder,
+    params: &[ParamSpec],
+    masters: &[Value],
+    batch: &[BatchSpec],
+    batch_values: &[Value],
+    seed: Value,
+    policy: &Policy,
+    source: &dyn GradientSource,
+) -> Result<LossAndGrads> {
+    let cast = masters
+        .iter()
+        .map(|&m| policy.cast(b, m))
+        .collect::<Result<Vec<_>>>()?;
+    let p = Named::new(
+        "parameter",
+        params.iter().map(|p| p.name.clone()).collect(),
+        cast,
+    );
+    let bt = Named::new(
+        "batch input",
+        batch.iter().map(|s| s.name.clone()).collect(),
+        batch_values.to_vec(),
+    );
+    let lg = source.loss_and_grads(b, masters, &p, &bt, seed)?;
+    check_loss_and_grads(b, &lg, params)?;
+    let f32 = |v: Value| b.convert(v, ElementType::F32);
+    Ok(LossAndGrads {
+        loss: f32(lg.loss)?,
+        metrics: lg
+            .metrics
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), f32(*v)?)))
+            .collect::<Result<Vec<_>>>()?,
+        grads: lg
+            .grads
+            .iter()
+            .map(|&g| f32(g))
+            .collect::<hlo::Result<Vec<_>>>()?,
+    })
+}
+
+/// The loss and metrics are float scalars; one gradient per parameter, of its dims.
+pub(crate) fn check_loss_and_grads(
+    b: &Builder,
+    lg: &LossAndGrads,
+    params: &[ParamSpec],
+) -> Result<()> {
+    let scalar_float = |what: &str, v: Value| -> Result<()> {
+        let a = b.array_shape(v, "train step")?;
+        if !a.is_scalar() || !a.ty.is_float() {
+            bail!("the {what} must be a floating-point scalar, got {a}");
+        }
+        Ok(())
+    };
+    scalar_float("loss", lg.loss)?;
+    for (n, v) in &lg.metrics {
+        scalar_float(&format!("metric '{n}'"), *v)?;
+    }
+    if lg.grads.len() != params.len() {
+        bail!(
+            "got {} gradients for {} parameters",
+            lg.grads.len(),
+            params.len()
+        );
+    }
+    for (g, p) in lg.grads.iter().zip(params) {
+        let a = b
+            .array_shape(*g, "train step")
+            .map_err(|e| anyhow!("gradient of '{}': {e}", p.name))?;
+        if a.dims != p.shape.dims || !a.ty.is_float() {
+            bail!(
+                "the gradient of parameter '{}' is {a}; expected floating point of dims {:?}",
+                p.name,
+                p.shape.dims
+            );
+        }
+    }
+    Ok(())
+}
