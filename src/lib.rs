@@ -1,6 +1,7 @@
 //! tpu-run: BERT as XLA HLO, compiled and run through PJRT plugins.
 pub mod backend;
 pub mod cli;
+pub mod data;
 pub mod examples;
 pub mod model;
 pub mod run;

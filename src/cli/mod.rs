@@ -1,4 +1,5 @@
 //! The `tpu-run` command line: argument definitions and dispatch to one module per command.
+mod create_data;
 mod demo;
 mod devices;
 mod hlo_dump;
@@ -49,6 +50,8 @@ enum Command {
     Plugin(PluginCommand),
     /// List the devices a backend's plugin offers.
     Devices(DeviceArgs),
+    /// Make BERT pretraining TFRecord shards from text (google-research/bert's format).
+    CreateData(create_data::CreateDataArgs),
 }
 
 #[derive(Subcommand)]
@@ -77,5 +80,6 @@ pub fn main() -> Result<()> {
         Command::Plugin(PluginCommand::Install { backend }) => plugin::install(backend),
         Command::Plugin(PluginCommand::List) => plugin::list(),
         Command::Devices(a) => devices::run(&a),
+        Command::CreateData(a) => create_data::run(&a),
     }
 }

@@ -1,0 +1,15 @@
+//! Compiles the tf.train.Example .proto subset in proto/tensorflow with protox (pure Rust), so no
+//! system protoc is needed (as hlo/build.rs does for the XLA protos).
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["tensorflow/feature.proto", "tensorflow/example.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed=proto/{f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    // BTreeMap keeps the feature map sorted by name, so serialization is deterministic (the same
+    // bytes as TensorFlow's `SerializeToString(deterministic=True)`).
+    prost_build::Config::new()
+        .btree_map(["."])
+        .compile_fds(fds)?;
+    Ok(())
+}

