@@ -343,3 +343,21 @@ fn all_reduce_sum_cotangent_is_all_reduced() {
         assert_close(&f64s(&o[0]), &want, 1e-6, 1e-6, &format!("replica {r}"));
     }
 }
+
+#[test]
+fn second_order_gradients() {
+    // The backward is made of ordinary ops, so it can be differentiated again:
+    // d/dx sum(d/dx sum(x^3 + tanh(x))) = 6x - 2 tanh(x) (1 - tanh(x)^2).
+    let x = normal(&mut rng(30), 5);
+    let m = module(&[arr_shape(F64, &[5])], |b, p| {
+        let y = b.add(b.mul(b.mul(p[0], p[0])?, p[0])?, b.tanh(p[0])?)?;
+        let g1 = b.grad(b.reduce_sum(y, &[0])?, &[p[0]])?[0];
+        b.grad(b.reduce_sum(g1, &[0])?, &[p[0]])
+    });
+    let out = run(&m, &[lit(&x, &[5])]);
+    let want: Vec<f64> = x
+        .iter()
+        .map(|&v| 6.0 * v - 2.0 * v.tanh() * (1.0 - v.tanh() * v.tanh()))
+        .collect();
+    assert_close(&f64s(&out[0]), &want, 1e-14, 1e-13, "second derivative");
+}
