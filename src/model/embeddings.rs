@@ -33,10 +33,11 @@ pub(crate) fn embeddings(ctx: &Ctx, input_ids: Value, segment_ids: Value) -> Res
     )?;
     let types = ctx.param(names::TOKEN_TYPE_EMBEDDINGS, &[cfg.type_vocab_size, h])?;
     let out = [batch, seq, h as i64];
-    let word = b.take(f32(word)?, input_ids, 0)?;
-    let pos = b.slice_in_dim(f32(pos)?, 0, seq, 0)?;
+    // Gather, then convert: a 16-bit table is never converted whole.
+    let word = f32(b.take(word, input_ids, 0)?)?;
+    let pos = f32(b.slice_in_dim(pos, 0, seq, 0)?)?;
     let pos = b.broadcast_in_dim(pos, &out, &[1, 2])?;
-    let types = b.take(f32(types)?, segment_ids, 0)?;
+    let types = f32(b.take(types, segment_ids, 0)?)?;
     let sum = b.add(b.add(word, pos)?, types)?;
     let x = ctx.layer_norm(sum, names::EMBEDDINGS_LN)?;
     let x = b.convert(x, ctx.ct)?;

@@ -119,11 +119,14 @@ impl Builder<'_> {
         self.push(Op::Select, &[pred, on_true, on_false], Shape::Array(t))
     }
 
-    /// `min(max(x, lo), hi)`; `lo` and `hi` are scalars or of `x`'s shape.
+    /// `min(max(x, lo), hi)`; `lo` and `hi` are scalars or of `x`'s shape. Scalar bounds are
+    /// broadcast to `x`'s shape, as XlaBuilder does: XLA's CPU compiler aborts (ReshapeMover) on
+    /// a clamp with scalar bounds whose `x` is a reshape.
     pub fn clamp(&self, lo: Value, x: Value, hi: Value) -> Result<Value> {
         let a = self.array_shape(x, "clamp")?;
-        for bound in [lo, hi] {
-            let s = self.array_shape(bound, "clamp")?;
+        let mut bounds = [lo, hi];
+        for bound in &mut bounds {
+            let s = self.array_shape(*bound, "clamp")?;
             if s.ty != a.ty || (!s.is_scalar() && s.dims != a.dims) {
                 return Err(shape_err(
                     "clamp",
@@ -131,8 +134,11 @@ impl Builder<'_> {
                     &[&s, &a],
                 ));
             }
+            if s.dims != a.dims {
+                *bound = self.broadcast_in_dim(*bound, &a.dims, &[])?;
+            }
         }
-        self.push(Op::Clamp, &[lo, x, hi], Shape::Array(a))
+        self.push(Op::Clamp, &[bounds[0], x, bounds[1]], Shape::Array(a))
     }
 
     pub fn convert(&self, x: Value, ty: ElementType) -> Result<Value> {
