@@ -1,5 +1,6 @@
 //! tpu-run: BERT as XLA HLO, compiled and run through PJRT plugins.
 pub mod backend;
+pub mod ckpt;
 pub mod cli;
 pub mod data;
 pub mod examples;

@@ -1,0 +1,165 @@
+//! `manifest.json`: what a checkpoint directory holds and everything needed to resume that is
+//! not a tensor. It is written last, so a directory with a readable manifest has all its files.
+//!
+//! ```json
+//! { "format": "tpu-run-checkpoint", "format_version": 1, "step": 1234,
+//!   "wall_time_unix_s": 1795000000.25,
+//!   "model_config": {...}, "optimizer": {"name": "adam_weight_decay", "hyperparameters": {...}},
+//!   "rng": {"dropout_key": [1, 2], "host_seed": 12345, "host_state": []},
+//!   "data_position": {...}, "extra": null,
+//!   "files": [{"name": "params.safetensors", "bytes": 4096, "crc32c": 305419896,
+//!              "tensors": ["bert.embeddings.word_embeddings.weight", ...]}, ...] }
+//! ```
+//! `model_config`, optimizer hyperparameters, `data_position` and `extra` are opaque JSON from
+//! their owners (the model config, the optimizer, the data reader's `state()`); integers in them
+//! stay exact (serde_json keeps u64/i64 apart from f64).
+use super::checksum::FileDigest;
+use super::error::{CkptError, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Component, Path};
+
+pub const FORMAT: &str = "tpu-run-checkpoint";
+/// Bumped when a reader of the previous version would misread a new checkpoint.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const PARAMS_FILE: &str = "params.safetensors";
+pub const OPT_STATE_FILE: &str = "opt_state.safetensors";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    /// Optimizer updates applied before this checkpoint.
+    pub step: u64,
+    /// When the checkpoint was written (seconds since the Unix epoch).
+    pub wall_time_unix_s: f64,
+    pub model_config: Value,
+    pub optimizer: OptimizerInfo,
+    pub rng: RngState,
+    /// Where each data shard's reader stands (the reader's own JSON).
+    pub data_position: Value,
+    /// Anything else the training loop wants back on resume.
+    #[serde(default)]
+    pub extra: Value,
+    pub files: Vec<FileEntry>,
+}
+
+/// The optimizer's name and hyperparameters (its own JSON).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerInfo {
+    pub name: String,
+    #[serde(default)]
+    pub hyperparameters: Value,
+}
+
+/// Random-number state: the dropout key (`u64` words of the device ThreeFry key) and, when the
+/// host draws random numbers too, its seed and generator state words.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    pub dropout_key: Vec<u64>,
+    #[serde(default)]
+    pub host_seed: Option<u64>,
+    #[serde(default)]
+    pub host_state: Vec<u64>,
+}
+
+/// One file of the checkpoint: size, checksum and the tensors it holds, in state order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub crc32c: u32,
+    pub tensors: Vec<String>,
+}
+
+impl FileEntry {
+    pub fn new(name: &str, digest: FileDigest, tensors: Vec<String>) -> Self {
+        Self {
+            name: name.to_string(),
+            bytes: digest.bytes,
+            crc32c: digest.crc32c,
+            tensors,
+        }
+    }
+
+    pub fn digest(&self) -> FileDigest {
+        FileDigest {
+            bytes: self.bytes,
+            crc32c: self.crc32c,
+        }
+    }
+}
+
+impl Manifest {
+    /// The entry of file `name`.
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    /// Reads and checks `dir/manifest.json` (format, version, file names).
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read(&path).map_err(CkptError::io("reading", &path))?;
+        let m: Manifest = serde_json::from_slice(&text)
+            .map_err(|e| CkptError::manifest(&path, format!("not valid manifest JSON: {e}")))?;
+        m.check(&path)?;
+        Ok(m)
+    }
+
+    /// Format, version, plain and unique file names, unique tensor names per file.
+    pub(crate) fn check(&self, path: &Path) -> Result<()> {
+        if self.format != FORMAT {
+            return Err(CkptError::manifest(
+                path,
+                format!("format is '{}', expected '{FORMAT}'", self.format),
+            ));
+        }
+        if self.format_version > FORMAT_VERSION {
+            return Err(CkptError::manifest(
+                path,
+                format!(
+                    "format version {} was written by a newer tpu-run (this build reads up to {FORMAT_VERSION}); upgrade tpu-run",
+                    self.format_version
+                ),
+            ));
+        }
+        for f in &self.files {
+            let mut parts = Path::new(&f.name).components();
+            let plain =
+                matches!(parts.next(), Some(Component::Normal(_))) && parts.next().is_none();
+            if !plain || f.name == MANIFEST_FILE {
+                return Err(CkptError::manifest(
+                    path,
+                    format!("file entry '{}' is not a plain data file name", f.name),
+                ));
+            }
+            if self.files.iter().filter(|g| g.name == f.name).count() > 1 {
+                return Err(CkptError::manifest(
+                    path,
+                    format!("lists file '{}' twice", f.name),
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = f.tensors.iter().find(|t| !seen.insert(t.as_str())) {
+                return Err(CkptError::manifest(
+                    path,
+                    format!("lists tensor '{dup}' twice in '{}'", f.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `dir/manifest.json` and fsyncs it.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST_FILE);
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| CkptError::Invalid(format!("serializing the manifest: {e}")))?;
+        let mut f = std::fs::File::create(&path).map_err(CkptError::io("creating", &path))?;
+        f.write_all(&json)
+            .and_then(|()| f.sync_all())
+            .map_err(CkptError::io("writing", &path))
+    }
+}
