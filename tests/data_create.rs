@@ -8,7 +8,9 @@ use tpu_run::data::create::create_instances;
 use tpu_run::data::example::PretrainingExample;
 use tpu_run::data::reader::read_shard;
 use tpu_run::data::sentences::split_sentences;
-use tpu_run::data::{assets, create_pretraining_data, BertTokenizer, CreateDataConfig, InputFormat};
+use tpu_run::data::{
+    assets, create_pretraining_data, BertTokenizer, CreateDataConfig, InputFormat,
+};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -81,8 +83,12 @@ fn same_examples_as_the_reference_script() {
         assert_eq!(summary.shards.len(), g.shards.len());
         for (ours, theirs) in summary.shards.iter().zip(&g.shards) {
             let a = read_shard(&ours.path, g.max_seq_length, g.max_predictions_per_seq).unwrap();
-            let b = read_shard(&fixtures().join(theirs), g.max_seq_length, g.max_predictions_per_seq)
-                .unwrap();
+            let b = read_shard(
+                &fixtures().join(theirs),
+                g.max_seq_length,
+                g.max_predictions_per_seq,
+            )
+            .unwrap();
             assert_eq!(a.len(), b.len(), "{}: {theirs}", g.name);
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 assert_eq!(x, y, "{}: {theirs} record {i}", g.name);
@@ -105,8 +111,12 @@ fn check_example(ex: &PretrainingExample, tok: &BertTokenizer, max_seq: usize, m
     );
     let n = instance_tokens(ex);
     assert!((5..=max_seq).contains(&n), "length {n}");
-    assert!(ex.input_mask[..n].iter().all(|&m| m == 1) && ex.input_mask[n..].iter().all(|&m| m == 0));
-    assert!(ex.input_ids[n..].iter().all(|&t| t == 0) && ex.segment_ids[n..].iter().all(|&s| s == 0));
+    assert!(
+        ex.input_mask[..n].iter().all(|&m| m == 1) && ex.input_mask[n..].iter().all(|&m| m == 0)
+    );
+    assert!(
+        ex.input_ids[n..].iter().all(|&t| t == 0) && ex.segment_ids[n..].iter().all(|&s| s == 0)
+    );
     assert_eq!(ex.input_ids[0], cls);
     assert_eq!(ex.input_ids[n - 1], sep);
     let seps: Vec<usize> = (0..n).filter(|&i| ex.input_ids[i] == sep).collect();
@@ -120,10 +130,16 @@ fn check_example(ex: &PretrainingExample, tok: &BertTokenizer, max_seq: usize, m
     assert!(m >= 1 && m <= max_pred);
     assert!(ex.masked_lm_weights[m..].iter().all(|&w| w == 0.0));
     let positions = &ex.masked_lm_positions[..m];
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "sorted, distinct");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "sorted, distinct"
+    );
     for (&p, &label) in positions.iter().zip(&ex.masked_lm_ids[..m]) {
         let p = p as usize;
-        assert!(p > 0 && p < n - 1 && p != a_end, "[CLS]/[SEP] masked at {p}");
+        assert!(
+            p > 0 && p < n - 1 && p != a_end,
+            "[CLS]/[SEP] masked at {p}"
+        );
         assert!(label != cls && label != sep);
         let _ = mask;
     }
@@ -133,7 +149,10 @@ fn check_example(ex: &PretrainingExample, tok: &BertTokenizer, max_seq: usize, m
 #[test]
 fn deterministic_and_seed_dependent() {
     let Some(vocab) = vocab() else { return };
-    let input = fixtures().join("create_data_input.txt").display().to_string();
+    let input = fixtures()
+        .join("create_data_input.txt")
+        .display()
+        .to_string();
     let run = |seed: u64| {
         let dir = tempfile::tempdir().unwrap();
         let cfg = CreateDataConfig {
@@ -143,8 +162,18 @@ fn deterministic_and_seed_dependent() {
             num_shards: 3,
             ..Default::default()
         };
-        let s = create_pretraining_data(&[input.clone()], &vocab, dir.path(), &cfg, false).unwrap();
-        s.shards.iter().map(|s| std::fs::read(&s.path).unwrap()).collect::<Vec<_>>()
+        let s = create_pretraining_data(
+            std::slice::from_ref(&input),
+            &vocab,
+            dir.path(),
+            &cfg,
+            false,
+        )
+        .unwrap();
+        s.shards
+            .iter()
+            .map(|s| std::fs::read(&s.path).unwrap())
+            .collect::<Vec<_>>()
     };
     let a = run(1);
     assert_eq!(a, run(1));
@@ -196,7 +225,10 @@ fn whole_word_masking_masks_every_piece_of_a_word() {
         }
         assert_eq!(words.iter().flatten().count(), original.len() - 3);
     }
-    assert!(multi_piece_words_masked > 20, "only {multi_piece_words_masked} multi-piece words");
+    assert!(
+        multi_piece_words_masked > 20,
+        "only {multi_piece_words_masked} multi-piece words"
+    );
 }
 
 #[test]
@@ -225,14 +257,17 @@ fn paragraph_input_equals_its_sentence_split_form() {
         .collect();
     let s_file = dir.path().join("sentences.txt");
     std::fs::write(&s_file, &split).unwrap();
-    assert!(split.contains("Mr. Bennet was among the earliest of those who waited on Mr. Bingley.\n"));
+    assert!(
+        split.contains("Mr. Bennet was among the earliest of those who waited on Mr. Bingley.\n")
+    );
     let tok = BertTokenizer::from_vocab_file(&vocab, true).unwrap();
     let cfg = CreateDataConfig {
         dupe_factor: 5,
         input_format: InputFormat::Auto,
         ..Default::default()
     };
-    let (a, stats_a, docs_a) = create_instances(&[p_file.clone()], &tok, &cfg, false).unwrap();
+    let (a, stats_a, docs_a) =
+        create_instances(std::slice::from_ref(&p_file), &tok, &cfg, false).unwrap();
     let (b, stats_b, docs_b) = create_instances(&[s_file], &tok, &cfg, false).unwrap();
     assert_eq!(stats_a.files[0].1, InputFormat::Paragraphs);
     assert_eq!(stats_b.files[0].1, InputFormat::Sentences);
@@ -259,22 +294,44 @@ fn cli_writes_shards_and_a_summary() {
         .arg(&vocab)
         .arg("--output")
         .arg(dir.path())
-        .args(["--num-shards", "2", "--dupe-factor", "2", "--max-seq-length", "64"])
+        .args([
+            "--num-shards",
+            "2",
+            "--dupe-factor",
+            "2",
+            "--max-seq-length",
+            "64",
+        ])
         .args(["--whole-word-masking", "--do-lower-case", "true"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("one sentence per line"), "{stdout}");
-    assert!(stdout.contains("masked") && stdout.contains("random next sentence"), "{stdout}");
+    assert!(
+        stdout.contains("masked") && stdout.contains("random next sentence"),
+        "{stdout}"
+    );
     for i in 0..2 {
-        let shard = dir.path().join(format!("pretrain-0000{i}-of-00002.tfrecord"));
+        let shard = dir
+            .path()
+            .join(format!("pretrain-0000{i}-of-00002.tfrecord"));
         assert!(stdout.contains(&shard.display().to_string()), "{stdout}");
         assert!(!read_shard(&shard, 64, 20).unwrap().is_empty());
     }
     // Bad input: the error names the pattern and the process fails.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(["create-data", "--quiet", "--input", "/nonexistent/*.txt", "--output"])
+        .args([
+            "create-data",
+            "--quiet",
+            "--input",
+            "/nonexistent/*.txt",
+            "--output",
+        ])
         .arg(dir.path())
         .arg("--vocab")
         .arg(&vocab)
@@ -287,10 +344,34 @@ fn cli_writes_shards_and_a_summary() {
 #[test]
 fn bad_settings_are_rejected_with_the_flag_name() {
     for (cfg, flag) in [
-        (CreateDataConfig { max_seq_length: 4, ..Default::default() }, "--max-seq-length"),
-        (CreateDataConfig { masked_lm_prob: 1.5, ..Default::default() }, "--masked-lm-prob"),
-        (CreateDataConfig { num_shards: 0, ..Default::default() }, "--num-shards"),
-        (CreateDataConfig { dupe_factor: 0, ..Default::default() }, "--dupe-factor"),
+        (
+            CreateDataConfig {
+                max_seq_length: 4,
+                ..Default::default()
+            },
+            "--max-seq-length",
+        ),
+        (
+            CreateDataConfig {
+                masked_lm_prob: 1.5,
+                ..Default::default()
+            },
+            "--masked-lm-prob",
+        ),
+        (
+            CreateDataConfig {
+                num_shards: 0,
+                ..Default::default()
+            },
+            "--num-shards",
+        ),
+        (
+            CreateDataConfig {
+                dupe_factor: 0,
+                ..Default::default()
+            },
+            "--dupe-factor",
+        ),
     ] {
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains(flag), "{err}");
@@ -315,13 +396,19 @@ fn corpus_subset(path: &Path, step: usize, max_bytes: usize) -> Option<String> {
 fn statistics_on_the_shared_corpus() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/corpus");
     if !corpus.is_dir() {
-        eprintln!("SKIP: {} is absent (the shared data is not on this machine)", corpus.display());
+        eprintln!(
+            "SKIP: {} is absent (the shared data is not on this machine)",
+            corpus.display()
+        );
         return;
     }
     let Some(vocab) = vocab() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut inputs = Vec::new();
-    for (name, step) in [("nltk_gutenberg_speeches.txt", 3), ("wikitext2_raw_test.txt", 4)] {
+    for (name, step) in [
+        ("nltk_gutenberg_speeches.txt", 3),
+        ("wikitext2_raw_test.txt", 4),
+    ] {
         let Some(sub) = corpus_subset(&corpus.join(name), step, 400_000) else {
             eprintln!("SKIP: cannot read {name}");
             return;
@@ -338,7 +425,11 @@ fn statistics_on_the_shared_corpus() {
     let out = dir.path().join("shards");
     let summary = create_pretraining_data(&inputs, &vocab, &out, &cfg, false).unwrap();
     println!("{summary}");
-    assert!(summary.read.files.iter().all(|(_, f)| *f == InputFormat::Paragraphs));
+    assert!(summary
+        .read
+        .files
+        .iter()
+        .all(|(_, f)| *f == InputFormat::Paragraphs));
     assert!(summary.instances > 3000, "{} instances", summary.instances);
 
     // Everything below is recomputed from the shards as stored.
@@ -372,19 +463,40 @@ fn statistics_on_the_shared_corpus() {
         }
     }
     assert_eq!(records, summary.instances);
-    assert_eq!((masked as u64, tokens as u64), (summary.masked, summary.tokens));
+    assert_eq!(
+        (masked as u64, tokens as u64),
+        (summary.masked, summary.tokens)
+    );
     let frac = |a: usize, b: usize| a as f64 / b as f64;
     let masked_fraction = frac(masked, tokens);
     // round(len * 0.15) capped at 20 per sequence: a little under 15% overall.
-    assert!((0.140..=0.152).contains(&masked_fraction), "masked {masked_fraction}");
+    assert!(
+        (0.140..=0.152).contains(&masked_fraction),
+        "masked {masked_fraction}"
+    );
     // 80/10/10 with tens of thousands of predictions: binomial sd ≈ 0.2-0.3 percentage points.
-    assert!((frac(as_mask, masked) - 0.8).abs() < 0.015, "[MASK] {}", frac(as_mask, masked));
-    assert!((frac(kept, masked) - 0.1).abs() < 0.01, "kept {}", frac(kept, masked));
-    assert!((frac(random, masked) - 0.1).abs() < 0.01, "random {}", frac(random, masked));
+    assert!(
+        (frac(as_mask, masked) - 0.8).abs() < 0.015,
+        "[MASK] {}",
+        frac(as_mask, masked)
+    );
+    assert!(
+        (frac(kept, masked) - 0.1).abs() < 0.01,
+        "kept {}",
+        frac(kept, masked)
+    );
+    assert!(
+        (frac(random, masked) - 0.1).abs() < 0.01,
+        "random {}",
+        frac(random, masked)
+    );
     // 50% random next, plus the chunks of one sentence that are always random.
     let r = frac(rnext, n);
     assert!((0.47..=0.58).contains(&r), "random next {r}");
     // Records are dealt round-robin over the shards.
     let counts: Vec<u64> = summary.shards.iter().map(|s| s.records).collect();
-    assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1, "{counts:?}");
+    assert!(
+        counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
+        "{counts:?}"
+    );
 }

@@ -30,7 +30,12 @@ fn golden() -> Golden {
 }
 
 fn golden_example(g: &Golden) -> PretrainingExample {
-    let ints = |k: &str| g.example_values[k].iter().map(|&v| v as i64).collect::<Vec<_>>();
+    let ints = |k: &str| {
+        g.example_values[k]
+            .iter()
+            .map(|&v| v as i64)
+            .collect::<Vec<_>>()
+    };
     PretrainingExample {
         input_ids: ints("input_ids"),
         input_mask: ints("input_mask"),
@@ -50,8 +55,8 @@ fn example_bytes_equal_tensorflow_deterministic_serialization() {
     let g = golden();
     let ex = golden_example(&g);
     assert_eq!(ex.encode(), hex(&g.payloads_hex[0]));
-    let back = PretrainingExample::decode(&hex(&g.payloads_hex[0]), g.seq_len, g.max_predictions)
-        .unwrap();
+    let back =
+        PretrainingExample::decode(&hex(&g.payloads_hex[0]), g.seq_len, g.max_predictions).unwrap();
     assert_eq!(back, ex);
 }
 
@@ -81,7 +86,10 @@ fn framing_equals_tensorflow_writer_bytes() {
     }
     assert!(r.next_record().unwrap().is_none());
     // The empty record's header CRC, checked by hand: masked CRC32C of eight zero bytes.
-    assert_eq!(&file[offset_of(&payloads, 1) as usize + 8..][..4], &masked_crc32c(&[0; 8]).to_le_bytes());
+    assert_eq!(
+        &file[offset_of(&payloads, 1) as usize + 8..][..4],
+        &masked_crc32c(&[0; 8]).to_le_bytes()
+    );
 }
 
 fn offset_of(payloads: &[Vec<u8>], i: usize) -> u64 {
@@ -152,12 +160,17 @@ fn corrupt_length_names_file_and_offset() {
         other => panic!("expected CorruptLength, got {other}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains(&path.display().to_string()) && msg.contains(&format!("byte {at}")), "{msg}");
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains(&format!("byte {at}")),
+        "{msg}"
+    );
     // Damage to the length's own CRC is the same error.
     let (path, payloads) = write_random_file(dir.path(), 3, 4);
     let at = offset_of(&payloads, 2);
     flip(&path, at + 9);
-    assert!(matches!(read_all(&path), Err(DataError::CorruptLength { offset, .. }) if offset == at));
+    assert!(
+        matches!(read_all(&path), Err(DataError::CorruptLength { offset, .. }) if offset == at)
+    );
 }
 
 #[test]
@@ -179,7 +192,11 @@ fn corrupt_data_is_reported_and_reading_can_go_on() {
     }
     assert_eq!(errors.len(), 1);
     match &errors[0] {
-        DataError::CorruptData { path: p, offset, len } => {
+        DataError::CorruptData {
+            path: p,
+            offset,
+            len,
+        } => {
             assert_eq!((p, *offset, *len), (&path, at, payloads[bad].len() as u64));
         }
         other => panic!("expected CorruptData, got {other}"),
@@ -191,7 +208,10 @@ fn corrupt_data_is_reported_and_reading_can_go_on() {
     let (path, payloads) = write_random_file(dir.path(), 5, 3);
     let end_of_1 = offset_of(&payloads, 2);
     flip(&path, end_of_1 - 2);
-    assert!(matches!(read_all(&path), Err(DataError::CorruptData { .. })));
+    assert!(matches!(
+        read_all(&path),
+        Err(DataError::CorruptData { .. })
+    ));
     let mut r = RecordReader::open_at(&path, 0, false).unwrap();
     let mut n = 0;
     while r.next_record().unwrap().is_some() {
@@ -217,13 +237,18 @@ fn truncated_files_name_file_offset_and_missing_bytes() {
         std::fs::write(&p, &full[..cut as usize]).unwrap();
         let err = read_all(&p).unwrap_err();
         match &err {
-            DataError::Truncated { path: ep, offset, .. } => {
+            DataError::Truncated {
+                path: ep, offset, ..
+            } => {
                 assert_eq!((ep, *offset), (&p, last), "{what}: {err}");
             }
             other => panic!("{what}: expected Truncated, got {other}"),
         }
         let msg = err.to_string();
-        assert!(msg.contains(&p.display().to_string()) && msg.contains(&format!("byte {last}")), "{msg}");
+        assert!(
+            msg.contains(&p.display().to_string()) && msg.contains(&format!("byte {last}")),
+            "{msg}"
+        );
         assert!(msg.contains(what), "{msg}");
     }
     // A length that runs past the end of the file is reported before anything is allocated.
@@ -233,7 +258,10 @@ fn truncated_files_name_file_offset_and_missing_bytes() {
     bytes.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
     bytes.extend_from_slice(b"tiny");
     std::fs::write(&p, &bytes).unwrap();
-    assert!(matches!(read_all(&p), Err(DataError::Truncated { offset: 0, .. })));
+    assert!(matches!(
+        read_all(&p),
+        Err(DataError::Truncated { offset: 0, .. })
+    ));
     // An empty file has no records; a missing one is an I/O error naming it.
     let empty = dir.path().join("empty.tfrecord");
     std::fs::write(&empty, b"").unwrap();
@@ -248,13 +276,25 @@ fn malformed_examples_name_the_feature() {
     let ex = golden_example(&g);
     let bytes = ex.encode();
     let err = PretrainingExample::decode(&bytes, 16, g.max_predictions).unwrap_err();
-    assert!(err.contains("input_ids") && err.contains("expected 16"), "{err}");
+    assert!(
+        err.contains("input_ids") && err.contains("expected 16"),
+        "{err}"
+    );
     let err = PretrainingExample::decode(&bytes, g.seq_len, 5).unwrap_err();
-    assert!(err.contains("masked_lm_positions") || err.contains("masked_lm_weights"), "{err}");
+    assert!(
+        err.contains("masked_lm_positions") || err.contains("masked_lm_weights"),
+        "{err}"
+    );
     let err = PretrainingExample::decode(b"\xff\xff\xff", 8, 3).unwrap_err();
     assert!(err.contains("not a tf.train.Example"), "{err}");
     let mut missing = ex.to_example();
-    missing.features.as_mut().unwrap().feature.remove("segment_ids");
-    let err = PretrainingExample::decode(&prost::Message::encode_to_vec(&missing), 8, 3).unwrap_err();
+    missing
+        .features
+        .as_mut()
+        .unwrap()
+        .feature
+        .remove("segment_ids");
+    let err =
+        PretrainingExample::decode(&prost::Message::encode_to_vec(&missing), 8, 3).unwrap_err();
     assert!(err.contains("segment_ids is missing"), "{err}");
 }

@@ -83,7 +83,9 @@ fn word_length_limit_is_200_characters() {
 fn bad_vocab_files_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.txt");
-    let err = BertTokenizer::from_vocab_file(&missing, true).err().unwrap();
+    let err = BertTokenizer::from_vocab_file(&missing, true)
+        .err()
+        .unwrap();
     assert!(format!("{err:#}").contains("nope.txt"), "{err:#}");
     let no_unk = dir.path().join("vocab.txt");
     std::fs::write(&no_unk, "[PAD]\nhello\n").unwrap();
