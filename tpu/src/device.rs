@@ -8,7 +8,7 @@ use std::sync::Arc;
 /// A device of a client. Holds the client alive.
 #[derive(Clone)]
 pub struct Device {
-    client: Arc<ClientInner>,
+    pub(crate) client: Arc<ClientInner>,
     pub(crate) raw: *mut ffi::PJRT_Device,
     id: i32,
     kind: String,

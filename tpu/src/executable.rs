@@ -1,6 +1,6 @@
 //! Compiled executables: compile an HloModuleProto, serialize / load back (compile cache), output
 //! shapes, memory stats, cost analysis, and execute on one or many devices with argument checks.
-use crate::api::{str_from, vec_from};
+use crate::api::{str_from, vec_from, Api};
 use crate::buffer::{from_pjrt_type, Buffer};
 use crate::client::{Client, ClientInner};
 use crate::device::Device;
@@ -376,58 +376,20 @@ impl Executable {
 
     /// Compiled memory statistics; `None` where the plugin lacks them.
     pub fn memory_stats(&self) -> Result<Option<CompiledMemoryStats>> {
-        let mut a: ffi::PJRT_Executable_GetCompiledMemoryStats_Args = new_args();
-        a.executable = self.exec;
-        match pjrt!(
-            self.client.api(),
-            PJRT_Executable_GetCompiledMemoryStats,
-            &mut a
-        ) {
-            Ok(()) => {}
-            Err(e) if unsupported(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        Ok(Some(CompiledMemoryStats {
-            generated_code_size_in_bytes: a.generated_code_size_in_bytes,
-            argument_size_in_bytes: a.argument_size_in_bytes,
-            output_size_in_bytes: a.output_size_in_bytes,
-            alias_size_in_bytes: a.alias_size_in_bytes,
-            temp_size_in_bytes: a.temp_size_in_bytes,
-            host_generated_code_size_in_bytes: a.host_generated_code_size_in_bytes,
-            host_argument_size_in_bytes: a.host_argument_size_in_bytes,
-            host_output_size_in_bytes: a.host_output_size_in_bytes,
-            host_alias_size_in_bytes: a.host_alias_size_in_bytes,
-            host_temp_size_in_bytes: a.host_temp_size_in_bytes,
-        }))
+        // SAFETY: `exec` is alive until Drop.
+        unsafe { memory_stats_of(self.client.api(), self.exec) }
     }
 
     /// Cost analysis properties (e.g. "flops"); `None` where the plugin lacks it.
     pub fn cost_analysis(&self) -> Result<Option<Vec<(String, Value)>>> {
-        let mut a: ffi::PJRT_Executable_GetCostAnalysis_Args = new_args();
-        a.executable = self.exec;
-        match pjrt!(self.client.api(), PJRT_Executable_GetCostAnalysis, &mut a) {
-            Ok(()) => {}
-            Err(e) if unsupported(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        // SAFETY: owned by the executable, which is alive.
-        Ok(Some(unsafe {
-            read_named_values(a.properties, a.num_properties)
-        }))
+        // SAFETY: `exec` is alive until Drop.
+        unsafe { cost_analysis_of(self.client.api(), self.exec) }
     }
 
     /// A platform-specific serialization for a compile cache (same plugin build only).
     pub fn serialize(&self) -> Result<Vec<u8>> {
-        let mut a: ffi::PJRT_Executable_Serialize_Args = new_args();
-        a.executable = self.exec;
-        pjrt!(self.client.api(), PJRT_Executable_Serialize, &mut a)?;
-        // SAFETY: the bytes live as long as `serialized_executable`, freed right after.
-        let bytes = unsafe { vec_from(a.serialized_bytes as *const u8, a.serialized_bytes_size) };
-        if let Some(del) = a.serialized_executable_deleter {
-            // SAFETY: called exactly once on the object the plugin returned.
-            unsafe { del(a.serialized_executable) };
-        }
-        Ok(bytes)
+        // SAFETY: `exec` is alive until Drop.
+        unsafe { serialize_of(self.client.api(), self.exec) }
     }
 
     /// Runs on a single device (the executable must have exactly one).
@@ -554,6 +516,67 @@ impl Executable {
             None => Ok(result),
         }
     }
+}
+
+/// Compiled memory statistics; `None` where the plugin lacks them.
+///
+/// # Safety (this and the next two)
+/// `exec` must be a live `PJRT_Executable` made by the plugin whose table is `api`.
+pub(crate) unsafe fn memory_stats_of(
+    api: &Api,
+    exec: *mut ffi::PJRT_Executable,
+) -> Result<Option<CompiledMemoryStats>> {
+    let mut a: ffi::PJRT_Executable_GetCompiledMemoryStats_Args = new_args();
+    a.executable = exec;
+    match pjrt!(api, PJRT_Executable_GetCompiledMemoryStats, &mut a) {
+        Ok(()) => {}
+        Err(e) if unsupported(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    Ok(Some(CompiledMemoryStats {
+        generated_code_size_in_bytes: a.generated_code_size_in_bytes,
+        argument_size_in_bytes: a.argument_size_in_bytes,
+        output_size_in_bytes: a.output_size_in_bytes,
+        alias_size_in_bytes: a.alias_size_in_bytes,
+        temp_size_in_bytes: a.temp_size_in_bytes,
+        host_generated_code_size_in_bytes: a.host_generated_code_size_in_bytes,
+        host_argument_size_in_bytes: a.host_argument_size_in_bytes,
+        host_output_size_in_bytes: a.host_output_size_in_bytes,
+        host_alias_size_in_bytes: a.host_alias_size_in_bytes,
+        host_temp_size_in_bytes: a.host_temp_size_in_bytes,
+    }))
+}
+
+/// Cost analysis properties (e.g. "flops"); `None` where the plugin lacks it.
+pub(crate) unsafe fn cost_analysis_of(
+    api: &Api,
+    exec: *mut ffi::PJRT_Executable,
+) -> Result<Option<Vec<(String, Value)>>> {
+    let mut a: ffi::PJRT_Executable_GetCostAnalysis_Args = new_args();
+    a.executable = exec;
+    match pjrt!(api, PJRT_Executable_GetCostAnalysis, &mut a) {
+        Ok(()) => {}
+        Err(e) if unsupported(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    // SAFETY: owned by the executable, which the caller keeps alive.
+    Ok(Some(unsafe {
+        read_named_values(a.properties, a.num_properties)
+    }))
+}
+
+/// A platform-specific serialization for a compile cache (same plugin build only).
+pub(crate) unsafe fn serialize_of(api: &Api, exec: *mut ffi::PJRT_Executable) -> Result<Vec<u8>> {
+    let mut a: ffi::PJRT_Executable_Serialize_Args = new_args();
+    a.executable = exec;
+    pjrt!(api, PJRT_Executable_Serialize, &mut a)?;
+    // SAFETY: the bytes live as long as `serialized_executable`, freed right after.
+    let bytes = unsafe { vec_from(a.serialized_bytes as *const u8, a.serialized_bytes_size) };
+    if let Some(del) = a.serialized_executable_deleter {
+        // SAFETY: called exactly once on the object the plugin returned.
+        unsafe { del(a.serialized_executable) };
+    }
+    Ok(bytes)
 }
 
 fn unsupported(e: &Error) -> bool {

@@ -54,6 +54,7 @@ opaque!(
     PJRT_SerializedExecutable,
     PJRT_ExecuteContext,
     PJRT_Buffer_MemoryLayout,
+    PJRT_SerializedTopology,
 );
 
 #[repr(C)]
@@ -286,6 +287,15 @@ args!(PJRT_DeviceDescription_ToString_Args {
     to_string: *const c_char,
 } last to_string_size: usize);
 
+args!(PJRT_DeviceDescription_Attributes_Args {
+    device_description: *mut PJRT_DeviceDescription,
+    num_attributes: usize,
+} last attributes: *const PJRT_NamedValue);
+args!(PJRT_DeviceDescription_DebugString_Args {
+    device_description: *mut PJRT_DeviceDescription,
+    debug_string: *const c_char,
+} last debug_string_size: usize);
+
 // ------------------------------------ devices ---------------------------------
 args!(PJRT_Device_GetDescription_Args {
     device: *mut PJRT_Device,
@@ -319,6 +329,50 @@ args!(PJRT_Device_MemoryStats_Args {
     peak_pool_bytes_is_set: bool,
     peak_allocated_bytes: i64,
 } last peak_allocated_bytes_is_set: bool);
+
+// --------------------------------- topologies ---------------------------------
+args!(PJRT_TopologyDescription_Create_Args {
+    topology_name: *const c_char,
+    topology_name_size: usize,
+    create_options: *const PJRT_NamedValue,
+    num_options: usize,
+} last topology: *mut PJRT_TopologyDescription);
+args!(PJRT_TopologyDescription_Destroy_Args {} last topology: *mut PJRT_TopologyDescription);
+args!(PJRT_TopologyDescription_PlatformVersion_Args {
+    topology: *mut PJRT_TopologyDescription,
+    platform_version: *const c_char,
+} last platform_version_size: usize);
+args!(PJRT_TopologyDescription_PlatformName_Args {
+    topology: *const PJRT_TopologyDescription,
+    platform_name: *const c_char,
+} last platform_name_size: usize);
+args!(PJRT_TopologyDescription_GetDeviceDescriptions_Args {
+    topology: *const PJRT_TopologyDescription,
+    descriptions: *const *mut PJRT_DeviceDescription,
+} last num_descriptions: usize);
+pub type SerializedTopologyDeleter = Option<unsafe extern "C" fn(*mut PJRT_SerializedTopology)>;
+args!(PJRT_TopologyDescription_Serialize_Args {
+    topology: *mut PJRT_TopologyDescription,
+    serialized_bytes: *const c_char,
+    serialized_bytes_size: usize,
+    serialized_topology: *mut PJRT_SerializedTopology,
+} last serialized_topology_deleter: SerializedTopologyDeleter);
+args!(PJRT_TopologyDescription_Attributes_Args {
+    topology: *mut PJRT_TopologyDescription,
+    attributes: *const PJRT_NamedValue,
+} last num_attributes: usize);
+args!(PJRT_Client_TopologyDescription_Args {
+    client: *mut PJRT_Client,
+} last topology: *mut PJRT_TopologyDescription);
+// `PJRT_Compile`: compiles for a topology, with or without a client; the result is an unloaded
+// `PJRT_Executable` (ahead-of-time compilation for devices this machine does not have).
+args!(PJRT_Compile_Args {
+    topology: *const PJRT_TopologyDescription,
+    program: *const PJRT_Program,
+    compile_options: *const c_char,
+    compile_options_size: usize,
+    client: *mut PJRT_Client,
+} last executable: *mut PJRT_Executable);
 
 // ---------------------------------- executables -------------------------------
 args!(PJRT_Executable_Destroy_Args {} last executable: *mut PJRT_Executable);
@@ -490,9 +544,9 @@ pub struct PJRT_Api {
 
     pub PJRT_DeviceDescription_Id: F<PJRT_DeviceDescription_Id_Args>,
     pub PJRT_DeviceDescription_ProcessIndex: F<PJRT_DeviceDescription_ProcessIndex_Args>,
-    pub PJRT_DeviceDescription_Attributes: Unused,
+    pub PJRT_DeviceDescription_Attributes: F<PJRT_DeviceDescription_Attributes_Args>,
     pub PJRT_DeviceDescription_Kind: F<PJRT_DeviceDescription_Kind_Args>,
-    pub PJRT_DeviceDescription_DebugString: Unused,
+    pub PJRT_DeviceDescription_DebugString: F<PJRT_DeviceDescription_DebugString_Args>,
     pub PJRT_DeviceDescription_ToString: F<PJRT_DeviceDescription_ToString_Args>,
 
     pub PJRT_Device_GetDescription: F<PJRT_Device_GetDescription_Args>,
@@ -555,22 +609,23 @@ pub struct PJRT_Api {
     pub PJRT_CopyToDeviceStream_GranuleSize: Unused,
     pub PJRT_CopyToDeviceStream_CurrentBytes: Unused,
 
-    pub PJRT_TopologyDescription_Create: Unused,
-    pub PJRT_TopologyDescription_Destroy: Unused,
-    pub PJRT_TopologyDescription_PlatformName: Unused,
-    pub PJRT_TopologyDescription_PlatformVersion: Unused,
-    pub PJRT_TopologyDescription_GetDeviceDescriptions: Unused,
-    pub PJRT_TopologyDescription_Serialize: Unused,
-    pub PJRT_TopologyDescription_Attributes: Unused,
+    pub PJRT_TopologyDescription_Create: F<PJRT_TopologyDescription_Create_Args>,
+    pub PJRT_TopologyDescription_Destroy: F<PJRT_TopologyDescription_Destroy_Args>,
+    pub PJRT_TopologyDescription_PlatformName: F<PJRT_TopologyDescription_PlatformName_Args>,
+    pub PJRT_TopologyDescription_PlatformVersion: F<PJRT_TopologyDescription_PlatformVersion_Args>,
+    pub PJRT_TopologyDescription_GetDeviceDescriptions:
+        F<PJRT_TopologyDescription_GetDeviceDescriptions_Args>,
+    pub PJRT_TopologyDescription_Serialize: F<PJRT_TopologyDescription_Serialize_Args>,
+    pub PJRT_TopologyDescription_Attributes: F<PJRT_TopologyDescription_Attributes_Args>,
 
-    pub PJRT_Compile: Unused,
+    pub PJRT_Compile: F<PJRT_Compile_Args>,
 
     pub PJRT_Executable_OutputElementTypes: F<PJRT_Executable_OutputElementTypes_Args>,
     pub PJRT_Executable_OutputDimensions: F<PJRT_Executable_OutputDimensions_Args>,
     pub PJRT_Buffer_CopyToMemory: Unused,
     pub PJRT_Client_CreateViewOfDeviceBuffer: Unused,
     pub PJRT_Executable_Fingerprint: F<PJRT_Executable_Fingerprint_Args>,
-    pub PJRT_Client_TopologyDescription: Unused,
+    pub PJRT_Client_TopologyDescription: F<PJRT_Client_TopologyDescription_Args>,
     pub PJRT_Executable_GetCompiledMemoryStats: F<PJRT_Executable_GetCompiledMemoryStats_Args>,
     pub PJRT_Memory_Kind_Id: Unused,
     pub PJRT_ExecuteContext_Create: Unused,
@@ -660,6 +715,17 @@ mod tests {
         assert_eq!(PJRT_Client_BufferFromHostBuffer_Args::STRUCT_SIZE, 120);
         assert_eq!(PJRT_LoadedExecutable_Execute_Args::STRUCT_SIZE, 80);
         assert_eq!(PJRT_Error_GetCode_Args::STRUCT_SIZE, 28);
+        // Topology and deviceless compile (0.113 layout).
+        assert_eq!(PJRT_TopologyDescription_Create_Args::STRUCT_SIZE, 56);
+        assert_eq!(PJRT_Compile_Args::STRUCT_SIZE, 64);
+        assert_eq!(
+            PJRT_TopologyDescription_GetDeviceDescriptions_Args::STRUCT_SIZE,
+            40
+        );
+        assert_eq!(PJRT_TopologyDescription_Serialize_Args::STRUCT_SIZE, 56);
+        assert_eq!(PJRT_TopologyDescription_Attributes_Args::STRUCT_SIZE, 40);
+        assert_eq!(PJRT_DeviceDescription_Attributes_Args::STRUCT_SIZE, 40);
+        assert_eq!(PJRT_Client_TopologyDescription_Args::STRUCT_SIZE, 32);
         // Structs only grow between minor versions: ours are never smaller than the sizes gcc
         // computes from the CPU plugin's own 0.81 header.
         let at_0_81: [(usize, usize); 19] = [

@@ -53,6 +53,7 @@ pub mod executable;
 pub mod ffi;
 pub mod options;
 pub mod plugin;
+pub mod topology;
 pub mod tpu_safety;
 
 pub use buffer::Buffer;
@@ -62,6 +63,7 @@ pub use error::{Error, Result};
 pub use executable::{ArrayShape, CompiledMemoryStats, Executable};
 pub use options::{ClientOptions, CompileOptions, ExecuteOptions, OptionOverride, Value};
 pub use plugin::{Plugin, PluginInfo, PluginKind};
+pub use topology::{AotExecutable, DeviceDescription, Topology};
 
 /// Compile-time proof that the handles are `Send + Sync`.
 #[allow(dead_code)]
@@ -72,4 +74,6 @@ fn _assert_send_sync() {
     f::<Device>();
     f::<Buffer>();
     f::<Executable>();
+    f::<Topology>();
+    f::<AotExecutable>();
 }

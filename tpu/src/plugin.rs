@@ -2,10 +2,11 @@
 //! safety rules for the CUDA and libtpu plugins.
 //!
 //! Discovery order for a plugin kind: an explicit path (`--plugin PATH`), the environment variable
-//! `TPU_RUN_PLUGIN` (a path), the per-user cache (`$TPU_RUN_CACHE`, else
-//! `$XDG_CACHE_HOME/tpu-run`, else `~/.cache/tpu-run`; plugins live in `plugins/<kind>/`), then the
-//! Python environments on the machine (`python3`'s site-packages and `sys.path`, and
-//! `/opt/*/.venv/lib/python3*/site-packages`).
+//! `TPU_RUN_PLUGIN` (a path), for libtpu JAX's `TPU_LIBRARY_PATH`, the per-user cache
+//! (`$TPU_RUN_CACHE`, else `$XDG_CACHE_HOME/tpu-run`, else `~/.cache/tpu-run`; plugins live in
+//! `plugins/<kind>/`), then the Python environments on the machine (`python3`'s site-packages
+//! and `sys.path`, and `/opt/*/.venv/lib/python3*/site-packages`; on a Cloud TPU VM, where
+//! `pip install jax[tpu]` put the `libtpu` package).
 use crate::api::Api;
 use crate::error::{Error, Result};
 use crate::ffi::{self, new_args};
@@ -16,6 +17,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// Environment variable naming a plugin file to use.
 pub const PLUGIN_ENV: &str = "TPU_RUN_PLUGIN";
+/// JAX's environment variable naming libtpu's file, honoured for the TPU plugin.
+pub const TPU_LIBRARY_PATH_ENV: &str = "TPU_LIBRARY_PATH";
 /// Environment variable overriding the cache directory.
 pub const CACHE_ENV: &str = "TPU_RUN_CACHE";
 
@@ -353,6 +356,12 @@ pub fn find(kind: PluginKind, explicit: Option<&Path>) -> Option<PathBuf> {
         match PluginKind::from_path(&p) {
             Some(k) if k != kind => {}
             _ => return Some(p),
+        }
+    }
+    if kind == PluginKind::Tpu {
+        // JAX's variable for libtpu's location (used on Cloud TPU VM images and by users).
+        if let Some(p) = std::env::var_os(TPU_LIBRARY_PATH_ENV).filter(|s| !s.is_empty()) {
+            return Some(PathBuf::from(p));
         }
     }
     find_in_cache(kind).or_else(|| find_in_python(kind))
