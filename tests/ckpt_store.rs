@@ -684,3 +684,70 @@ fn invalid_state_is_rejected_before_writing() {
     );
     assert!(names_in(tmp.path()).is_empty());
 }
+
+#[test]
+fn from_parts_names_trainer_tensors_after_the_spec() {
+    let s = sample_state(50, 9);
+    let spec = Spec::of_state(&s);
+    let rebuilt = State::from_parts(9, &spec, s.param_literals(), s.opt_state_literals()).unwrap();
+    assert_eq!(rebuilt.params, s.params);
+    assert_eq!(rebuilt.opt_state, s.opt_state);
+
+    let mut short = s.param_literals();
+    short.pop();
+    let msg = State::from_parts(9, &spec, short, s.opt_state_literals())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("parameters: got 14 tensors, the spec names 15"),
+        "{msg}"
+    );
+
+    let mut swapped = s.param_literals();
+    swapped.swap(0, 1);
+    let msg = State::from_parts(9, &spec, swapped, s.opt_state_literals())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains(
+            "'bert.embeddings.word_embeddings.weight' is f32[4,6], the spec says f32[11,4]"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn spec_from_the_train_step_layout() {
+    use tpu_run::train::step::{StateSpec, StepLayout};
+    use tpu_run::train::ParamSpec;
+    let layout = StepLayout {
+        params: vec![ParamSpec::new("w", &[3, 2]), ParamSpec::new("b", &[2])],
+        opt_state: vec![
+            StateSpec {
+                name: "w/m".into(),
+                shape: ArrayShape::new(ElementType::F32, vec![3, 2]),
+                initial: 0.0,
+            },
+            StateSpec {
+                name: "loss_scale_good_steps".into(),
+                shape: ArrayShape::scalar(ElementType::S32),
+                initial: 0.0,
+            },
+        ],
+        batch: vec![],
+        metric_names: vec![],
+        accumulation_steps: 1,
+    };
+    let spec = Spec::from_layout(&layout);
+    let names = |v: &[TensorSpec]| v.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&spec.params), ["w", "b"]);
+    assert_eq!(names(&spec.opt_state), ["w/m", "loss_scale_good_steps"]);
+    assert_eq!(
+        spec.params[0].shape,
+        ArrayShape::new(ElementType::F32, vec![3, 2])
+    );
+    assert_eq!(
+        spec.opt_state[1].shape,
+        ArrayShape::scalar(ElementType::S32)
+    );
+}

@@ -14,6 +14,22 @@
 //! - [`manifest`], [`tensors`] (safetensors I/O for any element type), [`checksum`].
 //! - [`hf_export`]: `model.safetensors` + `config.json` in Hugging Face's names and layouts.
 //!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use hlo::Literal;
+//! use tpu_run::ckpt::{Checkpoint, Spec, State};
+//! let dir = tempfile::tempdir()?;
+//! let w = Literal::from_slice(&[0.5f32, -1.25, 3.0, 7.5], &[2, 2])?;
+//! let m = Literal::from_slice(&[0.1f32, 0.2, 0.3, 0.4], &[2, 2])?;
+//! let mut state = State::new(100, vec![("w".into(), w)], vec![("w/m".into(), m)]);
+//! state.data_position = serde_json::json!({"shard": 3, "record": 1234});
+//! Checkpoint::save(dir.path(), &state)?; // writes step-00000100/
+//! let spec = Spec::of_state(&state); // a run uses Spec::from_layout(&program.layout)
+//! let resumed = Checkpoint::load_latest(dir.path(), &spec)?.expect("one checkpoint");
+//! assert_eq!(resumed, state);
+//! # Ok(()) }
+//! ```
+//!
 //! Nothing damaged is loaded silently: sizes, checksums, the safetensors structure, the tensor
 //! list and (given a [`Spec`]) every dtype and dims are checked, and errors name the file and
 //! tensor.

@@ -42,6 +42,58 @@ impl State {
     }
 }
 
+impl State {
+    /// Names the trainer's tensors (`Trainer::params()` / `opt_state()`, in layout order) after
+    /// `spec` (e.g. [`Spec::from_layout`]), checking count, dtypes and dims.
+    pub fn from_parts(
+        step: u64,
+        spec: &Spec,
+        params: Vec<Literal>,
+        opt_state: Vec<Literal>,
+    ) -> Result<Self> {
+        Ok(Self::new(
+            step,
+            name_after("parameters", &spec.params, params)?,
+            name_after("optimizer state", &spec.opt_state, opt_state)?,
+        ))
+    }
+
+    /// The parameter tensors in order, without names (what `Trainer::from_state` takes).
+    pub fn param_literals(&self) -> Vec<Literal> {
+        self.params.iter().map(|(_, l)| l.clone()).collect()
+    }
+
+    /// The optimizer state tensors in order, without names.
+    pub fn opt_state_literals(&self) -> Vec<Literal> {
+        self.opt_state.iter().map(|(_, l)| l.clone()).collect()
+    }
+}
+
+fn name_after(what: &str, specs: &[TensorSpec], lits: Vec<Literal>) -> Result<NamedTensors> {
+    if specs.len() != lits.len() {
+        return Err(CkptError::Invalid(format!(
+            "{what}: got {} tensors, the spec names {}",
+            lits.len(),
+            specs.len()
+        )));
+    }
+    specs
+        .iter()
+        .zip(lits)
+        .map(|(s, l)| {
+            if l.shape() != &s.shape {
+                return Err(CkptError::Invalid(format!(
+                    "{what}: tensor '{}' is {}, the spec says {}",
+                    s.name,
+                    l.shape(),
+                    s.shape
+                )));
+            }
+            Ok((s.name.clone(), l))
+        })
+        .collect()
+}
+
 /// One tensor a run expects: its name, element type and dims.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {
