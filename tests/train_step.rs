@@ -321,6 +321,7 @@ fn dynamic_loss_scaling_skips_overflowing_steps() {
                 factor: 2.0,
                 min: 1.0,
             }),
+            upcast_dots: false,
         });
     let program = build(&config, n);
     assert_eq!(
@@ -387,6 +388,7 @@ fn dynamic_loss_scale_grows_after_good_steps() {
                 factor: 2.0,
                 min: 1.0,
             }),
+            upcast_dots: false,
         });
     let program = build(&config, n);
     let mut t = Trainer::new(client(), &program, &param_literals(&init_params(5))).unwrap();
@@ -411,6 +413,7 @@ fn f16_step_with_loss_scale_matches_the_f32_step() {
         &base().with_policy(Policy {
             compute: ElementType::F16,
             loss_scale: LossScale::Static(1024.0),
+            upcast_dots: false,
         }),
         n,
     );
@@ -563,4 +566,40 @@ fn bad_inputs_are_clear_errors() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("'dense/bias'") && e.contains("f32"), "{e}");
+}
+
+#[test]
+fn autodiff_gradients_give_the_hand_written_step() {
+    let n = 16;
+    let manual = build(&bert_config(), n);
+    let loss_only = |b: &Builder, p: &Params, batch: &Batch| {
+        let one = b.scalar_of(ElementType::F32, 1.0)?;
+        let lg = linear_loss_and_grads(b, p, batch, one)?;
+        Ok((lg.loss, lg.metrics))
+    };
+    let auto = build_train_step(
+        "linear",
+        &param_specs(),
+        &batch_specs(n),
+        &bert_config(),
+        &tpu_run::train::autodiff(loss_only),
+    )
+    .unwrap();
+    let init = param_literals(&init_params(9));
+    let mut a = Trainer::new(client(), &manual, &init).unwrap();
+    let mut b = Trainer::new(client(), &auto, &init).unwrap();
+    for k in 0..4 {
+        let ma = a.step_host(&batch_literals(k, n)).unwrap();
+        let mb = b.step_host(&batch_literals(k, n)).unwrap();
+        let what = format!("step {k}");
+        assert_eq!(ma.loss, mb.loss, "{what}: same forward");
+        let (na, nb) = (ma.get("grad_norm").unwrap(), mb.get("grad_norm").unwrap());
+        assert_close(&[f64::from(nb)], &[f64::from(na)], 0.0, 1e-6, &what);
+        for (pa, pb) in f64s_of(&a.params().unwrap())
+            .iter()
+            .zip(f64s_of(&b.params().unwrap()))
+        {
+            assert_close(&pb, pa, 1e-7, 1e-5, &what);
+        }
+    }
 }

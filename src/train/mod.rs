@@ -76,7 +76,8 @@ pub type Params = Named;
 pub type Batch = Named;
 
 impl Named {
-    pub(crate) fn new(kind: &'static str, names: Vec<String>, values: Vec<Value>) -> Self {
+    /// Named values; `kind` ("parameter", "batch input") is used in lookup errors.
+    pub fn new(kind: &'static str, names: Vec<String>, values: Vec<Value>) -> Self {
         Self {
             kind,
             names,

@@ -23,6 +23,12 @@ pub struct Policy {
     /// F32, Bf16 or F16.
     pub compute: ElementType,
     pub loss_scale: LossScale,
+    /// Compute the helpers' dots as f32 x f32 from inputs rounded to the compute type, instead
+    /// of compute-type dots with an f32 result. The forward numbers are the same (a product of
+    /// two bf16/f16 values is exact in f32, and both accumulate in f32); the backward dots then
+    /// also run in f32. For backends without mixed-precision dots: XLA:CPU's DotThunk has no
+    /// bf16 x bf16 -> f32 kernel and fails at run time on some backward dots.
+    pub upcast_dots: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +77,7 @@ impl Policy {
         Self {
             compute: ElementType::F32,
             loss_scale: LossScale::None,
+            upcast_dots: false,
         }
     }
 
@@ -79,6 +86,7 @@ impl Policy {
         Self {
             compute: ElementType::Bf16,
             loss_scale: LossScale::None,
+            upcast_dots: false,
         }
     }
 
@@ -87,7 +95,14 @@ impl Policy {
         Self {
             compute: ElementType::F16,
             loss_scale: LossScale::Dynamic(DynamicLossScale::default()),
+            upcast_dots: false,
         }
+    }
+
+    /// This policy with [`Policy::upcast_dots`] set (for XLA:CPU).
+    pub fn with_upcast_dots(mut self) -> Self {
+        self.upcast_dots = true;
+        self
     }
 
     pub fn check(&self) -> Result<()> {
@@ -144,7 +159,6 @@ impl Policy {
     /// `x[..., k] @ w[k, n]` with inputs in the compute type and an f32 result (for logits that
     /// feed the loss).
     pub fn matmul_f32(&self, b: &Builder, x: Value, w: Value) -> Result<Value> {
-        let (x, w) = (self.cast(b, x)?, self.cast(b, w)?);
         let rank = b.dims(x)?.len() as i64;
         if rank < 1 || b.dims(w)?.len() != 2 {
             bail!(
@@ -158,7 +172,21 @@ impl Policy {
             rhs_contracting: vec![0],
             ..Default::default()
         };
-        Ok(b.dot_general(x, w, dims, [Precision::Default; 2], Some(ElementType::F32))?)
+        self.dot_general(b, x, w, dims)
+    }
+
+    /// A general dot of `x` and `y` rounded to the compute type, accumulated in f32, with an f32
+    /// result (see [`Policy::upcast_dots`] for how it is emitted).
+    pub fn dot_general(&self, b: &Builder, x: Value, y: Value, dims: DotDims) -> Result<Value> {
+        let (x, y) = (self.cast(b, x)?, self.cast(b, y)?);
+        let f32 = ElementType::F32;
+        let p = [Precision::Default; 2];
+        if self.upcast_dots || self.compute == f32 {
+            let (x, y) = (b.convert(x, f32)?, b.convert(y, f32)?);
+            Ok(b.dot_general(x, y, dims, p, None)?)
+        } else {
+            Ok(b.dot_general(x, y, dims, p, Some(f32))?)
+        }
     }
 
     /// Layer norm over the last dim with f32 statistics; the result is in the compute type.
