@@ -288,7 +288,9 @@ pub struct WindowedStream {
     interleave: Interleave,
     window_start: InterleaveState,
     window_index: u64,
-    window: Vec<HostExample>,
+    /// The permuted window's records not yet taken.
+    window: std::vec::IntoIter<HostExample>,
+    window_len: usize,
     taken: usize,
     /// Records the current epoch produced so far (an epoch of none is an error, not a spin).
     epoch_records: u64,
@@ -311,7 +313,8 @@ impl WindowedStream {
             interleave,
             window_start: pos.window_start.clone(),
             window_index: pos.window,
-            window: Vec::new(),
+            window: Vec::new().into_iter(),
+            window_len: 0,
             taken: 0,
             // Windows after the first follow a full one, so the epoch already had records.
             epoch_records: u64::from(pos.window > 0),
@@ -319,14 +322,14 @@ impl WindowedStream {
         };
         if !s.done {
             s.fill()?;
-            if pos.taken > s.window.len() {
+            if pos.taken > s.window_len {
                 return Err(DataError::Config(format!(
                     "saved reader position takes {} records of a window that has {}; the shards \
                      changed since the state was saved",
-                    pos.taken,
-                    s.window.len()
+                    pos.taken, s.window_len
                 )));
             }
+            s.window.by_ref().take(pos.taken).for_each(drop);
             s.taken = pos.taken;
         }
         Ok(s)
@@ -334,20 +337,25 @@ impl WindowedStream {
 
     /// Reads the next window (of the current epoch) and permutes it.
     fn fill(&mut self) -> Result<(), DataError> {
-        self.window.clear();
+        self.window = Vec::new().into_iter();
+        self.window_len = 0;
         self.taken = 0;
         self.window_start = self.interleave.state();
-        while self.window.len() < self.spec.shuffle_buffer.max(1) {
+        let size = self.spec.shuffle_buffer.max(1);
+        let mut window = Vec::with_capacity(size.min(1 << 16));
+        while window.len() < size {
             match self.interleave.next() {
-                Some(r) => self.window.push(r?),
+                Some(r) => window.push(r?),
                 None => break,
             }
         }
-        self.epoch_records += self.window.len() as u64;
         if self.spec.shuffle {
             window_rng(self.spec.seed, self.interleave.epoch, self.window_index)
-                .shuffle(&mut self.window);
+                .shuffle(&mut window);
         }
+        self.epoch_records += window.len() as u64;
+        self.window_len = window.len();
+        self.window = window.into_iter();
         Ok(())
     }
 
@@ -369,23 +377,11 @@ impl WindowedStream {
             if self.done {
                 return None;
             }
-            if self.taken < self.window.len() {
-                let ex = std::mem::replace(
-                    &mut self.window[self.taken],
-                    HostExample {
-                        input_ids: Vec::new(),
-                        input_mask: Vec::new(),
-                        segment_ids: Vec::new(),
-                        masked_lm_positions: Vec::new(),
-                        masked_lm_ids: Vec::new(),
-                        masked_lm_weights: Vec::new(),
-                        next_sentence_label: 0,
-                    },
-                );
+            if let Some(ex) = self.window.next() {
                 self.taken += 1;
                 return Some(Ok(ex));
             }
-            if self.window.len() < self.spec.shuffle_buffer.max(1) {
+            if self.window_len < self.spec.shuffle_buffer.max(1) {
                 // A short window means the epoch ran out: start the next one.
                 if self.epoch_records == 0 {
                     self.done = true;
