@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub const PLUGIN_ENV: &str = "TPU_RUN_PLUGIN";
 /// JAX's environment variable naming libtpu's file, honoured for the TPU plugin.
 pub const TPU_LIBRARY_PATH_ENV: &str = "TPU_LIBRARY_PATH";
+/// libtpu's switch that lets several processes load it at once (set where there is no TPU).
+pub const ALLOW_MULTIPLE_LIBTPU_ENV: &str = "ALLOW_MULTIPLE_LIBTPU_LOAD";
 /// Environment variable overriding the cache directory.
 pub const CACHE_ENV: &str = "TPU_RUN_CACHE";
 
@@ -164,6 +166,13 @@ impl Plugin {
             // libtpu safety rule: never query the cloud metadata server. Set before the library
             // is loaded, while we hold the registry lock (no other plugin load runs concurrently).
             std::env::set_var("TPU_SKIP_MDS_QUERY", "1");
+            // libtpu takes /tmp/libtpu_lockfile for exclusive use of the TPU; without a TPU
+            // there is nothing to guard, and the lock would make a second process that only
+            // compiles (tests, two `tpu-run compile`s) fail to initialize.
+            if !tpu_devices_present_here() && std::env::var_os(ALLOW_MULTIPLE_LIBTPU_ENV).is_none()
+            {
+                std::env::set_var(ALLOW_MULTIPLE_LIBTPU_ENV, "1");
+            }
         }
         if kind == Some(PluginKind::Cuda) {
             crate::cuda_libs::preload_for(&canonical);
