@@ -6,5 +6,5 @@ pub mod data;
 pub mod examples;
 pub mod model;
 pub mod run;
-pub mod tpu_target;
+pub mod squad;
 pub mod train;

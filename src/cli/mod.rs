@@ -1,11 +1,11 @@
 //! The `tpu-run` command line: argument definitions and dispatch to one module per command.
-mod compile;
 mod create_data;
 mod demo;
 mod devices;
 mod hlo_dump;
 mod plugin;
 mod selftest;
+mod squad_eval;
 
 use crate::backend::Backend;
 use anyhow::Result;
@@ -49,12 +49,12 @@ enum Command {
     /// Manage PJRT plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// List the devices a backend's plugin offers, or those of a TPU topology (--topology).
-    Devices(devices::DevicesArgs),
-    /// Compile a program ahead of time for a TPU topology (no TPU needed) or the CPU plugin.
-    Compile(compile::CompileArgs),
+    /// List the devices a backend's plugin offers.
+    Devices(DeviceArgs),
     /// Make BERT pretraining TFRecord shards from text (google-research/bert's format).
     CreateData(create_data::CreateDataArgs),
+    /// Score SQuAD v1.1 predictions by the official rules: prints {"exact_match": .., "f1": ..}.
+    SquadEval(squad_eval::SquadEvalArgs),
 }
 
 #[derive(Subcommand)]
@@ -83,7 +83,7 @@ pub fn main() -> Result<()> {
         Command::Plugin(PluginCommand::Install { backend }) => plugin::install(backend),
         Command::Plugin(PluginCommand::List) => plugin::list(),
         Command::Devices(a) => devices::run(&a),
-        Command::Compile(a) => compile::run(&a),
         Command::CreateData(a) => create_data::run(&a),
+        Command::SquadEval(a) => squad_eval::run(&a),
     }
 }
