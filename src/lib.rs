@@ -7,4 +7,5 @@ pub mod examples;
 pub mod model;
 pub mod run;
 pub mod squad;
+pub mod tpu_target;
 pub mod train;

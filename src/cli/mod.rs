@@ -1,4 +1,5 @@
 //! The `tpu-run` command line: argument definitions and dispatch to one module per command.
+mod compile;
 mod create_data;
 mod demo;
 mod devices;
@@ -49,8 +50,10 @@ enum Command {
     /// Manage PJRT plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// List the devices a backend's plugin offers.
-    Devices(DeviceArgs),
+    /// List the devices a backend's plugin offers, or those of a TPU topology (--topology).
+    Devices(devices::DevicesArgs),
+    /// Compile a program ahead of time for a TPU topology (no TPU needed) or the CPU plugin.
+    Compile(compile::CompileArgs),
     /// Make BERT pretraining TFRecord shards from text (google-research/bert's format).
     CreateData(create_data::CreateDataArgs),
     /// Score SQuAD v1.1 predictions by the official rules: prints {"exact_match": .., "f1": ..}.
@@ -83,6 +86,7 @@ pub fn main() -> Result<()> {
         Command::Plugin(PluginCommand::Install { backend }) => plugin::install(backend),
         Command::Plugin(PluginCommand::List) => plugin::list(),
         Command::Devices(a) => devices::run(&a),
+        Command::Compile(a) => compile::run(&a),
         Command::CreateData(a) => create_data::run(&a),
         Command::SquadEval(a) => squad_eval::run(&a),
     }
