@@ -13,6 +13,7 @@ use crate::model::{
 };
 use crate::train::{
     autodiff, build_train_step, AdamWeightDecay, BatchSpec, ParamSpec, Schedule, StepConfig,
+    TrainProgram,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ElementType, Module, ModuleBuilder, Shape};
@@ -160,11 +161,23 @@ fn step_batch_specs(shapes: &BatchShapes) -> Result<Vec<BatchSpec>> {
     Ok(specs)
 }
 
-/// BERT's pretraining train step as one module (see [`crate::train::step`]): AdamWeightDecay,
-/// the original schedule (1e-4, 10k warmup, 1M steps), clipping at 1.
-pub fn bert_train_step(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Program> {
-    let specs = param_specs(cfg);
-    let params: Vec<ParamSpec> = specs
+/// BERT's original optimizer settings: AdamWeightDecay, the schedule of the original
+/// pretraining (1e-4, 10k warmup steps, 1M steps), clipping at 1.
+pub fn bert_step_config() -> StepConfig {
+    StepConfig::new(
+        AdamWeightDecay::default(),
+        Schedule::bert(1e-4, 10_000, 1_000_000),
+    )
+}
+
+/// BERT's pretraining step (see [`crate::train::step`]) with `config`'s optimizer: the batch
+/// is the seven pretraining fields then `rng_key` (u64[2], the dropout key).
+pub fn bert_train_program(
+    cfg: &BertConfig,
+    shapes: &BatchShapes,
+    config: &StepConfig,
+) -> Result<TrainProgram> {
+    let params: Vec<ParamSpec> = param_specs(cfg)
         .iter()
         .map(|s| {
             let dims: Vec<i64> = s.dims.iter().map(|&d| d as i64).collect();
@@ -172,10 +185,6 @@ pub fn bert_train_step(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Program
         })
         .collect();
     let batch = step_batch_specs(shapes)?;
-    let config = StepConfig::new(
-        AdamWeightDecay::default(),
-        Schedule::bert(1e-4, 10_000, 1_000_000),
-    );
     let model_cfg = cfg.clone();
     let source = autodiff(move |b, p, batch| {
         let params = ParamValues::from_pairs(p.iter());
@@ -192,10 +201,17 @@ pub fn bert_train_step(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Program
             ],
         ))
     });
-    let program = build_train_step("bert_train_step", &params, &batch, &config, &source)
-        .context("building the BERT train step")?;
+    build_train_step("bert_train_step", &params, &batch, config, &source)
+        .context("building the BERT train step")
+}
+
+/// BERT's pretraining train step with [`bert_step_config`], and its memory estimate.
+pub fn bert_train_step(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Program> {
+    let config = bert_step_config();
+    let program = bert_train_program(cfg, shapes, &config)?;
+    let slots = config.optimizer.slot_names().len() as u64;
     Ok(Program {
-        estimate: MemoryEstimate::for_model(cfg, shapes, What::TrainStep, 2),
+        estimate: MemoryEstimate::for_model(cfg, shapes, What::TrainStep, slots),
         module: program.module,
     })
 }
