@@ -1,7 +1,12 @@
 //! Compiles the tf.train.Example .proto subset in proto/tensorflow with protox (pure Rust), so no
 //! system protoc is needed (as hlo/build.rs does for the XLA protos).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["tensorflow/feature.proto", "tensorflow/example.proto"];
+    let files = [
+        "tensorflow/feature.proto",
+        "tensorflow/example.proto",
+        // checkpoint index values (src/import/bundle_proto.rs)
+        "tensorflow/tensor_bundle.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed=proto/{f}");
     }
