@@ -29,7 +29,10 @@ fn mlp() -> hlo::Result<Module> {
     let x = b.parameter(Shape::array(ElementType::F32, vec![32, 256]), "x")?;
     let mut h = x;
     for i in 0..3 {
-        let w = b.parameter(Shape::array(ElementType::F32, vec![256, 256]), &format!("w{i}"))?;
+        let w = b.parameter(
+            Shape::array(ElementType::F32, vec![256, 256]),
+            &format!("w{i}"),
+        )?;
         h = b.tanh(b.matmul(h, w)?)?;
     }
     let out = b.reduce_sum(h, &[0, 1])?;
@@ -49,7 +52,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("xla_cpu");
     g.sample_size(10);
     g.bench_function("compile_mlp_3x256", |bch| {
-        bch.iter(|| black_box(client.compile(&bytes, &CompileOptions::default()).expect("compile")))
+        bch.iter(|| {
+            black_box(
+                client
+                    .compile(&bytes, &CompileOptions::default())
+                    .expect("compile"),
+            )
+        })
     });
     g.finish();
 }

@@ -13,15 +13,25 @@ fn bench(c: &mut Criterion) {
     let x = b.parameter(shape.clone(), "x").expect("param");
     let y = b.parameter(shape, "y").expect("param");
     let entry = b.finish(b.matmul(x, y).expect("dot")).expect("finish");
-    let bytes = mb.build(entry).expect("build").to_proto_bytes().expect("lower");
+    let bytes = mb
+        .build(entry)
+        .expect("build")
+        .to_proto_bytes()
+        .expect("lower");
 
     let client = Client::cpu(&ClientOptions::cpu(1)).expect("CPU plugin");
     let dev = client.addressable_devices().expect("devices").remove(0);
-    let exe = client.compile(&bytes, &CompileOptions::default()).expect("compile");
+    let exe = client
+        .compile(&bytes, &CompileOptions::default())
+        .expect("compile");
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let data: Vec<f32> = (0..N * N).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let a = client.buffer_from_host(&data, &[N, N], &dev).expect("upload");
-    let bb = client.buffer_from_host(&data, &[N, N], &dev).expect("upload");
+    let a = client
+        .buffer_from_host(&data, &[N, N], &dev)
+        .expect("upload");
+    let bb = client
+        .buffer_from_host(&data, &[N, N], &dev)
+        .expect("upload");
 
     let mut g = c.benchmark_group("xla_cpu");
     g.sample_size(20);

@@ -74,7 +74,10 @@ fn a_value_from_another_computation_is_rejected() {
     let main = m.builder("main");
     let y = main.parameter(arr_shape(F32, &[2]), "y").unwrap();
     let e = main.add(x, y).unwrap_err();
-    assert!(matches!(e, HloError::ForeignValue { op: "add", .. }), "{e:?}");
+    assert!(
+        matches!(e, HloError::ForeignValue { op: "add", .. }),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("another computation"), "{e}");
 }
 

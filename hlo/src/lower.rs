@@ -110,7 +110,6 @@ fn set_collective(i: &mut p::HloInstructionProto, attrs: &CollectiveAttrs) {
     i.use_global_device_ids = attrs.use_global_device_ids;
 }
 
-
 fn instruction_proto(
     inst: &Instruction,
     id: i64,
