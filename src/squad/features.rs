@@ -262,6 +262,16 @@ pub fn convert_examples_to_features(
             );
             query.truncate(config.max_query_length);
         }
+        let answer = match (&example.answer, is_training) {
+            (Some(a), true) => Some(a),
+            (None, true) => {
+                return Err(SquadError::Config(format!(
+                    "training example {:?} has no answer (read it with is_training = true)",
+                    example.qas_id
+                )))
+            }
+            (_, false) => None,
+        };
         if doc.ids.is_empty() {
             warnings.warn(
                 WarningKind::NoDocTokens,
@@ -272,27 +282,29 @@ pub fn convert_examples_to_features(
             );
             continue;
         }
-
-        let answer_tokens = if is_training {
-            let answer = example.answer.as_ref().ok_or_else(|| {
-                SquadError::Config(format!(
-                    "training example {:?} has no answer (read it with is_training = true)",
-                    example.qas_id
+        let answer_tokens = match answer {
+            Some(answer) => {
+                let start = doc.orig_to_tok.get(answer.start_word).ok_or_else(|| {
+                    SquadError::Config(format!(
+                        "training example {:?}: answer word {} is past its context's {} words",
+                        example.qas_id,
+                        answer.start_word,
+                        doc.orig_to_tok.len()
+                    ))
+                })?;
+                let end = match doc.orig_to_tok.get(answer.end_word + 1) {
+                    Some(&next) => next as isize - 1,
+                    None => doc.ids.len() as isize - 1,
+                };
+                let answer_ids = &answer_ids[example_index];
+                Some(improve_answer_span(
+                    &doc.ids,
+                    *start as isize,
+                    end,
+                    answer_ids,
                 ))
-            })?;
-            let start = doc.orig_to_tok[answer.start_word] as isize;
-            let end = match doc.orig_to_tok.get(answer.end_word + 1) {
-                Some(&next) => next as isize - 1,
-                None => doc.ids.len() as isize - 1,
-            };
-            Some(improve_answer_span(
-                &doc.ids,
-                start,
-                end,
-                &answer_ids[example_index],
-            ))
-        } else {
-            None
+            }
+            None => None,
         };
 
         let max_tokens_for_doc = config.max_seq_length - query.len() - 3;

@@ -199,7 +199,20 @@ fn example_nbest(
             continue;
         };
         let pred_text = wordpiece_text(feature, c.start, c.end, tokenizer)?;
-        let orig_text = example.doc.words[first_word..=last_word].join(" ");
+        let words = example
+            .doc
+            .words
+            .get(first_word..=last_word)
+            .ok_or_else(|| {
+                SquadError::Results(format!(
+                "feature {} maps to words {first_word}..={last_word}, but question {:?} has {} \
+                 words; features and examples do not belong together",
+                feature.unique_id,
+                example.qas_id,
+                example.doc.words.len()
+            ))
+            })?;
+        let orig_text = words.join(" ");
         let text = get_final_text(&pred_text, &orig_text, tokenizer)?;
         if seen.insert(text.clone()) {
             nbest.push((text, c.start_logit, c.end_logit));
