@@ -354,6 +354,25 @@ pub fn reexec_without_network() -> Result<Option<i32>> {
     {
         return Ok(None);
     }
+    let probe = std::process::Command::new("unshare")
+        .args(["--net", "--map-root-user", "true"])
+        .stderr(std::process::Stdio::piped())
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => {}
+        other => {
+            let why = match other {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                Err(e) => e.to_string(),
+            };
+            bail!(
+                "this machine has no TPU and its network is up; libtpu may only run without \
+                 network here (it would query the cloud metadata server), and `unshare --net \
+                 --map-root-user` cannot make a network namespace ({why}). Run the command in a \
+                 namespace without network yourself"
+            )
+        }
+    }
     let exe = std::env::current_exe().context("locating the tpu-run executable")?;
     let status = std::process::Command::new("unshare")
         .args(["--net", "--map-root-user"])

@@ -58,6 +58,10 @@ fn in_network_namespace(name: &str) -> Option<Plugin> {
         eprintln!("skipped: cannot create a network namespace with unshare: {probe:?}");
         return None;
     }
+    // One libtpu process at a time: on a machine with a TPU, libtpu's /tmp/libtpu_lockfile
+    // admits only one (without a TPU the tpu crate lifts that lock).
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = std::process::Command::new("unshare")
         .args(["--net", "--map-root-user"])
         .arg(std::env::current_exe().expect("test executable"))
