@@ -170,6 +170,10 @@ fn attributes_text(attrs: &[(String, Value)]) -> String {
     sorted
         .iter()
         .map(|(n, v)| match v {
+            // Some plugins put whole protos in attributes (CUDA: `target_config`).
+            Value::Str(s) if s.len() > 64 || s.contains('\n') => {
+                format!("{n}=<{} bytes of text>", s.len())
+            }
             Value::Str(s) => format!("{n}={s}"),
             other => format!("{n}={other}"),
         })
