@@ -93,13 +93,13 @@ fn describe_client(a: &DeviceArgs) -> Result<()> {
         let mem = match d.memory_stats() {
             Ok(Some(m)) => match m.bytes_limit {
                 Some(limit) => format!(
-                    "memory {} in use of {}",
+                    "allocator: {} in use, limit {}",
                     bytes_text(m.bytes_in_use),
                     bytes_text(limit)
                 ),
-                None => format!("memory {} in use", bytes_text(m.bytes_in_use)),
+                None => format!("allocator: {} in use", bytes_text(m.bytes_in_use)),
             },
-            Ok(None) => "memory stats not offered".into(),
+            Ok(None) => "no allocator statistics".into(),
             Err(e) => format!("memory stats failed: {e}"),
         };
         Some(format!(
@@ -148,7 +148,7 @@ fn print_devices(devices: &[DeviceDescription], extra: impl Fn(usize) -> Option<
             .cloned()
             .collect();
         let memory = match d.attribute("device_memory_bytes_limit") {
-            Some(Value::Int64(v)) => format!(", memory {}", bytes_text(*v)),
+            Some(Value::Int64(v)) => format!(", device memory {}", bytes_text(*v)),
             _ => String::new(),
         };
         let tail = extra(i).map(|s| format!(", {s}")).unwrap_or_default();
