@@ -4,6 +4,7 @@ pub mod ckpt;
 pub mod cli;
 pub mod data;
 pub mod examples;
+pub mod finetune;
 pub mod import;
 pub mod model;
 pub mod run;

@@ -3,6 +3,7 @@ mod compile;
 mod create_data;
 mod demo;
 mod devices;
+mod finetune;
 mod hlo_dump;
 mod plugin;
 mod selftest;
@@ -58,6 +59,11 @@ enum Command {
     CreateData(create_data::CreateDataArgs),
     /// Score SQuAD v1.1 predictions by the official rules: prints {"exact_match": .., "f1": ..}.
     SquadEval(squad_eval::SquadEvalArgs),
+    /// Fine-tune from pre-trained weights (SQuAD v1.1), predict and score.
+    #[command(subcommand)]
+    Finetune(finetune::FinetuneCommand),
+    /// Split a SQuAD file by article into training and validation files (deterministic).
+    SquadSplit(finetune::SquadSplitArgs),
 }
 
 #[derive(Subcommand)]
@@ -89,5 +95,7 @@ pub fn main() -> Result<()> {
         Command::Compile(a) => compile::run(&a),
         Command::CreateData(a) => create_data::run(&a),
         Command::SquadEval(a) => squad_eval::run(&a),
+        Command::Finetune(c) => finetune::run(&c),
+        Command::SquadSplit(a) => finetune::run_split(&a),
     }
 }

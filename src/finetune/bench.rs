@@ -1,0 +1,193 @@
+//! `finetune squad --synthetic-bench`: the SQuAD train step's speed on random features (no
+//! files, no checkpoints): compile time, then the median time of N steps after a warm-up.
+//!
+//! As the pretraining bench and ../shared/bench/torch_bert.py do, the batches live on the device
+//! before the clock starts (two random batches, alternated); only each step's dropout key (16
+//! bytes) is uploaded per step. Steps are launched one ahead of the read-back of their loss, so
+//! the host never idles the device; a step's time is the interval between consecutive results.
+use super::batches::FeatureArrays;
+use super::qa_head::squad_param_specs;
+use super::rng::{dropout_key, SplitMix64};
+use super::squad_train::{layout_literals, train_program, Hyper};
+use crate::model::init::init_from_specs;
+use crate::model::BertConfig;
+use crate::train::Trainer;
+use anyhow::{anyhow, bail, Context, Result};
+use hlo::Literal;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tpu::{Buffer, Client, CompileOptions};
+
+/// Steps run before timing starts (after the first, which carries first-run costs).
+pub const WARMUP_STEPS: u64 = 3;
+
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    pub device: String,
+    pub compile_time: Duration,
+    pub step_times: Vec<f64>,
+    pub median_step_s: f64,
+    pub seq_per_s: f64,
+    pub last_loss: f32,
+}
+
+impl BenchResult {
+    pub fn to_json(&self, model: &str, cfg: &BertConfig, batch: usize, seq: usize) -> Value {
+        let r = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
+        json!({
+            "bench": "tpu-run finetune squad --synthetic-bench",
+            "device": self.device,
+            "model": model,
+            "layers": cfg.num_hidden_layers,
+            "hidden": cfg.hidden_size,
+            "batch": batch,
+            "seq": seq,
+            "precision": cfg.compute_dtype.name(),
+            "compile_s": r(self.compile_time.as_secs_f64(), 2),
+            "median_step_ms": r(self.median_step_s * 1e3, 2),
+            "seq_per_s": r(self.seq_per_s, 1),
+            "steps_timed": self.step_times.len(),
+            "loss": self.last_loss,
+        })
+    }
+}
+
+/// `n` random features of `seq` tokens: `[CLS]` (id 101), a 16-token question, `[SEP]` (102),
+/// the context, `[SEP]`; ids from the whole vocabulary above the special tokens; every position
+/// real (as the PyTorch reference's all-ones mask); an answer span of 1-8 tokens in the context.
+pub fn synthetic_features(n: usize, seq: usize, vocab: usize, seed: u64) -> Result<FeatureArrays> {
+    let q = 16usize;
+    if seq < q + 4 || vocab < 1100 {
+        bail!(
+            "synthetic features need seq >= {} and a vocabulary of at least 1100",
+            q + 4
+        );
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut a = FeatureArrays {
+        seq_len: seq,
+        ..Default::default()
+    };
+    for _ in 0..n {
+        let mut ids: Vec<i32> = (0..seq)
+            .map(|_| 1000 + rng.below(vocab as u64 - 1000) as i32)
+            .collect();
+        ids[0] = 101;
+        ids[q + 1] = 102;
+        ids[seq - 1] = 102;
+        a.input_ids.extend(ids);
+        a.input_mask.extend(std::iter::repeat_n(1, seq));
+        a.segment_ids.extend((0..seq).map(|i| i32::from(i > q + 1)));
+        let ctx = (q + 2) as u64..(seq - 1) as u64;
+        let start = ctx.start + rng.below(ctx.end - ctx.start);
+        let end = (start + rng.below(8)).min(ctx.end - 1);
+        a.start_positions.push(start as i32);
+        a.end_positions.push(end as i32);
+    }
+    Ok(a)
+}
+
+/// Times `steps` steps of the SQuAD train step for `cfg` at `batch` x `seq` (see the module
+/// docs).
+pub fn bench(
+    client: &Client,
+    cfg: &BertConfig,
+    batch: usize,
+    seq: usize,
+    steps: u64,
+    seed: u64,
+) -> Result<BenchResult> {
+    if steps == 0 {
+        bail!("--max-steps must be at least 1 for the benchmark");
+    }
+    let total = 1 + WARMUP_STEPS + steps;
+    let hyper = Hyper {
+        learning_rate: 3e-5,
+        warmup_steps: total / 10,
+        total_steps: total,
+        weight_decay: 0.01,
+        clip_norm: Some(1.0),
+    };
+    let program = train_program(cfg, batch, seq, &hyper.step_config())?;
+    let t0 = Instant::now();
+    let exe = client
+        .compile_module(&program.module, &CompileOptions::default())
+        .context("compiling the SQuAD train step")?;
+    let compile_time = t0.elapsed();
+    let device = client
+        .addressable_devices()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the backend has no device"))?;
+    let device_name = format!("{} ({})", client.platform_name()?, device.kind());
+    let layout = program.layout;
+    let init = init_from_specs(&squad_param_specs(cfg), cfg.initializer_range, seed);
+    let params = layout_literals(&layout, &init)?;
+    let mut trainer = Trainer::from_state(
+        exe,
+        layout.clone(),
+        device,
+        &params,
+        &layout.initial_opt_state()?,
+        0,
+    )?;
+    drop(params);
+    let mut batches: Vec<Vec<Buffer>> = vec![];
+    for i in 0..2 {
+        let f = synthetic_features(batch, seq, cfg.vocab_size, seed.wrapping_add(i))?;
+        let rows: Vec<usize> = (0..batch).collect();
+        batches.push(trainer.upload_batch(&f.train_literals(&rows)?)?);
+    }
+    let mut pending: Option<Vec<Buffer>> = None;
+    let mut ready: Vec<Instant> = vec![];
+    let mut last_loss = f32::NAN;
+    for step in 0..=total {
+        let launched = if step < total {
+            let key = Literal::from_slice(&dropout_key(seed, step), &[2])?;
+            let key = trainer.upload_batch(&[key])?;
+            let mut refs: Vec<&Buffer> = batches[(step % 2) as usize].iter().collect();
+            refs.extend(key.iter());
+            Some(trainer.step_async(&refs)?)
+        } else {
+            None
+        };
+        if let Some(outs) = pending.take() {
+            last_loss = outs
+                .first()
+                .ok_or_else(|| anyhow!("the step returned no loss"))?
+                .to_host::<f32>()?
+                .first()
+                .copied()
+                .unwrap_or(f32::NAN);
+            ready.push(Instant::now());
+            if !last_loss.is_finite() {
+                bail!("bench step {}: the loss is {last_loss}", ready.len());
+            }
+        }
+        pending = launched;
+    }
+    let step_times: Vec<f64> = ready
+        .windows(2)
+        .skip(WARMUP_STEPS as usize)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    let mut sorted = step_times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
+    };
+    Ok(BenchResult {
+        device: device_name,
+        compile_time,
+        seq_per_s: if median > 0.0 {
+            batch as f64 / median
+        } else {
+            0.0
+        },
+        median_step_s: median,
+        step_times,
+        last_loss,
+    })
+}
