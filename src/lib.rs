@@ -7,6 +7,7 @@ pub mod examples;
 pub mod finetune;
 pub mod import;
 pub mod model;
+pub mod pretrain;
 pub mod run;
 pub mod squad;
 pub mod tpu_target;

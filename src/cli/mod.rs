@@ -6,6 +6,7 @@ mod devices;
 mod finetune;
 mod hlo_dump;
 mod plugin;
+mod pretrain;
 mod selftest;
 mod squad_eval;
 
@@ -64,6 +65,8 @@ enum Command {
     Finetune(finetune::FinetuneCommand),
     /// Split a SQuAD file by article into training and validation files (deterministic).
     SquadSplit(finetune::SquadSplitArgs),
+    /// BERT pretraining (MLM + NSP): TOML config + flags; --demo runs a small complete example.
+    Pretrain(Box<pretrain::PretrainArgs>),
 }
 
 #[derive(Subcommand)]
@@ -95,6 +98,7 @@ pub fn main() -> Result<()> {
         Command::Compile(a) => compile::run(&a),
         Command::CreateData(a) => create_data::run(&a),
         Command::SquadEval(a) => squad_eval::run(&a),
+        Command::Pretrain(a) => pretrain::run_cmd(&a),
         Command::Finetune(c) => finetune::run(&c),
         Command::SquadSplit(a) => finetune::run_split(&a),
     }

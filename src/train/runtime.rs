@@ -202,6 +202,12 @@ impl Trainer {
         Ok(())
     }
 
+    /// The current parameters as device buffers, in layout order (valid until the next step
+    /// donates them): e.g. for an evaluation program, without a round trip through the host.
+    pub fn param_buffers(&self) -> &[Buffer] {
+        &self.state[..self.layout.params.len()]
+    }
+
     /// The current parameters, downloaded, in layout order.
     pub fn params(&self) -> Result<Vec<Literal>> {
         self.state[..self.layout.params.len()]

@@ -1,0 +1,186 @@
+//! `tpu-run pretrain`: BERT pretraining from a TOML config with command-line overrides; `--demo`
+//! for a complete small run with no input files; `--bench-steps N` for step timings.
+use crate::pretrain::bench::bench;
+use crate::pretrain::demo::{run_demo, DemoOptions};
+use crate::pretrain::{run, Overrides, PretrainConfig, RunOptions};
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Clone, Debug)]
+pub struct PretrainArgs {
+    /// Run settings (TOML; see configs/pretrain-tiny.toml). Flags below override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A complete small run on the CPU plugin with no input files: builds a corpus from text on
+    /// this machine, makes shards with create-data, trains a tiny BERT and evaluates it.
+    #[arg(long)]
+    pub demo: bool,
+    /// Benchmark the train step on synthetic batches: N timed steps; prints compile time, time
+    /// to the first step, median step time and seq/s (no files, no checkpoints).
+    #[arg(long, value_name = "N")]
+    pub bench_steps: Option<u64>,
+    /// Stop after N steps of this invocation (a checkpoint is written); the schedule still
+    /// spans --steps, and a later run resumes exactly.
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<u64>,
+    /// Model preset: tiny, mini, small, medium, base, large.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Model config file (bert_config.json or Hugging Face config.json); replaces the preset.
+    #[arg(long)]
+    pub model_config: Option<PathBuf>,
+    /// Training shards: paths or glob patterns, comma-separated.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Held-out shards for evaluation.
+    #[arg(long)]
+    pub eval_data: Option<String>,
+    /// Random batches instead of files.
+    #[arg(long)]
+    pub synthetic_data: bool,
+    /// cpu, cuda or tpu.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// PJRT plugin file (overrides discovery).
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    #[arg(long)]
+    pub max_predictions: Option<usize>,
+    #[arg(long)]
+    pub steps: Option<u64>,
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// adam_weight_decay, adamw, lamb or sgd.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// f32 or bf16.
+    #[arg(long)]
+    pub precision: Option<String>,
+    /// Micro-batches per step (gradient accumulation).
+    #[arg(long)]
+    pub accumulation_steps: Option<u32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub eval_interval: Option<u64>,
+    /// Batches per evaluation (0: the whole eval set).
+    #[arg(long)]
+    pub eval_batches: Option<usize>,
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub checkpoint_interval: Option<u64>,
+    /// Checkpoints kept (the newest N).
+    #[arg(long)]
+    pub keep_last: Option<usize>,
+    /// Never resume: start from scratch (refused when the checkpoint directory has checkpoints).
+    #[arg(long)]
+    pub no_resume: bool,
+    /// Where metrics.jsonl, TensorBoard events and (by default) checkpoints go.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub log_every: Option<u64>,
+}
+
+impl PretrainArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            preset: self.preset.clone(),
+            model_config: self.model_config.clone(),
+            train_data: self.data.clone(),
+            eval_data: self.eval_data.clone(),
+            synthetic_data: self.synthetic_data,
+            backend: self.backend.clone(),
+            plugin: self.plugin.clone(),
+            batch_size: self.batch_size,
+            seq_len: self.seq_len,
+            max_predictions: self.max_predictions,
+            steps: self.steps,
+            warmup_steps: self.warmup_steps,
+            learning_rate: self.learning_rate,
+            optimizer: self.optimizer.clone(),
+            precision: self.precision.clone(),
+            accumulation_steps: self.accumulation_steps,
+            seed: self.seed,
+            eval_interval: self.eval_interval,
+            eval_batches: self.eval_batches,
+            checkpoint_dir: self.checkpoint_dir.clone(),
+            checkpoint_interval: self.checkpoint_interval,
+            keep_last: self.keep_last,
+            no_resume: self.no_resume,
+            output_dir: self.output_dir.clone(),
+            log_every: self.log_every,
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second initialization (tests calling in twice) keeps the first; nothing to do then.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn run_cmd(a: &PretrainArgs) -> Result<()> {
+    init_logging();
+    if a.demo {
+        return run_demo(&DemoOptions {
+            overrides: a.overrides(),
+            config: a.config.clone(),
+        });
+    }
+    let mut cfg = match &a.config {
+        Some(path) => PretrainConfig::from_file(path)?,
+        None => PretrainConfig::default(),
+    };
+    cfg.apply(&a.overrides());
+    if let Some(n) = a.bench_steps {
+        let r = bench(&cfg, n)?;
+        println!("device:             {}", r.device);
+        println!(
+            "model:              {} (batch {}, seq {}, {})",
+            cfg.model
+                .config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| cfg.model.preset.clone()),
+            r.batch_size,
+            cfg.data.seq_len,
+            cfg.train.precision
+        );
+        println!("compile:            {:.2} s", r.compile_time.as_secs_f64());
+        println!(
+            "time to first step: {:.2} s",
+            r.time_to_first_step.as_secs_f64()
+        );
+        println!(
+            "median step:        {:.2} ms over {} steps ({:.1} seq/s)",
+            r.median_step_s * 1e3,
+            r.step_times.len(),
+            r.seq_per_s
+        );
+        println!("{}", r.to_json(&cfg));
+        return Ok(());
+    }
+    let s = run(
+        &cfg,
+        &RunOptions {
+            stop_after: a.stop_after,
+            print: true,
+        },
+    )?;
+    s.print(cfg.train.batch_size);
+    Ok(())
+}

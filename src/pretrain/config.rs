@@ -1,0 +1,594 @@
+//! The pretraining run's settings: a TOML file (serde + the `toml` crate, unknown keys are an
+//! error) whose every field has a default, then command-line overrides on top.
+//!
+//! ```toml
+//! [model]        # preset = "tiny" | ... | "large", or config_file = "bert_config.json"
+//! [data]         # train = "shards/*.tfrecord", eval = "...", seq_len, max_predictions
+//! [train]        # batch_size, steps, warmup_steps, learning_rate, optimizer, precision, seed
+//! [eval]         # interval, batches
+//! [checkpoint]   # dir, interval, keep_last, resume
+//! [device]       # backend = "cpu" | "cuda" | "tpu", plugin = "/path/to/pjrt_plugin.so"
+//! [output]       # dir (metrics.jsonl, TensorBoard events), log_every, tensorboard
+//! ```
+//! See `configs/pretrain-tiny.toml` for a complete, commented example.
+use crate::backend::Backend;
+use crate::model::{BertConfig, ComputeDtype, HiddenAct};
+use crate::train::{
+    AdamW, AdamWeightDecay, Lamb, Optimizer, Policy, Schedule, Sgd, StepConfig, WeightDecay,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub train: TrainSection,
+    pub eval: EvalSection,
+    pub checkpoint: CheckpointSection,
+    pub device: DeviceSection,
+    pub output: OutputSection,
+}
+
+/// The model: a preset or a config file, then optional size overrides (for models smaller than
+/// the presets, e.g. the demo's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    pub preset: String,
+    /// A google-research `bert_config.json` or Hugging Face `config.json`; replaces the preset.
+    pub config_file: Option<PathBuf>,
+    pub vocab_size: Option<usize>,
+    pub hidden_size: Option<usize>,
+    pub num_hidden_layers: Option<usize>,
+    pub num_attention_heads: Option<usize>,
+    pub intermediate_size: Option<usize>,
+    pub max_position_embeddings: Option<usize>,
+    /// `gelu` (exact erf), `gelu_new` (tanh form) or `relu`.
+    pub hidden_act: Option<String>,
+    pub hidden_dropout_prob: Option<f64>,
+    pub attention_probs_dropout_prob: Option<f64>,
+    /// Pad the vocabulary to a multiple of this (128 on TPU).
+    pub pad_vocab_to: Option<usize>,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            preset: "tiny".into(),
+            config_file: None,
+            vocab_size: None,
+            hidden_size: None,
+            num_hidden_layers: None,
+            num_attention_heads: None,
+            intermediate_size: None,
+            max_position_embeddings: None,
+            hidden_act: None,
+            hidden_dropout_prob: None,
+            attention_probs_dropout_prob: None,
+            pad_vocab_to: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSection {
+    /// Training shards: comma-separated paths or glob patterns (create-data's output).
+    pub train: Option<String>,
+    /// Held-out shards for evaluation (same forms).
+    pub eval: Option<String>,
+    /// Random batches instead of files (benchmarks): no data needed.
+    pub synthetic: bool,
+    pub seq_len: usize,
+    pub max_predictions: usize,
+    pub shuffle_buffer: usize,
+    /// Shards read at once.
+    pub cycle_length: usize,
+    pub prefetch_batches: usize,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            train: None,
+            eval: None,
+            synthetic: false,
+            seq_len: 128,
+            max_predictions: 20,
+            shuffle_buffer: 10_000,
+            cycle_length: 4,
+            prefetch_batches: 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSection {
+    /// Sequences per optimizer step (split into `accumulation_steps` micro-batches).
+    pub batch_size: usize,
+    /// Total optimizer steps (the schedule decays to its end here).
+    pub steps: u64,
+    pub warmup_steps: u64,
+    pub learning_rate: f64,
+    /// `linear` (BERT: warmup then linear decay to 0), `cosine` or `constant`.
+    pub schedule: String,
+    /// `adam_weight_decay` (BERT), `adamw`, `lamb` or `sgd`.
+    pub optimizer: String,
+    pub weight_decay: f64,
+    /// Global-norm clipping threshold (BERT: 1.0); 0 turns clipping off.
+    pub clip_norm: f64,
+    /// `f32` or `bf16` (bf16 matmul inputs and activations, f32 master weights and statistics).
+    pub precision: String,
+    pub accumulation_steps: u32,
+    /// Seeds initialization, data order and dropout.
+    pub seed: u64,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            steps: 1000,
+            warmup_steps: 100,
+            learning_rate: 1e-4,
+            schedule: "linear".into(),
+            optimizer: "adam_weight_decay".into(),
+            weight_decay: 0.01,
+            clip_norm: 1.0,
+            precision: "f32".into(),
+            accumulation_steps: 1,
+            seed: 12345,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalSection {
+    /// Evaluate every this many steps (and at the end); 0: only at the end.
+    pub interval: u64,
+    /// Batches per evaluation; 0: the whole eval set.
+    pub batches: usize,
+    /// Defaults to the training batch size.
+    pub batch_size: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointSection {
+    /// Defaults to `<output.dir>/checkpoints`.
+    pub dir: Option<PathBuf>,
+    /// Save every this many steps (and at the end); 0: only at the end.
+    pub interval: u64,
+    pub keep_last: usize,
+    /// Continue from the directory's latest checkpoint when there is one.
+    pub resume: bool,
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            interval: 1000,
+            keep_last: crate::ckpt::DEFAULT_KEEP_LAST,
+            resume: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceSection {
+    /// `cpu`, `cuda` or `tpu`.
+    pub backend: String,
+    /// A PJRT plugin file; overrides discovery.
+    pub plugin: Option<PathBuf>,
+}
+
+impl Default for DeviceSection {
+    fn default() -> Self {
+        Self {
+            backend: "cpu".into(),
+            plugin: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputSection {
+    /// metrics.jsonl, TensorBoard events and (by default) checkpoints go here.
+    pub dir: PathBuf,
+    /// Log and record training metrics every this many steps.
+    pub log_every: u64,
+    /// Also write TensorBoard event files into `<dir>/tensorboard`.
+    pub tensorboard: bool,
+    /// Show the progress bar (when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("runs/pretrain"),
+            log_every: 10,
+            tensorboard: true,
+            progress: true,
+        }
+    }
+}
+
+/// Command-line values that replace the file's (each `None` leaves the file's value).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub preset: Option<String>,
+    pub model_config: Option<PathBuf>,
+    pub train_data: Option<String>,
+    pub eval_data: Option<String>,
+    pub synthetic_data: bool,
+    pub backend: Option<String>,
+    pub plugin: Option<PathBuf>,
+    pub batch_size: Option<usize>,
+    pub seq_len: Option<usize>,
+    pub max_predictions: Option<usize>,
+    pub steps: Option<u64>,
+    pub warmup_steps: Option<u64>,
+    pub learning_rate: Option<f64>,
+    pub optimizer: Option<String>,
+    pub precision: Option<String>,
+    pub accumulation_steps: Option<u32>,
+    pub seed: Option<u64>,
+    pub eval_interval: Option<u64>,
+    pub eval_batches: Option<usize>,
+    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_interval: Option<u64>,
+    pub keep_last: Option<usize>,
+    pub no_resume: bool,
+    pub output_dir: Option<PathBuf>,
+    pub log_every: Option<u64>,
+}
+
+impl PretrainConfig {
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("writing the config as TOML")
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, o: &Overrides) {
+        fn set<T: Clone>(dst: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                *dst = v.clone();
+            }
+        }
+        if let Some(p) = &o.preset {
+            self.model.preset = p.clone();
+            self.model.config_file = None;
+        }
+        if o.model_config.is_some() {
+            self.model.config_file = o.model_config.clone();
+        }
+        if o.train_data.is_some() {
+            self.data.train = o.train_data.clone();
+        }
+        if o.eval_data.is_some() {
+            self.data.eval = o.eval_data.clone();
+        }
+        self.data.synthetic |= o.synthetic_data;
+        set(&mut self.device.backend, &o.backend);
+        if o.plugin.is_some() {
+            self.device.plugin = o.plugin.clone();
+        }
+        set(&mut self.train.batch_size, &o.batch_size);
+        set(&mut self.data.seq_len, &o.seq_len);
+        set(&mut self.data.max_predictions, &o.max_predictions);
+        set(&mut self.train.steps, &o.steps);
+        set(&mut self.train.warmup_steps, &o.warmup_steps);
+        set(&mut self.train.learning_rate, &o.learning_rate);
+        set(&mut self.train.optimizer, &o.optimizer);
+        set(&mut self.train.precision, &o.precision);
+        set(&mut self.train.accumulation_steps, &o.accumulation_steps);
+        set(&mut self.train.seed, &o.seed);
+        set(&mut self.eval.interval, &o.eval_interval);
+        set(&mut self.eval.batches, &o.eval_batches);
+        if o.checkpoint_dir.is_some() {
+            self.checkpoint.dir = o.checkpoint_dir.clone();
+        }
+        set(&mut self.checkpoint.interval, &o.checkpoint_interval);
+        set(&mut self.checkpoint.keep_last, &o.keep_last);
+        if o.no_resume {
+            self.checkpoint.resume = false;
+        }
+        set(&mut self.output.dir, &o.output_dir);
+        set(&mut self.output.log_every, &o.log_every);
+    }
+
+    /// Checks everything that can be checked without opening files; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        let t = &self.train;
+        let d = &self.data;
+        let positive = [
+            ("train.batch_size", t.batch_size as u64),
+            ("train.steps", t.steps),
+            ("train.accumulation_steps", u64::from(t.accumulation_steps)),
+            ("data.seq_len", d.seq_len as u64),
+            ("data.max_predictions", d.max_predictions as u64),
+            ("data.shuffle_buffer", d.shuffle_buffer as u64),
+            ("data.cycle_length", d.cycle_length as u64),
+            ("checkpoint.keep_last", self.checkpoint.keep_last as u64),
+            ("output.log_every", self.output.log_every),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                bail!("config: {field} must be at least 1");
+            }
+        }
+        if !t.batch_size.is_multiple_of(t.accumulation_steps as usize) {
+            bail!(
+                "config: train.batch_size {} is not divisible by train.accumulation_steps {}",
+                t.batch_size,
+                t.accumulation_steps
+            );
+        }
+        if d.max_predictions > d.seq_len {
+            bail!(
+                "config: data.max_predictions {} exceeds data.seq_len {}",
+                d.max_predictions,
+                d.seq_len
+            );
+        }
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+            bail!(
+                "config: train.learning_rate must be finite and > 0, got {}",
+                t.learning_rate
+            );
+        }
+        if !(t.clip_norm.is_finite() && t.clip_norm >= 0.0) {
+            bail!(
+                "config: train.clip_norm must be finite and >= 0, got {}",
+                t.clip_norm
+            );
+        }
+        if !d.synthetic && d.train.is_none() {
+            bail!("config: no training data; set data.train (or --data), or use --synthetic-data");
+        }
+        if self.eval.batch_size == Some(0) {
+            bail!("config: eval.batch_size must be at least 1");
+        }
+        self.backend()?;
+        self.compute_dtype()?;
+        self.step_config()?;
+        let model = self.bert_config()?;
+        if d.seq_len > model.max_position_embeddings {
+            bail!(
+                "config: data.seq_len {} exceeds the model's max_position_embeddings {}",
+                d.seq_len,
+                model.max_position_embeddings
+            );
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Result<Backend> {
+        match self.device.backend.as_str() {
+            "cpu" => Ok(Backend::Cpu),
+            "cuda" | "gpu" => Ok(Backend::Cuda),
+            "tpu" => Ok(Backend::Tpu),
+            other => bail!("config: device.backend {other:?}: choose cpu, cuda or tpu"),
+        }
+    }
+
+    pub fn compute_dtype(&self) -> Result<ComputeDtype> {
+        ComputeDtype::parse(&self.train.precision).ok_or_else(|| {
+            anyhow!(
+                "config: train.precision {:?}: choose f32 or bf16",
+                self.train.precision
+            )
+        })
+    }
+
+    /// The model: preset or file, the size overrides, the precision.
+    pub fn bert_config(&self) -> Result<BertConfig> {
+        let m = &self.model;
+        let mut cfg = match &m.config_file {
+            Some(path) => BertConfig::from_file(path)?,
+            None => BertConfig::preset(&m.preset).context("config: model.preset")?,
+        };
+        fn set<T: Copy>(dst: &mut T, v: Option<T>) {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        }
+        set(&mut cfg.vocab_size, m.vocab_size);
+        if let Some(h) = m.hidden_size {
+            cfg.hidden_size = h;
+            if m.intermediate_size.is_none() {
+                cfg.intermediate_size = 4 * h;
+            }
+        }
+        set(&mut cfg.num_hidden_layers, m.num_hidden_layers);
+        set(&mut cfg.num_attention_heads, m.num_attention_heads);
+        set(&mut cfg.intermediate_size, m.intermediate_size);
+        set(&mut cfg.max_position_embeddings, m.max_position_embeddings);
+        set(&mut cfg.hidden_dropout_prob, m.hidden_dropout_prob);
+        set(
+            &mut cfg.attention_probs_dropout_prob,
+            m.attention_probs_dropout_prob,
+        );
+        if let Some(act) = &m.hidden_act {
+            cfg.hidden_act = HiddenAct::parse(act, crate::model::ConfigFlavor::HuggingFace)
+                .ok_or_else(|| {
+                    anyhow!("config: model.hidden_act {act:?}: use gelu, gelu_new or relu")
+                })?;
+        }
+        if m.pad_vocab_to.is_some() {
+            cfg.pad_vocab_to = m.pad_vocab_to;
+        }
+        cfg.compute_dtype = self.compute_dtype()?;
+        cfg.validate().context("config: [model]")?;
+        Ok(cfg)
+    }
+
+    /// Optimizer, schedule, clipping and accumulation of the train step. Parameters stay f32
+    /// (the policy); bf16 is the model's compute dtype.
+    pub fn step_config(&self) -> Result<StepConfig> {
+        let t = &self.train;
+        let decay = WeightDecay::bert(t.weight_decay);
+        let optimizer: Box<dyn Optimizer> = match t.optimizer.as_str() {
+            "adam_weight_decay" | "adamweightdecay" | "bert_adam" => Box::new(AdamWeightDecay {
+                weight_decay: decay,
+                ..Default::default()
+            }),
+            "adamw" => Box::new(AdamW {
+                weight_decay: decay,
+                ..Default::default()
+            }),
+            "lamb" => Box::new(Lamb {
+                exclude_from_layer_adaptation: decay.exclude.clone(),
+                weight_decay: decay,
+                ..Default::default()
+            }),
+            "sgd" => Box::new(Sgd {
+                weight_decay: decay,
+                ..Default::default()
+            }),
+            other => bail!(
+                "config: train.optimizer {other:?}: choose adam_weight_decay, adamw, lamb or sgd"
+            ),
+        };
+        let schedule = match t.schedule.as_str() {
+            "linear" | "bert" => Schedule::bert(t.learning_rate, t.warmup_steps, t.steps),
+            "cosine" => {
+                if t.steps <= t.warmup_steps {
+                    bail!(
+                        "config: the cosine schedule needs train.steps {} > train.warmup_steps {}",
+                        t.steps,
+                        t.warmup_steps
+                    );
+                }
+                Schedule::WarmupCosine {
+                    init_lr: t.learning_rate,
+                    warmup_steps: t.warmup_steps,
+                    total_steps: t.steps,
+                    end_lr: 0.0,
+                }
+            }
+            "constant" => Schedule::Constant {
+                lr: t.learning_rate,
+            },
+            other => bail!("config: train.schedule {other:?}: choose linear, cosine or constant"),
+        };
+        Ok(StepConfig {
+            optimizer,
+            schedule,
+            clip_norm: (t.clip_norm > 0.0).then_some(t.clip_norm),
+            accumulation_steps: t.accumulation_steps,
+            policy: Policy::f32(),
+        })
+    }
+
+    pub fn eval_batch_size(&self) -> usize {
+        self.eval.batch_size.unwrap_or(self.train.batch_size)
+    }
+
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.checkpoint
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.output.dir.join("checkpoints"))
+    }
+
+    /// The optimizer's settings as recorded in checkpoints.
+    pub fn optimizer_json(&self) -> serde_json::Value {
+        let t = &self.train;
+        serde_json::json!({
+            "learning_rate": t.learning_rate,
+            "schedule": t.schedule,
+            "warmup_steps": t.warmup_steps,
+            "steps": t.steps,
+            "weight_decay": t.weight_decay,
+            "clip_norm": t.clip_norm,
+            "accumulation_steps": t.accumulation_steps,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_overrides_and_errors_naming_the_field() {
+        let text = r#"
+            [model]
+            preset = "mini"
+            [data]
+            train = "shards/*.tfrecord"
+            seq_len = 64
+            [train]
+            batch_size = 8
+            optimizer = "lamb"
+        "#;
+        let mut c = PretrainConfig::from_toml_str(text, "x.toml").unwrap();
+        assert_eq!(c.model.preset, "mini");
+        assert_eq!(c.data.seq_len, 64);
+        assert_eq!(c.train.steps, TrainSection::default().steps);
+        c.apply(&Overrides {
+            batch_size: Some(16),
+            no_resume: true,
+            ..Default::default()
+        });
+        assert_eq!(c.train.batch_size, 16);
+        assert!(!c.checkpoint.resume);
+        c.validate().unwrap();
+        assert_eq!(c.bert_config().unwrap().hidden_size, 256);
+
+        let err = PretrainConfig::from_toml_str("[train]\nbatch_sise = 3\n", "y.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("y.toml") && err.contains("batch_sise"),
+            "{err}"
+        );
+        c.train.optimizer = "adagrad".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("train.optimizer"), "{err}");
+    }
+
+    #[test]
+    fn the_sample_config_parses_and_validates() {
+        let text = include_str!("../../configs/pretrain-tiny.toml");
+        let c = PretrainConfig::from_toml_str(text, "configs/pretrain-tiny.toml").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.data.train.as_deref(), Some("shards/train/*.tfrecord"));
+        assert_eq!(c.eval.interval, 500);
+        let mut defaults = PretrainConfig::default();
+        defaults.data.train = c.data.train.clone();
+        defaults.data.eval = c.data.eval.clone();
+        defaults.eval.interval = c.eval.interval;
+        assert_eq!(c, defaults, "the sample's other values are the defaults");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut c = PretrainConfig::default();
+        c.data.train = Some("a/*.tfrecord".into());
+        c.model.hidden_size = Some(64);
+        let text = c.to_toml().unwrap();
+        assert_eq!(PretrainConfig::from_toml_str(&text, "t").unwrap(), c);
+    }
+}

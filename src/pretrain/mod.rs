@@ -1,0 +1,26 @@
+//! `tpu-run pretrain`: BERT pretraining end to end on one device.
+//!
+//! - [`config`]: the run's settings (TOML file, command-line overrides).
+//! - [`program`]: the train step (one donated module) and the evaluation pass.
+//! - [`run`]: the loop (data, dropout keys, logging, evaluation, checkpoints, exact resume).
+//! - [`batches`], [`rng`]: host batches as program inputs; the dropout key of each step.
+//! - [`eval`], [`metrics`], [`progress`]: held-out evaluation, JSON lines and TensorBoard
+//!   events, the progress bar.
+//! - [`checkpoint`]: what a checkpoint holds besides tensors, and the checks on resume.
+//! - [`bench`]: `--bench-steps` on synthetic batches.
+//! - [`demo`]: `--demo`, a complete small run from nothing but the machine's own text.
+pub mod batches;
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod corpus;
+pub mod demo;
+pub mod eval;
+pub mod metrics;
+pub mod program;
+pub mod progress;
+pub mod rng;
+pub mod run;
+
+pub use config::{Overrides, PretrainConfig};
+pub use run::{run, RunOptions, RunSummary, StepRecord};

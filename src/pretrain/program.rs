@@ -1,0 +1,119 @@
+//! The two programs of a pretraining run: the train step (one donated HLO module: forward with
+//! dropout, backward, clipping, optimizer, schedule) and the evaluation pass (no dropout, sums
+//! that aggregate exactly over many batches).
+use crate::model::batch::BATCH_FIELDS;
+use crate::model::loss::{correct, label_nll};
+use crate::model::params::param_specs;
+use crate::model::{
+    pretraining_forward, pretraining_loss, BatchShapes, BatchValues, BertConfig, ParamValues,
+};
+use crate::train::{autodiff, build_train_step, BatchSpec, ParamSpec, StepConfig, TrainProgram};
+use anyhow::{anyhow, Context, Result};
+use hlo::{ElementType, Module, ModuleBuilder, Shape};
+
+/// The batch input that carries the dropout key (ThreeFry state `u64[2]`) of each step.
+pub const RNG_KEY: &str = "rng_key";
+
+/// The metrics the train step reports after the loss (its own `learning_rate` and
+/// `grad_norm` follow them).
+pub const STEP_METRICS: [&str; 4] = ["mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy"];
+
+/// The train step's batch inputs for one micro-batch: the seven pretraining fields, then
+/// [`RNG_KEY`].
+pub fn step_batch_specs(shapes: &BatchShapes) -> Result<Vec<BatchSpec>> {
+    let mut specs = BATCH_FIELDS
+        .iter()
+        .zip(shapes.shapes())
+        .map(|(name, s)| match s {
+            Shape::Array(a) => Ok(BatchSpec::new(*name, a.ty, &a.dims)),
+            other => Err(anyhow!("batch field {name} has a non-array shape {other}")),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    specs.push(BatchSpec::new(RNG_KEY, ElementType::U64, &[2]));
+    Ok(specs)
+}
+
+/// The model's parameters as the step builder takes them (f32 master weights).
+pub fn train_param_specs(cfg: &BertConfig) -> Vec<ParamSpec> {
+    param_specs(cfg)
+        .iter()
+        .map(|s| {
+            let dims: Vec<i64> = s.dims.iter().map(|&d| d as i64).collect();
+            ParamSpec::new(s.name.clone(), &dims)
+        })
+        .collect()
+}
+
+/// BERT's pretraining step for `cfg` on micro-batches of `micro` (the step takes them stacked
+/// `[k, ...]` when `step.accumulation_steps` is k > 1).
+pub fn train_program(
+    cfg: &BertConfig,
+    micro: &BatchShapes,
+    step: &StepConfig,
+) -> Result<TrainProgram> {
+    let params = train_param_specs(cfg);
+    let batch = step_batch_specs(micro)?;
+    let model = cfg.clone();
+    let source = autodiff(move |b, p, batch| {
+        let params = ParamValues::from_pairs(p.iter());
+        let values = BatchValues::from_lookup(|n| batch.get(n).ok())?;
+        let key = batch.get(RNG_KEY)?;
+        let (loss, m) = pretraining_loss(b, &model, &params, &values, key, true)?;
+        let metrics = [m.mlm_loss, m.nsp_loss, m.mlm_accuracy, m.nsp_accuracy];
+        Ok((
+            loss,
+            STEP_METRICS
+                .iter()
+                .zip(metrics)
+                .map(|(n, v)| (n.to_string(), v))
+                .collect(),
+        ))
+    });
+    build_train_step("bert_pretrain_step", &params, &batch, step, &source)
+        .context("building the BERT pretraining step")
+}
+
+/// The outputs of [`eval_program`], in order: sums over the batch's real rows.
+pub const EVAL_SUMS: [&str; 6] = [
+    "mlm_nll_sum",
+    "mlm_weight_sum",
+    "mlm_correct_sum",
+    "nsp_nll_sum",
+    "nsp_correct_sum",
+    "examples",
+];
+
+/// `(params..., batch fields...) -> (EVAL_SUMS...)`: the pretraining forward pass without
+/// dropout. Padding rows (all-zero `input_mask`, as the reader pads a last partial batch) count
+/// in no sum: their MLM weights are zero and their NSP term is masked here.
+pub fn eval_program(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Module> {
+    let mb = ModuleBuilder::new("bert_pretrain_eval");
+    let b = mb.builder("eval");
+    let params = ParamValues::declare(&b, &param_specs(cfg))?;
+    let batch = shapes.declare(&b)?;
+    let key = b.constant_slice(&[0u64, 0], &[2])?;
+    let out = pretraining_forward(&b, cfg, &params, &batch, key, false)?;
+    let n = b.dims(out.mlm_logits)?[0];
+    let labels = b.reshape(batch.masked_lm_ids, &[n])?;
+    let weights = b.reshape(batch.masked_lm_weights, &[n])?;
+    let sum = |v| b.reduce_sum(v, &[0]);
+    let mlm_nll = sum(b.mul(weights, label_nll(&b, out.mlm_logits, labels)?)?)?;
+    let mlm_w = sum(weights)?;
+    let mlm_ok = sum(b.mul(weights, correct(&b, out.mlm_logits, labels)?)?)?;
+    // A real row starts with [CLS] (input_mask 1); padding rows are all zeros.
+    let rows = shapes.batch_size as i64;
+    let first = b.slice(batch.input_mask, &[0, 0], &[rows, 1], &[1, 1])?;
+    let real = b.convert(b.reshape(first, &[rows])?, ElementType::F32)?;
+    let nsp_nll = sum(b.mul(
+        real,
+        label_nll(&b, out.nsp_logits, batch.next_sentence_labels)?,
+    )?)?;
+    let nsp_ok = sum(b.mul(
+        real,
+        correct(&b, out.nsp_logits, batch.next_sentence_labels)?,
+    )?)?;
+    let examples = sum(real)?;
+    let root = b.tuple(&[mlm_nll, mlm_w, mlm_ok, nsp_nll, nsp_ok, examples])?;
+    let entry = b.finish(root)?;
+    Ok(mb.build(entry)?)
+}

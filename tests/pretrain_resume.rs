@@ -1,0 +1,261 @@
+//! `tpu-run pretrain` checkpoints: a run stopped at step k and resumed computes the same loss
+//! sequence, bit for bit on the CPU plugin, as the uninterrupted run (same data order from the
+//! reader's saved position, same dropout keys, same parameters and optimizer state), and ends
+//! with the same parameters; damaged checkpoints and mismatched settings are clear errors.
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use tpu_run::ckpt::Checkpoint;
+use tpu_run::data::example::PretrainingExample;
+use tpu_run::data::tfrecord::RecordWriter;
+use tpu_run::pretrain::{run, PretrainConfig, RunOptions, RunSummary};
+
+const SEQ: usize = 16;
+const PREDS: usize = 3;
+const VOCAB: usize = 96;
+
+/// Random pretraining examples (real TFRecord shards): ids from a few "topics" so the data is
+/// not pure noise, 3 predictions each, some padding, half the pairs "random".
+fn write_shards(dir: &Path, shards: usize, per_shard: usize) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = StdRng::seed_from_u64(99);
+    for s in 0..shards {
+        let path = dir.join(format!("part-{s}.tfrecord"));
+        let mut w = RecordWriter::create(&path).unwrap();
+        for _ in 0..per_shard {
+            let len = rng.gen_range(8..=SEQ);
+            let topic = rng.gen_range(0..4) * 20 + 10;
+            let mut ids: Vec<i64> = (0..len).map(|_| topic + rng.gen_range(0..20)).collect();
+            ids[0] = 2; // [CLS]
+            ids.resize(SEQ, 0);
+            let mut mask = vec![1i64; len];
+            mask.resize(SEQ, 0);
+            let half = len / 2;
+            let segments: Vec<i64> = (0..SEQ).map(|i| i64::from(i >= half && i < len)).collect();
+            let mut positions: Vec<i64> = rand::seq::index::sample(&mut rng, len - 1, PREDS)
+                .into_iter()
+                .map(|p| p as i64 + 1)
+                .collect();
+            positions.sort_unstable();
+            let labels: Vec<i64> = positions.iter().map(|&p| ids[p as usize]).collect();
+            for &p in &positions {
+                ids[p as usize] = 4; // [MASK]
+            }
+            let ex = PretrainingExample {
+                input_ids: ids,
+                input_mask: mask,
+                segment_ids: segments,
+                masked_lm_positions: positions,
+                masked_lm_ids: labels,
+                masked_lm_weights: vec![1.0; PREDS],
+                next_sentence_label: rng.gen_range(0..2),
+            };
+            w.write_record(&ex.encode()).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    dir.join("*.tfrecord").display().to_string()
+}
+
+/// A 2-layer BERT of hidden size 32 with dropout on, two shards read in parallel with a small
+/// shuffle window, an evaluation every 2 steps (which must not disturb training).
+fn config(data: &str, out: &Path) -> PretrainConfig {
+    let text = format!(
+        r#"
+        [model]
+        preset = "tiny"
+        vocab_size = {VOCAB}
+        hidden_size = 32
+        num_attention_heads = 2
+        max_position_embeddings = {SEQ}
+        [data]
+        train = "{data}"
+        eval = "{data}"
+        seq_len = {SEQ}
+        max_predictions = {PREDS}
+        shuffle_buffer = 8
+        cycle_length = 2
+        [train]
+        batch_size = 4
+        steps = 6
+        warmup_steps = 2
+        learning_rate = 3e-3
+        seed = 7
+        [eval]
+        interval = 2
+        batches = 2
+        [checkpoint]
+        interval = 0
+        keep_last = 3
+        [output]
+        dir = "{}"
+        log_every = 1
+        progress = false
+        "#,
+        out.display()
+    );
+    PretrainConfig::from_toml_str(&text, "test config").unwrap()
+}
+
+fn quiet(stop_after: Option<u64>) -> RunOptions {
+    RunOptions {
+        stop_after,
+        print: false,
+    }
+}
+
+/// (step, loss bits, (metric name, value bits)...) of every step.
+type StepBits = (u64, u32, Vec<(String, u32)>);
+
+fn bits(s: &RunSummary) -> Vec<StepBits> {
+    s.history
+        .iter()
+        .map(|r| {
+            (
+                r.step,
+                r.loss.to_bits(),
+                r.metrics
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.to_bits()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn tensor_bytes(ckpt: &Path) -> Vec<(String, Vec<u8>)> {
+    let state = Checkpoint::open(ckpt).unwrap().load(None).unwrap();
+    state
+        .params
+        .iter()
+        .chain(state.opt_state.iter())
+        .map(|(n, l)| (n.clone(), l.bytes().to_vec()))
+        .collect()
+}
+
+#[test]
+fn stopped_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_shards(&tmp.path().join("data"), 2, 24);
+
+    let whole = run(&config(&data, &tmp.path().join("whole")), &quiet(None)).unwrap();
+    assert_eq!(whole.history.len(), 6);
+    assert!(whole.history.iter().all(|r| r.loss.is_finite()));
+
+    let cfg = config(&data, &tmp.path().join("split"));
+    let first = run(&cfg, &quiet(Some(3))).unwrap();
+    assert_eq!((first.start_step, first.end_step), (0, 3));
+    let ckpt3 = first.checkpoint.clone().unwrap();
+    assert!(ckpt3.ends_with("step-00000003"), "{}", ckpt3.display());
+    let second = run(&cfg, &quiet(None)).unwrap();
+    assert_eq!(second.start_step, 3);
+    assert_eq!(second.resumed_from.as_deref(), Some(ckpt3.as_path()));
+
+    let mut resumed = bits(&first);
+    resumed.extend(bits(&second));
+    assert_eq!(
+        resumed,
+        bits(&whole),
+        "losses and metrics of the resumed run differ"
+    );
+    // The steps really differ from each other (dropout, data and updates all move).
+    let losses: Vec<f32> = whole.history.iter().map(|r| r.loss).collect();
+    assert!(losses.windows(2).all(|w| w[0] != w[1]), "{losses:?}");
+    assert_eq!(
+        tensor_bytes(whole.checkpoint.as_ref().unwrap()),
+        tensor_bytes(second.checkpoint.as_ref().unwrap()),
+        "final parameters or optimizer state differ"
+    );
+    // Evaluations happened in both (steps 2, 4, 6) and agree too.
+    let evals = |s: &[&RunSummary]| -> Vec<(u64, u64)> {
+        s.iter()
+            .flat_map(|r| r.evals.iter().map(|(k, e)| (*k, e.mlm_loss.to_bits())))
+            .collect()
+    };
+    assert_eq!(evals(&[&first, &second]), evals(&[&whole]));
+    assert_eq!(evals(&[&whole]).len(), 3);
+
+    // metrics.jsonl continues across the restart: one train line per step.
+    let jsonl = std::fs::read_to_string(tmp.path().join("split/metrics.jsonl")).unwrap();
+    let train_steps: Vec<u64> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(train_steps, vec![1, 2, 3, 4, 5, 6]);
+}
+
+/// The latest checkpoint directory of a run's default checkpoint folder.
+fn latest(out: &Path) -> PathBuf {
+    tpu_run::ckpt::Store::new(out.join("checkpoints"))
+        .latest()
+        .unwrap()
+        .unwrap()
+        .path()
+        .to_path_buf()
+}
+
+#[test]
+fn damaged_checkpoints_and_mismatched_settings_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_shards(&tmp.path().join("data"), 2, 12);
+    let out = tmp.path().join("run");
+    let cfg = config(&data, &out);
+    run(&cfg, &quiet(Some(2))).unwrap();
+    let ckpt = latest(&out);
+
+    // Another model: refused, naming what differs.
+    let mut other = cfg.clone();
+    other.model.hidden_size = Some(64);
+    let err = format!("{:#}", run(&other, &quiet(None)).unwrap_err());
+    assert!(err.contains(&ckpt.display().to_string()), "{err}");
+    assert!(
+        err.contains("hidden_size") || err.contains("bert.embeddings"),
+        "{err}"
+    );
+
+    // Another seed: the dropout keys and data order would differ.
+    let mut other = cfg.clone();
+    other.train.seed = 8;
+    let err = format!("{:#}", run(&other, &quiet(None)).unwrap_err());
+    assert!(err.contains("the seed"), "{err}");
+
+    // --no-resume never overwrites a directory with checkpoints.
+    let mut other = cfg.clone();
+    other.checkpoint.resume = false;
+    let err = format!("{:#}", run(&other, &quiet(None)).unwrap_err());
+    assert!(
+        err.contains("--no-resume") && err.contains("step-00000002"),
+        "{err}"
+    );
+
+    // One flipped byte in the parameters: a CRC error naming the file, never a silent load.
+    let params = ckpt.join("params.safetensors");
+    let mut bytes = std::fs::read(&params).unwrap();
+    let mid = bytes.len() - 100;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&params, &bytes).unwrap();
+    let err = format!("{:#}", run(&cfg, &quiet(None)).unwrap_err());
+    assert!(
+        err.contains("params.safetensors") && err.contains("CRC"),
+        "{err}"
+    );
+    bytes[mid] ^= 0x40;
+    std::fs::write(&params, &bytes).unwrap();
+
+    // A truncated optimizer state file.
+    let opt = ckpt.join("opt_state.safetensors");
+    let full = std::fs::read(&opt).unwrap();
+    std::fs::write(&opt, &full[..full.len() / 2]).unwrap();
+    let err = format!("{:#}", run(&cfg, &quiet(None)).unwrap_err());
+    assert!(
+        err.contains("opt_state.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
+    std::fs::write(&opt, &full).unwrap();
+
+    // Restored, it resumes.
+    let s = run(&cfg, &quiet(None)).unwrap();
+    assert_eq!((s.start_step, s.end_step), (2, 6));
+}
