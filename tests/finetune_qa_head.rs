@@ -87,7 +87,10 @@ fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
 fn qa_loss_and_gradients_match_an_f64_reference() {
     let mut r = inputs::rng(11);
     let x = inputs::normal(&mut r, B * S * H);
-    let w: Vec<f64> = inputs::normal(&mut r, H * 2).iter().map(|v| 0.7 * v).collect();
+    let w: Vec<f64> = inputs::normal(&mut r, H * 2)
+        .iter()
+        .map(|v| 0.7 * v)
+        .collect();
     let bias = inputs::normal(&mut r, 2);
     let start: Vec<i32> = inputs::cast(&inputs::ints(&mut r, B, 0, S as i64 - 1));
     let end: Vec<i32> = inputs::cast(&inputs::ints(&mut r, B, 0, S as i64 - 1));
@@ -95,7 +98,9 @@ fn qa_loss_and_gradients_match_an_f64_reference() {
     let mb = ModuleBuilder::new("qa_head");
     let b = mb.builder("main");
     let f32s = |dims: &[i64]| Shape::array(ElementType::F32, dims.to_vec());
-    let xs = b.parameter(f32s(&[B as i64, S as i64, H as i64]), "x").unwrap();
+    let xs = b
+        .parameter(f32s(&[B as i64, S as i64, H as i64]), "x")
+        .unwrap();
     let ws = b.parameter(f32s(&[H as i64, 2]), "w").unwrap();
     let bs = b.parameter(f32s(&[2]), "bias").unwrap();
     let s32 = Shape::array(ElementType::S32, vec![B as i64]);

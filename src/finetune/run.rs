@@ -95,6 +95,10 @@ pub fn default_precision(backend: Backend) -> ComputeDtype {
 #[derive(Clone, Debug)]
 pub struct SquadSummary {
     pub device: String,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub epochs: f64,
     pub precision: ComputeDtype,
     pub init_report: String,
     pub train_examples: usize,
@@ -128,6 +132,10 @@ impl SquadSummary {
         json!({
             "run": "tpu-run finetune squad",
             "device": self.device,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "epochs": self.epochs,
             "precision": self.precision.name(),
             "train_examples": self.train_examples,
             "train_features": self.train_features,
@@ -335,6 +343,10 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
     };
     let summary = SquadSummary {
         device,
+        seed: s.seed,
+        batch_size: s.batch_size,
+        learning_rate: s.learning_rate,
+        epochs: s.epochs,
         precision: cfg.compute_dtype,
         init_report: init.report,
         train_examples: train_in.examples.len(),
