@@ -317,3 +317,40 @@ fn dropout_masks_and_scales() {
     assert_exact(&y0, &x, "rate 0 is the identity");
     assert_eq!(k0, vec![3, 4]);
 }
+
+/// Chris Wellons' triple32, the reference for the dropout hash.
+fn triple32(mut x: u32) -> u32 {
+    x ^= x >> 17;
+    x = x.wrapping_mul(0xed5a_d4bb);
+    x ^= x >> 11;
+    x = x.wrapping_mul(0xac4c_1b51);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x3184_8bab);
+    x ^ (x >> 14)
+}
+
+#[test]
+fn dropout_mask_is_the_documented_hash_of_the_key() {
+    // Keys with all four 32-bit halves set, a counter that wraps its low half mid-array.
+    let key = [0x0123_4567_89ab_cdef_u64, 0x0fed_cba9_ffff_fff0];
+    let x: Vec<f32> = uniform_f32(&mut rng(12), 1000, 0.5, 2.0);
+    let rate = 0.3;
+    let (y, k1) = dropout(&x, rate, key);
+    let (a, b) = (key[0] as u32, (key[0] >> 32) as u32);
+    let (c, d) = (key[1] as u32, (key[1] >> 32) as u32);
+    let s = triple32(a ^ triple32(b ^ triple32(d)));
+    let t = ((1.0 - rate) * 4_294_967_296.0_f64).round() as u32;
+    for (i, (&xi, &yi)) in x.iter().zip(&y).enumerate() {
+        let keep = triple32(c.wrapping_add(i as u32) ^ s) < t;
+        let want = if keep {
+            (f64::from(xi) / (1.0 - rate)) as f32
+        } else {
+            0.0
+        };
+        assert!(
+            (yi - want).abs() <= 1e-6 * want.abs(),
+            "[{i}]: {yi} vs {want}"
+        );
+    }
+    assert_eq!(k1, vec![key[0], key[1] + 1000], "the counter advances by n");
+}

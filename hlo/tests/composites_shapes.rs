@@ -1,6 +1,7 @@
 //! Composite helpers (hlo::ops): result shapes and types, argument errors, and lowering to
 //! HloModuleProto. Numeric checks against a reference run on the CPU plugin elsewhere.
 use hlo::lower::to_proto;
+use hlo::ops::DropoutBits;
 use hlo::proto::{HloModuleProto, PrimitiveType, RandomAlgorithm};
 use hlo::{Builder, ElementType, HloError, ModuleBuilder, Shape, Value};
 
@@ -317,12 +318,17 @@ fn argmax_argmin_shapes_and_reducer() {
 type DropoutCase = ((Shape, Shape), (bool, bool), HloModuleProto);
 
 /// Builds dropout of an `x` parameter with a `key` parameter.
-fn dropout_case(x: Shape, key: Shape, rate: f64) -> Result<DropoutCase, HloError> {
+fn dropout_case_with(
+    x: Shape,
+    key: Shape,
+    rate: f64,
+    how: DropoutBits,
+) -> Result<DropoutCase, HloError> {
     let mb = ModuleBuilder::new("t");
     let b = mb.builder("main");
     let xv = b.parameter(x, "x")?;
     let k = b.parameter(key, "key")?;
-    let (y, k2) = b.dropout(xv, rate, k)?;
+    let (y, k2) = b.dropout_with(xv, rate, k, how)?;
     let shapes = (b.shape(y)?, b.shape(k2)?);
     let same = (y == xv, k2 == k);
     let c = b.finish(b.tuple(&[y, k2])?)?;
@@ -330,12 +336,34 @@ fn dropout_case(x: Shape, key: Shape, rate: f64) -> Result<DropoutCase, HloError
     Ok((shapes, same, to_proto(&m)?))
 }
 
+fn dropout_case(x: Shape, key: Shape, rate: f64) -> Result<DropoutCase, HloError> {
+    dropout_case_with(x, key, rate, DropoutBits::default())
+}
+
+fn u32_literals(p: &HloModuleProto) -> Vec<u32> {
+    let entry = &p.computations[p.computations.len() - 1];
+    entry
+        .instructions
+        .iter()
+        .filter_map(|i| i.literal.as_ref())
+        .flat_map(|l| l.u32s.clone())
+        .collect()
+}
+
 #[test]
 fn dropout_shapes_rng_and_threshold() {
     let key = arr(U64, &[2]);
+    // The default draws from the fused hash: no rng-bit-generator; keep when r < round(0.9 * 2^32).
     let (shapes, same, p) = dropout_case(arr(Bf16, &[4, 6]), key.clone(), 0.1).unwrap();
     assert_eq!(shapes, (arr(Bf16, &[4, 6]), key.clone()));
     assert_eq!(same, (false, false));
+    assert!(types_of(&p, "rng-bit-generator").is_empty());
+    assert!(u32_literals(&p).contains(&3_865_470_566));
+
+    // With XLA's generator: one ThreeFry op of u32[x.dims], the same threshold.
+    let how = DropoutBits::Rng(hlo::ir::RngAlgorithm::ThreeFry);
+    let (shapes, _, p) = dropout_case_with(arr(Bf16, &[4, 6]), key.clone(), 0.1, how).unwrap();
+    assert_eq!(shapes, (arr(Bf16, &[4, 6]), key.clone()));
     let entry = &p.computations[p.computations.len() - 1];
     let rng: Vec<_> = entry
         .instructions
@@ -348,13 +376,7 @@ fn dropout_shapes_rng_and_threshold() {
     assert_eq!(bits.element_type(), PrimitiveType::U32);
     assert_eq!(bits.dimensions, vec![4, 6]);
     // Keep when bits < round(0.9 * 2^32): P(keep) = 0.9 to within 2^-32.
-    let u32s: Vec<u32> = entry
-        .instructions
-        .iter()
-        .filter_map(|i| i.literal.as_ref())
-        .flat_map(|l| l.u32s.clone())
-        .collect();
-    assert_eq!(u32s, vec![3_865_470_566]);
+    assert_eq!(u32_literals(&p), vec![3_865_470_566]);
     let lt = entry.instructions.iter().find(|i| i.opcode == "compare");
     let lt = lt.unwrap();
     assert_eq!(
@@ -373,14 +395,7 @@ fn dropout_shapes_rng_and_threshold() {
 
     // A rate just above 0 keeps nearly everything; the threshold saturates at u32::MAX.
     let (_, _, p) = dropout_case(arr(F32, &[3]), key.clone(), 1e-12).unwrap();
-    let entry = &p.computations[p.computations.len() - 1];
-    let u32s: Vec<u32> = entry
-        .instructions
-        .iter()
-        .filter_map(|i| i.literal.as_ref())
-        .flat_map(|l| l.u32s.clone())
-        .collect();
-    assert_eq!(u32s, vec![u32::MAX]);
+    assert!(u32_literals(&p).contains(&u32::MAX));
 
     let err = |x: Shape, k: Shape, rate: f64| dropout_case(x, k, rate).unwrap_err();
     for rate in [1.0, -0.1, 1.5, f64::NAN, f64::INFINITY] {

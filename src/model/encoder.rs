@@ -5,6 +5,7 @@
 //!
 //! Attention: scores = q k^T / sqrt(head_size) + bias, with bias = (1 - input_mask) * -10000 on
 //! padded keys (the original constant), softmax over keys in f32, dropout on the probabilities.
+//! Under bf16 the q.k and probs.v matmuls output bf16 (f32 accumulation inside).
 use super::layers::Ctx;
 use super::params::names;
 use super::Result;
@@ -60,7 +61,9 @@ fn self_attention(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
         lhs_contracting: vec![3],
         rhs_contracting: vec![3],
     };
-    let scores = ctx.dot(q, k, score_dims)?;
+    // Under bf16 the scores leave the matmul in bf16 (the largest tensor of the layer, at half
+    // the bytes); scale, mask and softmax then run in f32 inside one fusion.
+    let scores = b.convert(ctx.dot_ct(q, k, score_dims)?, ElementType::F32)?;
     let scale = 1.0 / (d as f64).sqrt();
     let scores = b.mul(scores, b.scalar_of(ElementType::F32, scale)?)?;
     let bias = b.broadcast_in_dim(bias, &[batch, heads, seq, seq], &[0, 3])?;
@@ -73,7 +76,7 @@ fn self_attention(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
         lhs_contracting: vec![3],
         rhs_contracting: vec![1],
     };
-    let context = b.convert(ctx.dot(probs, v, context_dims)?, ctx.ct)?;
+    let context = ctx.dot_ct(probs, v, context_dims)?;
     let context = b.transpose(context, &[0, 2, 1, 3])?;
     Ok(b.reshape(context, &[batch, seq, h])?)
 }

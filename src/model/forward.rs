@@ -1,8 +1,8 @@
 //! The whole model: [`encoder_forward`] (embeddings, encoder layers, pooler; SQuAD builds on it)
 //! and [`pretraining_forward`] / [`pretraining_loss`] (MLM + NSP heads, losses, metrics).
 //!
-//! `train` turns dropout on; it draws from `key` (the ThreeFry state `u64[2]`), which advances at
-//! every dropout and comes back as [`EncoderOutput::key`]. With `train == false` the key is not
+//! `train` turns dropout on; it draws from `key` (the `u64[2]` dropout RNG state, see hlo's
+//! dropout), which advances at every dropout and comes back as [`EncoderOutput::key`]. With `train == false` the key is not
 //! used and the graph is deterministic.
 use super::batch::{dims_of, BatchValues};
 use super::embeddings::embeddings;

@@ -31,7 +31,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
         if k.ty != ElementType::U64 || k.dims != [2] {
             return Err(ModelError::Batch {
                 field: "rng_key",
-                msg: format!("must be the ThreeFry state u64[2], got {k}"),
+                msg: format!("must be the dropout RNG state u64[2], got {k}"),
             });
         }
         let (ct, precision) = match cfg.compute_dtype {
@@ -75,6 +75,17 @@ impl<'a, 'm> Ctx<'a, 'm> {
         Ok(b.dot_general(x, w, dims, [self.precision; 2], preferred)?)
     }
 
+    /// `x . w` contracting `dims`, inputs and result in the compute dtype (a bf16 dot still
+    /// accumulates in f32 on GPU/TPU; only the output is rounded, once).
+    pub fn dot_ct(&self, x: Value, w: Value, dims: DotDims) -> Result<Value> {
+        if self.ct == ElementType::F32 {
+            return self.dot(x, w, dims);
+        }
+        let b = self.b;
+        let (x, w) = (b.convert(x, self.ct)?, b.convert(w, self.ct)?);
+        Ok(b.dot_general(x, w, dims, [self.precision; 2], None)?)
+    }
+
     /// `x[..., n_in] W[n_in, n_out] + bias`, in f32.
     pub fn dense_f32(&self, x: Value, prefix: &str, n_in: usize, n_out: usize) -> Result<Value> {
         let b = self.b;
@@ -93,10 +104,27 @@ impl<'a, 'm> Ctx<'a, 'm> {
         Ok(b.add(y, bias)?)
     }
 
-    /// [`Ctx::dense_f32`] rounded to the compute dtype.
+    /// `x[..., n_in] W[n_in, n_out] + bias` in the compute dtype: the dot's output rounded to
+    /// it, then the bias added in it (half the bytes of an f32 output between the matmul and
+    /// the next op).
     pub fn dense(&self, x: Value, prefix: &str, n_in: usize, n_out: usize) -> Result<Value> {
-        let y = self.dense_f32(x, prefix, n_in, n_out)?;
-        Ok(self.b.convert(y, self.ct)?)
+        if self.ct == ElementType::F32 {
+            let y = self.dense_f32(x, prefix, n_in, n_out)?;
+            return Ok(self.b.convert(y, self.ct)?);
+        }
+        let b = self.b;
+        let w = self.param(&names::weight(prefix), &[n_in, n_out])?;
+        let bias = self.param(&names::bias(prefix), &[n_out])?;
+        let rank = b.dims(x)?.len() as i64;
+        let dims = DotDims {
+            lhs_contracting: vec![rank - 1],
+            rhs_contracting: vec![0],
+            ..Default::default()
+        };
+        let y = self.dot_ct(x, w, dims)?;
+        let out_dims = b.dims(y)?;
+        let bias = b.broadcast_in_dim(b.convert(bias, self.ct)?, &out_dims, &[rank - 1])?;
+        Ok(b.add(y, bias)?)
     }
 
     /// Layer norm over the last dim with `{prefix}.weight` / `{prefix}.bias`; statistics in f32,

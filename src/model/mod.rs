@@ -9,7 +9,8 @@
 //!   [`pretraining_loss`] (MLM + NSP loss and metrics, what the train step differentiates).
 //!
 //! Parameters enter the graph as f32 (master weights); [`ComputeDtype::Bf16`] casts them to bf16
-//! at each use. Dropout draws from an explicit `u64[2]` ThreeFry key.
+//! at each use. Dropout draws from an explicit `u64[2]` key (a fused counter-based hash, see
+//! hlo/src/ops/dropout.rs).
 pub mod batch;
 pub mod config;
 mod embeddings;

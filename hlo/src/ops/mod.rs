@@ -10,6 +10,8 @@ mod index;
 mod norm;
 mod softmax;
 
+pub use dropout::DropoutBits;
+
 use crate::builder::{Builder, Value};
 use crate::dtype::ElementType;
 use crate::error::{shape_err, Result};
