@@ -155,6 +155,9 @@ pub struct EvalSection {
     pub batches: usize,
     /// Defaults to the training batch size.
     pub batch_size: Option<usize>,
+    /// The vocab's `[MASK]` id (103 in BERT's uncased and cased vocabs), for the accuracy at
+    /// masked inputs.
+    pub mask_token_id: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -499,6 +502,10 @@ impl PretrainConfig {
             accumulation_steps: t.accumulation_steps,
             policy: Policy::f32(),
         })
+    }
+
+    pub fn mask_token_id(&self) -> u32 {
+        self.eval.mask_token_id.unwrap_or(103)
     }
 
     pub fn eval_batch_size(&self) -> usize {

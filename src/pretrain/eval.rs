@@ -17,6 +17,8 @@ pub struct EvalResult {
     pub mlm_accuracy: f64,
     pub nsp_loss: f64,
     pub nsp_accuracy: f64,
+    /// MLM accuracy at the predictions whose input is `[MASK]` (see [`EVAL_SUMS`]).
+    pub mlm_accuracy_at_mask: f64,
     /// Examples evaluated (padding rows excluded) and masked positions predicted.
     pub examples: u64,
     pub predictions: u64,
@@ -31,6 +33,10 @@ impl EvalResult {
             ("mlm_accuracy", Value::from(self.mlm_accuracy)),
             ("nsp_loss", Value::from(self.nsp_loss)),
             ("nsp_accuracy", Value::from(self.nsp_accuracy)),
+            (
+                "mlm_accuracy_at_mask",
+                Value::from(self.mlm_accuracy_at_mask),
+            ),
             ("loss", Value::from(self.mlm_loss + self.nsp_loss)),
             ("examples", Value::from(self.examples)),
             ("predictions", Value::from(self.predictions)),
@@ -50,7 +56,8 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
-    /// Compiles the eval program for `cfg` on `client`; `max_batches` 0 reads the whole set.
+    /// Compiles the eval program for `cfg` on `client`; `max_batches` 0 reads the whole set;
+    /// `mask_id` is the vocab's `[MASK]` id.
     pub fn new(
         client: &Client,
         cfg: &BertConfig,
@@ -58,8 +65,9 @@ impl Evaluator {
         shapes: BatchShapes,
         max_batches: usize,
         cycle_length: usize,
+        mask_id: i32,
     ) -> Result<Self> {
-        let module = eval_program(cfg, &shapes).context("building the eval program")?;
+        let module = eval_program(cfg, &shapes, mask_id).context("building the eval program")?;
         let t0 = Instant::now();
         let exe = client
             .compile_module(&module, &CompileOptions::default())
@@ -89,7 +97,7 @@ impl Evaluator {
         cfg.cycle_length = self.cycle_length;
         let reader = Reader::new(cfg).context("opening the eval data")?;
         let client = self.exe.client();
-        let mut sums = [0f64; 6];
+        let mut sums = [0f64; EVAL_SUMS.len()];
         for (i, batch) in reader.enumerate() {
             if self.max_batches > 0 && i >= self.max_batches {
                 break;
@@ -128,7 +136,7 @@ impl Evaluator {
                 *acc += f64::from(v);
             }
         }
-        let [mlm_nll, mlm_w, mlm_ok, nsp_nll, nsp_ok, examples] = sums;
+        let [mlm_nll, mlm_w, mlm_ok, nsp_nll, nsp_ok, examples, mask_w, mask_ok] = sums;
         if examples == 0.0 {
             bail!(
                 "the eval data ({} files) holds no example of seq_len {} / max_predictions {}",
@@ -142,6 +150,7 @@ impl Evaluator {
             mlm_accuracy: mlm_ok / mlm_w.max(1e-9),
             nsp_loss: nsp_nll / examples,
             nsp_accuracy: nsp_ok / examples,
+            mlm_accuracy_at_mask: mask_ok / mask_w.max(1e-9),
             examples: examples.round() as u64,
             predictions: mlm_w.round() as u64,
             seconds: t0.elapsed().as_secs_f64(),

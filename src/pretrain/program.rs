@@ -73,20 +73,26 @@ pub fn train_program(
         .context("building the BERT pretraining step")
 }
 
-/// The outputs of [`eval_program`], in order: sums over the batch's real rows.
-pub const EVAL_SUMS: [&str; 6] = [
+/// The outputs of [`eval_program`], in order: sums over the batch's real rows. The `mask_*`
+/// sums count only the predictions whose input token is `[MASK]` (80% of them in BERT's data):
+/// there the token is hidden, while at the other 20% the input shows the original token (10%)
+/// or a random one (10%), and copying the input already scores.
+pub const EVAL_SUMS: [&str; 8] = [
     "mlm_nll_sum",
     "mlm_weight_sum",
     "mlm_correct_sum",
     "nsp_nll_sum",
     "nsp_correct_sum",
     "examples",
+    "mask_weight_sum",
+    "mask_correct_sum",
 ];
 
 /// `(params..., batch fields...) -> (EVAL_SUMS...)`: the pretraining forward pass without
 /// dropout. Padding rows (all-zero `input_mask`, as the reader pads a last partial batch) count
-/// in no sum: their MLM weights are zero and their NSP term is masked here.
-pub fn eval_program(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Module> {
+/// in no sum: their MLM weights are zero and their NSP term is masked here. `mask_id` is the
+/// vocab's `[MASK]` id.
+pub fn eval_program(cfg: &BertConfig, shapes: &BatchShapes, mask_id: i32) -> Result<Module> {
     let mb = ModuleBuilder::new("bert_pretrain_eval");
     let b = mb.builder("eval");
     let params = ParamValues::declare(&b, &param_specs(cfg))?;
@@ -113,7 +119,32 @@ pub fn eval_program(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Module> {
         correct(&b, out.nsp_logits, batch.next_sentence_labels)?,
     )?)?;
     let examples = sum(real)?;
-    let root = b.tuple(&[mlm_nll, mlm_w, mlm_ok, nsp_nll, nsp_ok, examples])?;
+    // The input token at each predicted position: input_ids[row, position].
+    let (seq, preds) = (shapes.seq_len as i64, shapes.max_predictions as i64);
+    let row = b.iota(
+        &hlo::ArrayShape::new(ElementType::S32, vec![rows, preds]),
+        0,
+    )?;
+    let flat = b.add(
+        batch.masked_lm_positions,
+        b.mul(row, b.scalar(seq as i32)?)?,
+    )?;
+    let flat = b.reshape(flat, &[n])?;
+    let shown = b.take(b.reshape(batch.input_ids, &[rows * seq])?, flat, 0)?;
+    let at_mask = b.convert(b.eq(shown, b.scalar(mask_id)?)?, ElementType::F32)?;
+    let mask_w = b.mul(weights, at_mask)?;
+    let mask_weight = sum(mask_w)?;
+    let mask_ok = sum(b.mul(mask_w, correct(&b, out.mlm_logits, labels)?)?)?;
+    let root = b.tuple(&[
+        mlm_nll,
+        mlm_w,
+        mlm_ok,
+        nsp_nll,
+        nsp_ok,
+        examples,
+        mask_weight,
+        mask_ok,
+    ])?;
     let entry = b.finish(root)?;
     Ok(mb.build(entry)?)
 }

@@ -321,6 +321,7 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
                 shapes,
                 cfg.eval.batches,
                 cfg.data.cycle_length,
+                i32::try_from(cfg.mask_token_id()).context("eval.mask_token_id")?,
             )?)
         }
         None => None,
@@ -436,8 +437,8 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
                     log(
                         &progress,
                         format!(
-                            "eval at step {done}: mlm_loss {:.4} mlm_acc {:.4} nsp_loss {:.4} nsp_acc {:.4} ({} examples, {:.1}s)",
-                            r.mlm_loss, r.mlm_accuracy, r.nsp_loss, r.nsp_accuracy, r.examples, r.seconds
+                            "eval at step {done}: mlm_loss {:.4} mlm_acc {:.4} (at [MASK] {:.4}) nsp_loss {:.4} nsp_acc {:.4} ({} examples, {:.1}s)",
+                            r.mlm_loss, r.mlm_accuracy, r.mlm_accuracy_at_mask, r.nsp_loss, r.nsp_accuracy, r.examples, r.seconds
                         ),
                     );
                 }
