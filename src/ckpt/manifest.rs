@@ -54,7 +54,7 @@ pub struct OptimizerInfo {
     pub hyperparameters: Value,
 }
 
-/// Random-number state: the dropout key (`u64` words of the device ThreeFry key) and, when the
+/// Random-number state: the dropout key (`u64` words of the device dropout key) and, when the
 /// host draws random numbers too, its seed and generator state words.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RngState {

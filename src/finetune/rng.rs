@@ -65,7 +65,7 @@ impl SplitMix64 {
     }
 }
 
-/// The dropout key (ThreeFry state `u64[2]`: key word, counter 0) of training step `step`.
+/// The dropout key (`u64[2]`: stream word, counter 0) of training step `step`.
 /// Each step gets its own key word, so the streams of different steps never overlap.
 pub fn dropout_key(seed: u64, step: u64) -> [u64; 2] {
     [

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tpu::{Buffer, Client, CompileOptions};
 
-/// The batch input carrying the step's dropout key (ThreeFry state `u64[2]`).
+/// The batch input carrying the step's dropout key (`u64[2]`: stream word, counter).
 pub const RNG_KEY: &str = "rng_key";
 /// The metrics the step reports after the loss (then its own `learning_rate`, `grad_norm`).
 pub const STEP_METRICS: [&str; 2] = ["start_loss", "end_loss"];

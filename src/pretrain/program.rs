@@ -11,7 +11,7 @@ use crate::train::{autodiff, build_train_step, BatchSpec, ParamSpec, StepConfig,
 use anyhow::{anyhow, Context, Result};
 use hlo::{ElementType, Module, ModuleBuilder, Shape};
 
-/// The batch input that carries the dropout key (ThreeFry state `u64[2]`) of each step.
+/// The batch input that carries the dropout key (`u64[2]`: stream word, counter) of each step.
 pub const RNG_KEY: &str = "rng_key";
 
 /// The metrics the train step reports after the loss (its own `learning_rate` and

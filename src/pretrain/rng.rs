@@ -1,8 +1,8 @@
 //! The dropout key of every step, derived from the run's seed and the step number alone, so a
 //! resumed run draws exactly the masks the uninterrupted run would have.
 //!
-//! The key is the ThreeFry state `u64[2]` the model's dropout takes: word 0 is the ThreeFry key,
-//! word 1 the counter. Each (step, micro-batch) gets its own key word (counter 0), so the random
+//! The key is the `u64[2]` state the model's dropout takes (hlo/src/ops/dropout.rs): word 0
+//! selects the stream, word 1 is the counter. Each (step, micro-batch) gets its own key word (counter 0), so the random
 //! streams of different steps never overlap, as they would if consecutive steps only advanced
 //! the counter.
 
@@ -17,7 +17,7 @@ pub fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The ThreeFry states for the `micro_batches` micro-batches of step `step` (updates applied
+/// The dropout keys for the `micro_batches` micro-batches of step `step` (updates applied
 /// before it).
 pub fn dropout_keys(seed: u64, step: u64, micro_batches: usize) -> Vec<[u64; 2]> {
     let base = splitmix64(seed ^ DROPOUT_DOMAIN);
