@@ -76,16 +76,10 @@ impl Builder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::test_util::shape_err_msg as err;
     use crate::dtype::ElementType::{F32, S32};
     use crate::lower::to_proto;
-    use crate::{HloError, ModuleBuilder};
-
-    fn err(r: Result<Value>, op: &str) -> String {
-        match r {
-            Err(HloError::Shape { op: o, msg, .. }) if o == op => msg,
-            other => panic!("expected a {op} shape error, got {other:?}"),
-        }
-    }
+    use crate::ModuleBuilder;
 
     /// cond: i < 10 on the state (s32[], f32[3]).
     fn loop_parts(m: &ModuleBuilder) -> (CompId, CompId, Shape) {

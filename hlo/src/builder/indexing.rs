@@ -396,32 +396,13 @@ impl Builder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::test_util::{entry_root, lower_entry, shape_err_msg as err};
     use crate::dtype::ElementType::{Pred, F32, S32, S64};
-    use crate::lower::to_proto;
-    use crate::{HloError, ModuleBuilder};
-
-    /// The message of a shape error from `op`; fails the test on anything else.
-    fn err(r: Result<Value>, op: &str) -> String {
-        match r {
-            Err(HloError::Shape { op: o, msg, .. }) if o == op => msg,
-            other => panic!("expected a {op} shape error, got {other:?}"),
-        }
-    }
+    use crate::ModuleBuilder;
 
     /// A module whose entry returns `f(builder)`, lowered; returns the root's proto.
     fn lower_root(f: impl FnOnce(&Builder) -> Result<Value>) -> crate::proto::HloInstructionProto {
-        let m = ModuleBuilder::new("t");
-        let b = m.builder("main");
-        let r = f(&b).unwrap();
-        let e = b.finish(r).unwrap();
-        let p = to_proto(&m.build(e).unwrap()).unwrap();
-        let entry = p.computations.last().unwrap();
-        entry
-            .instructions
-            .iter()
-            .find(|i| i.id == entry.root_id)
-            .unwrap()
-            .clone()
+        entry_root(&lower_entry(f)).clone()
     }
 
     #[test]

@@ -288,34 +288,11 @@ impl Builder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::test_util::{
+        entry_root as root, lower_entry as lower, shape_err_msg as err,
+    };
     use crate::dtype::ElementType::{F32, S32, U32, U64};
-    use crate::lower::to_proto;
-    use crate::{HloError, ModuleBuilder};
-
-    fn err(r: Result<Value>, op: &str) -> String {
-        match r {
-            Err(HloError::Shape { op: o, msg, .. }) if o == op => msg,
-            other => panic!("expected a {op} shape error, got {other:?}"),
-        }
-    }
-
-    /// Builds a module whose entry returns `f(builder)`, lowers it and returns the proto.
-    fn lower(f: impl FnOnce(&Builder) -> Result<Value>) -> crate::proto::HloModuleProto {
-        let m = ModuleBuilder::new("t");
-        let b = m.builder("main");
-        let r = f(&b).unwrap();
-        let e = b.finish(r).unwrap();
-        to_proto(&m.build(e).unwrap()).unwrap()
-    }
-
-    fn root(p: &crate::proto::HloModuleProto) -> &crate::proto::HloInstructionProto {
-        let entry = p.computations.last().unwrap();
-        entry
-            .instructions
-            .iter()
-            .find(|i| i.id == entry.root_id)
-            .unwrap()
-    }
+    use crate::ModuleBuilder;
 
     #[test]
     fn sort_shapes_and_comparator() {

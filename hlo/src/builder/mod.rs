@@ -15,6 +15,8 @@ mod indexing;
 mod misc;
 mod reduce;
 mod shape_ops;
+#[cfg(test)]
+mod test_util;
 
 use crate::dtype::{ElementType, NativeType};
 use crate::error::{shape_err, HloError, Result};
