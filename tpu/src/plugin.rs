@@ -578,48 +578,12 @@ pub fn install(kind: PluginKind) -> Result<Installed> {
 fn install_into(kind: PluginKind, dir: &Path, tmp: &Path) -> Result<Installed> {
     let mut errors = Vec::new();
     for (pkg, rel) in kind.packages() {
-        let out = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-            ])
-            .arg(pkg)
-            .arg("-d")
-            .arg(tmp)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| Error::Install {
-                kind: kind.name().into(),
-                reason: format!("cannot run python3 -m pip: {e}"),
-            })?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let last = stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            errors.push(format!("pip download {pkg}: {last}"));
-            continue;
-        }
-        let wheel = std::fs::read_dir(tmp)
-            .map_err(|e| Error::io(format!("reading {}", tmp.display()), e))?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                let n = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                n.ends_with(".whl") && n.starts_with(&pkg.replace('-', "_"))
-            });
-        let Some(wheel) = wheel else {
-            errors.push(format!("pip download {pkg}: no wheel in {}", tmp.display()));
-            continue;
+        let wheel = match pip_download_wheel(pkg, tmp) {
+            Ok(w) => w,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
         };
         let version = wheel_version(&wheel).unwrap_or_else(|| "unknown".into());
         let file_name = Path::new(rel)
@@ -642,6 +606,48 @@ fn install_into(kind: PluginKind, dir: &Path, tmp: &Path) -> Result<Installed> {
         kind: kind.name().into(),
         reason: errors.join("; "),
     })
+}
+
+/// Downloads `package`'s wheel (no dependencies, binary only) into `dir` with the machine's own
+/// pip and returns its path. The error says why pip could not run, or gives pip's last line.
+pub fn pip_download_wheel(package: &str, dir: &Path) -> std::result::Result<PathBuf, String> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+        ])
+        .arg(package)
+        .arg("-d")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run python3 -m pip to fetch {package}: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(format!("pip download {package}: {last}"));
+    }
+    let prefix = package.replace('-', "_");
+    std::fs::read_dir(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            n.ends_with(".whl") && n.starts_with(&prefix)
+        })
+        .ok_or_else(|| format!("pip download {package}: no wheel in {}", dir.display()))
 }
 
 /// `name-1.2.3-py3-none-any.whl` -> `1.2.3`.
