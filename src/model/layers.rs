@@ -86,17 +86,30 @@ impl<'a, 'm> Ctx<'a, 'm> {
         Ok(b.dot_general(x, w, dims, [self.precision; 2], None)?)
     }
 
-    /// `x[..., n_in] W[n_in, n_out] + bias`, in f32.
-    pub fn dense_f32(&self, x: Value, prefix: &str, n_in: usize, n_out: usize) -> Result<Value> {
-        let b = self.b;
+    /// The weight and bias of dense layer `prefix`, `x`'s rank and the dimension numbers that
+    /// contract `x`'s last dimension with the weight's first.
+    fn dense_parts(
+        &self,
+        x: Value,
+        prefix: &str,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<(Value, Value, i64, DotDims)> {
         let w = self.param(&names::weight(prefix), &[n_in, n_out])?;
         let bias = self.param(&names::bias(prefix), &[n_out])?;
-        let rank = b.dims(x)?.len() as i64;
+        let rank = self.b.dims(x)?.len() as i64;
         let dims = DotDims {
             lhs_contracting: vec![rank - 1],
             rhs_contracting: vec![0],
             ..Default::default()
         };
+        Ok((w, bias, rank, dims))
+    }
+
+    /// `x[..., n_in] W[n_in, n_out] + bias`, in f32.
+    pub fn dense_f32(&self, x: Value, prefix: &str, n_in: usize, n_out: usize) -> Result<Value> {
+        let b = self.b;
+        let (w, bias, rank, dims) = self.dense_parts(x, prefix, n_in, n_out)?;
         let y = self.dot(x, w, dims)?;
         let out_dims = b.dims(y)?;
         let bias =
@@ -113,14 +126,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
             return Ok(self.b.convert(y, self.ct)?);
         }
         let b = self.b;
-        let w = self.param(&names::weight(prefix), &[n_in, n_out])?;
-        let bias = self.param(&names::bias(prefix), &[n_out])?;
-        let rank = b.dims(x)?.len() as i64;
-        let dims = DotDims {
-            lhs_contracting: vec![rank - 1],
-            rhs_contracting: vec![0],
-            ..Default::default()
-        };
+        let (w, bias, rank, dims) = self.dense_parts(x, prefix, n_in, n_out)?;
         let y = self.dot_ct(x, w, dims)?;
         let out_dims = b.dims(y)?;
         let bias = b.broadcast_in_dim(b.convert(bias, self.ct)?, &out_dims, &[rank - 1])?;
