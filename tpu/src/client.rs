@@ -3,6 +3,7 @@ use crate::api::{str_from, Api};
 use crate::device::Device;
 use crate::error::Result;
 use crate::ffi::{self, new_args};
+use crate::kv_store::{KeyValueStore, KvCallbacks};
 use crate::options::{ClientOptions, NamedValueArray};
 use crate::plugin::{Plugin, PluginKind};
 use std::sync::Arc;
@@ -10,6 +11,10 @@ use std::sync::Arc;
 pub(crate) struct ClientInner {
     pub(crate) plugin: Plugin,
     pub(crate) raw: *mut ffi::PJRT_Client,
+    /// The key-value callbacks' target, where the client was made with a store. Dropped after
+    /// `PJRT_Client_Destroy` (fields drop after `Drop::drop`), since the plugin may call the
+    /// callbacks until then.
+    _kv: Option<Box<KvCallbacks>>,
 }
 
 // SAFETY: PJRT clients are thread-safe by the C API's contract (every framework calls one client
@@ -52,6 +57,26 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Creates a client. For libtpu, enforces the safety rule first (see `tpu_safety`).
     pub fn new(plugin: &Plugin, options: &ClientOptions) -> Result<Client> {
+        Client::create(plugin, options, None)
+    }
+
+    /// Creates a client of a multi-process run: the plugin gets `store` as its cross-process
+    /// key-value store (the get, try-get and put callbacks of `PJRT_Client_Create`), which it
+    /// may call during creation and for as long as the client lives. Put the process's place in
+    /// the run in `options` too ([`ClientOptions::for_process`] says what each plugin needs).
+    pub fn with_kv_store(
+        plugin: &Plugin,
+        options: &ClientOptions,
+        store: Arc<dyn KeyValueStore>,
+    ) -> Result<Client> {
+        Client::create(plugin, options, Some(KvCallbacks::new(store)))
+    }
+
+    fn create(
+        plugin: &Plugin,
+        options: &ClientOptions,
+        kv: Option<Box<KvCallbacks>>,
+    ) -> Result<Client> {
         plugin.ensure_initialized()?;
         if plugin.kind() == Some(PluginKind::Tpu) {
             crate::tpu_safety::check_libtpu_client_allowed()?;
@@ -61,6 +86,9 @@ impl Client {
         let mut a: ffi::PJRT_Client_Create_Args = new_args();
         a.create_options = array.values.as_ptr();
         a.num_options = array.values.len();
+        if let Some(kv) = &kv {
+            kv.install(&mut a);
+        }
         pjrt!(plugin.api(), PJRT_Client_Create, &mut a)?;
         drop(array);
         if a.client.is_null() {
@@ -72,6 +100,7 @@ impl Client {
             inner: Arc::new(ClientInner {
                 plugin: plugin.clone(),
                 raw: a.client,
+                _kv: kv,
             }),
         })
     }

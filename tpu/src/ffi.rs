@@ -203,18 +203,70 @@ args!(PJRT_Event_IsReady_Args { event: *mut PJRT_Event, } last is_ready: bool);
 args!(PJRT_Event_Error_Args {} last event: *mut PJRT_Event);
 args!(PJRT_Event_Await_Args {} last event: *mut PJRT_Event);
 
-// ------------------------------------ client ----------------------------------
-pub type KvCallback = Option<unsafe extern "C" fn(*mut c_void) -> *mut PJRT_Error>;
+// ------------------------------- key-value store ------------------------------
+// The caller of PJRT_Client_Create may pass a cross-process key-value store as callbacks
+// (kv_store.rs implements them). Note: plugins built from XLA fill these args structs without
+// setting `struct_size` or `extension_start` (pjrt_c_api_helpers.cc, CApiKeyValueStore), so
+// callbacks must never read those two fields.
 
+/// Given to the callbacks by the plugin: makes a `PJRT_Error` the callback returns on failure.
+/// `message` only needs to live for the call (the plugin copies it).
+pub type PJRT_CallbackError = Option<
+    unsafe extern "C" fn(
+        code: PJRT_Error_Code,
+        message: *const c_char,
+        message_size: usize,
+    ) -> *mut PJRT_Error,
+>;
+/// Set by the callback: frees the `value` it returned (the plugin copies the value first).
+pub type PJRT_KeyValueGetCallback_ValueDeleter = Option<unsafe extern "C" fn(value: *mut c_char)>;
+pub type PJRT_KeyValueTryGetCallback_ValueDeleter =
+    Option<unsafe extern "C" fn(value: *mut c_char)>;
+
+args!(PJRT_KeyValueGetCallback_Args {
+    key: *const c_char,
+    key_size: usize,
+    timeout_in_ms: c_int,
+    callback_error: *mut PJRT_CallbackError,
+    user_arg: *mut c_void,
+    value: *mut c_char,
+    value_size: usize,
+} last value_deleter_callback: PJRT_KeyValueGetCallback_ValueDeleter);
+args!(PJRT_KeyValueTryGetCallback_Args {
+    key: *const c_char,
+    key_size: usize,
+    callback_error: *mut PJRT_CallbackError,
+    user_arg: *mut c_void,
+    value: *mut c_char,
+    value_size: usize,
+} last value_deleter_callback: PJRT_KeyValueTryGetCallback_ValueDeleter);
+args!(PJRT_KeyValuePutCallback_Args {
+    key: *const c_char,
+    key_size: usize,
+    value: *const c_char,
+    value_size: usize,
+    callback_error: *mut PJRT_CallbackError,
+} last user_arg: *mut c_void);
+
+/// Blocking get: returns the value once the key exists, or an error after `timeout_in_ms`.
+pub type PJRT_KeyValueGetCallback =
+    Option<unsafe extern "C" fn(args: *mut PJRT_KeyValueGetCallback_Args) -> *mut PJRT_Error>;
+/// Non-blocking get: a NOT_FOUND error at once when the key does not exist.
+pub type PJRT_KeyValueTryGetCallback =
+    Option<unsafe extern "C" fn(args: *mut PJRT_KeyValueTryGetCallback_Args) -> *mut PJRT_Error>;
+pub type PJRT_KeyValuePutCallback =
+    Option<unsafe extern "C" fn(args: *mut PJRT_KeyValuePutCallback_Args) -> *mut PJRT_Error>;
+
+// ------------------------------------ client ----------------------------------
 args!(PJRT_Client_Create_Args {
     create_options: *const PJRT_NamedValue,
     num_options: usize,
-    kv_get_callback: KvCallback,
+    kv_get_callback: PJRT_KeyValueGetCallback,
     kv_get_user_arg: *mut c_void,
-    kv_put_callback: KvCallback,
+    kv_put_callback: PJRT_KeyValuePutCallback,
     kv_put_user_arg: *mut c_void,
     client: *mut PJRT_Client,
-    kv_try_get_callback: KvCallback,
+    kv_try_get_callback: PJRT_KeyValueTryGetCallback,
 } last kv_try_get_user_arg: *mut c_void);
 args!(PJRT_Client_Destroy_Args {} last client: *mut PJRT_Client);
 args!(PJRT_Client_PlatformName_Args {
@@ -711,6 +763,27 @@ mod tests {
         assert_eq!(PJRT_NamedValue::STRUCT_SIZE, 56);
         assert_eq!(PJRT_Plugin_Initialize_Args::STRUCT_SIZE, 16);
         assert_eq!(PJRT_Client_Create_Args::STRUCT_SIZE, 88);
+        // Key-value callback args: sizes and offsets gcc computes from the 0.81 header (the
+        // layout is the same in 0.113).
+        assert_eq!(PJRT_KeyValueGetCallback_Args::STRUCT_SIZE, 80);
+        assert_eq!(offset_of!(PJRT_KeyValueGetCallback_Args, timeout_in_ms), 32);
+        assert_eq!(
+            offset_of!(PJRT_KeyValueGetCallback_Args, callback_error),
+            40
+        );
+        assert_eq!(offset_of!(PJRT_KeyValueGetCallback_Args, value_size), 64);
+        assert_eq!(PJRT_KeyValueTryGetCallback_Args::STRUCT_SIZE, 72);
+        assert_eq!(
+            offset_of!(PJRT_KeyValueTryGetCallback_Args, callback_error),
+            32
+        );
+        assert_eq!(PJRT_KeyValuePutCallback_Args::STRUCT_SIZE, 64);
+        assert_eq!(
+            offset_of!(PJRT_KeyValuePutCallback_Args, callback_error),
+            48
+        );
+        assert_eq!(offset_of!(PJRT_Client_Create_Args, kv_get_callback), 32);
+        assert_eq!(offset_of!(PJRT_Client_Create_Args, kv_try_get_callback), 72);
         assert_eq!(PJRT_Program::STRUCT_SIZE, 48);
         assert_eq!(PJRT_Client_BufferFromHostBuffer_Args::STRUCT_SIZE, 120);
         assert_eq!(PJRT_LoadedExecutable_Execute_Args::STRUCT_SIZE, 80);

@@ -78,6 +78,10 @@ pub struct ClientOptions {
     pub memory_fraction: Option<f32>,
     /// GPU plugin: allocate the memory fraction up front (`preallocate`, bool).
     pub preallocate: Option<bool>,
+    /// GPU plugin, multi-process runs: this process's index (`node_id`, int64).
+    pub node_id: Option<i64>,
+    /// GPU plugin, multi-process runs: the number of processes (`num_nodes`, int64).
+    pub num_nodes: Option<i64>,
     /// Any other named option, passed verbatim.
     pub extra: BTreeMap<String, Value>,
 }
@@ -88,6 +92,48 @@ impl ClientOptions {
             cpu_device_count: Some(device_count),
             ..Default::default()
         }
+    }
+
+    /// These options for process `process_id` of `num_processes`, as `kind`'s plugin needs them
+    /// to form one client across processes (create the client with `Client::with_kv_store`):
+    ///
+    /// - CUDA (XLA's GPU plugin, `pjrt_c_api_gpu_internal.cc`): `node_id` and `num_nodes`,
+    ///   plus the key-value store, through which the processes exchange their local device
+    ///   topologies at creation and NCCL ids at the first collective. JAX passes the same two
+    ///   options to every C API plugin once `jax.distributed` is initialized.
+    /// - TPU (libtpu): no option; JAX's `make_tpu_client` passes only the key-value store.
+    ///   libtpu finds its place in the slice itself, from the TPU VM's metadata or the
+    ///   `TPU_WORKER_ID` / `TPU_WORKER_HOSTNAMES` environment variables.
+    /// - CPU (xla-cpu-pjrt 0.0.1): cannot: it reads only `cpu_device_count` and never calls
+    ///   the key-value store (measured, docs/tpu.md), so each process would be a separate
+    ///   single-process client. An error for `num_processes` > 1.
+    pub fn for_process(
+        mut self,
+        kind: crate::PluginKind,
+        process_id: i64,
+        num_processes: i64,
+    ) -> Result<Self> {
+        if num_processes < 1 || !(0..num_processes).contains(&process_id) {
+            return Err(Error::Option(format!(
+                "process {process_id} of {num_processes}: the process id must be in 0..{num_processes}"
+            )));
+        }
+        match kind {
+            crate::PluginKind::Cuda => {
+                self.node_id = Some(process_id);
+                self.num_nodes = Some(num_processes);
+            }
+            crate::PluginKind::Tpu => {}
+            crate::PluginKind::Cpu if num_processes == 1 => {}
+            crate::PluginKind::Cpu => {
+                return Err(Error::Option(format!(
+                    "the CPU plugin cannot form a client across {num_processes} processes (it \
+                     ignores node_id/num_nodes and the key-value store); multi-process runs \
+                     need the cuda or tpu plugin"
+                )))
+            }
+        }
+        Ok(self)
     }
 
     pub fn with(mut self, name: impl Into<String>, value: Value) -> Self {
@@ -116,6 +162,19 @@ impl ClientOptions {
         }
         if let Some(b) = self.preallocate {
             out.push(("preallocate".into(), Value::Bool(b)));
+        }
+        match (self.node_id, self.num_nodes) {
+            (None, None) => {}
+            (Some(id), Some(n)) if n >= 1 && (0..n).contains(&id) => {
+                out.push(("node_id".into(), Value::Int64(id)));
+                out.push(("num_nodes".into(), Value::Int64(n)));
+            }
+            (id, n) => {
+                return Err(Error::Option(format!(
+                    "node_id {id:?} and num_nodes {n:?} must be given together, with \
+                     0 <= node_id < num_nodes"
+                )))
+            }
         }
         for (k, v) in &self.extra {
             if out.iter().any(|(n, _)| n == k) {
@@ -403,5 +462,48 @@ mod tests {
         assert!(ClientOptions::cpu(0).named_values().is_err());
         let dup = ClientOptions::cpu(2).with("cpu_device_count", Value::Int64(3));
         assert!(dup.named_values().is_err());
+    }
+
+    #[test]
+    fn process_options_per_plugin() {
+        use crate::PluginKind;
+        let gpu = ClientOptions::default()
+            .for_process(PluginKind::Cuda, 2, 4)
+            .unwrap();
+        assert_eq!(
+            gpu.named_values().unwrap(),
+            vec![
+                ("node_id".to_string(), Value::Int64(2)),
+                ("num_nodes".to_string(), Value::Int64(4))
+            ]
+        );
+        let tpu = ClientOptions::default()
+            .for_process(PluginKind::Tpu, 3, 4)
+            .unwrap();
+        assert!(tpu.named_values().unwrap().is_empty());
+        let err = ClientOptions::cpu(2)
+            .for_process(PluginKind::Cpu, 0, 2)
+            .unwrap_err();
+        assert!(err.to_string().contains("cuda or tpu"), "{err}");
+        ClientOptions::cpu(2)
+            .for_process(PluginKind::Cpu, 0, 1)
+            .unwrap();
+        for (id, n) in [(4, 4), (-1, 2), (0, 0)] {
+            let err = ClientOptions::default()
+                .for_process(PluginKind::Cuda, id, n)
+                .unwrap_err();
+            assert!(err.to_string().contains("process id"), "{err}");
+        }
+        let half = ClientOptions {
+            node_id: Some(1),
+            ..Default::default()
+        };
+        assert!(half.named_values().is_err());
+        let out_of_range = ClientOptions {
+            node_id: Some(2),
+            num_nodes: Some(2),
+            ..Default::default()
+        };
+        assert!(out_of_range.named_values().is_err());
     }
 }
