@@ -1,5 +1,7 @@
-//! Choosing a PJRT backend (CPU, CUDA, TPU) and opening a client on it.
-use anyhow::{Context, Result};
+//! Choosing a PJRT backend (CPU, CUDA, TPU), opening a client on it, and the backend-specific
+//! attention kernel.
+use crate::model::{AttentionKernel, BertConfig};
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tpu::plugin::{Plugin, PluginKind};
 use tpu::{Client, ClientOptions};
@@ -38,4 +40,41 @@ pub fn open_client(backend: Backend, plugin: Option<&Path>, cpu_devices: i64) ->
     };
     Client::new(&plugin, &options)
         .with_context(|| format!("creating a PJRT client on {}", plugin.path().display()))
+}
+
+/// `--attention`: which self-attention kernel the model graph uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttentionChoice {
+    /// cuDNN fused attention on CUDA with bf16 compute (when the head size allows), else graph.
+    #[default]
+    Auto,
+    /// Plain HLO ops on every backend.
+    Graph,
+    /// cuDNN fused attention; CUDA and bf16 only.
+    Cudnn,
+}
+
+impl AttentionChoice {
+    /// The kernel for `cfg` (its compute dtype and head size) on `backend`; `seed` seeds cuDNN's
+    /// dropout generator.
+    pub fn resolve(self, backend: Backend, cfg: &BertConfig, seed: u64) -> Result<AttentionKernel> {
+        let fused = AttentionKernel::CudnnFused { seed: seed as i64 };
+        let fits = {
+            let mut c = cfg.clone();
+            c.attention = fused;
+            c.validate()
+        };
+        match self {
+            AttentionChoice::Graph => Ok(AttentionKernel::Graph),
+            AttentionChoice::Auto if backend == Backend::Cuda && fits.is_ok() => Ok(fused),
+            AttentionChoice::Auto => Ok(AttentionKernel::Graph),
+            AttentionChoice::Cudnn if backend != Backend::Cuda => {
+                bail!("--attention cudnn needs --backend cuda (cuDNN is an NVIDIA library)")
+            }
+            AttentionChoice::Cudnn => {
+                fits.context("--attention cudnn")?;
+                Ok(fused)
+            }
+        }
+    }
 }

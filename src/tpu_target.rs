@@ -12,7 +12,7 @@ use crate::model::{
     ParamValues,
 };
 use crate::train::{
-    autodiff, build_train_step, AdamWeightDecay, BatchSpec, ParamSpec, Schedule, StepConfig,
+    autodiff, build_train_step, AdamWeightDecay, ParamSpec, Schedule, StepConfig,
     TrainProgram,
 };
 use anyhow::{anyhow, bail, Context, Result};
@@ -93,6 +93,7 @@ pub fn tpu_shaped(cfg: &BertConfig) -> BertConfig {
     BertConfig {
         pad_vocab_to: Some(128),
         compute_dtype: ComputeDtype::Bf16,
+        attention: crate::model::AttentionKernel::Graph,
         ..cfg.clone()
     }
 }
@@ -145,22 +146,6 @@ pub struct Program {
     pub estimate: MemoryEstimate,
 }
 
-/// The batch inputs of the train step: the seven pretraining fields, then the dropout key.
-fn step_batch_specs(shapes: &BatchShapes) -> Result<Vec<BatchSpec>> {
-    let mut specs: Vec<BatchSpec> = crate::model::batch::BATCH_FIELDS
-        .iter()
-        .zip(shapes.shapes())
-        .map(|(name, s)| match s {
-            Shape::Array(a) => Ok(BatchSpec::new(*name, a.ty, &a.dims)),
-            other => Err(anyhow!(
-                "batch field {name} has a non-array shape {other:?}"
-            )),
-        })
-        .collect::<Result<_>>()?;
-    specs.push(BatchSpec::new("rng_key", ElementType::U64, &[2]));
-    Ok(specs)
-}
-
 /// BERT's original optimizer settings: AdamWeightDecay, the schedule of the original
 /// pretraining (1e-4, 10k warmup steps, 1M steps), clipping at 1.
 pub fn bert_step_config() -> StepConfig {
@@ -170,8 +155,9 @@ pub fn bert_step_config() -> StepConfig {
     )
 }
 
-/// BERT's pretraining step (see [`crate::train::step`]) with `config`'s optimizer: the batch
-/// is the seven pretraining fields then `rng_key` (u64[2], the dropout key).
+/// BERT's pretraining step (see [`crate::train::step`]) with `config`'s optimizer (and
+/// replicas): the batch is the seven pretraining fields of one replica's `shapes`, then
+/// `rng_key` (u64[2], the dropout key).
 pub fn bert_train_program(
     cfg: &BertConfig,
     shapes: &BatchShapes,
@@ -184,12 +170,12 @@ pub fn bert_train_program(
             ParamSpec::new(s.name.clone(), &dims)
         })
         .collect();
-    let batch = step_batch_specs(shapes)?;
+    let batch = crate::pretrain::program::step_batch_specs(shapes)?;
     let model_cfg = cfg.clone();
     let source = autodiff(move |b, p, batch| {
         let params = ParamValues::from_pairs(p.iter());
         let values = BatchValues::from_lookup(|n| batch.get(n).ok())?;
-        let key = batch.get("rng_key")?;
+        let key = batch.get(crate::pretrain::program::RNG_KEY)?;
         let (loss, m) = pretraining_loss(b, &model_cfg, &params, &values, key, true)?;
         Ok((
             loss,
@@ -205,9 +191,10 @@ pub fn bert_train_program(
         .context("building the BERT train step")
 }
 
-/// BERT's pretraining train step with [`bert_step_config`], and its memory estimate.
-pub fn bert_train_step(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Program> {
-    let config = bert_step_config();
+/// BERT's pretraining train step with [`bert_step_config`] on `replicas` data-parallel replicas
+/// (`shapes` is one replica's batch), and its memory estimate (per device).
+pub fn bert_train_step(cfg: &BertConfig, shapes: &BatchShapes, replicas: u32) -> Result<Program> {
+    let config = bert_step_config().with_replicas(replicas);
     let program = bert_train_program(cfg, shapes, &config)?;
     let slots = config.optimizer.slot_names().len() as u64;
     Ok(Program {
@@ -233,11 +220,21 @@ pub fn bert_forward(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Program> {
     })
 }
 
-/// Builds `what` for `cfg`.
-pub fn bert_program(cfg: &BertConfig, shapes: &BatchShapes, what: What) -> Result<Program> {
+/// Builds `what` for `cfg`; `shapes` is one device's batch. The train step is data-parallel over
+/// `replicas` devices (1: a one-device program); the forward pass has no collective, so it
+/// takes only 1.
+pub fn bert_program(
+    cfg: &BertConfig,
+    shapes: &BatchShapes,
+    what: What,
+    replicas: u32,
+) -> Result<Program> {
     match what {
-        What::TrainStep => bert_train_step(cfg, shapes),
-        What::Forward => bert_forward(cfg, shapes),
+        What::TrainStep => bert_train_step(cfg, shapes, replicas),
+        What::Forward if replicas == 1 => bert_forward(cfg, shapes),
+        What::Forward => bail!(
+            "the forward pass is a one-device program; it takes 1 replica, not {replicas}"
+        ),
     }
 }
 

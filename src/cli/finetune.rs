@@ -1,6 +1,6 @@
 //! `tpu-run finetune squad` (fine-tune, predict, score; or `--synthetic-bench`) and
 //! `tpu-run squad-split` (an article-level validation split).
-use crate::backend::{open_client, Backend};
+use crate::backend::{open_client, AttentionChoice, Backend};
 use crate::finetune::bench::bench;
 use crate::finetune::init::load_init;
 use crate::finetune::progress::{Console, Output};
@@ -70,6 +70,10 @@ pub struct SquadArgs {
     pub precision: Option<String>,
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
+    /// Self-attention kernel: auto (cuDNN fused attention on cuda with bf16, else graph),
+    /// graph (plain HLO ops) or cudnn.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub attention: AttentionChoice,
     /// PJRT plugin file (overrides discovery).
     #[arg(long)]
     pub plugin: Option<PathBuf>,
@@ -164,6 +168,7 @@ fn run_finetune(a: &SquadArgs) -> Result<()> {
     };
     s.precision = Some(precision(a)?);
     s.backend = a.backend;
+    s.attention = a.attention;
     s.plugin = a.plugin.clone();
     s.seed = a.seed;
     s.max_steps = a.max_steps;
@@ -216,6 +221,7 @@ fn run_bench(a: &SquadArgs) -> Result<()> {
         }
     };
     cfg.compute_dtype = precision(a)?;
+    cfg.attention = a.attention.resolve(a.backend, &cfg, a.seed)?;
     let client = open_client(a.backend, a.plugin.as_deref(), 1)?;
     let steps = a.max_steps.unwrap_or(20);
     let r = bench(&client, &cfg, a.batch_size, a.max_seq_length, steps, a.seed)?;

@@ -10,7 +10,7 @@ use super::qa_head::squad_param_specs;
 use super::rng::{dropout_key, SplitMix64};
 use super::squad_train::{layout_literals, train_program, Hyper};
 use crate::model::init::init_from_specs;
-use crate::model::BertConfig;
+use crate::model::{AttentionKernel, BertConfig};
 use crate::train::Trainer;
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::Literal;
@@ -43,6 +43,10 @@ impl BenchResult {
             "batch": batch,
             "seq": seq,
             "precision": cfg.compute_dtype.name(),
+            "attention": match cfg.attention {
+                AttentionKernel::Graph => "graph",
+                AttentionKernel::CudnnFused { .. } => "cudnn",
+            },
             "compile_s": r(self.compile_time.as_secs_f64(), 2),
             "median_step_ms": r(self.median_step_s * 1e3, 2),
             "seq_per_s": r(self.seq_per_s, 1),

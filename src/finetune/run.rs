@@ -5,7 +5,7 @@ use super::init::load_init;
 use super::progress::Console;
 use super::squad_predict::Predictor;
 use super::squad_train::{train, Hyper, TrainOptions};
-use crate::backend::{open_client, Backend};
+use crate::backend::{open_client, AttentionChoice, Backend};
 use crate::model::ComputeDtype;
 use crate::squad::{
     convert_examples_to_features, evaluate, make_predictions, read_examples, BertSquadTokenizer,
@@ -38,6 +38,7 @@ pub struct SquadSettings {
     /// `None`: bf16 on cuda/tpu, f32 on cpu.
     pub precision: Option<ComputeDtype>,
     pub backend: Backend,
+    pub attention: AttentionChoice,
     pub plugin: Option<PathBuf>,
     pub seed: u64,
     /// Caps the number of steps (the schedule then spans the capped run).
@@ -71,6 +72,7 @@ impl SquadSettings {
             predict: PredictConfig::default(),
             precision: None,
             backend: Backend::Cpu,
+            attention: AttentionChoice::Auto,
             plugin: None,
             seed: 42,
             max_steps: None,
@@ -221,6 +223,7 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
     console.say(&init.report);
     let mut cfg = init.config.clone();
     cfg.compute_dtype = s.precision.unwrap_or_else(|| default_precision(s.backend));
+    cfg.attention = s.attention.resolve(s.backend, &cfg, s.seed)?;
     cfg.validate()?;
     if s.features.max_seq_length > cfg.max_position_embeddings {
         bail!(

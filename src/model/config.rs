@@ -83,6 +83,20 @@ impl ComputeDtype {
     }
 }
 
+/// How self-attention is computed: a choice of kernel for the backend, not part of the model
+/// (never written to config files; every constructor starts with [`AttentionKernel::Graph`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AttentionKernel {
+    /// Plain HLO ops: scores, softmax and dropout as tensors (runs on every backend).
+    #[default]
+    Graph,
+    /// cuDNN's fused flash attention through XLA:GPU's custom call (hlo's
+    /// `Builder::cudnn_attention`): CUDA only, bf16 compute only. The probabilities' dropout
+    /// draws from cuDNN's generator seeded with `seed` (plus the layer index), not from the
+    /// graph's dropout key.
+    CudnnFused { seed: i64 },
+}
+
 /// The names [`BertConfig::preset`] accepts.
 pub const PRESETS: [&str; 6] = ["tiny", "mini", "small", "medium", "base", "large"];
 
@@ -107,6 +121,8 @@ pub struct BertConfig {
     /// for TPU matrix units); the padded logits are masked out of the loss and the accuracy.
     pub pad_vocab_to: Option<usize>,
     pub compute_dtype: ComputeDtype,
+    /// The attention kernel (not serialized; see [`AttentionKernel`]).
+    pub attention: AttentionKernel,
 }
 
 impl BertConfig {
@@ -147,6 +163,7 @@ impl BertConfig {
             layer_norm_eps: 1e-12,
             pad_vocab_to: None,
             compute_dtype: ComputeDtype::F32,
+            attention: AttentionKernel::Graph,
         }
     }
 
@@ -242,6 +259,24 @@ impl BertConfig {
         }
         if self.padded_vocab_size() > i32::MAX as usize {
             return err("pad_vocab_to", "the padded vocabulary overflows s32".into());
+        }
+        if let AttentionKernel::CudnnFused { .. } = self.attention {
+            if self.compute_dtype != ComputeDtype::Bf16 {
+                return err(
+                    "attention",
+                    "cuDNN fused attention needs bf16 compute; use the graph kernel for f32".into(),
+                );
+            }
+            let head = self.hidden_size / self.num_attention_heads;
+            if head % 8 != 0 || head > 128 {
+                return err(
+                    "attention",
+                    format!(
+                        "cuDNN fused attention needs a head size that is a multiple of 8 and at \
+                         most 128, this model has {head}; use the graph kernel"
+                    ),
+                );
+            }
         }
         Ok(())
     }
@@ -361,6 +396,7 @@ impl RawConfig {
             layer_norm_eps: self.layer_norm_eps,
             pad_vocab_to: self.pad_vocab_to,
             compute_dtype,
+            attention: AttentionKernel::Graph,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -6,10 +6,15 @@
 //! Attention: scores = q k^T / sqrt(head_size) + bias, with bias = (1 - input_mask) * -10000 on
 //! padded keys (the original constant), softmax over keys in f32, dropout on the probabilities.
 //! Under bf16 the q.k and probs.v matmuls output bf16 (f32 accumulation inside).
+//!
+//! With [`AttentionKernel::CudnnFused`] (CUDA, bf16) the scores-softmax-dropout-context chain is
+//! one cuDNN flash-attention call instead, with the same mask bias (rounded to bf16: -9984) and
+//! the same dropout rate; its dropout bits come from cuDNN's generator.
 use super::layers::Ctx;
 use super::params::names;
-use super::Result;
+use super::{AttentionKernel, Result};
 use hlo::ir::DotDims;
+use hlo::ops::FusedAttention;
 use hlo::{ElementType, Value};
 
 /// The original's additive attention mask: (1 - mask) * -10000, f32 `[batch, seq]` over keys.
@@ -54,6 +59,25 @@ fn self_attention(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
         Ok(b.reshape(y, &[batch, seq, heads, d])?)
     };
     let (q, k, v) = (project("query")?, project("key")?, project("value")?);
+    let scale = 1.0 / (d as f64).sqrt();
+    if let AttentionKernel::CudnnFused { seed } = cfg.attention {
+        let rate = if ctx.training() {
+            cfg.attention_probs_dropout_prob
+        } else {
+            0.0
+        };
+        // One generator stream per layer: the same seed would repeat the mask across layers.
+        let seed = seed.wrapping_add((l as i64).wrapping_mul(0x9E37_79B9));
+        let bias = b.broadcast_in_dim(bias, &[batch, 1, seq, seq], &[0, 3])?;
+        let bias = b.convert(bias, ctx.ct)?;
+        let attn = FusedAttention {
+            scale,
+            dropout_rate: rate,
+            seed,
+        };
+        let context = b.cudnn_attention(q, k, v, bias, attn)?;
+        return Ok(b.reshape(context, &[batch, seq, h])?);
+    }
     // scores[b, n, i, j] = sum_d q[b, i, n, d] k[b, j, n, d]
     let score_dims = DotDims {
         lhs_batch: vec![0, 2],
@@ -64,7 +88,6 @@ fn self_attention(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
     // Under bf16 the scores leave the matmul in bf16 (the largest tensor of the layer, at half
     // the bytes); scale, mask and softmax then run in f32 inside one fusion.
     let scores = b.convert(ctx.dot_ct(q, k, score_dims)?, ElementType::F32)?;
-    let scale = 1.0 / (d as f64).sqrt();
     let scores = b.mul(scores, b.scalar_of(ElementType::F32, scale)?)?;
     let bias = b.broadcast_in_dim(bias, &[batch, heads, seq, seq], &[0, 3])?;
     let probs = b.softmax(b.add(scores, bias)?, -1)?;

@@ -49,6 +49,11 @@ impl<'a, 'm> Ctx<'a, 'm> {
         })
     }
 
+    /// Whether this graph trains (dropout on).
+    pub fn training(&self) -> bool {
+        self.train
+    }
+
     /// The key after every dropout drawn so far.
     pub fn key(&self) -> Value {
         self.key.get()

@@ -23,7 +23,7 @@ pub mod loss;
 pub mod params;
 
 pub use batch::{BatchShapes, BatchValues};
-pub use config::{BertConfig, ComputeDtype, ConfigFlavor, HiddenAct, PRESETS};
+pub use config::{AttentionKernel, BertConfig, ComputeDtype, ConfigFlavor, HiddenAct, PRESETS};
 pub use forward::{
     encoder_forward, pretraining_forward, pretraining_loss, EncoderInputs, EncoderOutput,
     PretrainingOutput,

@@ -1,16 +1,19 @@
 //! Composite helpers built only from primitive builder ops: softmax family, normalization,
-//! activations, index ops (one_hot, argmax/argmin) and dropout.
+//! activations, index ops (one_hot, argmax/argmin), dropout, and cuDNN's fused attention (a
+//! custom call with its gradient rule).
 //!
 //! Axes are `i64` and may be negative (`-1` is the last dimension), as in NumPy. Each helper
 //! validates its arguments up front and reports errors under its own name (`softmax`,
 //! `layer_norm`, ...) rather than under the primitive op that would fail later.
 mod activation;
 mod dropout;
+mod fused_attention;
 mod index;
 mod norm;
 mod softmax;
 
 pub use dropout::DropoutBits;
+pub use fused_attention::{FusedAttention, CUDNN_ATTENTION_BWD, CUDNN_ATTENTION_FWD};
 
 use crate::builder::{Builder, Value};
 use crate::dtype::ElementType;
