@@ -1,5 +1,6 @@
-//! Compiles the tf.train.Example .proto subset in proto/tensorflow with protox (pure Rust), so no
-//! system protoc is needed (as hlo/build.rs does for the XLA protos).
+//! Compiles the .proto files in proto/ with protox (pure Rust), so no system protoc is needed (as
+//! hlo/build.rs does for the XLA protos): the tf.train.Example subset with prost-build, and the
+//! coordinator's gRPC service (src/coord) with tonic-build.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "tensorflow/feature.proto",
@@ -15,6 +16,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // bytes as TensorFlow's `SerializeToString(deterministic=True)`).
     prost_build::Config::new()
         .btree_map(["."])
+        .compile_fds(fds)?;
+
+    let coordinator = "tpu_run/coordinator.proto";
+    println!("cargo:rerun-if-changed=proto/{coordinator}");
+    let fds = protox::compile([coordinator], ["proto"])?;
+    tonic_build::configure()
+        .build_transport(false)
         .compile_fds(fds)?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 pub mod backend;
 pub mod ckpt;
 pub mod cli;
+pub mod coord;
 pub mod data;
 pub mod examples;
 pub mod finetune;
