@@ -304,6 +304,11 @@ impl Server {
         self.addr
     }
 
+    /// The processes registered so far, ordered by id (for progress messages while waiting).
+    pub fn registered(&self) -> Vec<proto::Member> {
+        self.shared.with(|st| st.registered())
+    }
+
     /// The run's failure, if a process failed.
     pub fn failure(&self) -> Option<String> {
         self.shared.with(|st| st.failure().map(str::to_string))

@@ -151,6 +151,11 @@ impl State {
         self.failure.as_deref()
     }
 
+    /// The processes registered so far, ordered by id.
+    pub fn registered(&self) -> Vec<Member> {
+        self.members.values().map(|m| m.member.clone()).collect()
+    }
+
     // ------------------------------------------------------------------ membership
 
     pub fn register(
