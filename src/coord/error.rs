@@ -37,14 +37,26 @@ impl CoordError {
             | Code::NotFound
             | Code::FailedPrecondition
             | Code::OutOfRange => CoordError::Rejected(message),
-            _ => CoordError::Unreachable {
-                addr: addr.to_string(),
-                detail: if message.is_empty() {
+            _ => {
+                // Transport failures say only "transport error"; the cause is in the sources.
+                let mut detail = if message.is_empty() {
                     format!("{:?}", status.code())
                 } else {
                     message
-                },
-            },
+                };
+                let mut source = std::error::Error::source(&status);
+                while let Some(s) = source {
+                    let text = s.to_string();
+                    if !detail.contains(&text) {
+                        detail = format!("{detail}: {text}");
+                    }
+                    source = s.source();
+                }
+                CoordError::Unreachable {
+                    addr: addr.to_string(),
+                    detail,
+                }
+            }
         }
     }
 }

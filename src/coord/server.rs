@@ -18,8 +18,10 @@ pub struct ServerConfig {
     pub num_processes: u32,
     /// How often each client sends a heartbeat.
     pub heartbeat_interval: Duration,
-    /// A process that sends none for this long fails the run (it crashed, hung or lost its
-    /// network); the other processes' blocking calls then fail, naming it.
+    /// A process that sends none for this long fails the run (it crashed, was killed or lost
+    /// its network); the other processes' blocking calls then fail, naming it. Heartbeats come
+    /// from the client's own thread, so a long compile or step does not silence them (and a
+    /// hung main thread is not detected).
     pub heartbeat_timeout: Duration,
 }
 

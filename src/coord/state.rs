@@ -278,7 +278,7 @@ impl State {
             };
             let who = self.describe(*id);
             self.fail(format!(
-                "{who} sent no heartbeat for {} (limit {}): it crashed, hung or lost its \
+                "{who} sent no heartbeat for {} (limit {}): it crashed, was killed or lost its \
                  connection to the coordinator{others}",
                 secs(*quiet),
                 secs(heartbeat_timeout)
