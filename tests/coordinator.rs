@@ -245,6 +245,30 @@ fn checkpoint_failures_and_different_file_lists_reach_every_process() {
     }
 }
 
+#[test]
+fn a_pjrt_client_takes_the_coordinator_as_its_key_value_store() {
+    let server = fast_server(1);
+    let coord = std::sync::Arc::new(
+        Client::connect(&server.local_addr().to_string(), 0, 1, config(0)).unwrap(),
+    );
+    let plugin = tpu::Plugin::cpu_default().expect("CPU plugin");
+    let kind = plugin.kind().unwrap();
+    let options = tpu::ClientOptions::cpu(1).for_process(kind, 0, 1).unwrap();
+    let pjrt = tpu::Client::with_kv_store(&plugin, &options, coord.pjrt_store()).unwrap();
+    assert_eq!(pjrt.addressable_devices().unwrap().len(), 1);
+    // The PJRT client holds the coordinator client until it is destroyed.
+    assert_eq!(std::sync::Arc::strong_count(&coord), 2);
+    drop(pjrt);
+    assert_eq!(std::sync::Arc::strong_count(&coord), 1);
+    // More than one CPU process cannot share a client (the plugin ignores the store).
+    let e = tpu::ClientOptions::cpu(1)
+        .for_process(kind, 0, 2)
+        .unwrap_err();
+    assert!(e.to_string().contains("cuda or tpu"), "{e}");
+    coord.shutdown().unwrap();
+    server.wait_until_all_left(LONG).unwrap();
+}
+
 // ------------------------------------------------------------ real processes
 
 /// A child process: this test binary running `worker_process` with its role in the environment.
