@@ -145,6 +145,13 @@ fn registration_get_and_barrier_timeouts_name_what_is_missing() {
         "{e}"
     );
     assert_eq!(c[1].try_get("never-set").unwrap(), None);
+    // Values past gRPC's default 4 MiB message limit go through.
+    let big: Vec<u8> = {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        (0..(9 << 20)).map(|_| rng.gen()).collect()
+    };
+    c[0].put("big", &big).unwrap();
+    assert!(c[1].get("big", LONG).unwrap() == big);
 
     let e = c[0].barrier("b", Duration::from_millis(200)).unwrap_err();
     assert!(

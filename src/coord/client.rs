@@ -6,7 +6,7 @@
 //! key-value store from its own threads).
 use super::error::CoordError;
 use super::proto::{self, coordinator_client::CoordinatorClient, Member};
-use super::MAX_WAIT;
+use super::{MAX_MESSAGE_BYTES, MAX_WAIT};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,7 +132,9 @@ impl Client {
             process_id,
             num_processes,
             members: Vec::new(),
-            grpc: CoordinatorClient::new(channel),
+            grpc: CoordinatorClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
             failure: Arc::new(Mutex::new(None)),
             // Not yet registered: nothing to leave until Register succeeds.
             left: AtomicBool::new(true),

@@ -36,5 +36,9 @@ pub mod proto {
 
 pub use proto::Member;
 
+/// The largest message either side accepts (gRPC's default is 4 MiB; input-file lists of a big
+/// corpus come near that).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// The longest any blocking call may wait; larger timeouts (XLA's "infinite") are cut to this.
 pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);

@@ -5,7 +5,7 @@
 use super::error::CoordError;
 use super::proto::{self, coordinator_server::CoordinatorServer};
 use super::state::{Refusal, State};
-use super::MAX_WAIT;
+use super::{MAX_MESSAGE_BYTES, MAX_WAIT};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -266,7 +266,9 @@ pub fn serve(addr: SocketAddr, config: ServerConfig) -> Result<Server, CoordErro
     let (stop, stopped) = oneshot::channel::<()>();
     let service = CoordinatorServer::new(Service {
         shared: shared.clone(),
-    });
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     runtime.spawn(async move {
         let result = tonic::transport::Server::builder()
