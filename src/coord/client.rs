@@ -305,7 +305,7 @@ impl Client {
         Ok(())
     }
 
-    fn leave(&self, clean: bool, reason: &str) -> Result<(), CoordError> {
+    fn leave(&self, clean: bool, reason: &str, limit: Duration) -> Result<(), CoordError> {
         if self.left.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
@@ -318,19 +318,19 @@ impl Client {
             clean,
             reason: reason.to_string(),
         };
-        self.call(self.call_timeout, async move { grpc.shutdown(req).await })?;
+        self.call(limit, async move { grpc.shutdown(req).await })?;
         Ok(())
     }
 
     /// Leaves the run when this process is done; no more heartbeats.
     pub fn shutdown(&self) -> Result<(), CoordError> {
-        self.leave(true, "")
+        self.leave(true, "", self.call_timeout)
     }
 
     /// Leaves the run because this process failed: the run fails for the other processes with
     /// `reason` (name the error), instead of them waiting for the heartbeat timeout.
     pub fn abort(&self, reason: &str) -> Result<(), CoordError> {
-        self.leave(false, reason)
+        self.leave(false, reason, self.call_timeout)
     }
 
     /// This client as the key-value store of a multi-process PJRT client
@@ -350,7 +350,9 @@ impl Drop for Client {
             } else {
                 "it ended without leaving the run (an error or an interrupt)"
             };
-            if let Err(e) = self.leave(false, reason) {
+            // Short: a process on its way out should not hang on an unreachable coordinator.
+            let limit = self.call_timeout.min(Duration::from_secs(5));
+            if let Err(e) = self.leave(false, reason, limit) {
                 tracing::warn!(
                     "telling the coordinator that process {} stops: {e}",
                     self.process_id
