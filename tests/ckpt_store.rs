@@ -737,6 +737,7 @@ fn spec_from_the_train_step_layout() {
         batch: vec![],
         metric_names: vec![],
         accumulation_steps: 1,
+        replicas: 1,
     };
     let spec = Spec::from_layout(&layout);
     let names = |v: &[TensorSpec]| v.iter().map(|t| t.name.clone()).collect::<Vec<_>>();

@@ -149,6 +149,7 @@ pub(crate) fn stacked_specs(micro: &[BatchSpec], k: u32) -> Vec<BatchSpec> {
             BatchSpec {
                 name: s.name.clone(),
                 shape: hlo::ArrayShape::new(s.shape.ty, dims),
+                role: s.role,
             }
         })
         .collect()

@@ -9,20 +9,24 @@
 //! - [`clip`]: global-norm clipping and the all-finite test.
 //! - [`precision`]: compute-type policy (f32 master weights) and loss scaling.
 //! - [`accumulate`]: gradient accumulation over micro-batches in a while loop.
-//! - [`runtime`]: [`Trainer`] holds the device state and runs the compiled step.
+//! - [`replicas`]: data parallelism inside the step (cross-replica means, per-replica keys).
+//! - [`runtime`]: [`Trainer`] holds the device state (one copy per replica) and runs the step.
+//! - [`shard`]: splitting host batches into per-replica shards.
 pub mod accumulate;
 pub mod clip;
 pub mod gradients;
 pub mod optimizer;
 pub mod precision;
+pub mod replicas;
 pub mod runtime;
 pub mod schedule;
+pub mod shard;
 pub mod step;
 
 pub use gradients::{autodiff, manual_gradients, GradientSource, LossAndGrads, LossAndMetrics};
 pub use optimizer::{AdamW, AdamWeightDecay, Lamb, Optimizer, Sgd, WeightDecay};
 pub use precision::{DynamicLossScale, LossScale, Policy};
-pub use runtime::{StepMetrics, Trainer};
+pub use runtime::{ShardedBatch, StepMetrics, Trainer};
 pub use schedule::Schedule;
 pub use step::{build_train_step, StepConfig, StepLayout, TrainProgram};
 
@@ -46,18 +50,43 @@ impl ParamSpec {
     }
 }
 
-/// One input of a (micro-)batch: name, element type and dims as the loss function sees it.
+/// One input of a (micro-)batch: name, element type and dims as the loss function sees it (on
+/// one replica), and how it is laid out across data-parallel replicas.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchSpec {
     pub name: String,
     pub shape: ArrayShape,
+    pub role: InputRole,
+}
+
+/// How a batch input is laid out across the replicas of a data-parallel step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InputRole {
+    /// Examples along dim 0: each replica gets its own equal slice of the rows.
+    #[default]
+    Rows,
+    /// The `u64[2]` RNG key of dropout: every replica is given the same key, and the step folds
+    /// the replica id into its word 0 (see [`replicas::fold_replica_id`]), so each replica draws
+    /// its own bits.
+    RngKey,
 }
 
 impl BatchSpec {
+    /// An input of examples along dim 0 ([`InputRole::Rows`]).
     pub fn new(name: impl Into<String>, ty: ElementType, dims: &[i64]) -> Self {
         Self {
             name: name.into(),
             shape: ArrayShape::new(ty, dims.to_vec()),
+            role: InputRole::Rows,
+        }
+    }
+
+    /// A dropout key input, `u64[2]` ([`InputRole::RngKey`]).
+    pub fn rng_key(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            shape: ArrayShape::new(ElementType::U64, vec![2]),
+            role: InputRole::RngKey,
         }
     }
 }

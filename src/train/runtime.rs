@@ -1,11 +1,11 @@
 //! Running the compiled step: [`Trainer`] holds the parameters, optimizer state and step count as
-//! device buffers, feeds batches and returns the metrics. The step donates its state inputs: each
-//! run consumes the held buffers and the outputs become the new state, so parameters and
-//! optimizer state are updated in place on the device.
+//! device buffers (one copy per data-parallel replica), feeds batches and returns the metrics.
+//! The step donates its state inputs: each run consumes the held buffers and the outputs become
+//! the new state, so parameters and optimizer state are updated in place on each device.
 use super::step::{StepLayout, TrainProgram};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ArrayShape, Literal};
-use tpu::{Buffer, Client, CompileOptions, Device, Executable};
+use tpu::{Buffer, Client, Device, Executable};
 
 /// The loss and named metrics of one step, read back to the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,33 +23,64 @@ impl StepMetrics {
     }
 }
 
-/// The device state of a training run and the executable that advances it.
+/// The device state of a training run and the executable that advances it. With a
+/// data-parallel step ([`StepLayout::replicas`] = N > 1) every replica's device holds its own
+/// copy of the parameters, optimizer state and step (identical: the step applies the same
+/// averaged update on each), each donated to that replica's run; the batch is split into N
+/// shards. Reads (`params`, `opt_state`, metrics) come from replica 0.
 pub struct Trainer {
     exe: Executable,
     layout: StepLayout,
-    device: Device,
-    /// Parameters then optimizer state, in layout order.
-    state: Vec<Buffer>,
-    step: Buffer,
+    /// Replica r runs on `devices[r]`.
+    devices: Vec<Device>,
+    /// Per replica: parameters then optimizer state, in layout order.
+    state: Vec<Vec<Buffer>>,
+    /// Per replica: the step counter.
+    step: Vec<Buffer>,
+}
+
+/// Batch inputs on the trainer's devices: inputs `first..first + len` of the step, one shard per
+/// replica. A step takes one or more of these that together cover every input in order (e.g. the
+/// fields uploaded once and a fresh dropout key per step).
+pub struct ShardedBatch {
+    first: usize,
+    /// `shards[r]` are replica r's buffers.
+    shards: Vec<Vec<Buffer>>,
+}
+
+impl ShardedBatch {
+    /// The number of step inputs these buffers provide.
+    pub fn len(&self) -> usize {
+        self.shards.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Trainer {
-    /// Compiles `program` on the client's first device and uploads `params` (in layout order),
-    /// the initial optimizer state and step 0.
+    /// Compiles `program` (for [`StepLayout::replicas`] devices, the client's first ones) and
+    /// uploads `params` (in layout order), the initial optimizer state and step 0 to each.
     pub fn new(client: &Client, program: &TrainProgram, params: &[Literal]) -> Result<Self> {
-        let device = client
-            .addressable_devices()?
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("the PJRT client has no addressable device"))?;
+        let layout = &program.layout;
+        let available = client.addressable_devices()?.len();
+        if available < layout.replicas as usize {
+            bail!(
+                "the train step runs on {} replicas, the PJRT client has {available} devices",
+                layout.replicas
+            );
+        }
         let exe = client
-            .compile_module(&program.module, &CompileOptions::default())
+            .compile_module(&program.module, &layout.compile_options())
             .with_context(|| format!("compiling train step '{}'", program.module.name))?;
-        let opt_state = program.layout.initial_opt_state()?;
-        Self::from_state(exe, program.layout.clone(), device, params, &opt_state, 0)
+        let devices = exe.addressable_devices().to_vec();
+        let opt_state = layout.initial_opt_state()?;
+        Self::on_devices(exe, layout.clone(), devices, params, &opt_state, 0)
     }
 
-    /// Starts from given parameters, optimizer state and step (e.g. a checkpoint).
+    /// Starts a one-device step from given parameters, optimizer state and step (e.g. a
+    /// checkpoint). For a data-parallel step use [`Trainer::on_devices`].
     pub fn from_state(
         exe: Executable,
         layout: StepLayout,
@@ -58,6 +89,26 @@ impl Trainer {
         opt_state: &[Literal],
         step: i32,
     ) -> Result<Self> {
+        Self::on_devices(exe, layout, vec![device], params, opt_state, step)
+    }
+
+    /// Starts from given parameters, optimizer state and step, uploaded to every device: replica
+    /// r runs on `devices[r]` (for a replicated executable, its `addressable_devices()`).
+    pub fn on_devices(
+        exe: Executable,
+        layout: StepLayout,
+        devices: Vec<Device>,
+        params: &[Literal],
+        opt_state: &[Literal],
+        step: i32,
+    ) -> Result<Self> {
+        if devices.len() != layout.replicas as usize {
+            bail!(
+                "the train step runs on {} replicas; got {} devices",
+                layout.replicas,
+                devices.len()
+            );
+        }
         if params.len() != layout.params.len() || opt_state.len() != layout.opt_state.len() {
             bail!(
                 "train state: got {} parameters and {} optimizer state tensors, the step takes {} and {}",
@@ -67,8 +118,6 @@ impl Trainer {
                 layout.opt_state.len()
             );
         }
-        let client = exe.client();
-        let mut state = Vec::with_capacity(layout.num_state());
         let expected = layout
             .params
             .iter()
@@ -81,17 +130,34 @@ impl Trainer {
                     lit.shape()
                 );
             }
-            state.push(
-                upload(&client, &device, lit).with_context(|| format!("uploading '{name}'"))?,
-            );
         }
-        let step = upload(&client, &device, &Literal::scalar(step))?;
+        let client = exe.client();
+        let names: Vec<&String> = layout
+            .params
+            .iter()
+            .map(|p| &p.name)
+            .chain(layout.opt_state.iter().map(|s| &s.name))
+            .collect();
+        let mut state = Vec::with_capacity(devices.len());
+        let mut steps = Vec::with_capacity(devices.len());
+        for (r, device) in devices.iter().enumerate() {
+            let bufs = names
+                .iter()
+                .zip(params.iter().chain(opt_state))
+                .map(|(name, lit)| {
+                    upload(&client, device, lit)
+                        .with_context(|| format!("uploading '{name}' to replica {r}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            state.push(bufs);
+            steps.push(upload(&client, device, &Literal::scalar(step))?);
+        }
         Ok(Self {
             exe,
             layout,
-            device,
+            devices,
             state,
-            step,
+            step: steps,
         })
     }
 
@@ -103,23 +169,199 @@ impl Trainer {
         &self.exe
     }
 
+    /// Replica 0's device (the only one of a one-device step).
     pub fn device(&self) -> &Device {
-        &self.device
+        &self.devices[0]
     }
 
-    /// Uploads host batch inputs (in layout order) to the trainer's device.
+    /// The devices of the replicas, in replica order.
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    pub fn replicas(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Uploads host batch inputs (in layout order) to the device of a one-device step.
     pub fn upload_batch(&self, batch: &[Literal]) -> Result<Vec<Buffer>> {
+        self.one_device("upload_batch")?;
         let client = self.exe.client();
         batch
             .iter()
-            .map(|l| upload(&client, &self.device, l))
+            .map(|l| upload(&client, &self.devices[0], l))
             .collect()
+    }
+
+    /// Uploads inputs `first..first + inputs.len()` of the step, given for the whole batch (see
+    /// [`StepLayout::global_batch_shape`]): each input of rows is split into the replicas'
+    /// shards, a dropout key goes to every replica as is.
+    pub fn upload_shards(&self, first: usize, inputs: &[Literal]) -> Result<ShardedBatch> {
+        let n = self.replicas();
+        if first + inputs.len() > self.layout.batch.len() {
+            bail!(
+                "the train step takes {} batch inputs; got inputs {first}..{}",
+                self.layout.batch.len(),
+                first + inputs.len()
+            );
+        }
+        let client = self.exe.client();
+        let mut shards: Vec<Vec<Buffer>> = (0..n).map(|_| Vec::new()).collect();
+        for (j, lit) in inputs.iter().enumerate() {
+            let i = first + j;
+            let spec = &self.layout.batch[i];
+            let what = format!("batch input '{}'", spec.name);
+            let parts = match self.layout.shard_dim(i) {
+                Some(dim) => {
+                    let whole = self
+                        .layout
+                        .global_batch_shape(i)
+                        .ok_or_else(|| anyhow!("{what}: not in the step's layout"))?;
+                    if lit.shape() != &whole {
+                        bail!(
+                            "{what} is {}, the step takes {whole} for the whole batch ({} per \
+                             replica on {n} replicas; the batch size must be a multiple of {n})",
+                            lit.shape(),
+                            spec.shape
+                        );
+                    }
+                    super::shard::split_literal(lit, dim, n, &what)?
+                }
+                None => {
+                    if lit.shape() != &spec.shape {
+                        bail!("{what} is {}, the step takes {}", lit.shape(), spec.shape);
+                    }
+                    vec![lit.clone(); n]
+                }
+            };
+            for ((dst, part), device) in shards.iter_mut().zip(&parts).zip(&self.devices) {
+                dst.push(upload(&client, device, part).with_context(|| what.clone())?);
+            }
+        }
+        Ok(ShardedBatch { first, shards })
     }
 
     /// Runs one step on batch buffers (in layout order) and reads back loss and metrics.
     pub fn step(&mut self, batch: &[&Buffer]) -> Result<StepMetrics> {
         let outs = self.step_async(batch)?;
-        let loss = scalar_f32(&outs[0]).context("reading the loss")?;
+        self.read_metrics(&outs)
+    }
+
+    /// Uploads `batch` (the whole batch, split across replicas) and runs one step.
+    pub fn step_host(&mut self, batch: &[Literal]) -> Result<StepMetrics> {
+        let shards = self.upload_shards(0, batch)?;
+        let outs = self.step_sharded(&[&shards])?;
+        self.read_metrics(&outs)
+    }
+
+    /// Runs one step of a one-device step without waiting for it: returns the loss and metric
+    /// buffers (loss first).
+    pub fn step_async(&mut self, batch: &[&Buffer]) -> Result<Vec<Buffer>> {
+        self.one_device("step_async")?;
+        self.check_batch(batch)?;
+        self.run(vec![batch.to_vec()])
+    }
+
+    /// Runs one step on every replica without waiting for it; `parts` cover the step's batch
+    /// inputs in order. Returns replica 0's loss and metric buffers (loss first; every replica
+    /// computes the same values).
+    pub fn step_sharded(&mut self, parts: &[&ShardedBatch]) -> Result<Vec<Buffer>> {
+        let mut next = 0;
+        for p in parts {
+            if p.first != next {
+                bail!(
+                    "the batch parts must cover the step's inputs in order: expected one starting \
+                     at input {next}, got one starting at {}",
+                    p.first
+                );
+            }
+            next += p.len();
+        }
+        let mut args: Vec<Vec<&Buffer>> = vec![Vec::new(); self.replicas()];
+        for p in parts {
+            for (list, shard) in args.iter_mut().zip(&p.shards) {
+                list.extend(shard.iter());
+            }
+        }
+        for list in &args {
+            self.check_batch(list)?;
+        }
+        self.run(args)
+    }
+
+    fn run(&mut self, batch: Vec<Vec<&Buffer>>) -> Result<Vec<Buffer>> {
+        let args: Vec<Vec<&Buffer>> = batch
+            .into_iter()
+            .enumerate()
+            .map(|(r, b)| {
+                let mut list: Vec<&Buffer> = self.state[r].iter().collect();
+                list.extend(b);
+                list.push(&self.step[r]);
+                list
+            })
+            .collect();
+        let result = self.exe.execute_sharded(&args);
+        drop(args);
+        let per_replica = match result {
+            Ok(o) => o,
+            Err(e) => {
+                let lost = self
+                    .state
+                    .iter()
+                    .flatten()
+                    .any(|b| b.is_deleted().unwrap_or(true));
+                if lost {
+                    bail!("the train step failed after its state was donated; the training state is lost (restore a checkpoint): {e}");
+                }
+                return Err(anyhow!(e).context("running the train step"));
+            }
+        };
+        if per_replica.len() != self.replicas() {
+            bail!(
+                "the train step returned outputs of {} replicas, it runs on {}",
+                per_replica.len(),
+                self.replicas()
+            );
+        }
+        let mut first_metrics = None;
+        for (r, mut outs) in per_replica.into_iter().enumerate() {
+            if outs.len() != self.layout.num_outputs() {
+                bail!(
+                    "the train step returned {} outputs, its layout has {}",
+                    outs.len(),
+                    self.layout.num_outputs()
+                );
+            }
+            let rest = outs.split_off(self.layout.num_state());
+            self.state[r] = outs;
+            let mut rest = rest.into_iter();
+            self.step[r] = rest
+                .next()
+                .ok_or_else(|| anyhow!("the train step returned no step"))?;
+            if r == 0 {
+                first_metrics = Some(rest.collect());
+            }
+        }
+        first_metrics.ok_or_else(|| anyhow!("the train step ran on no replica"))
+    }
+
+    fn one_device(&self, what: &str) -> Result<()> {
+        if self.replicas() != 1 {
+            bail!(
+                "Trainer::{what} is for a one-device step; this one runs on {} replicas: use \
+                 upload_shards and step_sharded",
+                self.replicas()
+            );
+        }
+        Ok(())
+    }
+
+    fn read_metrics(&self, outs: &[Buffer]) -> Result<StepMetrics> {
+        let loss = scalar_f32(
+            outs.first()
+                .ok_or_else(|| anyhow!("the train step returned no loss"))?,
+        )
+        .context("reading the loss")?;
         let metrics = self
             .layout
             .metric_names
@@ -133,46 +375,6 @@ impl Trainer {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(StepMetrics { loss, metrics })
-    }
-
-    /// Uploads `batch` and runs one step.
-    pub fn step_host(&mut self, batch: &[Literal]) -> Result<StepMetrics> {
-        let bufs = self.upload_batch(batch)?;
-        let refs: Vec<&Buffer> = bufs.iter().collect();
-        self.step(&refs)
-    }
-
-    /// Runs one step without waiting for it: returns the loss and metric buffers (loss first).
-    pub fn step_async(&mut self, batch: &[&Buffer]) -> Result<Vec<Buffer>> {
-        self.check_batch(batch)?;
-        let mut args: Vec<&Buffer> = self.state.iter().collect();
-        args.extend_from_slice(batch);
-        args.push(&self.step);
-        let result = self.exe.execute(&args);
-        let mut outs = match result {
-            Ok(o) => o,
-            Err(e) => {
-                let lost = self.state.iter().any(|b| b.is_deleted().unwrap_or(true));
-                if lost {
-                    bail!("the train step failed after its state was donated; the training state is lost (restore a checkpoint): {e}");
-                }
-                return Err(anyhow!(e).context("running the train step"));
-            }
-        };
-        if outs.len() != self.layout.num_outputs() {
-            bail!(
-                "the train step returned {} outputs, its layout has {}",
-                outs.len(),
-                self.layout.num_outputs()
-            );
-        }
-        let rest = outs.split_off(self.layout.num_state());
-        self.state = outs;
-        let mut rest = rest.into_iter();
-        self.step = rest
-            .next()
-            .ok_or_else(|| anyhow!("the train step returned no step"))?;
-        Ok(rest.collect())
     }
 
     fn check_batch(&self, batch: &[&Buffer]) -> Result<()> {
@@ -202,31 +404,50 @@ impl Trainer {
         Ok(())
     }
 
-    /// The current parameters as device buffers, in layout order (valid until the next step
-    /// donates them): e.g. for an evaluation program, without a round trip through the host.
+    /// Replica 0's current parameters as device buffers, in layout order (valid until the next
+    /// step donates them): e.g. for an evaluation program, without a round trip through the host.
     pub fn param_buffers(&self) -> &[Buffer] {
-        &self.state[..self.layout.params.len()]
+        &self.state[0][..self.layout.params.len()]
     }
 
-    /// The current parameters, downloaded, in layout order.
+    /// The current parameters (replica 0's), downloaded, in layout order.
     pub fn params(&self) -> Result<Vec<Literal>> {
-        self.state[..self.layout.params.len()]
+        self.replica_params(0)
+    }
+
+    /// Replica `r`'s current parameters, downloaded, in layout order.
+    pub fn replica_params(&self, r: usize) -> Result<Vec<Literal>> {
+        self.replica_state(r)?[..self.layout.params.len()]
             .iter()
             .map(download)
             .collect()
     }
 
-    /// The current optimizer state, downloaded, in layout order.
+    /// The current optimizer state (replica 0's), downloaded, in layout order.
     pub fn opt_state(&self) -> Result<Vec<Literal>> {
-        self.state[self.layout.params.len()..]
+        self.replica_opt_state(0)
+    }
+
+    /// Replica `r`'s current optimizer state, downloaded, in layout order.
+    pub fn replica_opt_state(&self, r: usize) -> Result<Vec<Literal>> {
+        self.replica_state(r)?[self.layout.params.len()..]
             .iter()
             .map(download)
             .collect()
+    }
+
+    fn replica_state(&self, r: usize) -> Result<&[Buffer]> {
+        self.state.get(r).map(Vec::as_slice).ok_or_else(|| {
+            anyhow!(
+                "replica {r} does not exist; the step runs on {}",
+                self.replicas()
+            )
+        })
     }
 
     /// Updates applied so far (skipped steps under dynamic loss scaling do not count).
     pub fn step_count(&self) -> Result<i32> {
-        let v = self.step.to_host::<i32>()?;
+        let v = self.step[0].to_host::<i32>()?;
         v.first()
             .copied()
             .ok_or_else(|| anyhow!("the step buffer is empty"))

@@ -14,13 +14,15 @@
 //!   function's own, then `learning_rate`, `grad_norm` (global norm before clipping) and, under
 //!   dynamic loss scaling, `loss_scale` (used by this step) and `grads_finite` (1 or 0).
 //!
-//! Order of operations, as the original BERT: gradients (unscaled when loss scaling), global-norm
-//! clipping, learning rate from the step before its increment, optimizer update, step + 1.
+//! Order of operations, as the original BERT: gradients (unscaled when loss scaling), their mean
+//! over the data-parallel replicas (with [`StepConfig::replicas`] > 1), global-norm clipping,
+//! learning rate from the step before its increment, optimizer update, step + 1.
 use super::accumulate::{accumulate, stacked_specs};
 use super::clip::{all_finite, clip_by_global_norm, global_norm};
 use super::gradients::{GradientSource, LossAndGrads};
 use super::optimizer::{Optimizer, UpdateInputs};
-use super::{check_names, BatchSpec, Named, ParamSpec, Policy, Schedule};
+use super::replicas::{all_replicas, fold_replica_id, mean_over_replicas};
+use super::{check_names, BatchSpec, InputRole, Named, ParamSpec, Policy, Schedule};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ArrayShape, Builder, ElementType, Literal, Module, ModuleBuilder, Shape, Value};
 
@@ -33,6 +35,19 @@ pub struct StepConfig {
     /// Micro-batches per step (1: no accumulation).
     pub accumulation_steps: u32,
     pub policy: Policy,
+    /// Data-parallel replicas the step is compiled for (`num_replicas`; 1: one device, and the
+    /// program has no collective). With N > 1 each replica runs the step on its own shard of the
+    /// batch (the batch specs are one replica's shapes) and, as the original BERT's
+    /// `CrossShardOptimizer` on TPU, the gradients are averaged across replicas: each replica
+    /// computes its loss on its shard (for MLM a weighted mean over the shard's predictions), and
+    /// the update uses the mean over replicas of the replicas' gradients. That is the gradient of
+    /// the mean of the per-replica losses, which equals the gradient of the global batch's loss
+    /// only when every shard carries the same MLM weight (as with accumulation, where the
+    /// micro-batches' losses are averaged the same way). The loss and the loss function's metrics
+    /// are averaged over replicas too, clipping sees the averaged gradient, and under dynamic loss
+    /// scaling a step is skipped on every replica if any replica's gradient is not finite.
+    /// Dropout keys ([`InputRole::RngKey`]) get the replica id folded in.
+    pub replicas: u32,
 }
 
 impl StepConfig {
@@ -44,6 +59,7 @@ impl StepConfig {
             clip_norm: Some(1.0),
             accumulation_steps: 1,
             policy: Policy::f32(),
+            replicas: 1,
         }
     }
 
@@ -59,6 +75,11 @@ impl StepConfig {
 
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    pub fn with_replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas;
         self
     }
 }
@@ -81,6 +102,8 @@ pub struct StepLayout {
     /// Names of the metric outputs after the loss.
     pub metric_names: Vec<String>,
     pub accumulation_steps: u32,
+    /// Data-parallel replicas (the `num_replicas` to compile with); `batch` is one replica's.
+    pub replicas: u32,
 }
 
 impl StepLayout {
@@ -101,6 +124,32 @@ impl StepLayout {
 
     pub fn num_outputs(&self) -> usize {
         self.num_state() + 2 + self.metric_names.len()
+    }
+
+    /// Compile options for this step: `num_replicas` = [`StepLayout::replicas`].
+    pub fn compile_options(&self) -> tpu::CompileOptions {
+        tpu::CompileOptions::replicas(i64::from(self.replicas))
+    }
+
+    /// The dim of batch input `i` along which the whole batch splits into replica shards (its
+    /// rows: dim 0 of a micro-batch, dim 1 when stacked for accumulation); `None` for an input
+    /// every replica gets whole (a dropout key).
+    pub fn shard_dim(&self, i: usize) -> Option<usize> {
+        let spec = self.batch.get(i)?;
+        match spec.role {
+            InputRole::Rows => Some(usize::from(self.accumulation_steps > 1)),
+            InputRole::RngKey => None,
+        }
+    }
+
+    /// The shape of batch input `i` for the whole batch: one replica's with the rows of all.
+    pub fn global_batch_shape(&self, i: usize) -> Option<ArrayShape> {
+        let spec = self.batch.get(i)?;
+        let mut shape = spec.shape.clone();
+        if let Some(d) = self.shard_dim(i) {
+            shape.dims[d] *= i64::from(self.replicas);
+        }
+        Some(shape)
     }
 
     /// The optimizer state at the start of training (zero slots, the initial loss scale).
@@ -180,6 +229,19 @@ pub fn build_train_step(
         .map(|s| b.parameter(s.shape.clone(), &s.name))
         .collect::<hlo::Result<Vec<_>>>()?;
     let step = b.parameter(Shape::scalar(ElementType::S32), "step")?;
+    let replicas = config.replicas;
+    let batch_values = if replicas > 1 {
+        fed_batch
+            .iter()
+            .zip(batch_values)
+            .map(|(spec, v)| match spec.role {
+                InputRole::RngKey => fold_replica_id(&b, v),
+                InputRole::Rows => Ok(v),
+            })
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        batch_values
+    };
     let n_slots = opt.slot_names().len();
     let (slots, scale_vals) = state.split_at(params.len() * n_slots);
 
@@ -210,15 +272,31 @@ pub fn build_train_step(
         )?
     };
 
-    let mut grads = lg.grads.clone();
+    let mut lg = lg;
+    let mut grads = std::mem::take(&mut lg.grads);
     if !matches!(policy.loss_scale, super::LossScale::None) {
         grads = grads
             .iter()
             .map(|&g| b.div(g, seed))
             .collect::<hlo::Result<Vec<_>>>()?;
     }
+    if replicas > 1 {
+        let mean = |v: Value| mean_over_replicas(&b, v, replicas);
+        grads = grads.into_iter().map(mean).collect::<Result<Vec<_>>>()?;
+        lg.loss = mean(lg.loss)?;
+        for (_, v) in lg.metrics.iter_mut() {
+            *v = mean(*v)?;
+        }
+    }
     let finite = if policy.loss_scale.is_dynamic() {
-        Some(all_finite(&b, &grads)?)
+        let ok = all_finite(&b, &grads)?;
+        // Every replica sees the same averaged gradient; the vote makes the skip decision
+        // identical even if a backend's all-reduce left the replicas a bit apart.
+        Some(if replicas > 1 {
+            all_replicas(&b, ok)?
+        } else {
+            ok
+        })
     } else {
         None
     };
@@ -306,6 +384,7 @@ pub fn build_train_step(
         batch: fed_batch,
         metric_names,
         accumulation_steps: k,
+        replicas,
     };
     for i in 0..layout.num_state() {
         module.alias_output_to_param(i as i64, i as u32);
@@ -331,6 +410,30 @@ fn check_inputs(params: &[ParamSpec], batch: &[BatchSpec], config: &StepConfig) 
     }
     if config.accumulation_steps == 0 {
         bail!("train step: accumulation_steps must be >= 1");
+    }
+    if config.replicas == 0 {
+        bail!("train step: replicas must be >= 1");
+    }
+    for s in batch {
+        match s.role {
+            InputRole::RngKey => {
+                let key = ArrayShape::new(ElementType::U64, vec![2]);
+                if s.shape != key {
+                    bail!(
+                        "batch input '{}' is a dropout key and must be {key}, got {}",
+                        s.name,
+                        s.shape
+                    );
+                }
+            }
+            InputRole::Rows if config.replicas > 1 && s.shape.rank() == 0 => bail!(
+                "batch input '{}' is a scalar; with {} replicas every batch input needs rows \
+                 (dim 0) to split, or must be a dropout key",
+                s.name,
+                config.replicas
+            ),
+            InputRole::Rows => {}
+        }
     }
     config.policy.check()?;
     Ok(())

@@ -1,0 +1,83 @@
+//! Host-side splitting of a whole batch into the replicas' shards (row-major literals).
+use anyhow::{bail, Result};
+use hlo::{ArrayShape, Literal};
+
+/// Splits `lit` along `dim` into `n` equal, contiguous parts (part r holds indices
+/// `r*d/n .. (r+1)*d/n` of that dim, d its size). `what` names the input in errors.
+pub fn split_literal(lit: &Literal, dim: usize, n: usize, what: &str) -> Result<Vec<Literal>> {
+    let shape = lit.shape();
+    if n == 0 {
+        bail!("{what}: cannot split into 0 parts");
+    }
+    let Some(&size) = shape.dims.get(dim) else {
+        bail!("{what} is {shape}: it has no dim {dim} to split into {n} replica shards");
+    };
+    let size = size as usize;
+    if !size.is_multiple_of(n) {
+        bail!(
+            "{what} is {shape}: its dim {dim} (size {size}) does not split into {n} equal \
+             replica shards; make the batch size a multiple of the device count"
+        );
+    }
+    if n == 1 {
+        return Ok(vec![lit.clone()]);
+    }
+    let outer: usize = shape.dims[..dim].iter().map(|&d| d as usize).product();
+    let inner: usize = shape.dims[dim + 1..]
+        .iter()
+        .map(|&d| d as usize)
+        .product::<usize>()
+        * shape.ty.byte_size();
+    let part = size / n;
+    let bytes = lit.bytes();
+    let mut dims = shape.dims.clone();
+    dims[dim] = part as i64;
+    (0..n)
+        .map(|r| {
+            let mut out = Vec::with_capacity(outer * part * inner);
+            for o in 0..outer {
+                let start = (o * size + r * part) * inner;
+                out.extend_from_slice(&bytes[start..start + part * inner]);
+            }
+            Ok(Literal::from_bytes(
+                ArrayShape::new(shape.ty, dims.clone()),
+                out,
+            )?)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_rows_of_each_outer_index() {
+        // [2, 4, 3]: split dim 1 into 2 -> part r has rows 2r..2r+2 of both outer blocks.
+        let v: Vec<i32> = (0..24).collect();
+        let lit = Literal::from_slice(&v, &[2, 4, 3]).unwrap();
+        let parts = split_literal(&lit, 1, 2, "x").unwrap();
+        assert_eq!(parts[0].shape().dims, vec![2, 2, 3]);
+        let want0: Vec<i32> = [0..6, 12..18].into_iter().flatten().collect();
+        let want1: Vec<i32> = [6..12, 18..24].into_iter().flatten().collect();
+        assert_eq!(parts[0].to_vec::<i32>().unwrap(), want0);
+        assert_eq!(parts[1].to_vec::<i32>().unwrap(), want1);
+        // Dim 0 into 4: plain row blocks.
+        let lit = Literal::from_slice(&v, &[4, 6]).unwrap();
+        let parts = split_literal(&lit, 0, 4, "x").unwrap();
+        for (r, p) in parts.iter().enumerate() {
+            let want: Vec<i32> = (r as i32 * 6..r as i32 * 6 + 6).collect();
+            assert_eq!(p.to_vec::<i32>().unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn uneven_or_missing_dims_are_errors() {
+        let lit = Literal::from_slice(&[1f32, 2., 3.], &[3]).unwrap();
+        let e = split_literal(&lit, 0, 2, "batch input 'x'").unwrap_err();
+        assert!(e.to_string().contains("does not split into 2"), "{e}");
+        assert!(e.to_string().contains("batch input 'x'"), "{e}");
+        let e = split_literal(&lit, 1, 2, "y").unwrap_err();
+        assert!(e.to_string().contains("no dim 1"), "{e}");
+    }
+}
