@@ -12,8 +12,7 @@ use crate::model::{
     ParamValues,
 };
 use crate::train::{
-    autodiff, build_train_step, AdamWeightDecay, ParamSpec, Schedule, StepConfig,
-    TrainProgram,
+    autodiff, build_train_step, AdamWeightDecay, ParamSpec, Schedule, StepConfig, TrainProgram,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ElementType, Module, ModuleBuilder, Shape};
@@ -232,9 +231,9 @@ pub fn bert_program(
     match what {
         What::TrainStep => bert_train_step(cfg, shapes, replicas),
         What::Forward if replicas == 1 => bert_forward(cfg, shapes),
-        What::Forward => bail!(
-            "the forward pass is a one-device program; it takes 1 replica, not {replicas}"
-        ),
+        What::Forward => {
+            bail!("the forward pass is a one-device program; it takes 1 replica, not {replicas}")
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! compiles it ahead of time for a TPU topology with no TPU present (libtpu's
 //! `PJRT_TopologyDescription_Create` + `PJRT_Compile`), or for the CPU plugin; reports the
 //! compiler's memory sizes and cost analysis and optionally writes the serialized executable.
+//! The train step is compiled data-parallel (`num_replicas` = `--replicas`, by default every
+//! device of the TPU slice), as `tpu-run pretrain` runs it.
 use crate::model::{BatchShapes, BertConfig, ComputeDtype};
 use crate::tpu_target::{
     bert_program, element_types, reexec_without_network, tpu_shape_notes, tpu_shaped,
@@ -12,6 +14,15 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
 use tpu::{CompileOptions, CompiledMemoryStats, Plugin, PluginKind, Topology, Value};
+
+/// The slice to compile for, opened: libtpu, the topology and what it says about its devices.
+struct OpenTarget {
+    target: TpuTarget,
+    plugin: Plugin,
+    topology: Topology,
+    devices: usize,
+    hbm: Option<i64>,
+}
 
 #[derive(Args, Clone)]
 pub struct CompileArgs {
@@ -31,8 +42,14 @@ pub struct CompileArgs {
     /// train-step (forward, backward, clipping, AdamWeightDecay) or forward.
     #[arg(long, default_value = "train-step")]
     pub what: String,
+    /// The global batch: split into `--replicas` equal shards, one per device.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Data-parallel replicas of the train step (`num_replicas`; gradients all-reduced inside
+    /// the step). Default: every device of the TPU topology for train-step; 1 for cpu, forward
+    /// and examples.
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u32>,
     #[arg(long, default_value_t = 128)]
     pub seq_len: usize,
     #[arg(long, default_value_t = 20)]
@@ -65,7 +82,13 @@ pub fn run(a: &CompileArgs) -> Result<()> {
             std::process::exit(code);
         }
     }
-    let (program, title) = build(a, tpu_target)?;
+    let target = if tpu_target {
+        Some(open_target(a)?)
+    } else {
+        None
+    };
+    let replicas = replicas(a, target.as_ref().map(|t| t.devices))?;
+    let (program, title) = build(a, tpu_target, replicas)?;
     let m = &program.module;
     let types: Vec<String> = element_types(m).iter().map(|t| t.to_string()).collect();
     println!(
@@ -80,15 +103,38 @@ pub fn run(a: &CompileArgs) -> Result<()> {
         println!("wrote the HLO text to {}", path.display());
     }
     let bytes = m.to_proto_bytes()?;
-    let options = CompileOptions::default();
-    if tpu_target {
-        compile_for_tpu(a, &bytes, &options, &program.estimate)
-    } else {
-        compile_for_cpu(a, &bytes, &options, &program.estimate)
+    let options = CompileOptions::replicas(i64::from(replicas));
+    match &target {
+        Some(t) => compile_for_tpu(a, t, &bytes, &options, &program.estimate),
+        None => compile_for_cpu(a, &bytes, &options, &program.estimate),
     }
 }
 
-fn build(a: &CompileArgs, tpu_target: bool) -> Result<(Program, String)> {
+/// `--replicas`, or its default: every device of the slice for a TPU train step, else 1. Only
+/// the train step is data-parallel, and there may not be more replicas than devices.
+fn replicas(a: &CompileArgs, tpu_devices: Option<usize>) -> Result<u32> {
+    let train_step = a.example.is_none() && What::parse(&a.what)? == What::TrainStep;
+    let n = match (a.replicas, tpu_devices) {
+        (Some(n), _) => n,
+        (None, Some(devices)) if train_step => u32::try_from(devices)
+            .map_err(|_| anyhow::anyhow!("the topology has {devices} devices"))?,
+        (None, _) => 1,
+    };
+    if n == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    if n > 1 && !train_step {
+        bail!("--replicas {n}: only the train step is data-parallel; the forward pass and the examples compile for 1 replica");
+    }
+    if let Some(devices) = tpu_devices {
+        if n as usize > devices {
+            bail!("--replicas {n}: the topology has {devices} devices (one replica per device)");
+        }
+    }
+    Ok(n)
+}
+
+fn build(a: &CompileArgs, tpu_target: bool, replicas: u32) -> Result<(Program, String)> {
     if let Some(name) = &a.example {
         let ex = crate::examples::example(name, 0)?;
         return Ok((
@@ -104,14 +150,22 @@ fn build(a: &CompileArgs, tpu_target: bool) -> Result<(Program, String)> {
         Some(p) => BertConfig::from_file(p)?,
         None => BertConfig::preset(&a.model)?,
     };
+    if a.batch_size == 0 || a.seq_len == 0 || a.max_predictions == 0 {
+        bail!("--batch-size, --seq-len and --max-predictions must be at least 1");
+    }
+    if !a.batch_size.is_multiple_of(replicas as usize) {
+        bail!(
+            "--batch-size {} (the global batch) does not split into {replicas} equal replica \
+             shards; make it a multiple of --replicas {replicas}",
+            a.batch_size
+        );
+    }
+    // The program is one replica's: its shard of the global batch.
     let shapes = BatchShapes {
-        batch_size: a.batch_size,
+        batch_size: a.batch_size / replicas as usize,
         seq_len: a.seq_len,
         max_predictions: a.max_predictions,
     };
-    if shapes.batch_size == 0 || shapes.seq_len == 0 || shapes.max_predictions == 0 {
-        bail!("--batch-size, --seq-len and --max-predictions must be at least 1");
-    }
     if shapes.seq_len > cfg.max_position_embeddings {
         bail!(
             "--seq-len {} exceeds the model's max_position_embeddings {}",
@@ -126,7 +180,7 @@ fn build(a: &CompileArgs, tpu_target: bool) -> Result<(Program, String)> {
         }
     }
     let title = format!(
-        "BERT {} {} (L{} H{} A{}, vocab {}, {}), batch {} x seq {} ({} predictions)",
+        "BERT {} {} (L{} H{} A{}, vocab {}, {}), batch {} x seq {} ({} predictions){}",
         a.config
             .as_ref()
             .map(|p| p.display().to_string())
@@ -140,19 +194,23 @@ fn build(a: &CompileArgs, tpu_target: bool) -> Result<(Program, String)> {
             ComputeDtype::F32 => "f32",
             ComputeDtype::Bf16 => "bf16 matmuls, f32 accumulation",
         },
-        shapes.batch_size,
+        a.batch_size,
         shapes.seq_len,
         shapes.max_predictions,
+        if replicas > 1 {
+            format!(
+                ", data-parallel over {replicas} replicas of batch {}",
+                shapes.batch_size
+            )
+        } else {
+            String::new()
+        },
     );
-    Ok((bert_program(&cfg, &shapes, what)?, title))
+    Ok((bert_program(&cfg, &shapes, what, replicas)?, title))
 }
 
-fn compile_for_tpu(
-    a: &CompileArgs,
-    module: &[u8],
-    options: &CompileOptions,
-    estimate: &MemoryEstimate,
-) -> Result<()> {
+/// Loads libtpu and creates the topology `--target` names; prints what it is.
+fn open_target(a: &CompileArgs) -> Result<OpenTarget> {
     let target = TpuTarget::parse(&a.target, &a.topology_options)?;
     let plugin = Plugin::discover(PluginKind::Tpu, a.plugin.as_deref())
         .context("loading libtpu (install it with `tpu-run plugin install tpu`)")?;
@@ -181,16 +239,40 @@ fn compile_for_tpu(
         devices.first().map(|d| d.kind.as_str()).unwrap_or("?"),
         hbm.map(gib).unwrap_or_else(|| "unknown memory".into()),
     );
+    Ok(OpenTarget {
+        devices: devices.len(),
+        target,
+        plugin,
+        topology,
+        hbm,
+    })
+}
+
+fn compile_for_tpu(
+    a: &CompileArgs,
+    open: &OpenTarget,
+    module: &[u8],
+    options: &CompileOptions,
+    estimate: &MemoryEstimate,
+) -> Result<()> {
+    let OpenTarget {
+        target,
+        plugin,
+        topology,
+        hbm,
+        ..
+    } = open;
     let t = Instant::now();
     let exe = topology
         .compile(module, options)
         .context("compiling with libtpu for the topology (PJRT_Compile, no TPU needed)")?;
     println!(
-        "compiled for {} in {:.2} s (one device; no TPU used)",
+        "compiled for {} in {:.2} s ({}; no TPU used)",
         target.topology,
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        replicas_text(options.num_replicas)
     );
-    report(exe.memory_stats()?, exe.cost_analysis()?, estimate, hbm);
+    report(exe.memory_stats()?, exe.cost_analysis()?, estimate, *hbm);
     if let Some(out) = &a.out {
         let bytes = exe.serialize()?;
         std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
@@ -212,10 +294,19 @@ fn compile_for_cpu(
     options: &CompileOptions,
     estimate: &MemoryEstimate,
 ) -> Result<()> {
-    let client = crate::backend::open_client(crate::backend::Backend::Cpu, a.plugin.as_deref(), 1)?;
+    // The CPU plugin makes as many virtual devices as there are replicas.
+    let client = crate::backend::open_client(
+        crate::backend::Backend::Cpu,
+        a.plugin.as_deref(),
+        options.num_replicas,
+    )?;
     let t = Instant::now();
     let exe = client.compile(module, options)?;
-    println!("compiled for cpu in {:.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "compiled for cpu in {:.2} s ({})",
+        t.elapsed().as_secs_f64(),
+        replicas_text(options.num_replicas)
+    );
     report(exe.memory_stats()?, exe.cost_analysis()?, estimate, None);
     if let Some(out) = &a.out {
         let bytes = exe.serialize()?;
@@ -227,6 +318,14 @@ fn compile_for_cpu(
         );
     }
     Ok(())
+}
+
+fn replicas_text(n: i64) -> String {
+    if n == 1 {
+        "one device".into()
+    } else {
+        format!("{n} replicas, one per device")
+    }
 }
 
 fn gib(bytes: i64) -> String {

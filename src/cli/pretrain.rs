@@ -45,6 +45,11 @@ pub struct PretrainArgs {
     /// PJRT plugin file (overrides discovery).
     #[arg(long)]
     pub plugin: Option<PathBuf>,
+    /// Devices to train on, data-parallel (default: every chip of a TPU host, 1 on CPU and
+    /// CUDA; on CPU this many virtual devices are made). --batch-size stays the global batch.
+    #[arg(long, value_name = "N")]
+    pub num_devices: Option<u32>,
+    /// Sequences per step over all devices.
     #[arg(long)]
     pub batch_size: Option<usize>,
     #[arg(long)]
@@ -100,6 +105,7 @@ impl PretrainArgs {
             synthetic_data: self.synthetic_data,
             backend: self.backend.clone(),
             plugin: self.plugin.clone(),
+            num_devices: self.num_devices,
             batch_size: self.batch_size,
             seq_len: self.seq_len,
             max_predictions: self.max_predictions,

@@ -3,7 +3,8 @@
 //!
 //! As in ../shared/bench/jax_bert.py, the batches live on the device before the clock starts
 //! (two distinct random batches, alternated); only each step's dropout key (16 bytes) is
-//! uploaded per step. Steps are launched one ahead of the read-back of their loss, so the host
+//! uploaded per step. On N devices the batches are split into the replicas' shards once, and
+//! seq/s counts the global batch. Steps are launched one ahead of the read-back of their loss, so the host
 //! never idles the device; a step's time is the interval between consecutive results.
 use super::batches::{field_literals, key_literal, synthetic_batch};
 use super::config::PretrainConfig;
@@ -11,7 +12,6 @@ use super::run::{read_record, Session};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tpu::Buffer;
 
 #[derive(Clone, Debug)]
 pub struct BenchResult {
@@ -23,7 +23,9 @@ pub struct BenchResult {
     pub step_times: Vec<f64>,
     pub median_step_s: f64,
     pub seq_per_s: f64,
+    /// The global batch, over `devices` data-parallel replicas.
     pub batch_size: usize,
+    pub devices: usize,
     pub last_loss: f32,
 }
 
@@ -34,6 +36,7 @@ impl BenchResult {
             "device": self.device,
             "preset": cfg.model.preset,
             "batch": self.batch_size,
+            "devices": self.devices,
             "seq": cfg.data.seq_len,
             "precision": cfg.train.precision,
             "compile_s": round(self.compile_time.as_secs_f64(), 2),
@@ -67,14 +70,19 @@ pub fn bench(cfg: &PretrainConfig, steps: u64) -> Result<BenchResult> {
     let Session {
         client,
         model,
+        num_devices,
         layout,
         mut trainer,
         compile_time,
         ..
     } = session;
-    let device_name = format!("{} ({})", client.platform_name()?, trainer.device().kind());
+    let device_name = format!(
+        "{} ({}) x {num_devices}",
+        client.platform_name()?,
+        trainer.device().kind()
+    );
     let k = cfg.train.accumulation_steps as usize;
-    let mut batches: Vec<Vec<Buffer>> = Vec::new();
+    let mut batches = Vec::new();
     for i in 0..2 {
         let b = synthetic_batch(
             cfg.train.batch_size,
@@ -83,19 +91,19 @@ pub fn bench(cfg: &PretrainConfig, steps: u64) -> Result<BenchResult> {
             model.vocab_size,
             cfg.train.seed + i,
         );
-        batches.push(trainer.upload_batch(&field_literals(&b, k)?)?);
+        batches.push(trainer.upload_shards(0, &field_literals(&b, k)?)?);
     }
     let total = 1 + WARMUP + steps;
-    let mut pending: Option<(u64, Vec<Buffer>)> = None;
+    let mut pending: Option<(u64, Vec<tpu::Buffer>)> = None;
     let mut ready_times: Vec<Instant> = Vec::new();
     let mut time_to_first_step = Duration::ZERO;
     let mut last_loss = f32::NAN;
     for step in 0..=total {
         let launched = if step < total {
-            let key = trainer.upload_batch(&[key_literal(cfg.train.seed, step, k)?])?;
-            let mut refs: Vec<&Buffer> = batches[(step % 2) as usize].iter().collect();
-            refs.push(&key[0]);
-            Some((step, trainer.step_async(&refs)?))
+            let fields = &batches[(step % 2) as usize];
+            let key =
+                trainer.upload_shards(fields.len(), &[key_literal(cfg.train.seed, step, k)?])?;
+            Some((step, trainer.step_sharded(&[fields, &key])?))
         } else {
             None
         };
@@ -138,6 +146,7 @@ pub fn bench(cfg: &PretrainConfig, steps: u64) -> Result<BenchResult> {
         median_step_s: median,
         step_times,
         batch_size: cfg.train.batch_size,
+        devices: num_devices,
         last_loss,
     })
 }

@@ -35,7 +35,8 @@ pub fn reader_state(position: &Value, dir: &Path) -> Result<Option<ReaderState>>
     }
 }
 
-/// The state of `trainer` after `step` updates, with everything needed to continue exactly.
+/// The state of `trainer` after `step` updates (replica 0's copy; all replicas hold the same),
+/// with everything needed to continue exactly.
 pub fn capture(
     trainer: &Trainer,
     spec: &Spec,
@@ -62,6 +63,8 @@ pub fn capture(
     state.extra = json!({
         "examples_seen": examples_seen,
         "batch_size": cfg.train.batch_size,
+        // Informational: a run may resume on another device count (then not bit-exact).
+        "num_devices": trainer.replicas(),
         "seq_len": cfg.data.seq_len,
         "max_predictions": cfg.data.max_predictions,
     });

@@ -7,7 +7,7 @@
 //! [train]        # batch_size, steps, warmup_steps, learning_rate, optimizer, precision, seed
 //! [eval]         # interval, batches
 //! [checkpoint]   # dir, interval, keep_last, resume
-//! [device]       # backend = "cpu" | "cuda" | "tpu", plugin = "/path/to/pjrt_plugin.so"
+//! [device]       # backend = "cpu" | "cuda" | "tpu", plugin = "/path/to/pjrt_plugin.so", num_devices
 //! [output]       # dir (metrics.jsonl, TensorBoard events), log_every, tensorboard
 //! ```
 //! See `configs/pretrain-tiny.toml` for a complete, commented example.
@@ -108,7 +108,9 @@ impl Default for DataSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainSection {
-    /// Sequences per optimizer step (split into `accumulation_steps` micro-batches).
+    /// Sequences per optimizer step over all devices (the global batch: each of the
+    /// `device.num_devices` replicas gets `batch_size / num_devices` of them, split again into
+    /// `accumulation_steps` micro-batches).
     pub batch_size: usize,
     /// Total optimizer steps (the schedule decays to its end here).
     pub steps: u64,
@@ -190,6 +192,11 @@ pub struct DeviceSection {
     pub backend: String,
     /// A PJRT plugin file; overrides discovery.
     pub plugin: Option<PathBuf>,
+    /// Devices the train step runs on, data-parallel (one replica each; gradients averaged
+    /// across them inside the step). Unset: every device of a TPU host, 1 on CPU and CUDA (see
+    /// [`default_num_devices`]). On CPU the plugin is asked for this many virtual devices. A run
+    /// may resume on another count; it is then not bit-exact (shards and dropout bits differ).
+    pub num_devices: Option<u32>,
 }
 
 impl Default for DeviceSection {
@@ -197,7 +204,21 @@ impl Default for DeviceSection {
         Self {
             backend: "cpu".into(),
             plugin: None,
+            num_devices: None,
         }
+    }
+}
+
+/// The device count when `device.num_devices` is unset, given the devices the client has: all
+/// of a TPU host's chips (what a TPU VM is for, and what the original BERT's TPUEstimator used).
+/// CPU: 1, because the CPU plugin's devices are virtual (it makes as many as the client asks
+/// for, 1 unless told otherwise, all sharing the same cores), so more replicas add all-reduce
+/// work and no compute. CUDA: 1, as before this setting existed; a GPU host's other GPUs may be
+/// busy with other jobs, so using them is opted into with `--num-devices`.
+pub fn default_num_devices(backend: Backend, available: usize) -> usize {
+    match backend {
+        Backend::Tpu => available.max(1),
+        Backend::Cpu | Backend::Cuda => 1,
     }
 }
 
@@ -235,6 +256,7 @@ pub struct Overrides {
     pub synthetic_data: bool,
     pub backend: Option<String>,
     pub plugin: Option<PathBuf>,
+    pub num_devices: Option<u32>,
     pub batch_size: Option<usize>,
     pub seq_len: Option<usize>,
     pub max_predictions: Option<usize>,
@@ -296,6 +318,9 @@ impl PretrainConfig {
         if o.plugin.is_some() {
             self.device.plugin = o.plugin.clone();
         }
+        if o.num_devices.is_some() {
+            self.device.num_devices = o.num_devices;
+        }
         set(&mut self.train.batch_size, &o.batch_size);
         set(&mut self.data.seq_len, &o.seq_len);
         set(&mut self.data.max_predictions, &o.max_predictions);
@@ -340,13 +365,10 @@ impl PretrainConfig {
                 bail!("config: {field} must be at least 1");
             }
         }
-        if !t.batch_size.is_multiple_of(t.accumulation_steps as usize) {
-            bail!(
-                "config: train.batch_size {} is not divisible by train.accumulation_steps {}",
-                t.batch_size,
-                t.accumulation_steps
-            );
+        if self.device.num_devices == Some(0) {
+            bail!("config: device.num_devices must be at least 1");
         }
+        self.check_batch_split(self.device.num_devices.unwrap_or(1) as usize)?;
         if d.max_predictions > d.seq_len {
             bail!(
                 "config: data.max_predictions {} exceeds data.seq_len {}",
@@ -381,6 +403,23 @@ impl PretrainConfig {
                 "config: data.seq_len {} exceeds the model's max_position_embeddings {}",
                 d.seq_len,
                 model.max_position_embeddings
+            );
+        }
+        Ok(())
+    }
+
+    /// The global batch must split evenly into `devices` replica shards of
+    /// `train.accumulation_steps` micro-batches each.
+    pub fn check_batch_split(&self, devices: usize) -> Result<()> {
+        let t = &self.train;
+        let k = t.accumulation_steps as usize;
+        if !t.batch_size.is_multiple_of(k * devices.max(1)) {
+            bail!(
+                "config: train.batch_size {} does not split evenly over {devices} device(s) x \
+                 {k} micro-batch(es) (device.num_devices x train.accumulation_steps); make it a \
+                 multiple of {}",
+                t.batch_size,
+                k * devices
             );
         }
         Ok(())
@@ -501,6 +540,7 @@ impl PretrainConfig {
             clip_norm: (t.clip_norm > 0.0).then_some(t.clip_norm),
             accumulation_steps: t.accumulation_steps,
             policy: Policy::f32(),
+            replicas: 1,
         })
     }
 

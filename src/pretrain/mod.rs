@@ -1,4 +1,4 @@
-//! `tpu-run pretrain`: BERT pretraining end to end on one device.
+//! `tpu-run pretrain`: BERT pretraining end to end, on one device or data-parallel over several.
 //!
 //! - [`config`]: the run's settings (TOML file, command-line overrides).
 //! - [`program`]: the train step (one donated module) and the evaluation pass.

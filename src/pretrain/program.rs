@@ -18,8 +18,9 @@ pub const RNG_KEY: &str = "rng_key";
 /// `grad_norm` follow them).
 pub const STEP_METRICS: [&str; 4] = ["mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy"];
 
-/// The train step's batch inputs for one micro-batch: the seven pretraining fields, then
-/// [`RNG_KEY`].
+/// The train step's batch inputs for one micro-batch: the seven pretraining fields (rows split
+/// across data-parallel replicas), then [`RNG_KEY`] (every replica gets it, with its replica id
+/// folded in by the step).
 pub fn step_batch_specs(shapes: &BatchShapes) -> Result<Vec<BatchSpec>> {
     let mut specs = BATCH_FIELDS
         .iter()
@@ -29,7 +30,7 @@ pub fn step_batch_specs(shapes: &BatchShapes) -> Result<Vec<BatchSpec>> {
             other => Err(anyhow!("batch field {name} has a non-array shape {other}")),
         })
         .collect::<Result<Vec<_>>>()?;
-    specs.push(BatchSpec::new(RNG_KEY, ElementType::U64, &[2]));
+    specs.push(BatchSpec::rng_key(RNG_KEY));
     Ok(specs)
 }
 

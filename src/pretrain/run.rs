@@ -1,7 +1,11 @@
-//! The pretraining loop: open the device, build and compile the step, start from scratch or from
-//! the latest checkpoint, then for each step feed a batch (reader or synthetic) with the step's
-//! dropout key, log, evaluate and checkpoint on schedule; at the end a checkpoint, an evaluation
-//! and a summary.
+//! The pretraining loop: open the devices, build and compile the step, start from scratch or
+//! from the latest checkpoint, then for each step feed a batch (reader or synthetic) with the
+//! step's dropout key, log, evaluate and checkpoint on schedule; at the end a checkpoint, an
+//! evaluation and a summary.
+//!
+//! On N devices the step is data-parallel (see [`crate::train::StepConfig::replicas`]): the
+//! reader's global batch is split into N shards, the parameters and optimizer state live on every
+//! device, and checkpoints and evaluation read replica 0's copy.
 //!
 //! Exact resume: the parameters, optimizer state and step come back from the checkpoint, the
 //! data reader continues from its saved position, and the dropout key of each step derives from
@@ -9,7 +13,7 @@
 //! on CPU, as the uninterrupted one.
 use super::batches::{step_literals, synthetic_batch};
 use super::checkpoint::{capture, load_for_resume, reader_state, save};
-use super::config::PretrainConfig;
+use super::config::{default_num_devices, PretrainConfig};
 use super::eval::{EvalResult, Evaluator};
 use super::metrics::MetricsSink;
 use super::program::train_program;
@@ -24,7 +28,7 @@ use hlo::Literal;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tpu::{Buffer, Client, CompileOptions};
+use tpu::Client;
 
 /// Options of one invocation that are not settings of the run.
 #[derive(Clone, Debug, Default)]
@@ -115,11 +119,14 @@ impl RunSummary {
     }
 }
 
-/// The device, the compiled step and its starting state.
+/// The devices, the compiled step and its starting state.
 pub(crate) struct Session {
     pub client: Client,
     pub model: BertConfig,
+    /// One replica's micro-batch.
     pub micro: BatchShapes,
+    /// Devices the step runs on (data-parallel replicas).
+    pub num_devices: usize,
     pub layout: StepLayout,
     pub trainer: Trainer,
     pub compile_time: Duration,
@@ -133,24 +140,21 @@ impl Session {
         start: impl FnOnce(&StepLayout) -> Result<Option<(Vec<Literal>, Vec<Literal>, u64)>>,
     ) -> Result<Self> {
         let model = cfg.bert_config()?;
+        let (client, num_devices) = open_devices(cfg)?;
         let k = cfg.train.accumulation_steps as usize;
         let micro = BatchShapes {
-            batch_size: cfg.train.batch_size / k,
+            batch_size: cfg.train.batch_size / (k * num_devices),
             seq_len: cfg.data.seq_len,
             max_predictions: cfg.data.max_predictions,
         };
-        let client = open_client(cfg.backend()?, cfg.device.plugin.as_deref(), 1)?;
-        let program = train_program(&model, &micro, &cfg.step_config()?)?;
+        let step_config = cfg.step_config()?.with_replicas(num_devices as u32);
+        let program = train_program(&model, &micro, &step_config)?;
         let t0 = Instant::now();
         let exe = client
-            .compile_module(&program.module, &CompileOptions::default())
+            .compile_module(&program.module, &program.layout.compile_options())
             .context("compiling the train step")?;
         let compile_time = t0.elapsed();
-        let device = client
-            .addressable_devices()?
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("the {} backend has no device", cfg.device.backend))?;
+        let devices = exe.addressable_devices().to_vec();
         let layout = program.layout;
         let (params, opt_state, step) = match start(&layout)? {
             Some(s) => s,
@@ -161,16 +165,36 @@ impl Session {
             ),
         };
         let step = i32::try_from(step).map_err(|_| anyhow!("step {step} exceeds s32"))?;
-        let trainer = Trainer::from_state(exe, layout.clone(), device, &params, &opt_state, step)?;
+        let trainer = Trainer::on_devices(exe, layout.clone(), devices, &params, &opt_state, step)?;
         Ok(Self {
             client,
             model,
             micro,
+            num_devices,
             layout,
             trainer,
             compile_time,
         })
     }
+}
+
+/// Opens the backend's client (on CPU with `device.num_devices` virtual devices) and decides how
+/// many devices the step runs on; the global batch must split evenly over them.
+fn open_devices(cfg: &PretrainConfig) -> Result<(Client, usize)> {
+    let backend = cfg.backend()?;
+    let asked = cfg.device.num_devices.map(|n| n as usize);
+    let cpu_devices = asked.unwrap_or(1).max(1) as i64;
+    let client = open_client(backend, cfg.device.plugin.as_deref(), cpu_devices)?;
+    let available = client.addressable_devices()?.len();
+    let n = asked.unwrap_or_else(|| default_num_devices(backend, available));
+    if n == 0 || n > available {
+        bail!(
+            "device.num_devices (--num-devices) is {n}, the {} backend has {available} device(s)",
+            cfg.device.backend
+        );
+    }
+    cfg.check_batch_split(n)?;
+    Ok((client, n))
 }
 
 /// The model's initialization from `seed`, in the step's parameter order.
@@ -275,6 +299,7 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let Session {
         client,
         micro,
+        num_devices,
         layout,
         mut trainer,
         compile_time,
@@ -310,6 +335,7 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let evaluator = match &cfg.data.eval {
         Some(pattern) => {
             let files = ReaderConfig::files_from_patterns(pattern).context("data.eval")?;
+            // Evaluation runs on replica 0's device with its copy of the parameters.
             let shapes = BatchShapes {
                 batch_size: cfg.eval_batch_size(),
                 ..micro
@@ -346,8 +372,9 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         log(
             &progress,
             format!(
-                "train step compiled in {:.1}s; {resumed_msg}; steps {start_step}..{end_step} of {}",
+                "train step compiled in {:.1}s for {num_devices} device(s) (batch {} per device); {resumed_msg}; steps {start_step}..{end_step} of {}",
                 compile_time.as_secs_f64(),
+                cfg.train.batch_size / num_devices,
                 cfg.train.steps
             ),
         );
@@ -370,10 +397,9 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         let batch = source.next(cfg, step)?;
         let real = batch.real_rows as u64;
         let lits = step_literals(&batch, k, cfg.train.seed, step)?;
-        let bufs = trainer.upload_batch(&lits)?;
-        let refs: Vec<&Buffer> = bufs.iter().collect();
+        let shards = trainer.upload_shards(0, &lits)?;
         let outs = trainer
-            .step_async(&refs)
+            .step_sharded(&[&shards])
             .with_context(|| format!("step {}", step + 1))?;
         let rec = read_record(&layout, step + 1, &outs)?;
         let done = step + 1;
@@ -491,8 +517,12 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
 }
 
 /// Reads the loss and metrics of a step (the outputs after the state: loss, then metrics).
-pub(crate) fn read_record(layout: &StepLayout, step: u64, outs: &[Buffer]) -> Result<StepRecord> {
-    let scalar = |b: &Buffer, what: &str| -> Result<f32> {
+pub(crate) fn read_record(
+    layout: &StepLayout,
+    step: u64,
+    outs: &[tpu::Buffer],
+) -> Result<StepRecord> {
+    let scalar = |b: &tpu::Buffer, what: &str| -> Result<f32> {
         b.to_host::<f32>()?
             .first()
             .copied()
