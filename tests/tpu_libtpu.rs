@@ -268,7 +268,7 @@ fn the_tiny_bert_train_step_compiles_for_v5e() {
     };
     let topo = Topology::create(&plugin, "v5e:2x2", &[]).unwrap();
     for what in [What::TrainStep, What::Forward] {
-        let program = bert_program(&cfg, &shapes, what).unwrap();
+        let program = bert_program(&cfg, &shapes, what, 1).unwrap();
         let exe = topo
             .compile_module(&program.module, &CompileOptions::default())
             .unwrap_or_else(|e| panic!("{what:?}: {e}"));
@@ -320,4 +320,55 @@ fn the_tiny_bert_train_step_compiles_for_v5e() {
         let mlm = 2.0 * (b * p) as f64 * 128.0 * cfg.padded_vocab_size() as f64;
         assert!(flops > mlm, "{what:?}: flops {flops} < {mlm}");
     }
+}
+
+#[test]
+fn the_tiny_bert_train_step_compiles_data_parallel_for_v5e() {
+    let Some(plugin) =
+        in_network_namespace("the_tiny_bert_train_step_compiles_data_parallel_for_v5e")
+    else {
+        return;
+    };
+    // 4 replicas, one per chip of v5e:2x2, each with batch 8 (a global batch of 32).
+    let cfg = tpu_shaped(&BertConfig::preset("tiny").unwrap());
+    let shapes = BatchShapes {
+        batch_size: 8,
+        seq_len: 128,
+        max_predictions: 20,
+    };
+    let topo = Topology::create(&plugin, "v5e:2x2", &[]).unwrap();
+    let program = bert_program(&cfg, &shapes, What::TrainStep, 4).unwrap();
+    let text = hlo::text::to_text(&program.module);
+    assert!(
+        text.contains("all-reduce("),
+        "the step averages gradients across replicas"
+    );
+    assert!(
+        text.contains("replica-id("),
+        "dropout keys differ per replica"
+    );
+    let exe = topo
+        .compile_module(&program.module, &CompileOptions::replicas(4))
+        .unwrap_or_else(|e| panic!("4 replicas: {e}"));
+    let mem = exe.memory_stats().unwrap().expect("memory stats");
+    // Per device: the parameters, Adam's m and v, one replica's batch, the key and the step.
+    let params: i64 = param_specs(&cfg)
+        .iter()
+        .map(|s| 4 * s.num_elements() as i64)
+        .sum();
+    let (b, s, p) = (8i64, 128i64, 20i64);
+    let args = 3 * params + 4 * (3 * b * s + 3 * b * p + b) + 16 + 4;
+    let got = mem.argument_size_in_bytes;
+    assert!(
+        got >= args && (got as f64) < args as f64 * 1.02,
+        "arguments {got} vs {args} from the sizes"
+    );
+    assert!(mem.alias_size_in_bytes >= 3 * params, "{mem:?}");
+    // More replicas than the slice has devices: libtpu refuses.
+    let program = bert_program(&cfg, &shapes, What::TrainStep, 8).unwrap();
+    let e = topo
+        .compile_module(&program.module, &CompileOptions::replicas(8))
+        .err()
+        .expect("8 replicas on 4 devices");
+    eprintln!("8 replicas on v5e:2x2: {e}");
 }
