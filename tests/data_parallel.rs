@@ -25,7 +25,10 @@ use tpu_run::pretrain::batches::{field_literals, key_literal, step_literals};
 use tpu_run::pretrain::program::train_program;
 use tpu_run::pretrain::{run, PretrainConfig, RunOptions};
 use tpu_run::train::replicas::fold_replica_id;
-use tpu_run::train::{AdamWeightDecay, Schedule, StepConfig, StepMetrics, Trainer, WeightDecay};
+use tpu_run::train::{
+    autodiff, build_train_step, AdamWeightDecay, BatchSpec, DynamicLossScale, LossScale, ParamSpec,
+    Params, Policy, Schedule, Sgd, StepConfig, StepMetrics, Trainer, WeightDecay,
+};
 
 const SEQ: usize = 16;
 const PREDS: usize = 4;
@@ -306,6 +309,98 @@ fn with_dropout_replicas_draw_their_own_bits_and_stay_identical() {
         &f64s(&dp.opt_state().unwrap()),
         "optimizer state with dropout",
     );
+}
+
+/// A linear model `loss = 0.5 * mean((x W - y)^2)` under dynamic loss scaling, on 2 replicas of
+/// 2 rows each, plain SGD (no momentum), no clipping.
+fn linear_trainer(w0: &[f32]) -> Trainer {
+    let params = [ParamSpec::new("w", &[3, 2])];
+    let batch = [
+        BatchSpec::new("x", ElementType::F32, &[2, 3]),
+        BatchSpec::new("y", ElementType::F32, &[2, 2]),
+    ];
+    let source = autodiff(
+        |b: &hlo::Builder, p: &Params, batch: &tpu_run::train::Batch| {
+            let r = b.sub(b.matmul(batch.get("x")?, p.get("w")?)?, batch.get("y")?)?;
+            let sq = b.reduce_sum(b.mul(r, r)?, &[0, 1])?;
+            Ok((b.mul(sq, b.scalar(0.5f32 / 4.0)?)?, vec![]))
+        },
+    );
+    let mut policy = Policy::f32();
+    policy.loss_scale = LossScale::Dynamic(DynamicLossScale {
+        initial: 4.0,
+        ..Default::default()
+    });
+    let config = StepConfig::new(
+        Sgd {
+            momentum: 0.0,
+            ..Default::default()
+        },
+        Schedule::Constant { lr: 0.5 },
+    )
+    .with_clip_norm(None)
+    .with_policy(policy)
+    .with_replicas(2);
+    let program = build_train_step("linear", &params, &batch, &config, &source).unwrap();
+    let w = Literal::from_slice(w0, &[3, 2]).unwrap();
+    Trainer::new(client(), &program, &[w]).unwrap()
+}
+
+#[test]
+fn averaged_gradient_against_f64_and_a_non_finite_replica_skips_the_step_everywhere() {
+    let mut r = StdRng::seed_from_u64(21);
+    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| r.gen_range(-1.0..1.0)).collect() };
+    let (w0, x, y) = (draw(6), draw(12), draw(8));
+    let mut t = linear_trainer(&w0);
+    let lits = |x: &[f32]| {
+        vec![
+            Literal::from_slice(x, &[4, 3]).unwrap(),
+            Literal::from_slice(&y, &[4, 2]).unwrap(),
+        ]
+    };
+    let m = t.step_host(&lits(&x)).unwrap();
+    assert_eq!(m.get("grads_finite"), Some(1.0));
+    // f64 reference: replica s has rows 2s, 2s+1; its gradient is x_s^T (x_s W - y_s) / 4; the
+    // update uses their mean; the loss is the mean of the replicas' losses.
+    let (mut grad, mut loss) = ([0f64; 6], 0f64);
+    for row in 0..4 {
+        for o in 0..2 {
+            let pred: f64 = (0..3)
+                .map(|i| f64::from(x[row * 3 + i]) * f64::from(w0[i * 2 + o]))
+                .sum();
+            let res = pred - f64::from(y[row * 2 + o]);
+            loss += 0.5 * res * res / 4.0 / 2.0;
+            for i in 0..3 {
+                grad[i * 2 + o] += f64::from(x[row * 3 + i]) * res / 4.0 / 2.0;
+            }
+        }
+    }
+    let want: Vec<f64> = (0..6).map(|i| f64::from(w0[i]) - 0.5 * grad[i]).collect();
+    assert_close(&f64s(&t.params().unwrap()), &want, 1e-6, 1e-6, "SGD step");
+    assert_close(&[f64::from(m.loss)], &[loss], 1e-7, 1e-6, "loss");
+    let after_one = t.params().unwrap();
+
+    // Replica 1's rows carry an inf: its gradient is not finite, so both replicas skip the step
+    // (parameters and step count unchanged) and halve the loss scale.
+    let mut bad = x.clone();
+    bad[7] = f32::INFINITY;
+    let m = t.step_host(&lits(&bad)).unwrap();
+    assert_eq!(m.get("grads_finite"), Some(0.0));
+    assert_eq!(t.step_count().unwrap(), 1);
+    for replica in 0..2 {
+        assert_exact(
+            &f64s(&t.replica_params(replica).unwrap()),
+            &f64s(&after_one),
+            &format!("replica {replica} skipped the step"),
+        );
+        let state = t.replica_opt_state(replica).unwrap();
+        let at = |name: &str| {
+            let i = t.layout().opt_state.iter().position(|s| s.name == name);
+            state[i.unwrap()].to_f64_vec()
+        };
+        assert_eq!(at("loss_scale"), vec![2.0], "loss scale halved");
+        assert_eq!(at("loss_scale_good_steps"), vec![0.0]);
+    }
 }
 
 #[test]
