@@ -4,7 +4,7 @@ use crate::model::{AttentionKernel, BertConfig};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tpu::plugin::{Plugin, PluginKind};
-use tpu::{Client, ClientOptions};
+use tpu::{Client, ClientOptions, CompileOptions, OptionOverride};
 
 /// Which kind of device to run on; each maps to one PJRT plugin family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -76,5 +76,124 @@ impl AttentionChoice {
                 Ok(fused)
             }
         }
+    }
+}
+
+/// Compile options for a program built from `cfg`. XLA:GPU (jax-cuda13-pjrt 0.11.2) aborts
+/// the process when a cuDNN attention call with dropout is recorded into a command buffer
+/// (CUDA graph): `cuda_dnn.cc Check failed: local_device_ordinal.has_value()` in
+/// `CudnnGraph::PackOperands`, as the dropout offset is kept per device. So with the fused
+/// kernel the cuDNN calls run as plain launches: command buffers keep every other kind.
+pub fn compile_options_for(cfg: &BertConfig, mut options: CompileOptions) -> CompileOptions {
+    if let AttentionKernel::CudnnFused { .. } = cfg.attention {
+        options.env_option_overrides.insert(
+            "xla_gpu_enable_command_buffer".into(),
+            OptionOverride::Str("FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL".into()),
+        );
+    }
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finetune::squad_train::{train_program, Hyper};
+    use crate::model::ComputeDtype;
+    use hlo::ir::Op;
+
+    fn config(preset: &str, dtype: ComputeDtype) -> BertConfig {
+        let mut c = BertConfig::preset(preset).unwrap();
+        c.compute_dtype = dtype;
+        c
+    }
+
+    #[test]
+    fn auto_picks_cudnn_only_on_cuda_with_bf16() {
+        let bf16 = config("base", ComputeDtype::Bf16);
+        let f32 = config("base", ComputeDtype::F32);
+        let fused = AttentionKernel::CudnnFused { seed: 7 };
+        let auto = AttentionChoice::Auto;
+        assert_eq!(auto.resolve(Backend::Cuda, &bf16, 7).unwrap(), fused);
+        assert_eq!(
+            auto.resolve(Backend::Cuda, &f32, 7).unwrap(),
+            AttentionKernel::Graph
+        );
+        assert_eq!(
+            auto.resolve(Backend::Cpu, &bf16, 7).unwrap(),
+            AttentionKernel::Graph
+        );
+        assert_eq!(
+            auto.resolve(Backend::Tpu, &bf16, 7).unwrap(),
+            AttentionKernel::Graph
+        );
+        let graph = AttentionChoice::Graph;
+        assert_eq!(
+            graph.resolve(Backend::Cuda, &bf16, 7).unwrap(),
+            AttentionKernel::Graph
+        );
+        // head size 4 (hidden 8, 2 heads) does not fit the kernel: auto falls back, cudnn says why
+        let mut odd = bf16.clone();
+        (odd.hidden_size, odd.num_attention_heads) = (8, 2);
+        assert_eq!(
+            auto.resolve(Backend::Cuda, &odd, 7).unwrap(),
+            AttentionKernel::Graph
+        );
+        let cudnn = AttentionChoice::Cudnn;
+        let e = format!("{:#}", cudnn.resolve(Backend::Cuda, &odd, 7).unwrap_err());
+        assert!(e.contains("head size"), "{e}");
+        let e = format!("{:#}", cudnn.resolve(Backend::Cpu, &bf16, 7).unwrap_err());
+        assert!(e.contains("--backend cuda"), "{e}");
+        let e = format!("{:#}", cudnn.resolve(Backend::Cuda, &f32, 7).unwrap_err());
+        assert!(e.contains("bf16"), "{e}");
+    }
+
+    #[test]
+    fn fused_squad_step_has_one_call_pair_per_layer_with_distinct_seeds() {
+        let mut cfg = config("tiny", ComputeDtype::Bf16);
+        cfg.attention = AttentionKernel::CudnnFused { seed: 11 };
+        let hyper = Hyper {
+            learning_rate: 3e-5,
+            warmup_steps: 1,
+            total_steps: 10,
+            weight_decay: 0.01,
+            clip_norm: Some(1.0),
+        };
+        let program = train_program(&cfg, 2, 64, &hyper.step_config()).unwrap();
+        let configs = |target: &str| -> Vec<String> {
+            program
+                .module
+                .entry_computation()
+                .instrs
+                .iter()
+                .filter_map(|i| match &i.op {
+                    Op::CustomCall {
+                        target: t,
+                        backend_config,
+                        ..
+                    } if t == target => Some(backend_config.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let fwd = configs(hlo::ops::CUDNN_ATTENTION_DROPOUT_FWD);
+        let bwd = configs(hlo::ops::CUDNN_ATTENTION_DROPOUT_BWD);
+        assert_eq!((fwd.len(), bwd.len()), (2, 2), "tiny has 2 layers");
+        let seed = |c: &String| -> i64 {
+            let v: serde_json::Value = serde_json::from_str(c).unwrap();
+            v["cudnn_fmha_backend_config"]["seed"].as_i64().unwrap()
+        };
+        assert_ne!(seed(&fwd[0]), seed(&fwd[1]), "each layer its own stream");
+        let mut fwd_seeds: Vec<i64> = fwd.iter().map(seed).collect();
+        let mut bwd_seeds: Vec<i64> = bwd.iter().map(seed).collect();
+        fwd_seeds.sort();
+        bwd_seeds.sort();
+        assert_eq!(
+            fwd_seeds, bwd_seeds,
+            "each backward regenerates its forward's mask"
+        );
+        let opts = compile_options_for(&cfg, CompileOptions::default());
+        assert!(opts
+            .env_option_overrides
+            .contains_key("xla_gpu_enable_command_buffer"));
     }
 }

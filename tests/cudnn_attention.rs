@@ -10,7 +10,7 @@ use half::bf16;
 use hlo::ops::FusedAttention;
 use hlo::{ElementType, Literal, Module, ModuleBuilder, Shape};
 use tpu::plugin::{Plugin, PluginKind};
-use tpu::{Buffer, Client, ClientOptions, CompileOptions};
+use tpu::{Buffer, Client, ClientOptions, CompileOptions, OptionOverride};
 
 /// A client on the first CUDA device, or `None` (with the reason printed) where there is none.
 fn cuda() -> Option<Client> {
@@ -31,11 +31,15 @@ fn cuda() -> Option<Client> {
 }
 
 fn run(client: &Client, m: &Module, inputs: &[Literal], times: usize) -> Vec<Vec<Vec<f64>>> {
+    // As tpu_run::backend::compile_options_for does for the model: no cuDNN calls in command
+    // buffers (recording one with dropout aborts XLA:GPU).
+    let mut options = CompileOptions::default();
+    options.env_option_overrides.insert(
+        "xla_gpu_enable_command_buffer".into(),
+        OptionOverride::Str("FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL".into()),
+    );
     let exe = client
-        .compile(
-            &m.to_proto_bytes().expect("lowering"),
-            &CompileOptions::default(),
-        )
+        .compile(&m.to_proto_bytes().expect("lowering"), &options)
         .unwrap_or_else(|e| panic!("compile failed: {e}"));
     let dev = client.addressable_devices().expect("devices")[0].clone();
     let bufs: Vec<Buffer> = inputs

@@ -9,6 +9,7 @@ use super::batches::FeatureArrays;
 use super::qa_head::squad_param_specs;
 use super::rng::{dropout_key, SplitMix64};
 use super::squad_train::{layout_literals, train_program, Hyper};
+use crate::backend::compile_options_for;
 use crate::model::init::init_from_specs;
 use crate::model::{AttentionKernel, BertConfig};
 use crate::train::Trainer;
@@ -115,7 +116,10 @@ pub fn bench(
     let program = train_program(cfg, batch, seq, &hyper.step_config())?;
     let t0 = Instant::now();
     let exe = client
-        .compile_module(&program.module, &CompileOptions::default())
+        .compile_module(
+            &program.module,
+            &compile_options_for(cfg, CompileOptions::default()),
+        )
         .context("compiling the SQuAD train step")?;
     let compile_time = t0.elapsed();
     let device = client

@@ -3,6 +3,7 @@
 //! post-processing and the output files.
 use super::batches::{FeatureArrays, ENCODER_FIELDS};
 use super::qa_head::{squad_logits, squad_param_specs};
+use crate::backend::compile_options_for;
 use crate::model::{BertConfig, EncoderInputs, ParamValues};
 use crate::squad::RawResult;
 use anyhow::{anyhow, bail, Context, Result};
@@ -62,7 +63,10 @@ impl Predictor {
         let module = predict_program(cfg, batch, seq)?;
         let t0 = Instant::now();
         let exe = client
-            .compile_module(&module, &CompileOptions::default())
+            .compile_module(
+                &module,
+                &compile_options_for(cfg, CompileOptions::default()),
+            )
             .context("compiling the SQuAD prediction program")?;
         let compile_time = t0.elapsed();
         let device: Device = client

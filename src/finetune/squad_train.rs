@@ -9,6 +9,7 @@ use super::batches::{FeatureArrays, ENCODER_FIELDS, LABEL_FIELDS};
 use super::progress::Console;
 use super::qa_head::{qa_loss, squad_logits, squad_param_specs};
 use super::rng::dropout_key;
+use crate::backend::compile_options_for;
 use crate::ckpt::{OptimizerInfo, RngState, Spec, State, Store};
 use crate::model::{BertConfig, EncoderInputs, ParamSet, ParamValues};
 use crate::train::{
@@ -215,7 +216,10 @@ pub fn train(
     )?;
     let t0 = Instant::now();
     let exe = client
-        .compile_module(&program.module, &CompileOptions::default())
+        .compile_module(
+            &program.module,
+            &compile_options_for(cfg, CompileOptions::default()),
+        )
         .context("compiling the SQuAD train step")?;
     let compile_time = t0.elapsed();
     console.say(&format!(

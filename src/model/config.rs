@@ -268,7 +268,7 @@ impl BertConfig {
                 );
             }
             let head = self.hidden_size / self.num_attention_heads;
-            if head % 8 != 0 || head > 128 {
+            if !head.is_multiple_of(8) || head > 128 {
                 return err(
                     "attention",
                     format!(

@@ -27,10 +27,24 @@ use crate::error::{shape_err, HloError, Result};
 use crate::shape::{ArrayShape, Shape};
 use serde_json::{json, Value as Json};
 
-/// The forward custom-call target (bias and dropout; dropout rate 0 is accepted).
-pub const CUDNN_ATTENTION_FWD: &str = "__cudnn$fmhaScaleBiasSoftmaxDropout";
+/// The forward custom-call target with dropout.
+pub const CUDNN_ATTENTION_DROPOUT_FWD: &str = "__cudnn$fmhaScaleBiasSoftmaxDropout";
 /// Its backward.
-pub const CUDNN_ATTENTION_BWD: &str = "__cudnn$fmhaScaleBiasSoftmaxDropoutBackward";
+pub const CUDNN_ATTENTION_DROPOUT_BWD: &str = "__cudnn$fmhaScaleBiasSoftmaxDropoutBackward";
+/// The forward target without dropout (rate 0: XLA's dropout path aborts on a zero rate when
+/// the executable runs).
+pub const CUDNN_ATTENTION_FWD: &str = "__cudnn$fmhaScaleBiasSoftmax";
+/// Its backward.
+pub const CUDNN_ATTENTION_BWD: &str = "__cudnn$fmhaScaleBiasSoftmaxBackward";
+
+/// The (forward, backward) targets for a dropout rate.
+fn targets(dropout_rate: f64) -> (&'static str, &'static str) {
+    if dropout_rate > 0.0 {
+        (CUDNN_ATTENTION_DROPOUT_FWD, CUDNN_ATTENTION_DROPOUT_BWD)
+    } else {
+        (CUDNN_ATTENTION_FWD, CUDNN_ATTENTION_BWD)
+    }
+}
 /// XLA's `API_VERSION_STATUS_RETURNING`.
 const API_VERSION: i32 = 2;
 
@@ -88,7 +102,8 @@ impl Builder<'_> {
                 &[&shapes[0]],
             ));
         }
-        self.module().register_vjp(CUDNN_ATTENTION_FWD, |b, a| {
+        let (fwd_target, _) = targets(attn.dropout_rate);
+        self.module().register_vjp(fwd_target, |b, a| {
             let cfg = parse_config(a.backend_config)?;
             let (dq, dk, dv) = b.cudnn_attention_grads(a.operands, a.output, a.cotangent, cfg)?;
             Ok(vec![Some(dq), Some(dk), Some(dv), None])
@@ -101,7 +116,7 @@ impl Builder<'_> {
         let layouts = Some(shapes.into_iter().map(Shape::Array).collect());
         let config = backend_config(&d, attn, false);
         let call = self.custom_call(
-            CUDNN_ATTENTION_FWD,
+            fwd_target,
             &[q, k, v, bias],
             out,
             &config,
@@ -153,7 +168,7 @@ impl Builder<'_> {
         ]);
         let config = backend_config(&d, attn, true);
         let call = self.custom_call(
-            CUDNN_ATTENTION_BWD,
+            targets(attn.dropout_rate).1,
             &args,
             result,
             &config,
@@ -378,8 +393,8 @@ mod tests {
         let e = b.finish(root).unwrap();
         let module = dce(&m.build(e).unwrap()).unwrap();
 
-        let fwd = calls(&module, CUDNN_ATTENTION_FWD);
-        let bwd = calls(&module, CUDNN_ATTENTION_BWD);
+        let fwd = calls(&module, CUDNN_ATTENTION_DROPOUT_FWD);
+        let bwd = calls(&module, CUDNN_ATTENTION_DROPOUT_BWD);
         assert_eq!((fwd.len(), bwd.len()), (1, 1));
         assert_eq!(
             fwd[0].shape.to_string(),
@@ -424,6 +439,28 @@ mod tests {
                 }
             });
         }
+    }
+
+    #[test]
+    fn no_dropout_uses_the_plain_targets() {
+        let m = ModuleBuilder::new("t");
+        let b = m.builder("main");
+        let q = b.parameter(bf16(&[1, 8, 1, 16]), "q").unwrap();
+        let bias = b.parameter(bf16(&[1, 1, 8, 8]), "bias").unwrap();
+        let attn = FusedAttention {
+            scale: 0.25,
+            dropout_rate: 0.0,
+            seed: 3,
+        };
+        let ctx = b.cudnn_attention(q, q, q, bias, attn).unwrap();
+        let loss = b.convert(ctx, ElementType::F32).unwrap();
+        let loss = b.reduce_sum(loss, &[0, 1, 2, 3]).unwrap();
+        let g = b.grad(loss, &[q]).unwrap()[0];
+        let e = b.finish(b.tuple(&[loss, g]).unwrap()).unwrap();
+        let module = dce(&m.build(e).unwrap()).unwrap();
+        assert_eq!(calls(&module, CUDNN_ATTENTION_FWD).len(), 1);
+        assert_eq!(calls(&module, CUDNN_ATTENTION_BWD).len(), 1);
+        assert_eq!(calls(&module, CUDNN_ATTENTION_DROPOUT_FWD).len(), 0);
     }
 
     #[test]

@@ -13,7 +13,10 @@ mod norm;
 mod softmax;
 
 pub use dropout::DropoutBits;
-pub use fused_attention::{FusedAttention, CUDNN_ATTENTION_BWD, CUDNN_ATTENTION_FWD};
+pub use fused_attention::{
+    FusedAttention, CUDNN_ATTENTION_BWD, CUDNN_ATTENTION_DROPOUT_BWD, CUDNN_ATTENTION_DROPOUT_FWD,
+    CUDNN_ATTENTION_FWD,
+};
 
 use crate::builder::{Builder, Value};
 use crate::dtype::ElementType;
