@@ -49,6 +49,10 @@ pub struct PretrainArgs {
     /// CUDA; on CPU this many virtual devices are made). --batch-size stays the global batch.
     #[arg(long, value_name = "N")]
     pub num_devices: Option<u32>,
+    /// Self-attention kernel: auto (cuDNN fused attention on cuda with bf16, else graph),
+    /// graph or cudnn.
+    #[arg(long)]
+    pub attention: Option<String>,
     /// Sequences per step over all devices.
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -106,6 +110,7 @@ impl PretrainArgs {
             backend: self.backend.clone(),
             plugin: self.plugin.clone(),
             num_devices: self.num_devices,
+            attention: self.attention.clone(),
             batch_size: self.batch_size,
             seq_len: self.seq_len,
             max_predictions: self.max_predictions,

@@ -7,11 +7,12 @@
 //! [train]        # batch_size, steps, warmup_steps, learning_rate, optimizer, precision, seed
 //! [eval]         # interval, batches
 //! [checkpoint]   # dir, interval, keep_last, resume
-//! [device]       # backend = "cpu" | "cuda" | "tpu", plugin = "/path/to/pjrt_plugin.so", num_devices
+//! [device]       # backend = "cpu" | "cuda" | "tpu", plugin = "/path/to/pjrt_plugin.so", num_devices,
+//!                # attention = "auto" | "graph" | "cudnn"
 //! [output]       # dir (metrics.jsonl, TensorBoard events), log_every, tensorboard
 //! ```
 //! See `configs/pretrain-tiny.toml` for a complete, commented example.
-use crate::backend::Backend;
+use crate::backend::{AttentionChoice, Backend};
 use crate::model::{BertConfig, ComputeDtype, HiddenAct};
 use crate::train::{
     AdamW, AdamWeightDecay, Lamb, Optimizer, Policy, Schedule, Sgd, StepConfig, WeightDecay,
@@ -197,6 +198,9 @@ pub struct DeviceSection {
     /// [`default_num_devices`]). On CPU the plugin is asked for this many virtual devices. A run
     /// may resume on another count; it is then not bit-exact (shards and dropout bits differ).
     pub num_devices: Option<u32>,
+    /// Self-attention kernel: `auto` (cuDNN fused attention on cuda with bf16, else graph),
+    /// `graph` or `cudnn`.
+    pub attention: String,
 }
 
 impl Default for DeviceSection {
@@ -205,6 +209,7 @@ impl Default for DeviceSection {
             backend: "cpu".into(),
             plugin: None,
             num_devices: None,
+            attention: "auto".into(),
         }
     }
 }
@@ -257,6 +262,7 @@ pub struct Overrides {
     pub backend: Option<String>,
     pub plugin: Option<PathBuf>,
     pub num_devices: Option<u32>,
+    pub attention: Option<String>,
     pub batch_size: Option<usize>,
     pub seq_len: Option<usize>,
     pub max_predictions: Option<usize>,
@@ -321,6 +327,7 @@ impl PretrainConfig {
         if o.num_devices.is_some() {
             self.device.num_devices = o.num_devices;
         }
+        set(&mut self.device.attention, &o.attention);
         set(&mut self.train.batch_size, &o.batch_size);
         set(&mut self.data.seq_len, &o.seq_len);
         set(&mut self.data.max_predictions, &o.max_predictions);
@@ -482,7 +489,21 @@ impl PretrainConfig {
         }
         cfg.compute_dtype = self.compute_dtype()?;
         cfg.validate().context("config: [model]")?;
+        cfg.attention = self
+            .attention_choice()?
+            .resolve(self.backend()?, &cfg, self.train.seed)
+            .context("config: device.attention")?;
         Ok(cfg)
+    }
+
+    /// `device.attention` parsed.
+    pub fn attention_choice(&self) -> Result<AttentionChoice> {
+        match self.device.attention.as_str() {
+            "auto" => Ok(AttentionChoice::Auto),
+            "graph" => Ok(AttentionChoice::Graph),
+            "cudnn" => Ok(AttentionChoice::Cudnn),
+            other => bail!("config: device.attention {other:?}: choose auto, graph or cudnn"),
+        }
     }
 
     /// Optimizer, schedule, clipping and accumulation of the train step. Parameters stay f32

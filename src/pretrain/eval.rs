@@ -2,6 +2,7 @@
 //! once, in file order), MLM and NSP loss and accuracy aggregated exactly over all batches.
 use super::batches::field_literals;
 use super::program::{eval_program, EVAL_SUMS};
+use crate::backend::compile_options_for;
 use crate::data::{Reader, ReaderConfig};
 use crate::model::{BatchShapes, BertConfig};
 use anyhow::{anyhow, bail, Context, Result};
@@ -70,7 +71,10 @@ impl Evaluator {
         let module = eval_program(cfg, &shapes, mask_id).context("building the eval program")?;
         let t0 = Instant::now();
         let exe = client
-            .compile_module(&module, &CompileOptions::default())
+            .compile_module(
+                &module,
+                &compile_options_for(cfg, CompileOptions::default()),
+            )
             .context("compiling the eval program")?;
         Ok(Self {
             exe,

@@ -18,7 +18,7 @@ use super::eval::{EvalResult, Evaluator};
 use super::metrics::MetricsSink;
 use super::program::train_program;
 use super::progress::{Progress, Shown};
-use crate::backend::open_client;
+use crate::backend::{compile_options_for, open_client};
 use crate::ckpt::{Spec, Store};
 use crate::data::{Batch, Reader, ReaderConfig};
 use crate::model::{init_params, BatchShapes, BertConfig};
@@ -151,7 +151,10 @@ impl Session {
         let program = train_program(&model, &micro, &step_config)?;
         let t0 = Instant::now();
         let exe = client
-            .compile_module(&program.module, &program.layout.compile_options())
+            .compile_module(
+                &program.module,
+                &compile_options_for(&model, program.layout.compile_options()),
+            )
             .context("compiling the train step")?;
         let compile_time = t0.elapsed();
         let devices = exe.addressable_devices().to_vec();
