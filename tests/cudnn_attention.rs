@@ -93,6 +93,20 @@ fn bf16_lit(v: &[f64], dims: &[i64]) -> Literal {
     Literal::from_slice(&to_bf16(v), dims).unwrap()
 }
 
+/// The arguments of [`attention_program`]: q, k, v and the bias in bf16, g in f32.
+fn program_inputs(
+    qkv: [&[f64]; 3],
+    (bias, bias_dims): (&[f64], &[i64]),
+    g: &[f64],
+    dims: &[i64],
+) -> Vec<Literal> {
+    let mut inputs: Vec<Literal> = qkv.iter().map(|x| bf16_lit(x, dims)).collect();
+    inputs.push(bf16_lit(bias, bias_dims));
+    let g32: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+    inputs.push(Literal::from_slice(&g32, dims).unwrap());
+    inputs
+}
+
 fn rounded(v: &[f64]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(bf16::from_f64(x))).collect()
 }
@@ -182,13 +196,8 @@ fn forward_and_gradients_match_an_f64_reference() {
         seed: 1,
     };
     let m = attention_program(dims, [nb as i64, 1, t as i64, t as i64], attn);
-    let inputs = [
-        bf16_lit(&q, &dims),
-        bf16_lit(&k, &dims),
-        bf16_lit(&v, &dims),
-        bf16_lit(&bias, &[nb as i64, 1, t as i64, t as i64]),
-        Literal::from_slice(&g.iter().map(|&x| x as f32).collect::<Vec<_>>(), &dims).unwrap(),
-    ];
+    let bias_dims = [nb as i64, 1, t as i64, t as i64];
+    let inputs = program_inputs([&q, &k, &v], (&bias, &bias_dims), &g, &dims);
     let got = run(&client, &m, &inputs, 1).remove(0);
     let want = reference(&q, &k, &v, &bias, &g, [nb, t, n, h], scale);
     for (name, got, want) in [
@@ -225,13 +234,13 @@ fn dropout_masks_agree_between_forward_and_backward() {
         seed: 1234,
     };
     let m = attention_program(dims, [1, 1, t as i64, t as i64], attn);
-    let inputs = [
-        bf16_lit(&q, &dims),
-        bf16_lit(&k, &dims),
-        bf16_lit(&v, &dims),
-        bf16_lit(&vec![0.0; t * t], &[1, 1, t as i64, t as i64]),
-        Literal::from_slice(&g.iter().map(|&x| x as f32).collect::<Vec<_>>(), &dims).unwrap(),
-    ];
+    let zero_bias = vec![0.0; t * t];
+    let inputs = program_inputs(
+        [&q, &k, &v],
+        (&zero_bias, &[1, 1, t as i64, t as i64]),
+        &g,
+        &dims,
+    );
     let runs = run(&client, &m, &inputs, 2);
     let (ctx, dv) = (&runs[0][0], &runs[0][3]);
     let dropped = ctx.iter().filter(|&&x| x == 0.0).count() as f64 / ctx.len() as f64;
