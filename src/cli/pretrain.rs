@@ -53,7 +53,18 @@ pub struct PretrainArgs {
     /// graph or cudnn.
     #[arg(long)]
     pub attention: Option<String>,
-    /// Sequences per step over all devices.
+    /// Multi-process runs (one process per host of a pod slice, or per GPU): worker 0's
+    /// address HOST:PORT, the same on every process; process 0 serves the coordinator there.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator: Option<String>,
+    /// Processes of a multi-process run (default 1); each drives --num-devices local devices.
+    #[arg(long, value_name = "N")]
+    pub num_processes: Option<u32>,
+    /// This process's index in 0..--num-processes (0 serves the coordinator, writes metrics
+    /// and checkpoints).
+    #[arg(long, value_name = "K")]
+    pub process_id: Option<u32>,
+    /// Sequences per step over all devices (of all processes).
     #[arg(long)]
     pub batch_size: Option<usize>,
     #[arg(long)]
@@ -111,6 +122,9 @@ impl PretrainArgs {
             plugin: self.plugin.clone(),
             num_devices: self.num_devices,
             attention: self.attention.clone(),
+            coordinator: self.coordinator.clone(),
+            num_processes: self.num_processes,
+            process_id: self.process_id,
             batch_size: self.batch_size,
             seq_len: self.seq_len,
             max_predictions: self.max_predictions,

@@ -8,7 +8,8 @@
 //! [eval]         # interval, batches
 //! [checkpoint]   # dir, interval, keep_last, resume
 //! [device]       # backend = "cpu" | "cuda" | "tpu", plugin = "/path/to/pjrt_plugin.so", num_devices,
-//!                # attention = "auto" | "graph" | "cudnn"
+//!                # attention = "auto" | "graph" | "cudnn"; several processes (one per host):
+//!                # coordinator = "host:port", num_processes, process_id
 //! [output]       # dir (metrics.jsonl, TensorBoard events), log_every, tensorboard
 //! ```
 //! See `configs/pretrain-tiny.toml` for a complete, commented example.
@@ -201,6 +202,15 @@ pub struct DeviceSection {
     /// Self-attention kernel: `auto` (cuDNN fused attention on cuda with bf16, else graph),
     /// `graph` or `cudnn`.
     pub attention: String,
+    /// Multi-process runs (one process per host of a pod slice, or per GPU): worker 0's
+    /// address, `HOST:PORT`. Process 0 serves the coordinator there; every process connects.
+    pub coordinator: Option<String>,
+    /// Processes of the run; each drives `num_devices` local devices, so the step has
+    /// `num_processes x num_devices` replicas and `train.batch_size` splits over all of them.
+    pub num_processes: u32,
+    /// This process's index, `0..num_processes` (0 serves the coordinator, writes metrics,
+    /// evaluates and checkpoints).
+    pub process_id: u32,
 }
 
 impl Default for DeviceSection {
@@ -210,6 +220,9 @@ impl Default for DeviceSection {
             plugin: None,
             num_devices: None,
             attention: "auto".into(),
+            coordinator: None,
+            num_processes: 1,
+            process_id: 0,
         }
     }
 }
@@ -263,6 +276,9 @@ pub struct Overrides {
     pub plugin: Option<PathBuf>,
     pub num_devices: Option<u32>,
     pub attention: Option<String>,
+    pub coordinator: Option<String>,
+    pub num_processes: Option<u32>,
+    pub process_id: Option<u32>,
     pub batch_size: Option<usize>,
     pub seq_len: Option<usize>,
     pub max_predictions: Option<usize>,
@@ -328,6 +344,11 @@ impl PretrainConfig {
             self.device.num_devices = o.num_devices;
         }
         set(&mut self.device.attention, &o.attention);
+        if o.coordinator.is_some() {
+            self.device.coordinator = o.coordinator.clone();
+        }
+        set(&mut self.device.num_processes, &o.num_processes);
+        set(&mut self.device.process_id, &o.process_id);
         set(&mut self.train.batch_size, &o.batch_size);
         set(&mut self.data.seq_len, &o.seq_len);
         set(&mut self.data.max_predictions, &o.max_predictions);
@@ -375,6 +396,7 @@ impl PretrainConfig {
         if self.device.num_devices == Some(0) {
             bail!("config: device.num_devices must be at least 1");
         }
+        self.check_processes()?;
         self.check_batch_split(self.device.num_devices.unwrap_or(1) as usize)?;
         if d.max_predictions > d.seq_len {
             bail!(
@@ -415,18 +437,66 @@ impl PretrainConfig {
         Ok(())
     }
 
-    /// The global batch must split evenly into `devices` replica shards of
-    /// `train.accumulation_steps` micro-batches each.
+    /// The process settings of a multi-process run: `process_id < num_processes`, and a
+    /// coordinator address when there are several.
+    pub fn check_processes(&self) -> Result<()> {
+        let d = &self.device;
+        if d.num_processes == 0 {
+            bail!("config: device.num_processes (--num-processes) must be at least 1");
+        }
+        if d.process_id >= d.num_processes {
+            bail!(
+                "config: device.process_id (--process-id) is {}, it must be below \
+                 device.num_processes (--num-processes) {}: the processes are numbered \
+                 0..{}",
+                d.process_id,
+                d.num_processes,
+                d.num_processes
+            );
+        }
+        match d.coordinator.as_deref() {
+            None if d.num_processes > 1 => bail!(
+                "config: {} processes need device.coordinator (--coordinator HOST:PORT): worker \
+                 0's address, the same on every process",
+                d.num_processes
+            ),
+            Some(addr)
+                if addr
+                    .rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) =>
+            {
+                bail!(
+                    "config: device.coordinator (--coordinator) {addr:?} is not HOST:PORT \
+                     (e.g. 10.130.0.5:8476)"
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The global batch must split evenly into `devices` local replica shards on each of
+    /// `device.num_processes` processes, of `train.accumulation_steps` micro-batches each.
     pub fn check_batch_split(&self, devices: usize) -> Result<()> {
         let t = &self.train;
         let k = t.accumulation_steps as usize;
-        if !t.batch_size.is_multiple_of(k * devices.max(1)) {
+        let processes = self.device.num_processes.max(1) as usize;
+        let devices = devices.max(1);
+        let parts = k * devices * processes;
+        if !t.batch_size.is_multiple_of(parts) {
+            if processes > 1 {
+                bail!(
+                    "config: train.batch_size {} does not split evenly over {processes} \
+                     process(es) x {devices} device(s) x {k} micro-batch(es) \
+                     (device.num_processes x device.num_devices x train.accumulation_steps); \
+                     make it a multiple of {parts}",
+                    t.batch_size
+                );
+            }
             bail!(
                 "config: train.batch_size {} does not split evenly over {devices} device(s) x \
                  {k} micro-batch(es) (device.num_devices x train.accumulation_steps); make it a \
-                 multiple of {}",
-                t.batch_size,
-                k * devices
+                 multiple of {parts}",
+                t.batch_size
             );
         }
         Ok(())
@@ -649,6 +719,55 @@ mod tests {
         defaults.data.eval = c.data.eval.clone();
         defaults.eval.interval = c.eval.interval;
         assert_eq!(c, defaults, "the sample's other values are the defaults");
+    }
+
+    #[test]
+    fn process_settings_are_checked_with_errors_naming_the_flags() {
+        let mut c = PretrainConfig::default();
+        c.data.synthetic = true;
+        c.train.batch_size = 12;
+        c.validate().unwrap();
+        c.apply(&Overrides {
+            num_processes: Some(2),
+            process_id: Some(1),
+            ..Default::default()
+        });
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("--coordinator HOST:PORT"), "{e}");
+        c.device.coordinator = Some("10.0.0.1".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("\"10.0.0.1\" is not HOST:PORT"), "{e}");
+        c.apply(&Overrides {
+            coordinator: Some("10.0.0.1:8476".into()),
+            ..Default::default()
+        });
+        c.validate().unwrap();
+        c.device.process_id = 2;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("--process-id) is 2") && e.contains("0..2"), "{e}");
+        c.device.process_id = 0;
+        c.device.num_processes = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("--num-processes) must be at least 1"), "{e}");
+        // 12 rows over 2 processes x 2 devices x 2 micro-batches: 8 parts do not divide 12.
+        c.device.num_processes = 2;
+        c.device.num_devices = Some(2);
+        c.train.accumulation_steps = 2;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("over 2 process(es) x 2 device(s) x 2 micro-batch(es)")
+                && e.contains("multiple of 8"),
+            "{e}"
+        );
+        c.train.batch_size = 16;
+        c.validate().unwrap();
+        // Local devices are checked the same way once the client says how many there are.
+        let e = c.check_batch_split(3).unwrap_err().to_string();
+        assert!(e.contains("multiple of 12"), "{e}");
+        // One process keeps the single-process wording.
+        c.device.num_processes = 1;
+        let e = c.check_batch_split(3).unwrap_err().to_string();
+        assert!(e.contains("over 3 device(s) x 2 micro-batch(es)"), "{e}");
     }
 
     #[test]
