@@ -3,8 +3,9 @@
 use crate::model::{AttentionKernel, BertConfig};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
+use std::sync::Arc;
 use tpu::plugin::{Plugin, PluginKind};
-use tpu::{Client, ClientOptions, CompileOptions, OptionOverride};
+use tpu::{Client, ClientOptions, CompileOptions, KeyValueStore, OptionOverride};
 
 /// Which kind of device to run on; each maps to one PJRT plugin family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -40,6 +41,36 @@ pub fn open_client(backend: Backend, plugin: Option<&Path>, cpu_devices: i64) ->
     };
     Client::new(&plugin, &options)
         .with_context(|| format!("creating a PJRT client on {}", plugin.path().display()))
+}
+
+/// Opens the client of process `process_id` of a `num_processes`-process run: one client
+/// across the processes, formed through `store` (the coordinator's key-value store) with the
+/// options the backend's plugin needs ([`ClientOptions::for_process`]). The CPU plugin cannot
+/// do this; that is an error before any plugin is loaded.
+pub fn open_process_client(
+    backend: Backend,
+    plugin: Option<&Path>,
+    store: Arc<dyn KeyValueStore>,
+    process_id: u32,
+    num_processes: u32,
+) -> Result<Client> {
+    let kind = backend.plugin_kind();
+    let options = ClientOptions::default()
+        .for_process(kind, i64::from(process_id), i64::from(num_processes))
+        .with_context(|| {
+            format!(
+                "process {process_id} of {num_processes} on the {} backend",
+                kind.name()
+            )
+        })?;
+    let plugin = Plugin::discover(kind, plugin)
+        .with_context(|| format!("loading the {} PJRT plugin", kind.name()))?;
+    Client::with_kv_store(&plugin, &options, store).with_context(|| {
+        format!(
+            "creating the PJRT client of process {process_id} of {num_processes} on {}",
+            plugin.path().display()
+        )
+    })
 }
 
 /// `--attention`: which self-attention kernel the model graph uses.

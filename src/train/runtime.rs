@@ -109,6 +109,31 @@ impl Trainer {
                 devices.len()
             );
         }
+        Self::on_local_devices(exe, layout, devices, params, opt_state, step, 1)
+    }
+
+    /// [`Trainer::on_devices`] for one process of a `num_processes`-process run: `devices` are
+    /// this process's replicas (the executable's addressable devices), `layout.replicas` counts
+    /// those of every process. Batches given to [`Trainer::upload_shards`] are this process's
+    /// share of the global batch (rows for its own replicas).
+    pub fn on_local_devices(
+        exe: Executable,
+        layout: StepLayout,
+        devices: Vec<Device>,
+        params: &[Literal],
+        opt_state: &[Literal],
+        step: i32,
+        num_processes: u32,
+    ) -> Result<Self> {
+        if devices.is_empty() || devices.len() * num_processes as usize != layout.replicas as usize
+        {
+            bail!(
+                "the train step runs on {} replicas over {num_processes} process(es); this \
+                 process got {} devices (each process must drive the same number)",
+                layout.replicas,
+                devices.len()
+            );
+        }
         if params.len() != layout.params.len() || opt_state.len() != layout.opt_state.len() {
             bail!(
                 "train state: got {} parameters and {} optimizer state tensors, the step takes {} and {}",
@@ -215,7 +240,7 @@ impl Trainer {
                 Some(dim) => {
                     let whole = self
                         .layout
-                        .global_batch_shape(i)
+                        .batch_shape_for(i, n as u32)
                         .ok_or_else(|| anyhow!("{what}: not in the step's layout"))?;
                     if lit.shape() != &whole {
                         bail!(

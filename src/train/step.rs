@@ -144,10 +144,16 @@ impl StepLayout {
 
     /// The shape of batch input `i` for the whole batch: one replica's with the rows of all.
     pub fn global_batch_shape(&self, i: usize) -> Option<ArrayShape> {
+        self.batch_shape_for(i, self.replicas)
+    }
+
+    /// The shape of batch input `i` for `replicas` replicas: one replica's with their rows
+    /// (in a multi-process run, a process's share of the batch for its local replicas).
+    pub fn batch_shape_for(&self, i: usize, replicas: u32) -> Option<ArrayShape> {
         let spec = self.batch.get(i)?;
         let mut shape = spec.shape.clone();
         if let Some(d) = self.shard_dim(i) {
-            shape.dims[d] *= i64::from(self.replicas);
+            shape.dims[d] *= i64::from(replicas);
         }
         Some(shape)
     }
