@@ -57,12 +57,7 @@ pub fn open_process_client(
     let kind = backend.plugin_kind();
     let options = ClientOptions::default()
         .for_process(kind, i64::from(process_id), i64::from(num_processes))
-        .with_context(|| {
-            format!(
-                "process {process_id} of {num_processes} on the {} backend",
-                kind.name()
-            )
-        })?;
+        .with_context(|| format!("the {} backend", kind.name()))?;
     let plugin = Plugin::discover(kind, plugin)
         .with_context(|| format!("loading the {} PJRT plugin", kind.name()))?;
     Client::with_kv_store(&plugin, &options, store).with_context(|| {

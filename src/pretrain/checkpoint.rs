@@ -3,7 +3,7 @@
 //! data reader's position in each shard.
 use super::config::PretrainConfig;
 use super::rng::dropout_keys;
-use crate::ckpt::{OptimizerInfo, RngState, Spec, State, Store};
+use crate::ckpt::{Checkpoint, OptimizerInfo, RngState, Spec, State, Store};
 use crate::data::ReaderState;
 use crate::model::BertConfig;
 use crate::train::Trainer;
@@ -95,6 +95,33 @@ pub fn load_for_resume(
         .load_latest(spec)
         .with_context(|| format!("resuming from {}", store.root().display()))?
         .ok_or_else(|| anyhow!("checkpoint {} vanished while loading", dir.display()))?;
+    check_resumable(&state, &dir, cfg, model)?;
+    Ok(Some((state, dir)))
+}
+
+/// The checkpoint `ckpt` (the one every process of a multi-process run resumes from), loaded
+/// against `spec` and checked as [`load_for_resume`] does.
+pub fn load_checkpoint(
+    ckpt: &Checkpoint,
+    spec: &Spec,
+    cfg: &PretrainConfig,
+    model: &BertConfig,
+) -> Result<(State, std::path::PathBuf)> {
+    let dir = ckpt.path().to_path_buf();
+    let state = ckpt
+        .load(Some(spec))
+        .with_context(|| format!("resuming from {}", dir.display()))?;
+    check_resumable(&state, &dir, cfg, model)?;
+    Ok((state, dir))
+}
+
+/// Refuses a checkpoint of another run: model, optimizer, seed, batch shapes, data kind.
+fn check_resumable(
+    state: &State,
+    dir: &Path,
+    cfg: &PretrainConfig,
+    model: &BertConfig,
+) -> Result<()> {
     let refuse = |what: &str, saved: String, now: String| {
         anyhow!(
             "cannot resume from {}: {what} was {saved} and is {now} now; run with the settings \
@@ -134,7 +161,7 @@ pub fn load_for_resume(
             return Err(refuse(key, format!("{saved:?}"), now.to_string()));
         }
     }
-    let synthetic = state.data_position.get("synthetic").is_some();
+    let synthetic = is_synthetic(&state.data_position);
     if synthetic != cfg.data.synthetic {
         bail!(
             "cannot resume from {}: it was trained on {} data, this run uses {}",
@@ -147,5 +174,140 @@ pub fn load_for_resume(
             }
         );
     }
-    Ok(Some((state, dir)))
+    Ok(())
+}
+
+/// Whether a checkpoint's data position is of synthetic batches (one process's or several).
+fn is_synthetic(position: &Value) -> bool {
+    position.get("synthetic").is_some()
+        || position
+            .get("processes")
+            .and_then(Value::as_array)
+            .and_then(|p| p.first())
+            .is_some_and(|p| p.get("synthetic").is_some())
+}
+
+/// The data position of a multi-process checkpoint: every process's own position (as
+/// [`data_position`] writes it, JSON bytes from `Client::checkpoint`), by process id.
+pub fn process_positions(states: &[Vec<u8>]) -> Result<Value> {
+    let positions = states
+        .iter()
+        .enumerate()
+        .map(|(p, bytes)| {
+            serde_json::from_slice::<Value>(bytes)
+                .with_context(|| format!("the data position process {p} sent is not JSON"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(json!({ "processes": positions }))
+}
+
+/// Process `process_id`'s reader position in a checkpoint's data position, for a run of
+/// `num_processes` processes. A position of another process count is refused for file data
+/// (each process's reader position belongs to its own share of the files, and the shares
+/// change with the count); synthetic data needs none.
+pub fn reader_state_for(
+    position: &Value,
+    dir: &Path,
+    process_id: u32,
+    num_processes: u32,
+) -> Result<Option<ReaderState>> {
+    let per_process = position.get("processes").and_then(Value::as_array);
+    let saved = per_process.map_or(1, |p| p.len());
+    if is_synthetic(position) {
+        return Ok(None);
+    }
+    if saved != num_processes as usize {
+        bail!(
+            "cannot resume from {}: it was written by a run of {saved} process(es) and this run \
+             has {num_processes}; the data readers' positions are per process (each reads its \
+             own share of the files), so resume with --num-processes {saved}, or start anew \
+             with --no-resume and an empty --checkpoint-dir",
+            dir.display()
+        );
+    }
+    match per_process {
+        Some(p) => reader_state(&p[process_id as usize], dir),
+        None => reader_state(position, dir),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Reader, ReaderConfig};
+    use serde_json::json;
+
+    /// A real reader's state (after one batch of a shard written here).
+    fn a_reader_state(dir: &Path, name: &str, seed: u64) -> ReaderState {
+        let shard = dir.join(name);
+        let mut w = crate::data::tfrecord::RecordWriter::create(&shard).unwrap();
+        for i in 0..4 {
+            let ex = crate::data::example::PretrainingExample {
+                input_ids: vec![i + 1; 8],
+                input_mask: vec![1; 8],
+                segment_ids: vec![0; 8],
+                masked_lm_positions: vec![1, 0],
+                masked_lm_ids: vec![i + 1, 0],
+                masked_lm_weights: vec![1.0, 0.0],
+                next_sentence_label: i % 2,
+            };
+            w.write_record(&ex.encode()).unwrap();
+        }
+        w.finish().unwrap();
+        let mut rc = ReaderConfig::new(vec![shard], 2, 8, 2);
+        rc.seed = seed;
+        let mut r = Reader::new(rc).unwrap();
+        r.next_batch().unwrap().unwrap();
+        r.state()
+    }
+
+    #[test]
+    fn each_process_gets_its_own_reader_position_and_other_counts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let states = [
+            a_reader_state(dir.path(), "a.tfrecord", 1),
+            a_reader_state(dir.path(), "b.tfrecord", 2),
+        ];
+        let sent: Vec<Vec<u8>> = states
+            .iter()
+            .map(|s| serde_json::to_vec(&data_position(Some(s.clone())).unwrap()).unwrap())
+            .collect();
+        let position = process_positions(&sent).unwrap();
+        let ckpt = Path::new("/ckpt/step-00000025");
+        for (p, want) in states.iter().enumerate() {
+            let got = reader_state_for(&position, ckpt, p as u32, 2)
+                .unwrap()
+                .unwrap();
+            assert_eq!(&got, want);
+        }
+        let e = reader_state_for(&position, ckpt, 0, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("run of 2 process(es)") && e.contains("--num-processes 2"),
+            "{e}"
+        );
+        // A single-process checkpoint: its own reader for one process, refused for two.
+        let single = data_position(Some(states[0].clone())).unwrap();
+        assert_eq!(
+            reader_state_for(&single, ckpt, 0, 1).unwrap().as_ref(),
+            Some(&states[0])
+        );
+        let e = reader_state_for(&single, ckpt, 1, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("run of 1 process(es) and this run has 2"), "{e}");
+        // Synthetic batches need no position, whatever the process count.
+        let synthetic = process_positions(&vec![br#"{"synthetic":true}"#.to_vec(); 3]).unwrap();
+        assert!(is_synthetic(&synthetic));
+        assert_eq!(reader_state_for(&synthetic, ckpt, 0, 2).unwrap(), None);
+        assert_eq!(
+            reader_state_for(&json!({"synthetic": true}), ckpt, 1, 4).unwrap(),
+            None
+        );
+        let e = process_positions(&[b"not json".to_vec()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("process 0"), "{e}");
+    }
 }

@@ -744,7 +744,10 @@ mod tests {
         c.validate().unwrap();
         c.device.process_id = 2;
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("--process-id) is 2") && e.contains("0..2"), "{e}");
+        assert!(
+            e.contains("--process-id) is 2") && e.contains("0..2"),
+            "{e}"
+        );
         c.device.process_id = 0;
         c.device.num_processes = 0;
         let e = c.validate().unwrap_err().to_string();

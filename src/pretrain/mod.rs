@@ -9,12 +9,14 @@
 //! - [`checkpoint`]: what a checkpoint holds besides tensors, and the checks on resume.
 //! - [`bench`]: `--bench-steps` on synthetic batches.
 //! - [`demo`]: `--demo`, a complete small run from nothing but the machine's own text.
+//! - [`distributed`]: runs over several processes (hosts of a pod slice, or one per GPU).
 pub mod batches;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod corpus;
 pub mod demo;
+pub mod distributed;
 pub mod eval;
 pub mod metrics;
 pub mod program;

@@ -7,19 +7,28 @@
 //! reader's global batch is split into N shards, the parameters and optimizer state live on every
 //! device, and checkpoints and evaluation read replica 0's copy.
 //!
+//! Over several processes (`--num-processes`, see [`super::distributed`]) the step's replicas
+//! are every process's local devices; each process reads its own share of the files with its
+//! share of the batch, and process 0 alone logs, evaluates and writes checkpoints (holding every
+//! process's reader position).
+//!
 //! Exact resume: the parameters, optimizer state and step come back from the checkpoint, the
 //! data reader continues from its saved position, and the dropout key of each step derives from
 //! the seed and the step number alone, so the resumed run computes the same steps, bit for bit
 //! on CPU, as the uninterrupted one.
 use super::batches::{step_literals, synthetic_batch};
-use super::checkpoint::{capture, load_for_resume, reader_state, save};
+use super::checkpoint::{
+    capture, data_position, load_checkpoint, load_for_resume, process_positions, reader_state_for,
+    save,
+};
 use super::config::{default_num_devices, PretrainConfig};
+use super::distributed::{process_seed, Distributed};
 use super::eval::{EvalResult, Evaluator};
 use super::metrics::MetricsSink;
 use super::program::train_program;
 use super::progress::{Progress, Shown};
 use crate::backend::{compile_options_for, open_client};
-use crate::ckpt::{Spec, Store};
+use crate::ckpt::{Checkpoint, Spec, Store};
 use crate::data::{Batch, Reader, ReaderConfig};
 use crate::model::{init_params, BatchShapes, BertConfig};
 use crate::train::{StepLayout, Trainer};
@@ -125,8 +134,10 @@ pub(crate) struct Session {
     pub model: BertConfig,
     /// One replica's micro-batch.
     pub micro: BatchShapes,
-    /// Devices the step runs on (data-parallel replicas).
+    /// This process's devices the step runs on (its data-parallel replicas).
     pub num_devices: usize,
+    /// Replicas of every process (`num_devices` in a single-process run).
+    pub replicas: usize,
     pub layout: StepLayout,
     pub trainer: Trainer,
     pub compile_time: Duration,
@@ -139,22 +150,51 @@ impl Session {
         cfg: &PretrainConfig,
         start: impl FnOnce(&StepLayout) -> Result<Option<(Vec<Literal>, Vec<Literal>, u64)>>,
     ) -> Result<Self> {
+        if cfg.device.num_processes > 1 {
+            bail!(
+                "this command runs in one process; device.num_processes (--num-processes) is \
+                 for `tpu-run pretrain` training runs"
+            );
+        }
+        Self::open_in(cfg, None, start)
+    }
+
+    /// [`Session::open`] as one process of a multi-process run when `dist` is given: the step
+    /// is compiled for the replicas of every process and runs on this process's devices.
+    pub fn open_in(
+        cfg: &PretrainConfig,
+        dist: Option<&Distributed>,
+        start: impl FnOnce(&StepLayout) -> Result<Option<(Vec<Literal>, Vec<Literal>, u64)>>,
+    ) -> Result<Self> {
         let model = cfg.bert_config()?;
-        let (client, num_devices) = open_devices(cfg)?;
+        let (client, num_devices) = open_devices(cfg, dist)?;
+        let processes = dist.map_or(1, Distributed::num_processes) as usize;
+        let replicas = num_devices * processes;
         let k = cfg.train.accumulation_steps as usize;
         let micro = BatchShapes {
-            batch_size: cfg.train.batch_size / (k * num_devices),
+            batch_size: cfg.train.batch_size / (k * replicas),
             seq_len: cfg.data.seq_len,
             max_predictions: cfg.data.max_predictions,
         };
-        let step_config = cfg.step_config()?.with_replicas(num_devices as u32);
+        let step_config = cfg.step_config()?.with_replicas(replicas as u32);
         let program = train_program(&model, &micro, &step_config)?;
+        let mut options = compile_options_for(&model, program.layout.compile_options());
+        if let Some(d) = dist {
+            // As XLA's multi-host runners do: this process's place, and replica r on the
+            // (r % n)-th device of process r / n, so each process's replicas are its own.
+            options.process_index = i64::from(d.process_id());
+            options.process_count = processes as i64;
+            let devices: Vec<(i32, i32)> = client
+                .devices()?
+                .iter()
+                .map(|d| (d.id(), d.process_index()))
+                .collect();
+            options.device_assignment =
+                Some(vec![replica_devices(&devices, processes, num_devices)?]);
+        }
         let t0 = Instant::now();
         let exe = client
-            .compile_module(
-                &program.module,
-                &compile_options_for(&model, program.layout.compile_options()),
-            )
+            .compile_module(&program.module, &options)
             .context("compiling the train step")?;
         let compile_time = t0.elapsed();
         let devices = exe.addressable_devices().to_vec();
@@ -168,12 +208,21 @@ impl Session {
             ),
         };
         let step = i32::try_from(step).map_err(|_| anyhow!("step {step} exceeds s32"))?;
-        let trainer = Trainer::on_devices(exe, layout.clone(), devices, &params, &opt_state, step)?;
+        let trainer = Trainer::on_local_devices(
+            exe,
+            layout.clone(),
+            devices,
+            &params,
+            &opt_state,
+            step,
+            processes as u32,
+        )?;
         Ok(Self {
             client,
             model,
             micro,
             num_devices,
+            replicas,
             layout,
             trainer,
             compile_time,
@@ -181,13 +230,18 @@ impl Session {
     }
 }
 
-/// Opens the backend's client (on CPU with `device.num_devices` virtual devices) and decides how
-/// many devices the step runs on; the global batch must split evenly over them.
-fn open_devices(cfg: &PretrainConfig) -> Result<(Client, usize)> {
+/// Opens the backend's client (on CPU with `device.num_devices` virtual devices; across the
+/// processes with `dist`) and decides how many local devices the step runs on; the global batch
+/// must split evenly over them (on every process).
+fn open_devices(cfg: &PretrainConfig, dist: Option<&Distributed>) -> Result<(Client, usize)> {
     let backend = cfg.backend()?;
     let asked = cfg.device.num_devices.map(|n| n as usize);
     let cpu_devices = asked.unwrap_or(1).max(1) as i64;
-    let client = open_client(backend, cfg.device.plugin.as_deref(), cpu_devices)?;
+    let plugin = cfg.device.plugin.as_deref();
+    let client = match dist {
+        Some(d) => d.open_client(backend, plugin)?,
+        None => open_client(backend, plugin, cpu_devices)?,
+    };
     let available = client.addressable_devices()?.len();
     let n = asked.unwrap_or_else(|| default_num_devices(backend, available));
     if n == 0 || n > available {
@@ -198,6 +252,30 @@ fn open_devices(cfg: &PretrainConfig) -> Result<(Client, usize)> {
     }
     cfg.check_batch_split(n)?;
     Ok((client, n))
+}
+
+/// The device of each replica of a multi-process step (`(id, process index)` of every device of
+/// the client): replica `r` runs on the `(r % local)`-th device (by id) of process
+/// `r / local`. Every process computes the same assignment.
+pub fn replica_devices(devices: &[(i32, i32)], processes: usize, local: usize) -> Result<Vec<i64>> {
+    let mut out = Vec::with_capacity(processes * local);
+    for p in 0..processes {
+        let mut ids: Vec<i32> = devices
+            .iter()
+            .filter(|(_, proc)| usize::try_from(*proc).ok() == Some(p))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        if ids.len() < local {
+            bail!(
+                "process {p} has {} device(s) and every process must drive {local} \
+                 (device.num_devices): give every host the same devices",
+                ids.len()
+            );
+        }
+        out.extend(ids[..local].iter().map(|&id| i64::from(id)));
+    }
+    Ok(out)
 }
 
 /// The model's initialization from `seed`, in the step's parameter order.
@@ -222,6 +300,8 @@ enum Source {
     Synthetic {
         vocab: usize,
         seed: u64,
+        /// This process's rows of the batch.
+        rows: usize,
     },
 }
 
@@ -231,8 +311,8 @@ impl Source {
             Source::Files(r) => r
                 .next_batch()
                 .ok_or_else(|| anyhow!("the training data ended (the reader repeats forever)"))?,
-            Source::Synthetic { vocab, seed } => Ok(synthetic_batch(
-                cfg.train.batch_size,
+            Source::Synthetic { vocab, seed, rows } => Ok(synthetic_batch(
+                *rows,
                 cfg.data.seq_len,
                 cfg.data.max_predictions,
                 *vocab,
@@ -249,14 +329,15 @@ impl Source {
     }
 }
 
-fn reader_config(cfg: &PretrainConfig, files: Vec<PathBuf>) -> ReaderConfig {
-    let mut rc = ReaderConfig::new(
-        files,
-        cfg.train.batch_size,
-        cfg.data.seq_len,
-        cfg.data.max_predictions,
-    );
-    rc.seed = cfg.train.seed;
+/// The reader of one process's files and rows (`rows` of the global batch, `seed` its own).
+fn reader_config(
+    cfg: &PretrainConfig,
+    files: Vec<PathBuf>,
+    rows: usize,
+    seed: u64,
+) -> ReaderConfig {
+    let mut rc = ReaderConfig::new(files, rows, cfg.data.seq_len, cfg.data.max_predictions);
+    rc.seed = seed;
     rc.shuffle_buffer = cfg.data.shuffle_buffer;
     rc.cycle_length = cfg.data.cycle_length;
     rc.prefetch_batches = cfg.data.prefetch_batches;
@@ -268,15 +349,75 @@ fn log(progress: &Progress, msg: String) {
     progress.suspend(|| tracing::info!("{msg}"));
 }
 
-/// Runs the pretraining `cfg` describes (see the module docs).
+/// Runs the pretraining `cfg` describes (see the module docs). With several processes this
+/// process joins the run first, and its failure is reported to the others.
 pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let t_start = Instant::now();
     cfg.validate()?;
+    match Distributed::start(cfg)? {
+        None => run_in(cfg, opts, None, t_start),
+        Some(dist) => match run_in(cfg, opts, Some(&dist), t_start) {
+            Ok(summary) => {
+                dist.finish()?;
+                Ok(summary)
+            }
+            Err(e) => {
+                let e = e.context(format!(
+                    "process {} of {}",
+                    dist.process_id(),
+                    dist.num_processes()
+                ));
+                dist.fail(&e);
+                Err(e)
+            }
+        },
+    }
+}
+
+fn run_in(
+    cfg: &PretrainConfig,
+    opts: &RunOptions,
+    dist: Option<&Distributed>,
+    t_start: Instant,
+) -> Result<RunSummary> {
     let model = cfg.bert_config()?;
+    let (process_id, processes) = dist.map_or((0, 1), |d| (d.process_id(), d.num_processes()));
+    let chief = process_id == 0;
+    // Only process 0 prints progress and metrics; the others log what concerns them alone.
+    let print = opts.print && chief;
     let store = Store::new(cfg.checkpoint_dir()).with_keep_last(cfg.checkpoint.keep_last)?;
+    // Before the PJRT client exists: the files of this process and the checkpoint all resume
+    // from, agreed through the coordinator.
+    let train_files = match (&cfg.data.synthetic, &cfg.data.train) {
+        (false, Some(pattern)) => {
+            let all = ReaderConfig::files_from_patterns(pattern).context("data.train")?;
+            Some(match dist {
+                Some(d) => d.shard_files(&all)?,
+                None => all,
+            })
+        }
+        _ => None,
+    };
+    let resume_point: Option<Option<Checkpoint>> = match dist {
+        Some(d) => Some(d.resume_point(&store, cfg.checkpoint.resume)?),
+        None => None,
+    };
     let mut resumed: Option<(crate::ckpt::State, PathBuf)> = None;
-    let session = Session::open(cfg, |layout| {
+    let session = Session::open_in(cfg, dist, |layout| {
         let spec = Spec::from_layout(layout);
+        if let Some(point) = &resume_point {
+            let Some(ckpt) = point else {
+                return Ok(None);
+            };
+            let (state, dir) = load_checkpoint(ckpt, &spec, cfg, &model)?;
+            let start = (
+                state.param_literals(),
+                state.opt_state_literals(),
+                state.step,
+            );
+            resumed = Some((state, dir));
+            return Ok(Some(start));
+        }
         if !cfg.checkpoint.resume {
             if let Some(latest) = store.latest()? {
                 bail!(
@@ -303,6 +444,7 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         client,
         micro,
         num_devices,
+        replicas,
         layout,
         mut trainer,
         compile_time,
@@ -315,28 +457,31 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         .and_then(|(s, _)| s.extra.get("examples_seen").and_then(Value::as_u64))
         .unwrap_or(0);
 
-    let mut source = if cfg.data.synthetic {
-        Source::Synthetic {
+    // This process's rows of the global batch, drawn with its own seed.
+    let rows = cfg.train.batch_size / processes as usize;
+    let data_seed = process_seed(cfg.train.seed, process_id);
+    let mut source = match train_files {
+        None => Source::Synthetic {
             vocab: model.vocab_size,
-            seed: cfg.train.seed,
+            seed: data_seed,
+            rows,
+        },
+        Some(files) => {
+            let rc = reader_config(cfg, files, rows, data_seed);
+            let saved = match &resumed {
+                Some((s, dir)) => reader_state_for(&s.data_position, dir, process_id, processes)?,
+                None => None,
+            };
+            let reader = match saved {
+                Some(st) => Reader::resume(rc, st)?,
+                None => Reader::new(rc)?,
+            };
+            Source::Files(Box::new(reader))
         }
-    } else {
-        let pattern = cfg.data.train.as_deref().unwrap_or_default();
-        let files = ReaderConfig::files_from_patterns(pattern).context("data.train")?;
-        let rc = reader_config(cfg, files);
-        let saved = match &resumed {
-            Some((s, dir)) => reader_state(&s.data_position, dir)?,
-            None => None,
-        };
-        let reader = match saved {
-            Some(st) => Reader::resume(rc, st)?,
-            None => Reader::new(rc)?,
-        };
-        Source::Files(Box::new(reader))
     };
 
     let evaluator = match &cfg.data.eval {
-        Some(pattern) => {
+        Some(pattern) if chief => {
             let files = ReaderConfig::files_from_patterns(pattern).context("data.eval")?;
             // Evaluation runs on replica 0's device with its copy of the parameters.
             let shapes = BatchShapes {
@@ -353,31 +498,39 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
                 i32::try_from(cfg.mask_token_id()).context("eval.mask_token_id")?,
             )?)
         }
-        None => None,
+        _ => None,
     };
 
-    let mut sink = MetricsSink::open(&cfg.output.dir, cfg.output.tensorboard)?;
+    let mut sink = if chief {
+        Some(MetricsSink::open(&cfg.output.dir, cfg.output.tensorboard)?)
+    } else {
+        None
+    };
     let end_step = match opts.stop_after {
         Some(n) => (start_step + n).min(cfg.train.steps),
         None => cfg.train.steps,
     };
-    let progress = Progress::new(
-        start_step,
-        cfg.train.steps,
-        cfg.output.progress && opts.print,
-    );
+    let progress = Progress::new(start_step, cfg.train.steps, cfg.output.progress && print);
     let device = trainer.device().clone();
     if opts.print {
         let resumed_msg = match &resumed {
             Some((_, dir)) => format!("resumed from {} (step {start_step})", dir.display()),
             None => "starting from scratch".into(),
         };
+        let devices = if processes > 1 {
+            format!(
+                "{replicas} replicas ({processes} processes x {num_devices} device(s)); this is \
+                 process {process_id}"
+            )
+        } else {
+            format!("{num_devices} device(s)")
+        };
         log(
             &progress,
             format!(
-                "train step compiled in {:.1}s for {num_devices} device(s) (batch {} per device); {resumed_msg}; steps {start_step}..{end_step} of {}",
+                "train step compiled in {:.1}s for {devices} (batch {} per device); {resumed_msg}; steps {start_step}..{end_step} of {}",
                 compile_time.as_secs_f64(),
-                cfg.train.batch_size / num_devices,
+                cfg.train.batch_size / replicas,
                 cfg.train.steps
             ),
         );
@@ -389,7 +542,7 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         end_step,
         resumed_from: resumed.as_ref().map(|(_, d)| d.clone()),
         compile_time,
-        metrics_file: Some(sink.jsonl_path().to_path_buf()),
+        metrics_file: sink.as_ref().map(|s| s.jsonl_path().to_path_buf()),
         ..Default::default()
     };
     let mut window_start = Instant::now();
@@ -397,8 +550,12 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let mut first_done: Option<Instant> = None;
     let mut last_checkpoint = None;
     for step in start_step..end_step {
+        if let Some(d) = dist {
+            d.check()?;
+        }
         let batch = source.next(cfg, step)?;
-        let real = batch.real_rows as u64;
+        // Every process reads as many rows (readers repeat forever, so batches are full).
+        let real = batch.real_rows as u64 * u64::from(processes);
         let lits = step_literals(&batch, k, cfg.train.seed, step)?;
         let shards = trainer.upload_shards(0, &lits)?;
         let outs = trainer
@@ -441,8 +598,10 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             fields.push(("seq_per_s", Value::from(seq_per_s)));
             fields.push(("examples_seen", Value::from(examples_seen)));
             fields.push(("elapsed_s", Value::from(t_start.elapsed().as_secs_f64())));
-            sink.record("train", done, &fields)?;
-            if opts.print && !progress.is_visible() {
+            if let Some(sink) = &mut sink {
+                sink.record("train", done, &fields)?;
+            }
+            if print && !progress.is_visible() {
                 log(
                     &progress,
                     format!(
@@ -461,8 +620,10 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             let due = cfg.eval.interval > 0 && done % cfg.eval.interval == 0;
             if due || (last && done == cfg.train.steps) {
                 let r = ev.run(trainer.param_buffers(), &device)?;
-                sink.record("eval", done, &r.fields())?;
-                if opts.print {
+                if let Some(sink) = &mut sink {
+                    sink.record("eval", done, &r.fields())?;
+                }
+                if print {
                     log(
                         &progress,
                         format!(
@@ -476,20 +637,39 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
         let due = cfg.checkpoint.interval > 0 && done % cfg.checkpoint.interval == 0;
         if due || last {
-            let state = capture(
-                &trainer,
-                &spec,
-                done,
-                cfg,
-                &model,
-                source.state(),
-                examples_seen,
-            )?;
-            let path = save(&store, &state)?;
-            if opts.print {
-                log(&progress, format!("checkpoint {}", path.display()));
+            let written = match dist {
+                None => {
+                    let state = capture(
+                        &trainer,
+                        &spec,
+                        done,
+                        cfg,
+                        &model,
+                        source.state(),
+                        examples_seen,
+                    )?;
+                    Some(save(&store, &state)?)
+                }
+                Some(d) => {
+                    // Process 0 writes it with every process's reader position.
+                    let local = serde_json::to_vec(&data_position(source.state())?)?;
+                    d.checkpoint(done, &local, |positions| {
+                        let mut state =
+                            capture(&trainer, &spec, done, cfg, &model, None, examples_seen)?;
+                        state.data_position = process_positions(positions)?;
+                        state.extra["num_processes"] = Value::from(processes);
+                        state.extra["replicas"] = Value::from(replicas);
+                        save(&store, &state)
+                    })
+                    .with_context(|| format!("the checkpoint of step {done}"))?
+                }
+            };
+            if let Some(path) = written {
+                if print {
+                    log(&progress, format!("checkpoint {}", path.display()));
+                }
+                last_checkpoint = Some(path);
             }
-            last_checkpoint = Some(path);
         }
     }
     progress.finish();
@@ -515,7 +695,9 @@ pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     if let Some(p) = &summary.checkpoint {
         fields.push(("checkpoint", Value::from(p.display().to_string())));
     }
-    sink.record("summary", end_step, &fields)?;
+    if let Some(sink) = &mut sink {
+        sink.record("summary", end_step, &fields)?;
+    }
     Ok(summary)
 }
 
@@ -547,4 +729,24 @@ pub(crate) fn read_record(
         loss,
         metrics,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_go_to_each_process_s_devices_in_id_order() {
+        // Two processes with 3 devices each, listed out of order; 2 local replicas each.
+        let devices = [(4, 1), (0, 0), (5, 1), (2, 0), (1, 0), (3, 1)];
+        assert_eq!(replica_devices(&devices, 2, 2).unwrap(), vec![0, 1, 3, 4]);
+        assert_eq!(
+            replica_devices(&devices, 2, 3).unwrap(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
+        let e = replica_devices(&devices[..5], 2, 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("process 1 has 2 device(s)"), "{e}");
+    }
 }

@@ -1,0 +1,378 @@
+//! The multi-process part of `tpu-run pretrain` (`--num-processes N`, one process per host of a
+//! pod slice or per GPU): process 0 serves the coordinator (src/coord) at `--coordinator`, every
+//! process connects to it, the PJRT client is formed across the processes through its
+//! key-value store, and the run's shared decisions go through it: the split of the training
+//! files, the checkpoint every process resumes from, and coordinated checkpoints (process 0
+//! writes them with every process's data position). Gradients never pass through here; they
+//! are averaged by the all-reduce inside the compiled step.
+//!
+//! Failure: an error in any process is reported to the coordinator ([`Distributed::fail`]),
+//! and the others see it at their next per-step [`Distributed::check`] or blocking call. A
+//! process stuck inside a step (a collective waiting for a dead peer never returns) is ended by
+//! the watchdog thread with the run's failure as its message.
+use super::config::PretrainConfig;
+use crate::backend::{open_process_client, Backend};
+use crate::ckpt::{Checkpoint, Store};
+use crate::coord::{self, Client, ClientConfig, CoordError, Server, ServerConfig};
+use anyhow::{anyhow, Context, Result};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a process waits for the others at a coordinated point (resume decision, file
+/// lists, checkpoints, the end). Generous: a process may still be compiling a large model. A
+/// failed or killed process ends these waits at once through the coordinator, not this limit.
+const COORD_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// How long the watchdog lets the main thread notice a failure of the run itself before it
+/// ends the process (the main thread is then stuck in a collective with a lost peer).
+const WATCHDOG_GRACE: Duration = Duration::from_secs(20);
+
+const RESUME_KEY: &str = "tpu-run/pretrain/resume-from";
+const NO_CHECKPOINT: &str = "none";
+
+/// This process's membership in a multi-process run.
+pub struct Distributed {
+    process_id: u32,
+    num_processes: u32,
+    client: Arc<Client>,
+    /// Process 0's coordinator; stopped only after every process has left.
+    server: Option<Server>,
+    watchdog: Option<Watchdog>,
+}
+
+impl Distributed {
+    /// Joins the run `cfg.device` describes (process 0 serves the coordinator first); returns
+    /// once every process has connected. `None` for a single-process run.
+    pub fn start(cfg: &PretrainConfig) -> Result<Option<Distributed>> {
+        cfg.check_processes()?;
+        let d = &cfg.device;
+        if d.num_processes <= 1 {
+            return Ok(None);
+        }
+        let addr = d
+            .coordinator
+            .as_deref()
+            .ok_or_else(|| anyhow!("config: device.coordinator is required"))?;
+        let server = if d.process_id == 0 {
+            let listen = bind_address(addr)?;
+            Some(
+                coord::serve(listen, ServerConfig::new(d.num_processes))
+                    .with_context(|| format!("process 0 serving the coordinator for {addr}"))?,
+            )
+        } else {
+            None
+        };
+        tracing::info!(
+            "process {} of {}: connecting to the coordinator at {addr}",
+            d.process_id,
+            d.num_processes
+        );
+        let client = Client::connect(
+            addr,
+            d.process_id,
+            d.num_processes,
+            ClientConfig {
+                local_device_count: d.num_devices.unwrap_or(0),
+                ..ClientConfig::default()
+            },
+        )
+        .with_context(|| {
+            format!(
+                "process {} of {} joining the run at {addr}",
+                d.process_id, d.num_processes
+            )
+        })?;
+        let client = Arc::new(client);
+        let hosts: Vec<String> = client
+            .members()
+            .iter()
+            .map(|m| format!("{}={}", m.process_id, m.hostname))
+            .collect();
+        tracing::info!(
+            "process {} of {}: every process joined ({})",
+            d.process_id,
+            d.num_processes,
+            hosts.join(", ")
+        );
+        Ok(Some(Distributed {
+            process_id: d.process_id,
+            num_processes: d.num_processes,
+            watchdog: Some(Watchdog::start(client.clone())),
+            client,
+            server,
+        }))
+    }
+
+    pub fn process_id(&self) -> u32 {
+        self.process_id
+    }
+
+    pub fn num_processes(&self) -> u32 {
+        self.num_processes
+    }
+
+    /// Process 0 writes metrics and checkpoints, evaluates and prints progress.
+    pub fn is_chief(&self) -> bool {
+        self.process_id == 0
+    }
+
+    /// The run's failure, if another process reported one (no network call).
+    pub fn check(&self) -> Result<()> {
+        Ok(self.client.check()?)
+    }
+
+    /// The PJRT client of this process, formed across the processes (all of them arrive here
+    /// together: the plugins exchange their devices at creation).
+    pub fn open_client(&self, backend: Backend, plugin: Option<&Path>) -> Result<tpu::Client> {
+        self.client
+            .barrier("tpu-run/pretrain/pjrt-client", COORD_WAIT)
+            .context("waiting for every process to open its devices")?;
+        open_process_client(
+            backend,
+            plugin,
+            self.client.pjrt_store(),
+            self.process_id,
+            self.num_processes,
+        )
+    }
+
+    /// This process's share of the training files, after checking that every process lists the
+    /// same files (see [`coord::shard_files`] for the rule).
+    pub fn shard_files(&self, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let mine = self
+            .client
+            .shard_files("train", files, COORD_WAIT)
+            .context("data.train across the processes")?;
+        tracing::info!(
+            "process {} of {}: reading {} of the {} training file(s)",
+            self.process_id,
+            self.num_processes,
+            mine.len(),
+            files.len()
+        );
+        Ok(mine)
+    }
+
+    /// The checkpoint every process resumes from: process 0 looks in its checkpoint directory
+    /// and publishes its choice (or that it starts from scratch); the others open that same
+    /// checkpoint in theirs, which must be the same shared storage.
+    pub fn resume_point(&self, store: &Store, resume: bool) -> Result<Option<Checkpoint>> {
+        if self.is_chief() {
+            let latest = store.latest()?;
+            if !resume {
+                if let Some(latest) = latest {
+                    let e = anyhow!(
+                        "--no-resume: {} already holds checkpoints (latest {}); choose an empty \
+                         --checkpoint-dir or remove them",
+                        store.root().display(),
+                        latest.path().display()
+                    );
+                    return Err(e);
+                }
+            }
+            let choice = match &latest {
+                Some(c) => c
+                    .path()
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .ok_or_else(|| anyhow!("checkpoint {} has no name", c.path().display()))?,
+                None => NO_CHECKPOINT.to_string(),
+            };
+            self.client.put(RESUME_KEY, choice.as_bytes())?;
+            self.log_resume(&choice);
+            return Ok(latest);
+        }
+        let choice = self.client.get(RESUME_KEY, COORD_WAIT)?;
+        let choice = String::from_utf8_lossy(&choice).into_owned();
+        if choice == NO_CHECKPOINT {
+            self.log_resume(&choice);
+            return Ok(None);
+        }
+        let dir = store.root().join(&choice);
+        let opened = Checkpoint::open(&dir).map(Some).map_err(|e| {
+            anyhow!(
+                "process {}: process 0 resumes from checkpoint {choice}, which this process \
+                 cannot open at {} ({e}); the checkpoint directory must be shared storage that \
+                 every host sees at the same path (an NFS or GCS FUSE mount), given as the same \
+                 --checkpoint-dir to every process",
+                self.process_id,
+                dir.display()
+            )
+        })?;
+        self.log_resume(&choice);
+        Ok(opened)
+    }
+
+    fn log_resume(&self, choice: &str) {
+        let what = if choice == NO_CHECKPOINT {
+            "every process starts from scratch".to_string()
+        } else {
+            format!("every process resumes from checkpoint {choice}")
+        };
+        tracing::info!(
+            "process {} of {}: {what}",
+            self.process_id,
+            self.num_processes
+        );
+    }
+
+    /// A coordinated checkpoint at `step`: every process hands in `local` (its data position);
+    /// process 0 runs `write` with all of them, by process id, and returns its result; the
+    /// others return `None` once it is written, or process 0's error.
+    pub fn checkpoint(
+        &self,
+        step: u64,
+        local: &[u8],
+        write: impl FnOnce(&[Vec<u8>]) -> Result<PathBuf>,
+    ) -> Result<Option<PathBuf>> {
+        let mut written = None;
+        self.client
+            .checkpoint(step, local, COORD_WAIT, |states| {
+                write(states)
+                    .map(|p| written = Some(p))
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .map_err(anyhow::Error::from)?;
+        Ok(written)
+    }
+
+    /// Leaves the run after a successful end; process 0 then waits for every other process to
+    /// leave before it stops the coordinator.
+    pub fn finish(mut self) -> Result<()> {
+        self.stop_watchdog();
+        self.client.shutdown()?;
+        if let Some(server) = self.server.take() {
+            server
+                .wait_until_all_left(COORD_WAIT)
+                .map_err(|e| anyhow!("waiting for the other processes to finish: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the run because this process failed with `error`: the others stop, naming it.
+    /// Process 0 keeps the coordinator up briefly so that they hear why.
+    pub fn fail(mut self, error: &anyhow::Error) {
+        self.stop_watchdog();
+        let reason = format!("{error:#}");
+        if let Err(e) = self.client.abort(&reason) {
+            tracing::warn!("telling the other processes that this one failed: {e}");
+        }
+        if let Some(server) = self.server.take() {
+            // The others learn of the failure from their next heartbeat answer.
+            let _ = server.wait_until_all_left(Duration::from_secs(5));
+        }
+    }
+
+    fn stop_watchdog(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
+        }
+    }
+}
+
+impl Drop for Distributed {
+    fn drop(&mut self) {
+        self.stop_watchdog();
+    }
+}
+
+/// Where process 0 listens for `--coordinator HOST:PORT`: loopback only when HOST is a
+/// loopback address (all processes on this machine), else every interface
+/// ([`coord::listen_address`]).
+pub fn bind_address(coordinator: &str) -> Result<SocketAddr, CoordError> {
+    let any = coord::listen_address(coordinator)?;
+    let host = coordinator
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+        .unwrap_or_default();
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    Ok(if loopback {
+        SocketAddr::from(([127, 0, 0, 1], any.port()))
+    } else {
+        any
+    })
+}
+
+/// A thread that ends the process when the run has failed and the main thread has not
+/// noticed within [`WATCHDOG_GRACE`] (it is inside a step whose collective waits for a lost
+/// process, which never returns).
+struct Watchdog {
+    stop: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(client: Arc<Client>) -> Watchdog {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tpu-run-watchdog".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(Duration::from_secs(1)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let Err(failure) = client.check() else {
+                    continue;
+                };
+                match stopped.recv_timeout(WATCHDOG_GRACE) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        eprintln!(
+                            "error: {failure}; process {} stops (it was waiting inside a step \
+                             for the lost process)",
+                            client.process_id()
+                        );
+                        std::process::exit(1);
+                    }
+                    _ => return,
+                }
+            })
+            .ok();
+        Watchdog { stop, thread }
+    }
+
+    fn stop(mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Mixes `process_id` into a seed, so that each process draws its own data (process 0 keeps
+/// the seed itself).
+pub fn process_seed(seed: u64, process_id: u32) -> u64 {
+    seed ^ u64::from(process_id).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_coordinators_listen_on_loopback_only() {
+        assert_eq!(
+            bind_address("127.0.0.1:8476").unwrap(),
+            "127.0.0.1:8476".parse().unwrap()
+        );
+        assert_eq!(
+            bind_address("localhost:9").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        assert_eq!(
+            bind_address("10.130.0.5:8476").unwrap(),
+            "0.0.0.0:8476".parse().unwrap()
+        );
+        assert!(bind_address("no-port").is_err());
+    }
+
+    #[test]
+    fn process_seeds_differ_and_process_0_keeps_the_seed() {
+        assert_eq!(process_seed(12345, 0), 12345);
+        let seeds: std::collections::BTreeSet<u64> =
+            (0..64).map(|p| process_seed(12345, p)).collect();
+        assert_eq!(seeds.len(), 64);
+    }
+}

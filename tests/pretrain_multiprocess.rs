@@ -1,0 +1,237 @@
+//! `tpu-run pretrain --num-processes 2` as two real OS processes on loopback, process 0 serving
+//! the coordinator. The CPU plugin cannot form a client across processes, so these runs end at
+//! PJRT client creation with that error; everything before it is the real multi-process path:
+//! joining the run, the split of the training files (checked to be the same list everywhere),
+//! the checkpoint every process resumes from (decided by process 0, opened by each from shared
+//! storage), and the failure of one process reaching the other with its cause.
+//!
+//! Every child is killed if it runs longer than `CHILD_LIMIT`; no assertion depends on timing.
+use hlo::Literal;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tpu_run::ckpt::{State, Store};
+use tpu_run::data::example::PretrainingExample;
+use tpu_run::data::tfrecord::RecordWriter;
+
+const CHILD_LIMIT: Duration = Duration::from_secs(120);
+const CPU_REFUSAL: &str = "the CPU plugin cannot form a client across 2 processes";
+
+/// A free loopback port (released for the coordinator to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `tpu-run pretrain` process of a 2-process run of a tiny model.
+fn spawn(port: u16, id: u32, out: &Path, extra: &[&str]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tpu-run"));
+    cmd.args(["pretrain", "--preset", "tiny", "--backend", "cpu"])
+        .args([
+            "--batch-size",
+            "8",
+            "--seq-len",
+            "16",
+            "--max-predictions",
+            "2",
+        ])
+        .args(["--steps", "4", "--warmup-steps", "1"])
+        .args(["--coordinator", &format!("127.0.0.1:{port}")])
+        .args(["--num-processes", "2", "--process-id", &id.to_string()])
+        .arg("--output-dir")
+        .arg(out.join(format!("out-{id}")))
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("starting tpu-run")
+}
+
+/// Waits for a child, killing it past `CHILD_LIMIT`; its exit status and output.
+fn finish(mut child: Child) -> Output {
+    let deadline = Instant::now() + CHILD_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs processes 0 and 1 with their own extra flags; their stderr texts, both having failed.
+fn run_pair(dir: &Path, flags0: &[&str], flags1: &[&str]) -> [String; 2] {
+    let port = free_port();
+    let p0 = spawn(port, 0, dir, flags0);
+    let p1 = spawn(port, 1, dir, flags1);
+    let outs = [finish(p0), finish(p1)];
+    outs.map(|o| {
+        let text = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            !o.status.success(),
+            "a CPU multi-process run must fail:\n{text}"
+        );
+        text
+    })
+}
+
+/// `n` TFRecord shards of a few examples each (seq 16, 2 predictions).
+fn write_shards(dir: &Path, n: usize) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    for s in 0..n as i64 {
+        let mut w = RecordWriter::create(&dir.join(format!("part-{s}.tfrecord"))).unwrap();
+        for r in 0..4i64 {
+            let e = PretrainingExample {
+                input_ids: (0..16).map(|i| 1000 + (i * 7 + r * 3 + s) % 900).collect(),
+                input_mask: vec![1; 16],
+                segment_ids: (0..16).map(|i| i64::from(i >= 8)).collect(),
+                masked_lm_positions: vec![3, 9],
+                masked_lm_ids: vec![1003 + r, 1009 + s],
+                masked_lm_weights: vec![1.0, 1.0],
+                next_sentence_label: r % 2,
+            };
+            w.write_record(&e.encode()).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    dir.join("*.tfrecord").display().to_string()
+}
+
+/// A complete checkpoint of step 3 in `dir` (opened, not loaded, before the client exists).
+fn write_checkpoint(dir: &Path) -> PathBuf {
+    let w = Literal::from_slice(&[0.5f32, -1.25, 2.0], &[3]).unwrap();
+    let state = State::new(3, vec![("w".into(), w)], vec![]);
+    Store::new(dir).save(&state).unwrap().path().to_path_buf()
+}
+
+#[test]
+fn two_processes_split_the_files_then_the_cpu_plugin_refuses_to_span_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_shards(&dir.path().join("shards"), 3);
+    let ckpts = dir.path().join("ckpt").display().to_string();
+    let flags = ["--data", &data, "--checkpoint-dir", &ckpts];
+    let [e0, e1] = run_pair(dir.path(), &flags, &flags);
+    for (id, e) in [(0, &e0), (1, &e1)] {
+        assert!(
+            e.contains(&format!("process {id} of 2: every process joined")),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!(
+                "process {id} of 2: every process starts from scratch"
+            )),
+            "{e}"
+        );
+        assert!(e.contains(CPU_REFUSAL), "{e}");
+    }
+    // Round robin over the sorted list: part-0 and part-2 for process 0, part-1 for process 1.
+    assert!(e0.contains("reading 2 of the 3 training file(s)"), "{e0}");
+    assert!(e1.contains("reading 1 of the 3 training file(s)"), "{e1}");
+}
+
+#[test]
+fn different_file_lists_are_refused_naming_the_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = write_shards(&dir.path().join("shards"), 3);
+    let some = dir
+        .path()
+        .join("shards/part-[01].tfrecord")
+        .display()
+        .to_string();
+    let [e0, e1] = run_pair(dir.path(), &["--data", &all], &["--data", &some]);
+    assert!(
+        e1.contains("process 1 sees 2 train input file(s), process 0 sees 3")
+            && e1.contains("process 0 also has"),
+        "{e1}"
+    );
+    // Process 0 stops too: from process 1's report, or at its own client creation.
+    assert!(
+        e0.contains("process 1 sees 2 train input file(s)") || e0.contains(CPU_REFUSAL),
+        "{e0}"
+    );
+}
+
+#[test]
+fn every_process_resumes_from_process_0_s_checkpoint_on_shared_storage_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    write_checkpoint(&shared);
+    let shared = shared.display().to_string();
+    let flags = ["--synthetic-data", "--checkpoint-dir", &shared];
+    let [e0, e1] = run_pair(dir.path(), &flags, &flags);
+    for (id, e) in [(0, &e0), (1, &e1)] {
+        let agreed =
+            format!("process {id} of 2: every process resumes from checkpoint step-00000003");
+        assert!(e.contains(&agreed), "{e}");
+        assert!(e.contains(CPU_REFUSAL), "{e}");
+    }
+
+    // Process 1 given a directory of its own (not the storage process 0 sees): a clear error.
+    let private = dir.path().join("private").display().to_string();
+    let [e0, e1] = run_pair(
+        dir.path(),
+        &flags,
+        &["--synthetic-data", "--checkpoint-dir", &private],
+    );
+    assert!(
+        e1.contains("process 0 resumes from checkpoint step-00000003")
+            && e1.contains("must be shared storage"),
+        "{e1}"
+    );
+    assert!(
+        e0.contains("must be shared storage") || e0.contains(CPU_REFUSAL),
+        "{e0}"
+    );
+
+    // --no-resume over existing checkpoints: process 0 refuses, process 1 hears why.
+    let mut no_resume = flags.to_vec();
+    no_resume.push("--no-resume");
+    let [e0, e1] = run_pair(dir.path(), &no_resume, &no_resume);
+    assert!(
+        e0.contains("--no-resume") && e0.contains("already holds"),
+        "{e0}"
+    );
+    assert!(
+        e1.contains("the run failed") && e1.contains("already holds checkpoints"),
+        "{e1}"
+    );
+}
+
+#[test]
+fn flag_errors_name_the_flag_before_anything_starts() {
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
+            .args(["pretrain", "--synthetic-data", "--backend", "cpu"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = run(&["--num-processes", "2"]);
+    assert!(e.contains("--coordinator HOST:PORT"), "{e}");
+    let e = run(&[
+        "--num-processes",
+        "2",
+        "--process-id",
+        "2",
+        "--coordinator",
+        "h:1",
+    ]);
+    assert!(e.contains("--process-id) is 2"), "{e}");
+    let e = run(&[
+        "--num-processes",
+        "3",
+        "--coordinator",
+        "127.0.0.1:1",
+        "--batch-size",
+        "8",
+    ]);
+    assert!(e.contains("over 3 process(es)"), "{e}");
+}
