@@ -30,6 +30,10 @@ const COORD_WAIT: Duration = Duration::from_secs(30 * 60);
 /// ends the process (the main thread is then stuck in a collective with a lost peer).
 const WATCHDOG_GRACE: Duration = Duration::from_secs(20);
 
+/// How long process 0 keeps the coordinator up after it failed, so that the others hear why
+/// (three heartbeat intervals of `ServerConfig::new`).
+const FAILURE_LINGER: Duration = Duration::from_secs(3);
+
 const RESUME_KEY: &str = "tpu-run/pretrain/resume-from";
 const NO_CHECKPOINT: &str = "none";
 
@@ -261,8 +265,10 @@ impl Distributed {
             tracing::warn!("telling the other processes that this one failed: {e}");
         }
         if let Some(server) = self.server.take() {
-            // The others learn of the failure from their next heartbeat answer.
-            let _ = server.wait_until_all_left(Duration::from_secs(5));
+            // The others learn of the failure at once in a blocking call, else from their next
+            // heartbeat answer (every second); the coordinator stays up that long for them.
+            std::thread::sleep(FAILURE_LINGER);
+            drop(server);
         }
     }
 
