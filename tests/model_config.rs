@@ -452,3 +452,22 @@ fn hf_and_tf_names_map_to_ours() {
         assert!(tf_names.iter().any(|n| n == want), "missing {want}");
     }
 }
+
+#[test]
+fn the_attention_kernel_is_not_part_of_the_model() {
+    // A checkpoint's config (serialized without the kernel) must match the running config
+    // whichever kernel the backend chose, and nothing else may be ignored.
+    let mut running = BertConfig::preset("mini").unwrap();
+    running.compute_dtype = ComputeDtype::Bf16;
+    running.attention = tpu_run::model::AttentionKernel::CudnnFused { seed: 3 };
+    let json = serde_json::to_value(&running).unwrap();
+    assert!(json.get("attention").is_none(), "{json}");
+    let saved: BertConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(saved.attention, tpu_run::model::AttentionKernel::Graph);
+    assert!(saved.same_model(&running) && running.same_model(&saved));
+    let other = BertConfig {
+        attention_probs_dropout_prob: 0.2,
+        ..running.clone()
+    };
+    assert!(!saved.same_model(&other));
+}

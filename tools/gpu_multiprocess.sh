@@ -20,7 +20,7 @@
 # but not bit for bit (each process draws its own data). Logs go to $OUT when it is set (else
 # $WORK); every process runs under `timeout`.
 #
-# Settings (environment): PRESET (mini), PRECISION (bf16), BATCH (32, global), SEQ (128),
+# Settings (environment): PHASES ("two two-resume kill one": which runs, in that order), PRESET (mini), PRECISION (bf16), BATCH (32, global), SEQ (128),
 # PRED (20), STEPS (50), CKPT_AT (25), PORT (a free one from 29400), LIMIT (600 s per process),
 # WORK (/tmp/gpu_multiprocess); BACKEND (cuda; `cpu` smoke-tests this script elsewhere: there
 # the two-process runs are refused by the CPU plugin and only `one` trains).
@@ -73,7 +73,7 @@ SCHEDULE=(--steps "$STEPS" --checkpoint-interval "$CKPT_AT")
 pair() {
     local name=$1 tag=$2
     shift 2
-    local port
+    local port t0=$SECONDS
     port=$(free_port)
     local pids=()
     for id in 0 1; do
@@ -85,21 +85,33 @@ pair() {
     done
     local rc=0
     for id in 0 1; do
-        wait "${pids[$id]}" || { rc=$?; echo "process $id of $name ($tag) exited with $rc; see $LOGS/$name-$tag-p$id.log" >&2; }
+        wait "${pids[$id]}" || {
+            rc=$?
+            echo "process $id of $name ($tag) exited with $rc; see $LOGS/$name-$tag-p$id.log" >&2
+            grep -v "^\s*$" "$LOGS/$name-$tag-p$id.log" | tail -6 | sed 's/^/   | /' >&2
+        }
     done
+    echo "   $name ($tag): $((SECONDS - t0)) s"
     return $rc
 }
 
+PHASES=${PHASES:-two two-resume kill one}
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
 status=0
+if phase two; then
 echo "== two: 2 processes x 1 GPU, $STEPS steps"
 pair two run "${SCHEDULE[@]}" || status=1
+fi
 
+if phase two-resume; then
 echo "== two-resume: stopped after $CKPT_AT steps, then both resumed from the checkpoint"
 pair two-resume first "${SCHEDULE[@]}" --stop-after "$CKPT_AT" || status=1
 ls "$WORK/two-resume/ckpt" 2>/dev/null | sed 's/^/   checkpoint: /'
 pair two-resume resumed "${SCHEDULE[@]}" || status=1
 grep -h "resumes from\|resumed from" "$LOGS"/two-resume-resumed-p*.log | sed 's/^/   /'
+fi
 
+if phase kill; then
 echo "== kill: process 1 SIGKILLed mid-run; process 0 must stop naming it"
 port=$(free_port)
 for id in 0 1; do
@@ -122,11 +134,14 @@ wait "$kill_pid1" 2>/dev/null
 echo "   process 0 exited with $rc0, $(($(date +%s) - t0)) s after the kill (124 = timeout: it hung)"
 tail -4 "$LOGS/kill-p0.log" | sed 's/^/   /'
 [ "$rc0" -ne 0 ] && [ "$rc0" -ne 124 ] || status=1
+fi
 
+if phase one; then
 echo "== one: 1 process x 2 GPUs (--num-devices 2), $STEPS steps"
 CUDA_VISIBLE_DEVICES=0,1 timeout "$LIMIT" "$BIN" "${COMMON[@]}" "${SCHEDULE[@]}" --num-devices 2 \
     --output-dir "$WORK/one/out" --checkpoint-dir "$WORK/one/ckpt" \
     >"$LOGS/one.log" 2>&1 || { echo "one: exited with $?; see $LOGS/one.log" >&2; status=1; }
+fi
 
 # losses FILE: "step loss" per train record of a metrics.jsonl.
 losses() {

@@ -281,6 +281,17 @@ impl BertConfig {
         Ok(())
     }
 
+    /// Whether `other` describes the same model: every field but the attention kernel, which
+    /// is a choice of the backend (a checkpoint written on GPU with the fused kernel resumes
+    /// with the graph one on CPU and back).
+    pub fn same_model(&self, other: &BertConfig) -> bool {
+        let other = BertConfig {
+            attention: self.attention,
+            ..other.clone()
+        };
+        *self == other
+    }
+
     /// Rows of the word-embedding table and width of the MLM logits: `vocab_size` rounded up to
     /// a multiple of `pad_vocab_to` (30,522 -> 30,592 for 128).
     pub fn padded_vocab_size(&self) -> usize {

@@ -131,7 +131,7 @@ fn check_resumable(
     };
     let saved_model: BertConfig = serde_json::from_value(state.model_config.clone())
         .map_err(|e| anyhow!("checkpoint {}: model_config: {e}", dir.display()))?;
-    if &saved_model != model {
+    if !saved_model.same_model(model) {
         return Err(refuse(
             "the model config",
             saved_model.to_json(),
