@@ -57,7 +57,7 @@ DATA=(--synthetic-data)
 if [ -n "$TEXT" ]; then
     [ -n "$VOCAB" ] || { echo "TEXT_FILE needs VOCAB_TXT too (no network here)" >&2; exit 2; }
     echo "== create-data: 4 shards from $TEXT"
-    timeout "$LIMIT" "$BIN" create-data --input "$TEXT" --vocab "$VOCAB" --output "$WORK/shards" \
+    timeout -k 10 "$LIMIT" "$BIN" create-data --input "$TEXT" --vocab "$VOCAB" --output "$WORK/shards" \
         --max-seq-length "$SEQ" --max-predictions-per-seq "$PRED" --num-shards 4 \
         --dupe-factor 2 --quiet >"$LOGS/create-data.log" 2>&1 ||
         { echo "create-data failed; see $LOGS/create-data.log" >&2; tail -5 "$LOGS/create-data.log"; exit 1; }
@@ -77,7 +77,7 @@ pair() {
     port=$(free_port)
     local pids=()
     for id in 0 1; do
-        CUDA_VISIBLE_DEVICES=$id timeout "$LIMIT" "$BIN" "${COMMON[@]}" \
+        CUDA_VISIBLE_DEVICES=$id timeout -k 10 "$LIMIT" "$BIN" "${COMMON[@]}" \
             --coordinator "127.0.0.1:$port" --num-processes 2 --process-id "$id" \
             --output-dir "$WORK/$name/out-$id" --checkpoint-dir "$WORK/$name/ckpt" "$@" \
             >"$LOGS/$name-$tag-p$id.log" 2>&1 &
@@ -115,17 +115,20 @@ if phase kill; then
 echo "== kill: process 1 SIGKILLed mid-run; process 0 must stop naming it"
 port=$(free_port)
 for id in 0 1; do
-    CUDA_VISIBLE_DEVICES=$id timeout "$LIMIT" "$BIN" "${COMMON[@]}" --steps 1000000 \
+    CUDA_VISIBLE_DEVICES=$id timeout -k 10 "$LIMIT" "$BIN" "${COMMON[@]}" --steps 1000000 \
         --checkpoint-interval 1000000 --coordinator "127.0.0.1:$port" --num-processes 2 \
         --process-id "$id" --output-dir "$WORK/kill/out-$id" --checkpoint-dir "$WORK/kill/ckpt" \
         >"$LOGS/kill-p$id.log" 2>&1 &
     eval "kill_pid$id=$!"
 done
+# Process 0 logs every step (--log-every 1); metrics.jsonl is buffered, so watch the log.
 for _ in $(seq 1 "$LIMIT"); do
-    grep -q '"kind":"train"' "$WORK/kill/out-0/metrics.jsonl" 2>/dev/null && break
+    grep -q "step [0-9]*: loss" "$LOGS/kill-p0.log" 2>/dev/null && break
     kill -0 "$kill_pid0" 2>/dev/null || break
     sleep 1
 done
+# $kill_pid1 is the `timeout` wrapper: SIGKILL the tpu-run under it, then the wrapper.
+pkill -9 -P "$kill_pid1" 2>/dev/null
 kill -9 "$kill_pid1" 2>/dev/null
 t0=$(date +%s)
 wait "$kill_pid0"
@@ -138,7 +141,7 @@ fi
 
 if phase one; then
 echo "== one: 1 process x 2 GPUs (--num-devices 2), $STEPS steps"
-CUDA_VISIBLE_DEVICES=0,1 timeout "$LIMIT" "$BIN" "${COMMON[@]}" "${SCHEDULE[@]}" --num-devices 2 \
+CUDA_VISIBLE_DEVICES=0,1 timeout -k 10 "$LIMIT" "$BIN" "${COMMON[@]}" "${SCHEDULE[@]}" --num-devices 2 \
     --output-dir "$WORK/one/out" --checkpoint-dir "$WORK/one/ckpt" \
     >"$LOGS/one.log" 2>&1 || { echo "one: exited with $?; see $LOGS/one.log" >&2; status=1; }
 fi
