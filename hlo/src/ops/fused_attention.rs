@@ -6,9 +6,12 @@
 //! (CUDA, cuDNN >= 9) implements the targets: programs using them compile on no other backend,
 //! so callers keep the plain-HLO attention for CPU and TPU.
 //!
-//! The call contract (operands, result tuples, layouts, the JSON backend config) is the one
-//! JAX's `jax._src.cudnn.fused_attention_stablehlo` emits for the BTNH layout with a bias and
-//! dropout, checked against its lowering for the CUDA platform:
+//! The call contract (operands, result tuples, the JSON backend config) is the one JAX's
+//! `jax._src.cudnn.fused_attention_stablehlo` emits for the BTNH layout with a bias, with or
+//! without dropout, checked against its lowering for the CUDA platform. One difference: our
+//! shapes are row-major, so the `[B,N,T,H]` results are laid out as such (JAX asks for
+//! `{3,1,2,0}`, BTNH in memory); cuDNN takes either through strides, and the transposes back to
+//! BTNH below are then real copies of these small tensors.
 //!
 //! ```text
 //! fwd: (q[B,T,N,H], k[B,S,N,H], v[B,S,N,H], bias[B|1,1|N,T,S])
