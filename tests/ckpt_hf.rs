@@ -302,7 +302,10 @@ fn import_errors_name_the_file_and_tensor() {
     std::fs::remove_file(&path).unwrap();
     std::fs::write(tmp.path().join("pytorch_model.bin"), b"not read").unwrap();
     let msg = import_hf(tmp.path()).unwrap_err().to_string();
-    assert!(msg.contains("pytorch_model.bin only"), "{msg}");
+    assert!(
+        msg.contains("only pytorch_model.bin") && msg.contains("model.safetensors"),
+        "{msg}"
+    );
 
     // Export refuses a parameter set that does not match the config.
     let mut short = params.clone();

@@ -6,17 +6,19 @@
 //! decoder's weight and bias are tied to `bert.embeddings.word_embeddings.weight` and
 //! `cls.predictions.bias`, which is what `save_pretrained` writes too), with the
 //! `{"format": "pt"}` header metadata `from_pretrained` requires. Import accepts the tied
-//! copies, `BertModel` keys without the `bert.` prefix, `LayerNorm.gamma/beta` spellings and
-//! f16/bf16/f64 files (converted to f32).
+//! copies, `BertModel` keys without the `bert.` prefix, `LayerNorm.gamma/beta` spellings,
+//! sharded checkpoints and f16/bf16/f64 files (converted to f32): files are found and read by
+//! the importer's reader ([`crate::import::hf`]), which `finetune --init` uses too.
 use super::error::{CkptError, Result};
-use super::tensors::{write_file, TensorFile};
+use super::tensors::write_file;
+use crate::import::{hf, ImportError};
 use crate::model::params::{canonical_hf_name, from_hf, param_specs, to_hf};
 use crate::model::{BertConfig, ConfigFlavor, HostTensor, ParamSet, ParamSpec};
-use hlo::{ElementType, Literal};
+use hlo::Literal;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub const HF_WEIGHTS_FILE: &str = "model.safetensors";
+pub const HF_WEIGHTS_FILE: &str = hf::SAFETENSORS_FILE;
 pub const HF_CONFIG_FILE: &str = "config.json";
 
 /// Writes `dir/model.safetensors` and `dir/config.json` for `params` (every tensor of
@@ -80,7 +82,7 @@ fn write_config(dir: &Path, cfg: &BertConfig) -> Result<()> {
 }
 
 /// Reads `dir/config.json` (Hugging Face flavor) and every `BertForPreTraining` parameter
-/// from `dir/model.safetensors`.
+/// from `dir/model.safetensors` (or the shards its `model.safetensors.index.json` lists).
 pub fn import_hf(dir: &Path) -> Result<(BertConfig, ParamSet)> {
     let cfg_path = dir.join(HF_CONFIG_FILE);
     let cfg = BertConfig::from_file_with(&cfg_path, ConfigFlavor::HuggingFace).map_err(|e| {
@@ -89,83 +91,72 @@ pub fn import_hf(dir: &Path) -> Result<(BertConfig, ParamSet)> {
             msg: e.to_string(),
         }
     })?;
-    let weights = weights_file(dir)?;
-    let params = import_hf_params(&weights, &param_specs(&cfg))?;
+    let files = hf::weight_files(dir).map_err(|e| from_import(dir, e))?;
+    let params = params_from_files(&files, &param_specs(&cfg))?;
     Ok((cfg, params))
-}
-
-/// `dir/model.safetensors`, or an error saying what the directory has instead.
-fn weights_file(dir: &Path) -> Result<std::path::PathBuf> {
-    let path = dir.join(HF_WEIGHTS_FILE);
-    if path.is_file() {
-        return Ok(path);
-    }
-    let msg = if dir.join("model.safetensors.index.json").is_file() {
-        "holds a sharded checkpoint (model.safetensors.index.json), which is not read yet; \
-         save it unsharded (save_pretrained(..., max_shard_size=\"10GB\"))"
-    } else if dir.join("pytorch_model.bin").is_file() {
-        "holds pytorch_model.bin only; convert it to model.safetensors \
-         (save_pretrained(..., safe_serialization=True))"
-    } else {
-        "has no model.safetensors"
-    };
-    Err(CkptError::HuggingFace {
-        path: dir.to_path_buf(),
-        msg: msg.into(),
-    })
 }
 
 /// The parameters `specs` from a Hugging Face safetensors file, in our layout (encoder-only
 /// callers pass `encoder_param_specs`). Tensors the specs do not name are ignored.
 pub fn import_hf_params(path: &Path, specs: &[ParamSpec]) -> Result<ParamSet> {
-    let file = TensorFile::read(path)?;
-    // Canonical name -> (HF key, tensor); a canonical key itself wins over an alias of it.
-    let mut by_name: HashMap<String, (&str, &Literal)> = HashMap::new();
-    for (key, lit) in &file.tensors {
-        let Some(name) = canonical_hf_name(key) else {
-            continue;
-        };
-        let exact = name == *key;
-        match by_name.get(&name) {
-            Some((prev, _)) if !exact || *prev == name => {}
-            _ => {
-                by_name.insert(name, (key.as_str(), lit));
+    params_from_files(&[path.to_path_buf()], specs)
+}
+
+/// The parameters `specs` from safetensors `files` (one checkpoint, possibly sharded), read by
+/// the importer's reader (f16/bf16/f64 converted to f32).
+fn params_from_files(files: &[PathBuf], specs: &[ParamSpec]) -> Result<ParamSet> {
+    let mut read = Vec::with_capacity(files.len());
+    for path in files {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        read.push((
+            path,
+            hf::read_safetensors(path).map_err(|e| from_import(dir, e))?,
+        ));
+    }
+    // Canonical name -> (file, HF key, tensor); a canonical key itself wins over an alias of it.
+    let mut by_name: HashMap<String, (&Path, &str, &HostTensor)> = HashMap::new();
+    for (path, file) in &read {
+        for (key, tensor) in &file.tensors {
+            let Some(name) = canonical_hf_name(key) else {
+                continue;
+            };
+            let exact = name == *key;
+            match by_name.get(&name) {
+                Some((_, prev, _)) if !exact || *prev == name => {}
+                _ => {
+                    by_name.insert(name, (path.as_path(), key.as_str(), tensor));
+                }
             }
         }
     }
     let mut out = ParamSet::new();
     for spec in specs {
-        let (key, lit) = by_name.get(&spec.name).ok_or_else(|| {
-            CkptError::tensor(path, &spec.name, "missing (the BERT config needs it)")
+        let (path, key, hf_tensor) = by_name.get(&spec.name).ok_or_else(|| {
+            let shown = files.first().map_or(Path::new(""), |f| f.as_path());
+            CkptError::tensor(shown, &spec.name, "missing (the BERT config needs it)")
         })?;
-        let hf = to_host_f32(path, key, lit)?;
-        let ours = from_hf(spec, &hf).map_err(|e| CkptError::tensor(path, key, e.to_string()))?;
+        let ours =
+            from_hf(spec, hf_tensor).map_err(|e| CkptError::tensor(path, key, e.to_string()))?;
         out.insert(spec.name.clone(), ours);
     }
     Ok(out)
+}
+
+/// An importer error as a checkpoint error: a tensor's names file and tensor, a missing
+/// weight file the directory, anything else keeps the importer's message (with its file).
+fn from_import(dir: &Path, e: ImportError) -> CkptError {
+    match e {
+        ImportError::Tensor { path, name, msg } => CkptError::tensor(&path, &name, msg),
+        ImportError::NotFound { path, msg } => CkptError::HuggingFace { path, msg },
+        other => CkptError::HuggingFace {
+            path: dir.to_path_buf(),
+            msg: other.to_string(),
+        },
+    }
 }
 
 fn to_literal(name: &str, t: &HostTensor) -> Result<Literal> {
     let dims: Vec<i64> = t.dims.iter().map(|&d| d as i64).collect();
     Literal::from_slice(&t.data, &dims)
         .map_err(|e| CkptError::Invalid(format!("parameter '{name}': {e}")))
-}
-
-/// A float tensor of the file as f32 (f16/bf16 exactly, f64 rounded to nearest).
-fn to_host_f32(path: &Path, key: &str, lit: &Literal) -> Result<HostTensor> {
-    let data = match lit.element_type() {
-        ElementType::F32 => lit.to_vec::<f32>().unwrap_or_default(),
-        ElementType::F16 | ElementType::Bf16 | ElementType::F64 => {
-            lit.to_f64_vec().into_iter().map(|x| x as f32).collect()
-        }
-        other => {
-            return Err(CkptError::tensor(
-                path,
-                key,
-                format!("is {other}; parameters must be f32, f16, bf16 or f64"),
-            ))
-        }
-    };
-    let dims = lit.shape().dims.iter().map(|&d| d as usize).collect();
-    HostTensor::new(dims, data).map_err(|e| CkptError::tensor(path, key, e.to_string()))
 }
