@@ -566,14 +566,11 @@ impl PretrainConfig {
         Ok(cfg)
     }
 
-    /// `device.attention` parsed.
+    /// `device.attention` parsed (the `--attention` values of `finetune squad`).
     pub fn attention_choice(&self) -> Result<AttentionChoice> {
-        match self.device.attention.as_str() {
-            "auto" => Ok(AttentionChoice::Auto),
-            "graph" => Ok(AttentionChoice::Graph),
-            "cudnn" => Ok(AttentionChoice::Cudnn),
-            other => bail!("config: device.attention {other:?}: choose auto, graph or cudnn"),
-        }
+        let a = &self.device.attention;
+        <AttentionChoice as clap::ValueEnum>::from_str(a, false)
+            .map_err(|_| anyhow!("config: device.attention {a:?}: choose auto, graph or cudnn"))
     }
 
     /// Optimizer, schedule, clipping and accumulation of the train step. Parameters stay f32

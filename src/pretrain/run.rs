@@ -405,31 +405,26 @@ fn run_in(
     let mut resumed: Option<(crate::ckpt::State, PathBuf)> = None;
     let session = Session::open_in(cfg, dist, |layout| {
         let spec = Spec::from_layout(layout);
-        if let Some(point) = &resume_point {
-            let Some(ckpt) = point else {
-                return Ok(None);
-            };
-            let (state, dir) = load_checkpoint(ckpt, &spec, cfg, &model)?;
-            let start = (
-                state.param_literals(),
-                state.opt_state_literals(),
-                state.step,
-            );
-            resumed = Some((state, dir));
-            return Ok(Some(start));
-        }
-        if !cfg.checkpoint.resume {
-            if let Some(latest) = store.latest()? {
-                bail!(
-                    "--no-resume: {} already holds checkpoints (latest {}); choose an empty \
-                     --checkpoint-dir or remove them",
-                    store.root().display(),
-                    latest.path().display()
-                );
+        let loaded = match &resume_point {
+            // Several processes: the checkpoint process 0 chose (or none).
+            Some(point) => match point {
+                Some(ckpt) => Some(load_checkpoint(ckpt, &spec, cfg, &model)?),
+                None => None,
+            },
+            None if !cfg.checkpoint.resume => {
+                if let Some(latest) = store.latest()? {
+                    bail!(
+                        "--no-resume: {} already holds checkpoints (latest {}); choose an empty \
+                         --checkpoint-dir or remove them",
+                        store.root().display(),
+                        latest.path().display()
+                    );
+                }
+                None
             }
-            return Ok(None);
-        }
-        let Some((state, dir)) = load_for_resume(&store, &spec, cfg, &model)? else {
+            None => load_for_resume(&store, &spec, cfg, &model)?,
+        };
+        let Some((state, dir)) = loaded else {
             return Ok(None);
         };
         let start = (
