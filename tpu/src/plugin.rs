@@ -11,6 +11,7 @@ use crate::api::Api;
 use crate::error::{Error, Result};
 use crate::ffi::{self, new_args};
 use crate::options::{read_named_values, Value};
+use crate::pinned::{self, PinnedWheel};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -56,22 +57,26 @@ impl PluginKind {
         format!("tpu-run plugin install {}", self.name())
     }
 
-    /// PyPI packages that carry the plugin, in order of preference, with the path of the shared
-    /// library inside the wheel / site-packages.
-    pub fn packages(self) -> &'static [(&'static str, &'static str)] {
+    /// PyPI packages that carry the plugin, in order of preference, each pinned by version and
+    /// hash ([`crate::pinned`]), with the path of the shared library inside the wheel /
+    /// site-packages.
+    pub fn packages(self) -> &'static [(PinnedWheel, &'static str)] {
         match self {
-            PluginKind::Cpu => &[("xla-cpu-pjrt", "xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so")],
+            PluginKind::Cpu => &[(
+                pinned::XLA_CPU_PJRT,
+                "xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so",
+            )],
             PluginKind::Cuda => &[
                 (
-                    "jax-cuda13-pjrt",
+                    pinned::JAX_CUDA13_PJRT,
                     "jax_plugins/xla_cuda13/xla_cuda_plugin.so",
                 ),
                 (
-                    "jax-cuda12-pjrt",
+                    pinned::JAX_CUDA12_PJRT,
                     "jax_plugins/xla_cuda12/xla_cuda_plugin.so",
                 ),
             ],
-            PluginKind::Tpu => &[("libtpu", "libtpu/libtpu.so")],
+            PluginKind::Tpu => &[(pinned::LIBTPU, "libtpu/libtpu.so")],
         }
     }
 
@@ -295,7 +300,7 @@ impl Plugin {
             None if kind == PluginKind::Cpu => {
                 eprintln!(
                     "tpu-run: no PJRT CPU plugin found; installing {} into {} (once)",
-                    kind.packages()[0].0,
+                    kind.packages()[0].0.requirement(),
                     plugins_dir(kind).display()
                 );
                 let installed = install(kind)?;
@@ -376,13 +381,29 @@ pub fn find(kind: PluginKind, explicit: Option<&Path>) -> Option<PathBuf> {
     find_in_cache(kind).or_else(|| find_in_python(kind))
 }
 
+/// The cached plugin, if the cache holds the pinned package version (an install by an older
+/// build, or of another version, does not count: the CPU plugin is then installed again).
 fn find_in_cache(kind: PluginKind) -> Option<PathBuf> {
     let dir = plugins_dir(kind);
-    kind.packages().iter().find_map(|(_, rel)| {
+    let record = std::fs::read_to_string(dir.join(VERSION_FILE)).ok()?;
+    kind.packages().iter().find_map(|(pin, rel)| {
         let name = Path::new(rel).file_name()?;
         let p = dir.join(name);
-        is_file(&p).then_some(p)
+        (is_file(&p) && record_matches(&record, pin)).then_some(p)
     })
+}
+
+/// The cache's record: `package version sha256-of-the-wheel`.
+fn install_record(pin: &PinnedWheel, wheel_sha256: &str) -> String {
+    format!("{} {} {wheel_sha256}\n", pin.package, pin.version)
+}
+
+fn record_matches(record: &str, pin: &PinnedWheel) -> bool {
+    let mut words = record.split_whitespace();
+    let (Some(pkg), Some(version), Some(sha)) = (words.next(), words.next(), words.next()) else {
+        return false;
+    };
+    pkg == pin.package && version == pin.version && pin.files.iter().any(|f| f.sha256 == sha)
 }
 
 fn find_in_python(kind: PluginKind) -> Option<PathBuf> {
@@ -469,10 +490,12 @@ fn glob_python_sites(lib: &Path) -> Vec<PathBuf> {
 fn package_version_of(path: &Path, kind: Option<PluginKind>) -> Option<String> {
     let dir = path.parent()?;
     if let Ok(s) = std::fs::read_to_string(dir.join(VERSION_FILE)) {
-        return Some(s.trim().to_string());
+        // `package version sha256`: the first two words.
+        return Some(s.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
     }
     let kind = kind?;
-    for (pkg, rel) in kind.packages() {
+    for (pin, rel) in kind.packages() {
+        let pkg = pin.package;
         // The site-packages folder is `rel`'s depth above the file.
         let depth = Path::new(rel).components().count();
         let mut site = path;
@@ -553,7 +576,7 @@ pub struct Installed {
 }
 
 /// Downloads the plugin's wheel with the machine's own pip
-/// (`python3 -m pip download --no-deps <pkg> -d <tmp>`), unpacks the shared library into
+/// (`python3 -m pip download --no-deps <pkg>==<pinned version> -d <tmp>`), checks its SHA-256, unpacks the shared library into
 /// [`plugins_dir`] and records the package version. Prints one line on stderr.
 pub fn install(kind: PluginKind) -> Result<Installed> {
     let dir = plugins_dir(kind);
@@ -577,29 +600,31 @@ pub fn install(kind: PluginKind) -> Result<Installed> {
 
 fn install_into(kind: PluginKind, dir: &Path, tmp: &Path) -> Result<Installed> {
     let mut errors = Vec::new();
-    for (pkg, rel) in kind.packages() {
-        let wheel = match pip_download_wheel(pkg, tmp) {
+    for (pin, rel) in kind.packages() {
+        let wheel = match pinned::fetch(pin, tmp) {
             Ok(w) => w,
             Err(e) => {
                 errors.push(e);
                 continue;
             }
         };
-        let version = wheel_version(&wheel).unwrap_or_else(|| "unknown".into());
+        let sha = pin
+            .file(&wheel.file_name().unwrap_or_default().to_string_lossy())
+            .map(|f| f.sha256)
+            .unwrap_or_default();
         let file_name = Path::new(rel)
             .file_name()
             .map(|n| n.to_os_string())
             .unwrap_or_default();
         let dest = dir.join(&file_name);
         extract_from_wheel(&wheel, rel, &dest)?;
-        let record = format!("{pkg} {version}\n");
-        std::fs::write(dir.join(VERSION_FILE), record)
+        std::fs::write(dir.join(VERSION_FILE), install_record(pin, sha))
             .map_err(|e| Error::io(format!("writing {}", dir.join(VERSION_FILE).display()), e))?;
         return Ok(Installed {
             kind,
             path: dest,
-            package: pkg.to_string(),
-            version,
+            package: pin.package.to_string(),
+            version: pin.version.to_string(),
         });
     }
     Err(Error::Install {
@@ -608,19 +633,17 @@ fn install_into(kind: PluginKind, dir: &Path, tmp: &Path) -> Result<Installed> {
     })
 }
 
-/// Downloads `package`'s wheel (no dependencies, binary only) into `dir` with the machine's own
-/// pip and returns its path. The error says why pip could not run, or gives pip's last line.
-pub fn pip_download_wheel(package: &str, dir: &Path) -> std::result::Result<PathBuf, String> {
+/// Runs `python3 <args> -d <dir>` (a `pip download` of one wheel) with the machine's own pip and
+/// returns the path of `package`'s wheel in `dir`. The error says why pip could not run, or
+/// gives pip's last line. Callers go through [`crate::pinned::fetch`], which pins the version
+/// and checks the hash.
+pub(crate) fn pip_download(
+    args: &[String],
+    package: &str,
+    dir: &Path,
+) -> std::result::Result<PathBuf, String> {
     let out = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-        ])
-        .arg(package)
+        .args(args)
         .arg("-d")
         .arg(dir)
         .stdin(std::process::Stdio::null())
@@ -635,7 +658,7 @@ pub fn pip_download_wheel(package: &str, dir: &Path) -> std::result::Result<Path
             .unwrap_or("");
         return Err(format!("pip download {package}: {last}"));
     }
-    let prefix = package.replace('-', "_");
+    let prefix = format!("{}-", package.replace('-', "_"));
     std::fs::read_dir(dir)
         .map_err(|e| format!("reading {}: {e}", dir.display()))?
         .flatten()
@@ -648,12 +671,6 @@ pub fn pip_download_wheel(package: &str, dir: &Path) -> std::result::Result<Path
             n.ends_with(".whl") && n.starts_with(&prefix)
         })
         .ok_or_else(|| format!("pip download {package}: no wheel in {}", dir.display()))
-}
-
-/// `name-1.2.3-py3-none-any.whl` -> `1.2.3`.
-fn wheel_version(wheel: &Path) -> Option<String> {
-    let n = wheel.file_name()?.to_string_lossy().to_string();
-    n.split('-').nth(1).map(|s| s.to_string())
 }
 
 /// Extracts the member `rel` of the wheel (a zip) to `dest`, via a temporary file and a rename.
@@ -706,12 +723,17 @@ mod tests {
     }
 
     #[test]
-    fn wheel_versions() {
-        assert_eq!(
-            wheel_version(Path::new(
-                "/t/xla_cpu_pjrt-0.0.1-py3-none-manylinux_2_27_x86_64.whl"
-            )),
-            Some("0.0.1".into())
-        );
+    fn cache_records_count_only_for_the_pinned_wheel() {
+        let pin = pinned::XLA_CPU_PJRT;
+        let good = install_record(&pin, pin.files[0].sha256);
+        assert!(record_matches(&good, &pin));
+        // Written by builds before pinning: package and version only.
+        assert!(!record_matches("xla-cpu-pjrt 0.0.1\n", &pin));
+        assert!(!record_matches(
+            &install_record(&pin, &"0".repeat(64)),
+            &pin
+        ));
+        let other = good.replace("0.0.1", "0.0.2");
+        assert!(!record_matches(&other, &pin));
     }
 }
