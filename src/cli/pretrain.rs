@@ -161,10 +161,20 @@ fn init_logging() {
 pub fn run_cmd(a: &PretrainArgs) -> Result<()> {
     init_logging();
     if a.demo {
-        return run_demo(&DemoOptions {
+        let verdict = run_demo(&DemoOptions {
             overrides: a.overrides(),
             config: a.config.clone(),
-        });
+        })?;
+        if !verdict.learned {
+            anyhow::bail!(
+                "the demo did not learn: {} (a model that learned from context clears {}x the \
+                 baseline, and {}x at [MASK] inputs)",
+                verdict.line(),
+                crate::pretrain::demo::MLM_MARGIN,
+                crate::pretrain::demo::MASK_MARGIN
+            );
+        }
+        return Ok(());
     }
     let mut cfg = match &a.config {
         Some(path) => PretrainConfig::from_file(path)?,

