@@ -5,14 +5,14 @@
 //!    into the per-user cache), restricted to the pieces the corpus uses: greedy longest-match
 //!    WordPiece picks the same pieces from any vocab that contains every piece it picked from the
 //!    full one, so the tokenization is unchanged and the MLM output layer is ~4x smaller.
-//! 2. The corpus of [`super::corpus`] (Python's reference topics, the model card, this project's
-//!    docs); every tenth document is held out for evaluation.
+//! 2. The corpus of [`super::corpus`] (sympy 1.14.0's docstrings from its pinned wheel); every
+//!    tenth module is held out for evaluation.
 //! 3. create-data on each part (google-research/bert's procedure), then the most-frequent-token
 //!    baseline: the share of the eval set's masked tokens that the training set's most frequent
 //!    masked token accounts for (what always predicting it would score).
 //! 4. Pretraining of a BERT smaller than the tiny preset on the CPU plugin, with periodic
-//!    evaluation and checkpoints; the summary compares the held-out MLM accuracy with the
-//!    baseline.
+//!    evaluation and checkpoints; a verdict line compares the held-out MLM accuracy with the
+//!    baselines ([`Verdict`]), and the CLI exits non-zero when the model did not learn.
 use super::config::{Overrides, PretrainConfig};
 use super::corpus::{demo_documents, write_corpus, Document};
 use super::run::{run, RunOptions};
