@@ -51,7 +51,7 @@ pub fn demo_config(dir: &Path, vocab_size: usize) -> PretrainConfig {
     c.data.shuffle_buffer = 2000;
     c.train.batch_size = 32;
     // 2,000 steps: at 1,000 the held-out accuracy at [MASK] inputs is still climbing (1.2-1.4x
-    // the baseline), at 2,000 it is ~1.65x and the whole run fits in 5 minutes on 2 cores.
+    // the baseline), at 2,000 it is 1.4-1.7x and the whole run fits in 5 minutes on 2 cores.
     c.train.steps = 2000;
     c.train.warmup_steps = 300;
     c.train.learning_rate = 1e-3;
@@ -185,11 +185,12 @@ pub fn baselines(
 
 /// How far above the most-frequent-token baseline the held-out MLM accuracy must end for the
 /// demo to count as learned, over all predictions and over those whose input is `[MASK]` (where
-/// only the context can tell the token).
-/// (The margin at `[MASK]` inputs is what the 5-minute recipe clears on every seed tried with
-/// room to spare, 1.5-1.7x; a model stuck on the first plateau scores 1.0x.)
-pub const MLM_MARGIN: f64 = 2.5;
-pub const MASK_MARGIN: f64 = 1.4;
+/// only the context tells the token). A model stuck on the first plateau (always the most
+/// frequent token) scores 1.0x on both. Set below what the 5-minute recipe reached on every
+/// seed tried (BENCHMARKS.md: 2.61-2.85x and 1.38-1.69x over 5 seeds), so that rounding on
+/// another CPU cannot flip a run that learned.
+pub const MLM_MARGIN: f64 = 2.2;
+pub const MASK_MARGIN: f64 = 1.25;
 
 /// The demo's plain verdict on its last held-out evaluation.
 #[derive(Clone, Debug, PartialEq)]
@@ -417,7 +418,7 @@ mod tests {
             .line()
             .starts_with("LEARNED: held-out MLM accuracy 13.0% vs 5.0%"));
         // Well above the baseline overall but not at [MASK]: copying the visible tokens.
-        let v = Verdict::judge(0.15, 0.05, &base());
+        let v = Verdict::judge(0.15, 0.045, &base());
         assert!(!v.learned);
         assert!(v.line().starts_with("DID NOT LEARN"), "{}", v.line());
         // The plateau of the failure report: exactly the baseline.
