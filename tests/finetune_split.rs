@@ -126,3 +126,57 @@ fn seeded_choice_is_fixed_and_impossible_requests_are_errors() {
         .to_string();
     assert!(e.contains("paragraphs"), "{e}");
 }
+
+/// A valid two-article SQuAD file.
+fn write_two_articles(path: &Path) {
+    let article = |t: &str| {
+        serde_json::json!({"title": t, "paragraphs": [{"context": "alpha beta gamma",
+            "qas": [{"id": format!("{t}-q"), "question": "which?",
+                     "answers": [{"text": "beta", "answer_start": 6}]}]}]})
+    };
+    let root = serde_json::json!({"version": "1.1", "data": [article("a"), article("b")]});
+    std::fs::write(path, root.to_string()).unwrap();
+}
+
+#[test]
+fn outputs_that_are_one_file_or_the_input_are_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.json");
+    write_two_articles(&input);
+    let original = std::fs::read(&input).unwrap();
+    let same = tmp.path().join("same.json");
+    // The same file spelled two ways is still one file.
+    let same_again = tmp.path().join(".").join("same.json");
+    let e = split_file(&input, 1, 1, &same, &same_again)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--out-train and --out-val are the same file"),
+        "{e}"
+    );
+    assert!(!same.exists(), "nothing is written when the outputs clash");
+    let e = split_file(&input, 1, 1, &input, &tmp.path().join("v.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--out-train") && e.contains("is the input file"),
+        "{e}"
+    );
+    let e = split_file(&input, 1, 1, &tmp.path().join("t.json"), &input)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--out-val") && e.contains("is the input file"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&input).unwrap(),
+        original,
+        "the input is intact"
+    );
+    assert!(!tmp.path().join("t.json").exists() && !tmp.path().join("v.json").exists());
+    // Two distinct outputs still work.
+    let (t, v) = (tmp.path().join("t.json"), tmp.path().join("v.json"));
+    let s = split_file(&input, 1, 1, &t, &v).unwrap();
+    assert_eq!((s.train_articles, s.val_articles.len()), (1, 1));
+}

@@ -7,7 +7,7 @@ use super::rng::SplitMix64;
 use crate::squad::{SquadDataset, Warnings};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What a split put where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +48,43 @@ fn count_questions(article: &Value) -> usize {
         })
 }
 
+/// `path` made absolute with symlinks resolved, also when the file does not exist yet (its
+/// directory is resolved instead), so two spellings of one file compare equal.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    match (dir.canonicalize(), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// The two outputs must be two files, neither of them the input: writing both into one file
+/// would keep only the second side, and writing over the input would lose it.
+fn refuse_clashing_paths(input: &Path, out_train: &Path, out_val: &Path) -> Result<()> {
+    let (i, t, v) = (resolved(input), resolved(out_train), resolved(out_val));
+    if t == v {
+        bail!(
+            "--out-train and --out-val are the same file ({}): give two different paths",
+            out_train.display()
+        );
+    }
+    for (flag, out, path) in [("--out-train", &t, out_train), ("--out-val", &v, out_val)] {
+        if *out == i {
+            bail!(
+                "{flag} {} is the input file: it would be overwritten; write the split elsewhere",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Splits the SQuAD file `input` into `out_train` and `out_val` (see the module docs).
 pub fn split_file(
     input: &Path,
@@ -56,6 +93,7 @@ pub fn split_file(
     out_train: &Path,
     out_val: &Path,
 ) -> Result<SplitSummary> {
+    refuse_clashing_paths(input, out_train, out_val)?;
     // Read once with every check of the SQuAD reader, so a broken file fails here, naming the
     // place, rather than in training.
     let mut warnings = Warnings::new();
