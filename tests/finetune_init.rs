@@ -95,3 +95,42 @@ fn minilm_directory_gives_every_encoder_weight() {
         vec![384, 2]
     );
 }
+
+#[test]
+fn tf_checkpoint_prefix_form_is_accepted_as_the_directory_is() {
+    // `.../bert_model.ckpt` names no file (the bundle is .index + .data-*), yet Google's scripts
+    // and our --help take it.
+    let by_prefix = load_init(&fixture("tf_ckpt").join("bert_model.ckpt"), 7).unwrap();
+    let by_dir = load_init(&fixture("tf_ckpt"), 7).unwrap();
+    assert_eq!(by_prefix.config, by_dir.config);
+    for (name, t) in by_dir.params.iter() {
+        assert_eq!(by_prefix.params.get(name).unwrap(), t, "{name}");
+    }
+    let e = load_init(&fixture("tf_ckpt").join("no_such.ckpt"), 7)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no such file") && e.contains("no_such.ckpt.index"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_vocabulary_much_shorter_than_the_model_is_refused() {
+    use tpu_run::finetune::run::check_vocab_covers_model;
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = tmp.path().join("vocab.txt");
+    let lines = |n: usize| (0..n).map(|i| format!("tok{i}\n")).collect::<String>();
+    std::fs::write(&vocab, lines(1000)).unwrap();
+    let e = check_vocab_covers_model(&vocab, 30522)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("1000 entries") && e.contains("30522") && e.contains("vocab.txt"),
+        "{e}"
+    );
+    // Padding the embedding table to a multiple of 8..128 rows is normal.
+    std::fs::write(&vocab, lines(30522)).unwrap();
+    check_vocab_covers_model(&vocab, 30528).unwrap();
+    check_vocab_covers_model(&vocab, 30522).unwrap();
+}

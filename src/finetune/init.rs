@@ -51,13 +51,22 @@ fn our_checkpoint(path: &Path) -> Result<Option<Checkpoint>> {
     }
 }
 
+/// Whether `path` is the prefix of a TF checkpoint (`.../bert_model.ckpt`, the form Google's
+/// scripts take), which names no file itself: `{path}.index` does.
+fn is_tf_prefix(path: &Path) -> bool {
+    let mut index = path.as_os_str().to_owned();
+    index.push(".index");
+    Path::new(&index).is_file()
+}
+
 /// Opens `path` (see the module docs) and reads the QA model's parameters; absent head
 /// parameters are initialized from `seed`.
 pub fn load_init(path: &Path, seed: u64) -> Result<InitWeights> {
-    if !path.exists() {
+    if !path.exists() && !is_tf_prefix(path) {
         bail!(
-            "--init {}: no such file or directory (give a Hugging Face model directory, a TF \
-             checkpoint or a tpu-run checkpoint directory)",
+            "--init {}: no such file or directory, nor a TF checkpoint prefix ({0}.index) (give \
+             a Hugging Face model directory, a TF checkpoint directory or prefix, or a tpu-run \
+             checkpoint directory)",
             path.display()
         );
     }

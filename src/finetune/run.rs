@@ -6,6 +6,7 @@ use super::progress::Console;
 use super::squad_predict::Predictor;
 use super::squad_train::{train, Hyper, TrainOptions};
 use crate::backend::{open_client, AttentionChoice, Backend};
+use crate::data::tokenize::Vocab;
 use crate::model::ComputeDtype;
 use crate::squad::{
     convert_examples_to_features, evaluate, make_predictions, read_examples, BertSquadTokenizer,
@@ -241,6 +242,7 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
         ),
     };
     let tokenizer = BertSquadTokenizer::from_vocab_file(&vocab, s.do_lower_case)?;
+    check_vocab_covers_model(&vocab, cfg.vocab_size)?;
     if tokenizer.id_to_token(cfg.vocab_size as u32).is_some() {
         bail!(
             "vocabulary {} has more entries than the model's vocab_size {}; use the model's own \
@@ -379,4 +381,22 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
     )
     .with_context(|| format!("writing {}", summary_file.display()))?;
     Ok(summary)
+}
+
+/// Embedding rows a vocab.txt may leave unnamed: models pad vocab_size up to a multiple of 8 to
+/// 128 for faster matmuls (e.g. 30,522 -> 30,528), which is not a sign of the wrong file.
+const VOCAB_PADDING_SLACK: usize = 128;
+
+/// A vocabulary much shorter than the model's embedding table is a truncated or foreign file:
+/// every id past its end would never be produced, and fine-tuning would run on the wrong text.
+pub fn check_vocab_covers_model(vocab: &Path, vocab_size: usize) -> Result<()> {
+    let entries = Vocab::from_file(vocab)?.len();
+    if entries + VOCAB_PADDING_SLACK < vocab_size {
+        bail!(
+            "vocabulary {} has {entries} entries but the model's vocab_size is {vocab_size}: the \
+             file is truncated or belongs to another model; use the model's own vocab.txt",
+            vocab.display()
+        );
+    }
+    Ok(())
 }
