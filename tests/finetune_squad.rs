@@ -401,5 +401,23 @@ fn bad_inputs_are_clear_errors() {
     let e = tpu_run::finetune::run_squad(&s, &mut console)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("no training features"), "{e}");
+    assert!(e.contains("the train file yields no features"), "{e}");
+
+    // A predict file without questions is refused before training starts, not after it.
+    let train = tmp.path().join("one-question.json");
+    std::fs::write(
+        &train,
+        r#"{"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "the cat sat",
+            "qas": [{"id": "q1", "question": "who sat?",
+                     "answers": [{"text": "cat", "answer_start": 4}]}]}]}]}"#,
+    )
+    .unwrap();
+    s.train_file = train;
+    let e = tpu_run::finetune::run_squad(&s, &mut console)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the predict file yields no features") && e.contains("d.json"),
+        "{e}"
+    );
 }

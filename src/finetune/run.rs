@@ -190,6 +190,20 @@ fn featurize(
     })
 }
 
+/// A file that yields no features is refused before any compile or training, not after.
+fn require_features(path: &Path, role: &str, inputs: &SquadInputs) -> Result<()> {
+    if inputs.features.is_empty() {
+        bail!(
+            "{}: the {role} file yields no features ({} questions, {} examples); give a SQuAD \
+             file with questions",
+            path.display(),
+            inputs.dataset.num_questions(),
+            inputs.examples.len()
+        );
+    }
+    Ok(())
+}
+
 fn describe(what: &str, inputs: &SquadInputs) -> String {
     let mut s = format!(
         "{what}: {} questions -> {} examples -> {} features",
@@ -261,6 +275,8 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
         &format!("predict {}", s.predict_file.display()),
         &predict_in,
     ));
+    require_features(&s.train_file, "train", &train_in)?;
+    require_features(&s.predict_file, "predict", &predict_in)?;
 
     let seq = s.features.max_seq_length;
     let train_arrays = FeatureArrays::from_features(&train_in.features, seq, true)?;
