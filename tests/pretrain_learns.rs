@@ -75,6 +75,7 @@ fn train(
     steps: u64,
     warmup_pct: u64,
     lr: f64,
+    seed: u64,
 ) -> RunSummary {
     let text = format!(
         r#"
@@ -96,6 +97,7 @@ fn train(
         steps = {steps}
         warmup_steps = {warmup}
         learning_rate = {lr}
+        seed = {seed}
         [eval]
         interval = {interval}
         [checkpoint]
@@ -124,7 +126,7 @@ fn the_demo_learns_with_margin_on_real_text() {
             output_dir: Some(tmp.path().join("demo")),
             ..Default::default()
         },
-        config: None,
+        ..Default::default()
     })
     .unwrap();
     eprintln!("demo: {}", verdict.line());
@@ -189,38 +191,54 @@ fn write_topic_shards(dir: &Path, n: usize, seq: usize, preds: usize, seed: u64)
     w.finish().unwrap();
 }
 
-#[test]
-fn nsp_and_mlm_rise_far_above_their_baselines_on_a_topic_task() {
+/// The topic task with data and initialisation drawn from `seed`: held-out NSP accuracy above
+/// 0.85 and 0.25 above the majority class, MLM accuracy above 2.5x its baseline.
+fn topic_task_learns(seed: u64) {
     const SEQ: usize = 24;
     const PREDS: usize = 3;
     let tmp = tempfile::tempdir().unwrap();
-    write_topic_shards(&tmp.path().join("train"), 4000, SEQ, PREDS, 1);
-    write_topic_shards(&tmp.path().join("eval"), 400, SEQ, PREDS, 2);
+    write_topic_shards(&tmp.path().join("train"), 4000, SEQ, PREDS, 2 * seed + 1);
+    write_topic_shards(&tmp.path().join("eval"), 400, SEQ, PREDS, 2 * seed + 2);
     let base = baselines(
         &tmp.path().join("train"),
         &tmp.path().join("eval"),
         SEQ,
         PREDS,
     );
-    let s = train(tmp.path(), 4, 96, 32, SEQ, PREDS, 800, 10, 1e-3);
+    let s = train(tmp.path(), 4, 96, 32, SEQ, PREDS, 800, 10, 1e-3, seed);
     let (_, e) = s.evals.last().unwrap();
     eprintln!(
-        "topic task: after {} steps NSP accuracy {:.3} (majority baseline {:.3}), MLM accuracy \
-         {:.3} (baseline {:.3}; a topic-aware guess scores ~0.05)",
+        "topic task, seed {seed}: after {} steps NSP accuracy {:.3} (majority baseline {:.3}), \
+         MLM accuracy {:.3} (baseline {:.3}; a topic-aware guess scores ~0.05)",
         s.end_step, e.nsp_accuracy, base.nsp, e.mlm_accuracy, base.mlm
     );
     // Every prediction's input is [MASK] here, so this accuracy is context's alone.
     assert_eq!(e.mlm_accuracy, e.mlm_accuracy_at_mask);
     assert!(
         e.nsp_accuracy > 0.85 && e.nsp_accuracy > base.nsp + 0.25,
-        "held-out NSP accuracy {:.3} (majority baseline {:.3})",
+        "seed {seed}: held-out NSP accuracy {:.3} (majority baseline {:.3})",
         e.nsp_accuracy,
         base.nsp
     );
     assert!(
         e.mlm_accuracy > 2.5 * base.mlm,
-        "held-out MLM accuracy {:.3} (baseline {:.3})",
+        "seed {seed}: held-out MLM accuracy {:.3} (baseline {:.3})",
         e.mlm_accuracy,
         base.mlm
     );
+}
+
+#[test]
+fn nsp_and_mlm_rise_far_above_their_baselines_on_a_topic_task() {
+    topic_task_learns(0);
+}
+
+/// The margin holds for other seeds too, not by luck for one (run locally:
+/// `cargo test --release --test pretrain_learns -- --ignored`).
+#[test]
+#[ignore = "five seeds of the topic task (~5 min in release); run with --ignored"]
+fn the_topic_task_learns_for_five_seeds() {
+    for seed in 1..=5 {
+        topic_task_learns(seed);
+    }
 }

@@ -101,6 +101,7 @@ fn quiet(stop_after: Option<u64>) -> RunOptions {
     RunOptions {
         stop_after,
         print: false,
+        ..Default::default()
     }
 }
 

@@ -2,6 +2,7 @@
 //! for a complete small run with no input files; `--bench-steps N` for step timings.
 use crate::pretrain::bench::bench;
 use crate::pretrain::demo::{run_demo, DemoOptions};
+use crate::pretrain::interrupt::StopSignal;
 use crate::pretrain::{run, Overrides, PretrainConfig, RunOptions};
 use anyhow::Result;
 use clap::Args;
@@ -164,6 +165,7 @@ pub fn run_cmd(a: &PretrainArgs) -> Result<()> {
         let verdict = run_demo(&DemoOptions {
             overrides: a.overrides(),
             config: a.config.clone(),
+            stop: Some(StopSignal::install()?),
         })?;
         if !verdict.learned {
             anyhow::bail!(
@@ -214,6 +216,7 @@ pub fn run_cmd(a: &PretrainArgs) -> Result<()> {
         &RunOptions {
             stop_after: a.stop_after,
             print: true,
+            stop: Some(StopSignal::install()?),
         },
     )?;
     s.print(cfg.train.batch_size);

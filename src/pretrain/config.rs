@@ -125,6 +125,9 @@ pub struct TrainSection {
     pub weight_decay: f64,
     /// Global-norm clipping threshold (BERT: 1.0); 0 turns clipping off.
     pub clip_norm: f64,
+    /// Decay of Adam's second-moment average (adam_weight_decay, adamw, lamb; BERT: 0.999).
+    /// 0.98 (RoBERTa's choice) tolerates a higher learning rate in short runs.
+    pub adam_beta2: f64,
     /// `f32` or `bf16` (bf16 matmul inputs and activations, f32 master weights and statistics).
     pub precision: String,
     pub accumulation_steps: u32,
@@ -143,6 +146,7 @@ impl Default for TrainSection {
             optimizer: "adam_weight_decay".into(),
             weight_decay: 0.01,
             clip_norm: 1.0,
+            adam_beta2: 0.999,
             precision: "f32".into(),
             accumulation_steps: 1,
             seed: 12345,
@@ -417,6 +421,12 @@ impl PretrainConfig {
                 t.clip_norm
             );
         }
+        if !(0.0..1.0).contains(&t.adam_beta2) {
+            bail!(
+                "config: train.adam_beta2 must be in [0, 1), got {} (BERT: 0.999)",
+                t.adam_beta2
+            );
+        }
         if !d.synthetic && d.train.is_none() {
             bail!("config: no training data; set data.train (or --data), or use --synthetic-data");
         }
@@ -581,15 +591,18 @@ impl PretrainConfig {
         let optimizer: Box<dyn Optimizer> = match t.optimizer.as_str() {
             "adam_weight_decay" | "adamweightdecay" | "bert_adam" => Box::new(AdamWeightDecay {
                 weight_decay: decay,
+                beta2: t.adam_beta2,
                 ..Default::default()
             }),
             "adamw" => Box::new(AdamW {
                 weight_decay: decay,
+                beta2: t.adam_beta2,
                 ..Default::default()
             }),
             "lamb" => Box::new(Lamb {
                 exclude_from_layer_adaptation: decay.exclude.clone(),
                 weight_decay: decay,
+                beta2: t.adam_beta2,
                 ..Default::default()
             }),
             "sgd" => Box::new(Sgd {
@@ -657,6 +670,7 @@ impl PretrainConfig {
             "steps": t.steps,
             "weight_decay": t.weight_decay,
             "clip_norm": t.clip_norm,
+            "adam_beta2": t.adam_beta2,
             "accumulation_steps": t.accumulation_steps,
         })
     }

@@ -15,6 +15,7 @@
 //!    baselines ([`Verdict`]), and the CLI exits non-zero when the model did not learn.
 use super::config::{Overrides, PretrainConfig};
 use super::corpus::{demo_documents, write_corpus, Document};
+use super::interrupt::StopSignal;
 use super::run::{run, RunOptions};
 use crate::data::reader::read_shard;
 use crate::data::{create_pretraining_data, BertTokenizer, CreateDataConfig, InputFormat};
@@ -29,6 +30,8 @@ pub struct DemoOptions {
     pub overrides: Overrides,
     /// A config file given with --demo, applied before the flags.
     pub config: Option<PathBuf>,
+    /// Stops the training at a step boundary on SIGINT/SIGTERM (installed by the CLI).
+    pub stop: Option<StopSignal>,
 }
 
 /// Marks a directory the demo made, so a rerun may clear it.
@@ -366,6 +369,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<Verdict> {
         &RunOptions {
             stop_after: None,
             print: true,
+            stop: opts.stop.clone(),
         },
     )?;
     summary.print(cfg.train.batch_size);

@@ -18,6 +18,7 @@ pub mod corpus;
 pub mod demo;
 pub mod distributed;
 pub mod eval;
+pub mod interrupt;
 pub mod metrics;
 pub mod program;
 pub mod progress;

@@ -24,6 +24,7 @@ use super::checkpoint::{
 use super::config::{default_num_devices, PretrainConfig};
 use super::distributed::{process_seed, Distributed};
 use super::eval::{EvalResult, Evaluator};
+use super::interrupt::StopSignal;
 use super::metrics::MetricsSink;
 use super::program::train_program;
 use super::progress::{Progress, Shown};
@@ -47,6 +48,9 @@ pub struct RunOptions {
     pub stop_after: Option<u64>,
     /// Print log lines (the CLI); library callers and tests keep quiet.
     pub print: bool,
+    /// Installed by the CLI: a SIGINT/SIGTERM stops the run at the next step boundary with a
+    /// checkpoint (see [`super::interrupt`]).
+    pub stop: Option<StopSignal>,
 }
 
 /// One step's numbers.
@@ -345,6 +349,13 @@ fn reader_config(
 }
 
 /// Logs a line through `tracing`, around the progress bar.
+fn describe_checkpoint(path: Option<&PathBuf>) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => "(none yet: a rerun starts from scratch)".into(),
+    }
+}
+
 fn log(progress: &Progress, msg: String) {
     progress.suspend(|| tracing::info!("{msg}"));
 }
@@ -610,7 +621,17 @@ fn run_in(
             }
         }
         summary.history.push(rec);
-        let last = done == end_step;
+        let signal = opts.stop.as_ref().and_then(StopSignal::received);
+        if let (Some(sig), Some(_)) = (signal, dist) {
+            // The processes of a multi-process run would have to agree on a step to checkpoint
+            // together; this one stops now and the others stop when they miss it.
+            bail!(
+                "stopped by {sig} after step {done}; a multi-process run stops without a new \
+                 checkpoint: rerun every process to resume from {}",
+                describe_checkpoint(last_checkpoint.as_ref().or(summary.resumed_from.as_ref()))
+            );
+        }
+        let last = done == end_step || signal.is_some();
         if let Some(ev) = &evaluator {
             let due = cfg.eval.interval > 0 && done % cfg.eval.interval == 0;
             if due || (last && done == cfg.train.steps) {
@@ -665,6 +686,18 @@ fn run_in(
                 }
                 last_checkpoint = Some(path);
             }
+        }
+        if let Some(sig) = signal {
+            progress.finish();
+            if let Some(sink) = &mut sink {
+                sink.record("stopped", done, &[("signal", Value::from(sig))])?;
+            }
+            bail!(
+                "stopped by {sig} after step {done} of {}; checkpoint {}: run the same command \
+                 again to resume",
+                cfg.train.steps,
+                describe_checkpoint(last_checkpoint.as_ref())
+            );
         }
     }
     progress.finish();
