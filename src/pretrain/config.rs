@@ -118,6 +118,9 @@ pub struct TrainSection {
     pub steps: u64,
     pub warmup_steps: u64,
     pub learning_rate: f64,
+    /// Where the linear or cosine decay ends at `steps` (BERT's polynomial_decay
+    /// `end_learning_rate`: 0). A floor keeps short runs learning to their last step.
+    pub end_learning_rate: f64,
     /// `linear` (BERT: warmup then linear decay to 0), `cosine` or `constant`.
     pub schedule: String,
     /// `adam_weight_decay` (BERT), `adamw`, `lamb` or `sgd`.
@@ -142,6 +145,7 @@ impl Default for TrainSection {
             steps: 1000,
             warmup_steps: 100,
             learning_rate: 1e-4,
+            end_learning_rate: 0.0,
             schedule: "linear".into(),
             optimizer: "adam_weight_decay".into(),
             weight_decay: 0.01,
@@ -421,6 +425,16 @@ impl PretrainConfig {
                 t.clip_norm
             );
         }
+        if !(t.end_learning_rate.is_finite()
+            && (0.0..=t.learning_rate).contains(&t.end_learning_rate))
+        {
+            bail!(
+                "config: train.end_learning_rate must be between 0 and train.learning_rate ({}), \
+                 got {}",
+                t.learning_rate,
+                t.end_learning_rate
+            );
+        }
         if !(0.0..1.0).contains(&t.adam_beta2) {
             bail!(
                 "config: train.adam_beta2 must be in [0, 1), got {} (BERT: 0.999)",
@@ -614,7 +628,13 @@ impl PretrainConfig {
             ),
         };
         let schedule = match t.schedule.as_str() {
-            "linear" | "bert" => Schedule::bert(t.learning_rate, t.warmup_steps, t.steps),
+            "linear" | "bert" => Schedule::WarmupPolynomialDecay {
+                init_lr: t.learning_rate,
+                warmup_steps: t.warmup_steps,
+                total_steps: t.steps,
+                end_lr: t.end_learning_rate,
+                power: 1.0,
+            },
             "cosine" => {
                 if t.steps <= t.warmup_steps {
                     bail!(
@@ -627,7 +647,7 @@ impl PretrainConfig {
                     init_lr: t.learning_rate,
                     warmup_steps: t.warmup_steps,
                     total_steps: t.steps,
-                    end_lr: 0.0,
+                    end_lr: t.end_learning_rate,
                 }
             }
             "constant" => Schedule::Constant {
@@ -665,6 +685,7 @@ impl PretrainConfig {
         let t = &self.train;
         serde_json::json!({
             "learning_rate": t.learning_rate,
+            "end_learning_rate": t.end_learning_rate,
             "schedule": t.schedule,
             "warmup_steps": t.warmup_steps,
             "steps": t.steps,
@@ -730,6 +751,39 @@ mod tests {
         defaults.data.eval = c.data.eval.clone();
         defaults.eval.interval = c.eval.interval;
         assert_eq!(c, defaults, "the sample's other values are the defaults");
+    }
+
+    #[test]
+    fn end_learning_rate_and_adam_beta2_reach_the_step_and_are_checked() {
+        let text = "[data]\nsynthetic = true\n[train]\nsteps = 50\nwarmup_steps = 5\n\
+                    learning_rate = 1e-3\nend_learning_rate = 4e-4\nadam_beta2 = 0.98\n";
+        let mut c = PretrainConfig::from_toml_str(text, "t.toml").unwrap();
+        c.validate().unwrap();
+        let step = c.step_config().unwrap();
+        assert_eq!(
+            step.schedule,
+            Schedule::WarmupPolynomialDecay {
+                init_lr: 1e-3,
+                warmup_steps: 5,
+                total_steps: 50,
+                end_lr: 4e-4,
+                power: 1.0
+            }
+        );
+        assert_eq!(c.optimizer_json()["adam_beta2"], 0.98);
+        c.train.end_learning_rate = 2e-3;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("train.end_learning_rate"), "{e}");
+        c.train.end_learning_rate = 0.0;
+        c.train.adam_beta2 = 1.0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("train.adam_beta2"), "{e}");
+        // BERT's defaults: decay to 0, beta2 0.999.
+        let d = PretrainConfig::default();
+        assert_eq!(
+            (d.train.end_learning_rate, d.train.adam_beta2),
+            (0.0, 0.999)
+        );
     }
 
     #[test]
