@@ -3,8 +3,8 @@
 //! rounding cannot cross:
 //!
 //! - real English text: `tpu-run pretrain --demo` itself (its pinned corpus, vocab and recipe)
-//!   must end with the held-out MLM accuracy at least `MLM_MARGIN` (2.2x) the most-frequent-token
-//!   baseline, and `MASK_MARGIN` (1.25x) at the predictions whose input is `[MASK]` (where only
+//!   must end with the held-out MLM accuracy at least `MLM_MARGIN` (2.5x) the most-frequent-token
+//!   baseline, and `MASK_MARGIN` (1.5x) at the predictions whose input is `[MASK]` (where only
 //!   the context tells the token); a model on the first plateau scores 1.0x on both.
 //! - next-sentence prediction: on shards where segment B continues A's topic or comes from
 //!   another topic, the held-out NSP accuracy rises far above the majority class (and MLM above
@@ -118,19 +118,34 @@ fn train(
     run(&cfg, &RunOptions::default()).unwrap()
 }
 
-#[test]
-fn the_demo_learns_with_margin_on_real_text() {
+fn demo_learns(seed: Option<u64>) {
     let tmp = tempfile::tempdir().unwrap();
     let verdict = run_demo(&DemoOptions {
         overrides: Overrides {
             output_dir: Some(tmp.path().join("demo")),
+            seed,
             ..Default::default()
         },
         ..Default::default()
     })
     .unwrap();
-    eprintln!("demo: {}", verdict.line());
-    assert!(verdict.learned, "{}", verdict.line());
+    eprintln!("demo, seed {seed:?}: {}", verdict.line());
+    assert!(verdict.learned, "seed {seed:?}: {}", verdict.line());
+}
+
+#[test]
+fn the_demo_learns_with_margin_on_real_text() {
+    demo_learns(None);
+}
+
+/// The demo's margins hold for other seeds, not by luck for one (run locally, ~5 min a seed:
+/// `cargo test --release --test pretrain_learns -- --ignored`).
+#[test]
+#[ignore = "five seeds of the demo (~25 min in release); run with --ignored"]
+fn the_demo_learns_for_five_seeds() {
+    for seed in 1..=5 {
+        demo_learns(Some(seed));
+    }
 }
 
 /// Shards where each example is `[CLS] A [SEP] B [SEP]`, A's words from one of four topics (20

@@ -4,7 +4,8 @@
 //! ```toml
 //! [model]        # preset = "tiny" | ... | "large", or config_file = "bert_config.json"
 //! [data]         # train = "shards/*.tfrecord", eval = "...", seq_len, max_predictions
-//! [train]        # batch_size, steps, warmup_steps, learning_rate, optimizer, precision, seed
+//! [train]        # batch_size, steps, warmup_steps, learning_rate, end_learning_rate, schedule,
+//!                # optimizer, adam_beta2, precision, seed
 //! [eval]         # interval, batches
 //! [checkpoint]   # dir, interval, keep_last, resume
 //! [device]       # backend = "cpu" | "cuda" | "tpu", plugin = "/path/to/pjrt_plugin.so", num_devices,
