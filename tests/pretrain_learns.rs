@@ -206,9 +206,10 @@ fn write_topic_shards(dir: &Path, n: usize, seq: usize, preds: usize, seed: u64)
     w.finish().unwrap();
 }
 
-/// The topic task with data and initialisation drawn from `seed`: held-out NSP accuracy above
-/// 0.85 and 0.25 above the majority class, MLM accuracy above 2.5x its baseline.
-fn topic_task_learns(seed: u64) {
+/// The topic task with data and initialisation drawn from `seed`; `Err` says what fell short of
+/// held-out NSP accuracy above 0.85 and 0.25 above the majority class, and MLM accuracy above
+/// 2.5x its baseline.
+fn topic_task(seed: u64) -> Result<(), String> {
     const SEQ: usize = 24;
     const PREDS: usize = 3;
     let tmp = tempfile::tempdir().unwrap();
@@ -220,40 +221,42 @@ fn topic_task_learns(seed: u64) {
         SEQ,
         PREDS,
     );
-    let s = train(tmp.path(), 4, 96, 32, SEQ, PREDS, 800, 10, 1e-3, seed);
+    let s = train(tmp.path(), 4, 96, 32, SEQ, PREDS, 1200, 10, 1e-3, seed);
     let (_, e) = s.evals.last().unwrap();
-    eprintln!(
+    let figures = format!(
         "topic task, seed {seed}: after {} steps NSP accuracy {:.3} (majority baseline {:.3}), \
          MLM accuracy {:.3} (baseline {:.3}; a topic-aware guess scores ~0.05)",
         s.end_step, e.nsp_accuracy, base.nsp, e.mlm_accuracy, base.mlm
     );
+    eprintln!("{figures}");
     // Every prediction's input is [MASK] here, so this accuracy is context's alone.
     assert_eq!(e.mlm_accuracy, e.mlm_accuracy_at_mask);
-    assert!(
-        e.nsp_accuracy > 0.85 && e.nsp_accuracy > base.nsp + 0.25,
-        "seed {seed}: held-out NSP accuracy {:.3} (majority baseline {:.3})",
-        e.nsp_accuracy,
-        base.nsp
-    );
-    assert!(
-        e.mlm_accuracy > 2.5 * base.mlm,
-        "seed {seed}: held-out MLM accuracy {:.3} (baseline {:.3})",
-        e.mlm_accuracy,
-        base.mlm
-    );
+    let nsp_ok = e.nsp_accuracy > 0.85 && e.nsp_accuracy > base.nsp + 0.25;
+    let mlm_ok = e.mlm_accuracy > 2.5 * base.mlm;
+    if nsp_ok && mlm_ok {
+        Ok(())
+    } else {
+        Err(figures)
+    }
 }
 
 #[test]
 fn nsp_and_mlm_rise_far_above_their_baselines_on_a_topic_task() {
-    topic_task_learns(0);
+    if let Err(figures) = topic_task(0) {
+        panic!("short of the margin: {figures}");
+    }
 }
 
 /// The margin holds for other seeds too, not by luck for one (run locally:
-/// `cargo test --release --test pretrain_learns -- --ignored`).
+/// `cargo test --release --test pretrain_learns -- --ignored`). Every seed runs before the
+/// verdict, so one report shows them all.
 #[test]
 #[ignore = "five seeds of the topic task (~5 min in release); run with --ignored"]
 fn the_topic_task_learns_for_five_seeds() {
-    for seed in 1..=5 {
-        topic_task_learns(seed);
-    }
+    let short: Vec<String> = (1..=5).filter_map(|seed| topic_task(seed).err()).collect();
+    assert!(
+        short.is_empty(),
+        "short of the margin:\n{}",
+        short.join("\n")
+    );
 }

@@ -187,6 +187,39 @@ fn stopped_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit() {
     assert_eq!(train_steps, vec![1, 2, 3, 4, 5, 6]);
 }
 
+/// Train-record steps of a run's metrics.jsonl, in file order.
+fn logged_train_steps(path: &Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_resume_from_an_earlier_checkpoint_logs_each_step_once() {
+    // A process killed after step 4 but before its checkpoint was written: the rerun resumes
+    // from step 2 and computes steps 3 and 4 again.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_shards(&tmp.path().join("data"), 2, 24);
+    let out = tmp.path().join("run");
+    let mut cfg = config(&data, &out);
+    cfg.checkpoint.interval = 2;
+    run(&cfg, &quiet(Some(4))).unwrap();
+    std::fs::remove_dir_all(out.join("checkpoints/step-00000004")).unwrap();
+    let second = run(&cfg, &quiet(None)).unwrap();
+    assert_eq!(second.start_step, 2);
+    assert_eq!(
+        logged_train_steps(&out.join("metrics.jsonl")),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    // The first attempt's records of steps 3 and 4 are kept aside, not deleted.
+    let aside = logged_train_steps(&out.join("metrics.superseded.jsonl"));
+    assert_eq!(aside, vec![3, 4]);
+}
+
 /// The latest checkpoint directory of a run's default checkpoint folder.
 fn latest(out: &Path) -> PathBuf {
     tpu_run::ckpt::Store::new(out.join("checkpoints"))

@@ -113,4 +113,14 @@ fn sigterm_and_sigint_stop_at_a_step_boundary_with_a_checkpoint_and_the_rerun_re
     );
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert!(metrics.contains(r#""kind":"stopped""#), "{metrics}");
+    // Each step is logged once, across the stop and the resume.
+    let mut train_steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    let n = train_steps.len();
+    train_steps.dedup();
+    assert_eq!(train_steps.len(), n, "a step is logged twice");
 }

@@ -13,6 +13,53 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Where records that a resumed run supersedes are moved (never deleted).
+pub const SUPERSEDED_FILE: &str = "metrics.superseded.jsonl";
+
+/// A run that starts at `start_step` computes every step after it again: the records of
+/// `<dir>/metrics.jsonl` with a larger step (written before an interruption, after the checkpoint
+/// it resumes from) are moved to `metrics.superseded.jsonl`, so the log holds each step once.
+/// Lines that are not JSON objects with a step stay where they are. Returns how many moved.
+pub fn supersede_after(dir: &Path, start_step: u64) -> Result<usize> {
+    let path = dir.join(METRICS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let step_of = |line: &str| -> Option<u64> {
+        serde_json::from_str::<Value>(line)
+            .ok()?
+            .get("step")?
+            .as_u64()
+    };
+    let (mut keep, mut moved) = (String::new(), String::new());
+    for line in text.lines() {
+        let out = match step_of(line) {
+            Some(step) if step > start_step => &mut moved,
+            _ => &mut keep,
+        };
+        out.push_str(line);
+        out.push('\n');
+    }
+    if moved.is_empty() {
+        return Ok(0);
+    }
+    let superseded = dir.join(SUPERSEDED_FILE);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&superseded)
+        .and_then(|mut f| f.write_all(moved.as_bytes()).and_then(|_| f.sync_all()))
+        .with_context(|| format!("writing {}", superseded.display()))?;
+    // Replace the log in one rename, so an interruption leaves the old or the new file whole.
+    let tmp = dir.join(format!(".{METRICS_FILE}.tmp"));
+    std::fs::write(&tmp, keep).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(moved.lines().count())
+}
+
 /// Appends JSON lines to `metrics.jsonl` and scalars to a TensorBoard event file.
 pub struct MetricsSink {
     jsonl: File,
@@ -25,7 +72,7 @@ impl MetricsSink {
     /// `tensorboard`, a new event file in `<dir>/tensorboard`.
     pub fn open(dir: &Path, tensorboard: bool) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let jsonl_path = dir.join("metrics.jsonl");
+        let jsonl_path = dir.join(METRICS_FILE);
         let jsonl = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -182,6 +229,30 @@ mod tests {
     use super::*;
     use crate::data::tfrecord::RecordReader;
     use prost::Message;
+
+    #[test]
+    fn a_resume_moves_the_records_after_its_step_aside_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = [
+            r#"{"kind":"train","step":2,"loss":3.0}"#,
+            r#"{"kind":"eval","step":4,"mlm_accuracy":0.1}"#,
+            r#"{"kind":"train","step":4,"loss":2.5}"#,
+            "not json",
+            r#"{"kind":"train","step":5,"loss":2.4}"#,
+            r#"{"kind":"stopped","step":6,"signal":"SIGTERM"}"#,
+        ];
+        let path = dir.path().join(METRICS_FILE);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        assert_eq!(supersede_after(dir.path(), 4).unwrap(), 2);
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(kept, lines[..4].join("\n") + "\n");
+        let moved = std::fs::read_to_string(dir.path().join(SUPERSEDED_FILE)).unwrap();
+        assert_eq!(moved, lines[4..].join("\n") + "\n");
+        // Nothing after the step: nothing moves; no file: nothing to do.
+        assert_eq!(supersede_after(dir.path(), 4).unwrap(), 0);
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(supersede_after(empty.path(), 0).unwrap(), 0);
+    }
 
     #[test]
     fn json_lines_and_tensorboard_events_read_back() {

@@ -25,7 +25,7 @@ use super::config::{default_num_devices, PretrainConfig};
 use super::distributed::{process_seed, Distributed};
 use super::eval::{EvalResult, Evaluator};
 use super::interrupt::StopSignal;
-use super::metrics::MetricsSink;
+use super::metrics::{supersede_after, MetricsSink, SUPERSEDED_FILE};
 use super::program::train_program;
 use super::progress::{Progress, Shown};
 use crate::backend::{compile_options_for, open_client};
@@ -508,6 +508,13 @@ fn run_in(
     };
 
     let mut sink = if chief {
+        let moved = supersede_after(&cfg.output.dir, start_step)?;
+        if moved > 0 && opts.print {
+            tracing::info!(
+                "{moved} metrics record(s) after step {start_step} are computed again: moved to {}",
+                cfg.output.dir.join(SUPERSEDED_FILE).display()
+            );
+        }
         Some(MetricsSink::open(&cfg.output.dir, cfg.output.tensorboard)?)
     } else {
         None
