@@ -207,8 +207,9 @@ fn write_topic_shards(dir: &Path, n: usize, seq: usize, preds: usize, seed: u64)
 }
 
 /// The topic task with data and initialisation drawn from `seed`; `Err` says what fell short of
-/// held-out NSP accuracy above 0.85 and 0.25 above the majority class, and MLM accuracy above
-/// 2.5x its baseline.
+/// held-out NSP accuracy above 0.80 and 0.25 above the majority class, and MLM accuracy above
+/// 2x its baseline. Seeds 0-5 reached NSP 0.88-1.00 (majority ~0.52) and MLM 2.8-8x, so each
+/// clears both by 10% or more; a model that learned nothing scores ~0.52 and 1x.
 fn topic_task(seed: u64) -> Result<(), String> {
     const SEQ: usize = 24;
     const PREDS: usize = 3;
@@ -231,8 +232,8 @@ fn topic_task(seed: u64) -> Result<(), String> {
     eprintln!("{figures}");
     // Every prediction's input is [MASK] here, so this accuracy is context's alone.
     assert_eq!(e.mlm_accuracy, e.mlm_accuracy_at_mask);
-    let nsp_ok = e.nsp_accuracy > 0.85 && e.nsp_accuracy > base.nsp + 0.25;
-    let mlm_ok = e.mlm_accuracy > 2.5 * base.mlm;
+    let nsp_ok = e.nsp_accuracy > 0.80 && e.nsp_accuracy > base.nsp + 0.25;
+    let mlm_ok = e.mlm_accuracy > 2.0 * base.mlm;
     if nsp_ok && mlm_ok {
         Ok(())
     } else {
