@@ -177,14 +177,10 @@ fn stopped_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit() {
     assert_eq!(evals(&[&whole]).len(), 3);
 
     // metrics.jsonl continues across the restart: one train line per step.
-    let jsonl = std::fs::read_to_string(tmp.path().join("split/metrics.jsonl")).unwrap();
-    let train_steps: Vec<u64> = jsonl
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "train")
-        .map(|v| v["step"].as_u64().unwrap())
-        .collect();
-    assert_eq!(train_steps, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        logged_train_steps(&tmp.path().join("split/metrics.jsonl")),
+        vec![1, 2, 3, 4, 5, 6]
+    );
 }
 
 /// Train-record steps of a run's metrics.jsonl, in file order.
