@@ -54,8 +54,9 @@ fn stop_with(signal: &str, out: &Path) -> (String, std::process::ExitStatus) {
         log.push_str(&line);
         steps_logged += usize::from(line.contains(" step ") && line.contains(": loss"));
         if !sent && steps_logged == 3 {
-            let ok = Command::new("kill")
-                .args([&format!("-{signal}"), &child.id().to_string()])
+            // The shell's builtin `kill`: present wherever `sh` is, unlike a kill binary.
+            let ok = Command::new("sh")
+                .args(["-c", &format!("kill -{signal} {}", child.id())])
                 .status()
                 .unwrap();
             assert!(ok.success());
