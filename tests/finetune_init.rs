@@ -117,12 +117,9 @@ fn tf_checkpoint_prefix_form_is_accepted_as_the_directory_is() {
 
 #[test]
 fn a_vocabulary_much_shorter_than_the_model_is_refused() {
-    use tpu_run::finetune::run::check_vocab_covers_model;
-    let tmp = tempfile::tempdir().unwrap();
-    let vocab = tmp.path().join("vocab.txt");
-    let lines = |n: usize| (0..n).map(|i| format!("tok{i}\n")).collect::<String>();
-    std::fs::write(&vocab, lines(1000)).unwrap();
-    let e = check_vocab_covers_model(&vocab, 30522)
+    use tpu_run::finetune::run::check_vocab_fits_model;
+    let vocab = std::path::Path::new("cut/vocab.txt");
+    let e = check_vocab_fits_model(vocab, 1000, 30522)
         .unwrap_err()
         .to_string();
     assert!(
@@ -130,7 +127,11 @@ fn a_vocabulary_much_shorter_than_the_model_is_refused() {
         "{e}"
     );
     // Padding the embedding table to a multiple of 8..128 rows is normal.
-    std::fs::write(&vocab, lines(30522)).unwrap();
-    check_vocab_covers_model(&vocab, 30528).unwrap();
-    check_vocab_covers_model(&vocab, 30522).unwrap();
+    check_vocab_fits_model(vocab, 30522, 30528).unwrap();
+    check_vocab_fits_model(vocab, 30522, 30522).unwrap();
+    // More entries than rows is refused too.
+    let e = check_vocab_fits_model(vocab, 30523, 30522)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more entries than"), "{e}");
 }

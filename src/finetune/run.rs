@@ -6,7 +6,6 @@ use super::progress::Console;
 use super::squad_predict::Predictor;
 use super::squad_train::{train, Hyper, TrainOptions};
 use crate::backend::{open_client, AttentionChoice, Backend};
-use crate::data::tokenize::Vocab;
 use crate::model::ComputeDtype;
 use crate::squad::{
     convert_examples_to_features, evaluate, make_predictions, read_examples, BertSquadTokenizer,
@@ -256,15 +255,7 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
         ),
     };
     let tokenizer = BertSquadTokenizer::from_vocab_file(&vocab, s.do_lower_case)?;
-    check_vocab_covers_model(&vocab, cfg.vocab_size)?;
-    if tokenizer.id_to_token(cfg.vocab_size as u32).is_some() {
-        bail!(
-            "vocabulary {} has more entries than the model's vocab_size {}; use the model's own \
-             vocab.txt",
-            vocab.display(),
-            cfg.vocab_size
-        );
-    }
+    check_vocab_fits_model(&vocab, tokenizer.vocab_len(), cfg.vocab_size)?;
     let train_in = featurize(&s.train_file, true, &tokenizer, &s.features)?;
     console.say(&describe(
         &format!("train {}", s.train_file.display()),
@@ -403,10 +394,17 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
 /// 128 for faster matmuls (e.g. 30,522 -> 30,528), which is not a sign of the wrong file.
 const VOCAB_PADDING_SLACK: usize = 128;
 
-/// A vocabulary much shorter than the model's embedding table is a truncated or foreign file:
-/// every id past its end would never be produced, and fine-tuning would run on the wrong text.
-pub fn check_vocab_covers_model(vocab: &Path, vocab_size: usize) -> Result<()> {
-    let entries = Vocab::from_file(vocab)?.len();
+/// The vocabulary must name the model's embedding rows: more entries than `vocab_size` would
+/// produce ids past the table; far fewer means a truncated or foreign file, whose missing ids
+/// would never be produced, so fine-tuning would run on the wrong text.
+pub fn check_vocab_fits_model(vocab: &Path, entries: usize, vocab_size: usize) -> Result<()> {
+    if entries > vocab_size {
+        bail!(
+            "vocabulary {} has more entries than the model's vocab_size {vocab_size}; use the \
+             model's own vocab.txt",
+            vocab.display()
+        );
+    }
     if entries + VOCAB_PADDING_SLACK < vocab_size {
         bail!(
             "vocabulary {} has {entries} entries but the model's vocab_size is {vocab_size}: the \

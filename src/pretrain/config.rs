@@ -629,13 +629,12 @@ impl PretrainConfig {
             ),
         };
         let schedule = match t.schedule.as_str() {
-            "linear" | "bert" => Schedule::WarmupPolynomialDecay {
-                init_lr: t.learning_rate,
-                warmup_steps: t.warmup_steps,
-                total_steps: t.steps,
-                end_lr: t.end_learning_rate,
-                power: 1.0,
-            },
+            "linear" | "bert" => Schedule::linear(
+                t.learning_rate,
+                t.warmup_steps,
+                t.steps,
+                t.end_learning_rate,
+            ),
             "cosine" => {
                 if t.steps <= t.warmup_steps {
                     bail!(

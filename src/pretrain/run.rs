@@ -348,7 +348,7 @@ fn reader_config(
     rc
 }
 
-/// Logs a line through `tracing`, around the progress bar.
+/// Where a stopped run can resume, for its error message.
 fn describe_checkpoint(path: Option<&PathBuf>) -> String {
     match path {
         Some(p) => p.display().to_string(),
@@ -356,6 +356,7 @@ fn describe_checkpoint(path: Option<&PathBuf>) -> String {
     }
 }
 
+/// Logs a line through `tracing`, around the progress bar.
 fn log(progress: &Progress, msg: String) {
     progress.suspend(|| tracing::info!("{msg}"));
 }

@@ -59,6 +59,11 @@ impl BertSquadTokenizer {
     pub fn do_lower_case(&self) -> bool {
         self.do_lower_case
     }
+
+    /// Entries of the vocabulary (ids 0..len).
+    pub fn vocab_len(&self) -> usize {
+        self.wordpiece.vocab().len()
+    }
 }
 
 impl SquadTokenizer for BertSquadTokenizer {

@@ -35,11 +35,17 @@ pub enum Schedule {
 impl Schedule {
     /// The original BERT schedule: linear warmup, then linear decay to 0 at `total_steps`.
     pub fn bert(init_lr: f64, warmup_steps: u64, total_steps: u64) -> Self {
+        Self::linear(init_lr, warmup_steps, total_steps, 0.0)
+    }
+
+    /// Linear warmup, then linear decay to `end_lr` at `total_steps` (BERT's polynomial_decay
+    /// with power 1 and its `end_learning_rate`).
+    pub fn linear(init_lr: f64, warmup_steps: u64, total_steps: u64, end_lr: f64) -> Self {
         Self::WarmupPolynomialDecay {
             init_lr,
             warmup_steps,
             total_steps,
-            end_lr: 0.0,
+            end_lr,
             power: 1.0,
         }
     }
