@@ -51,6 +51,7 @@ pub mod device;
 pub mod error;
 pub mod executable;
 pub mod ffi;
+pub mod host_malloc;
 pub mod kv_store;
 pub mod options;
 pub mod pinned;

@@ -182,6 +182,9 @@ impl Plugin {
         if kind == Some(PluginKind::Cuda) {
             crate::cuda_libs::preload_for(&canonical);
         }
+        if kind == Some(PluginKind::Cpu) {
+            crate::host_malloc::keep_freed_memory_for_cpu_plugin();
+        }
         let flags = libc::RTLD_NOW | libc::RTLD_LOCAL;
         // SAFETY: loading a PJRT plugin runs its static initializers; plugins are shared
         // libraries built for exactly this use.
