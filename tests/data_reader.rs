@@ -364,6 +364,105 @@ fn wrong_sequence_length_names_the_feature_and_file() {
     );
 }
 
+/// The first error of a one-epoch read of one shard holding `ex` after two good records, with
+/// the model's vocab of `vocab` ids, and the byte offsets of the three records.
+fn first_error(ex: &PretrainingExample, vocab: Option<usize>) -> (String, Vec<u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad-values.tfrecord");
+    let mut w = RecordWriter::create(&path).unwrap();
+    w.write_record(&example(1000, 0).encode()).unwrap();
+    w.write_record(&example(1001, 0).encode()).unwrap();
+    w.write_record(&ex.encode()).unwrap();
+    w.finish().unwrap();
+    let offsets = read_shard_offsets(&path);
+    let mut c = ReaderConfig::new(vec![path], 4, SEQ, PREDS);
+    c.epochs = Some(1);
+    c.vocab_size = vocab;
+    let err = Reader::new(c).unwrap().find_map(|b| b.err());
+    (err.map(|e| format!("{e:#}")).unwrap_or_default(), offsets)
+}
+
+fn read_shard_offsets(path: &Path) -> Vec<u64> {
+    let mut r = tpu_run::data::tfrecord::RecordReader::open_at(path, 0, true).unwrap();
+    let mut out = Vec::new();
+    while let Some(rec) = r.next_record().unwrap() {
+        out.push(rec.offset);
+    }
+    out
+}
+
+#[test]
+fn values_the_model_cannot_take_are_refused_with_file_offset_and_feature() {
+    let good = example(1002, 0);
+    assert_eq!(
+        first_error(&good, Some(30522)).0,
+        "",
+        "a good record is read"
+    );
+    let ids = |f: fn(&mut PretrainingExample)| {
+        let mut ex = good.clone();
+        f(&mut ex);
+        ex
+    };
+    // (the third record, the model's vocab, what the error says, the first bad record)
+    let cases: Vec<(PretrainingExample, Option<usize>, &str, usize)> = vec![
+        (
+            ids(|e| e.input_ids[3] = 40_000),
+            Some(30522),
+            "input_ids holds 40000 at index 3",
+            2,
+        ),
+        (
+            ids(|e| e.input_ids[3] = 2_000_000_000),
+            Some(30522),
+            "input_ids holds 2000000000",
+            2,
+        ),
+        (
+            ids(|e| e.masked_lm_ids[0] = 40_000),
+            Some(30522),
+            "masked_lm_ids holds 40000 at index 0",
+            2,
+        ),
+        // Shards made with the 30,522-id vocab and a model of 1,000 ids: the first record fails.
+        (
+            good.clone(),
+            Some(1000),
+            "the model's vocab has 1000 ids",
+            0,
+        ),
+        (ids(|e| e.input_ids[3] = -1), None, "input_ids holds -1", 2),
+        (
+            ids(|e| e.masked_lm_weights[0] = -1e6),
+            Some(30522),
+            "masked_lm_weights holds -1000000 at index 0",
+            2,
+        ),
+        (
+            ids(|e| e.masked_lm_weights[1] = f32::NAN),
+            Some(30522),
+            "masked_lm_weights holds NaN at index 1",
+            2,
+        ),
+        (
+            ids(|e| e.masked_lm_weights[2] = f32::INFINITY),
+            Some(30522),
+            "masked_lm_weights holds inf",
+            2,
+        ),
+    ];
+    for (ex, vocab, want, bad) in cases {
+        let (err, offsets) = first_error(&ex, vocab);
+        let offset = offsets[bad];
+        assert!(
+            err.contains(want)
+                && err.contains("bad-values.tfrecord")
+                && err.contains(&format!("record at byte {offset} ")),
+            "want {want:?} with file and offset {offset}, got: {err}"
+        );
+    }
+}
+
 #[test]
 fn reads_shards_written_by_tensorflow() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");

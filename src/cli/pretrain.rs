@@ -40,6 +40,11 @@ pub struct PretrainArgs {
     /// Random batches instead of files.
     #[arg(long)]
     pub synthetic_data: bool,
+    /// Skip damaged training records (bad CRC or framing, undecodable or out-of-range values)
+    /// instead of stopping: each is logged with its file and byte offset and counted in the run
+    /// summary (the rest of a shard whose framing is broken is skipped with it).
+    #[arg(long)]
+    pub skip_corrupt: bool,
     /// cpu, cuda or tpu.
     #[arg(long)]
     pub backend: Option<String>,
@@ -119,6 +124,7 @@ impl PretrainArgs {
             train_data: self.data.clone(),
             eval_data: self.eval_data.clone(),
             synthetic_data: self.synthetic_data,
+            skip_corrupt: self.skip_corrupt,
             backend: self.backend.clone(),
             plugin: self.plugin.clone(),
             num_devices: self.num_devices,

@@ -14,21 +14,42 @@ pub struct HostExample {
 }
 
 impl HostExample {
-    /// Checks value ranges (ids fit i32, positions inside the sequence, labels 0/1).
-    pub fn from_example(ex: PretrainingExample) -> Result<HostExample, String> {
+    /// Checks every value the model would otherwise take silently: token ids inside the model's
+    /// vocab (`vocab_size`; without one, ids must fit i32), masks and segment ids 0/1, positions
+    /// inside the sequence, weights finite and not negative, labels 0/1. A gather clamps an id
+    /// past the vocab to the last row and a one-hot of it is all zeros, so a shard made with
+    /// another vocab would train on wrong rows or with no MLM loss at all.
+    pub fn from_example(
+        ex: PretrainingExample,
+        vocab_size: Option<usize>,
+    ) -> Result<HostExample, String> {
         let seq_len = ex.input_ids.len();
         let narrow = |name: &str, v: Vec<i64>, lo: i64, hi: i64| -> Result<Vec<i32>, String> {
             v.into_iter()
-                .map(|x| {
+                .enumerate()
+                .map(|(i, x)| {
                     if (lo..=hi).contains(&x) {
                         Ok(x as i32)
                     } else {
-                        Err(format!("feature {name} holds {x}, outside {lo}..={hi}"))
+                        Err(format!(
+                            "feature {name} holds {x} at index {i}, outside {lo}..={hi}"
+                        ))
                     }
                 })
                 .collect()
         };
-        let max_id = i64::from(i32::MAX);
+        let ids = |name: &str, v: Vec<i64>| -> Result<Vec<i32>, String> {
+            let Some(vocab) = vocab_size else {
+                return narrow(name, v, 0, i64::from(i32::MAX));
+            };
+            narrow(name, v, 0, vocab as i64 - 1).map_err(|e| {
+                format!(
+                    "{e}: the model's vocab has {vocab} ids, so these shards were made with \
+                     another vocab (make them again with this model's vocab.txt, or set \
+                     [model] vocab_size to the vocab create-data used)"
+                )
+            })
+        };
         let last = seq_len.saturating_sub(1) as i64;
         if !(0..=1).contains(&ex.next_sentence_label) {
             return Err(format!(
@@ -36,12 +57,23 @@ impl HostExample {
                 ex.next_sentence_label
             ));
         }
+        if let Some((i, w)) = ex
+            .masked_lm_weights
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !w.is_finite() || **w < 0.0)
+        {
+            return Err(format!(
+                "feature masked_lm_weights holds {w} at index {i}; weights must be finite and \
+                 not negative (create-data writes 1.0 for a prediction and 0.0 for padding)"
+            ));
+        }
         Ok(HostExample {
-            input_ids: narrow("input_ids", ex.input_ids, 0, max_id)?,
+            input_ids: ids("input_ids", ex.input_ids)?,
             input_mask: narrow("input_mask", ex.input_mask, 0, 1)?,
             segment_ids: narrow("segment_ids", ex.segment_ids, 0, 1)?,
             masked_lm_positions: narrow("masked_lm_positions", ex.masked_lm_positions, 0, last)?,
-            masked_lm_ids: narrow("masked_lm_ids", ex.masked_lm_ids, 0, max_id)?,
+            masked_lm_ids: ids("masked_lm_ids", ex.masked_lm_ids)?,
             masked_lm_weights: ex.masked_lm_weights,
             next_sentence_label: ex.next_sentence_label as i32,
         })

@@ -13,12 +13,12 @@ pub enum DataError {
     },
     #[error(
         "{path}: corrupt TFRecord length at byte {offset} (length CRC mismatch); the shard is \
-         damaged from here on: regenerate it or read with skip-corrupt"
+         damaged from here on: regenerate it or read with --skip-corrupt"
     )]
     CorruptLength { path: PathBuf, offset: u64 },
     #[error(
         "{path}: corrupt TFRecord data at byte {offset} ({len} bytes, data CRC mismatch); \
-         regenerate the shard or read with skip-corrupt"
+         regenerate the shard or read with --skip-corrupt"
     )]
     CorruptData {
         path: PathBuf,

@@ -33,6 +33,9 @@ pub struct ReaderConfig {
     pub on_corrupt: OnCorrupt,
     /// Check data CRCs (length CRCs are always checked).
     pub verify_crc: bool,
+    /// The model's vocab size: an example with a token id outside it is a bad example (see
+    /// [`HostExample::from_example`](super::batch::HostExample::from_example)).
+    pub vocab_size: Option<usize>,
     /// Batches prepared ahead of the consumer.
     pub prefetch_batches: usize,
     /// Stop after this many passes over the shards (`None`: repeat forever). A last partial
@@ -62,6 +65,7 @@ impl ReaderConfig {
             num_workers: 1,
             on_corrupt: OnCorrupt::Stop,
             verify_crc: true,
+            vocab_size: None,
             prefetch_batches: 4,
             epochs: None,
         }
@@ -316,6 +320,7 @@ impl Reader {
             cycle_length: cfg.cycle_length,
             on_corrupt: cfg.on_corrupt,
             verify_crc: cfg.verify_crc,
+            vocab_size: cfg.vocab_size,
             read_ahead: cfg.batch_size.clamp(64, 4096),
         };
         let (tx, rx) = sync_channel::<Prefetched>(cfg.prefetch_batches.max(1));

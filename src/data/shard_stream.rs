@@ -57,6 +57,8 @@ pub struct StreamSpec {
     pub cycle_length: usize,
     pub on_corrupt: OnCorrupt,
     pub verify_crc: bool,
+    /// The model's vocab size: a token id outside it is a bad example.
+    pub vocab_size: Option<usize>,
     /// Records each shard thread may read ahead.
     pub read_ahead: usize,
 }
@@ -104,7 +106,7 @@ fn spawn_slot(spec: &StreamSpec, cursor: ShardCursor, skipped: Arc<AtomicU64>) -
     let (tx, rx) = sync_channel(spec.read_ahead.max(1));
     let path = spec.files[cursor.file].clone();
     let (seq_len, max_predictions) = (spec.seq_len, spec.max_predictions);
-    let (on_corrupt, verify) = (spec.on_corrupt, spec.verify_crc);
+    let (on_corrupt, verify, vocab_size) = (spec.on_corrupt, spec.verify_crc, spec.vocab_size);
     let start = cursor.offset;
     std::thread::spawn(move || {
         let mut reader = match RecordReader::open_at(&path, start, verify) {
@@ -123,7 +125,7 @@ fn spawn_slot(spec: &StreamSpec, cursor: ShardCursor, skipped: Arc<AtomicU64>) -
                 Ok(None) => SlotMsg::End,
                 Ok(Some(rec)) => {
                     let decoded = PretrainingExample::decode(&rec.data, seq_len, max_predictions)
-                        .and_then(HostExample::from_example);
+                        .and_then(|ex| HostExample::from_example(ex, vocab_size));
                     match decoded {
                         Ok(ex) => SlotMsg::Record {
                             example: Box::new(ex),

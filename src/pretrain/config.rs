@@ -85,6 +85,8 @@ pub struct DataSection {
     pub eval: Option<String>,
     /// Random batches instead of files (benchmarks): no data needed.
     pub synthetic: bool,
+    /// Skip damaged training records, logging and counting each, instead of stopping.
+    pub skip_corrupt: bool,
     pub seq_len: usize,
     pub max_predictions: usize,
     pub shuffle_buffer: usize,
@@ -99,6 +101,7 @@ impl Default for DataSection {
             train: None,
             eval: None,
             synthetic: false,
+            skip_corrupt: false,
             seq_len: 128,
             max_predictions: 20,
             shuffle_buffer: 10_000,
@@ -281,6 +284,7 @@ pub struct Overrides {
     pub train_data: Option<String>,
     pub eval_data: Option<String>,
     pub synthetic_data: bool,
+    pub skip_corrupt: bool,
     pub backend: Option<String>,
     pub plugin: Option<PathBuf>,
     pub num_devices: Option<u32>,
@@ -345,6 +349,7 @@ impl PretrainConfig {
             self.data.eval = o.eval_data.clone();
         }
         self.data.synthetic |= o.synthetic_data;
+        self.data.skip_corrupt |= o.skip_corrupt;
         set(&mut self.device.backend, &o.backend);
         if o.plugin.is_some() {
             self.device.plugin = o.plugin.clone();

@@ -53,6 +53,7 @@ pub struct Evaluator {
     shapes: BatchShapes,
     max_batches: usize,
     cycle_length: usize,
+    vocab_size: usize,
     pub compile_time: Duration,
 }
 
@@ -82,6 +83,7 @@ impl Evaluator {
             shapes,
             max_batches,
             cycle_length,
+            vocab_size: cfg.vocab_size,
             compile_time: t0.elapsed(),
         })
     }
@@ -98,6 +100,7 @@ impl Evaluator {
         );
         cfg.shuffle = false;
         cfg.epochs = Some(1);
+        cfg.vocab_size = Some(self.vocab_size);
         cfg.cycle_length = self.cycle_length;
         let reader = Reader::new(cfg).context("opening the eval data")?;
         let client = self.exe.client();

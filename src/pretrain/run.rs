@@ -89,6 +89,8 @@ pub struct RunSummary {
     pub seq_per_s: f64,
     pub checkpoint: Option<PathBuf>,
     pub metrics_file: Option<PathBuf>,
+    /// Damaged training records skipped by this process (`data.skip_corrupt`), each logged.
+    pub skipped_records: u64,
 }
 
 impl RunSummary {
@@ -121,6 +123,13 @@ impl RunSummary {
             println!(
                 "final eval:   step {step}: mlm_loss {:.4} mlm_acc {:.4} nsp_loss {:.4} nsp_acc {:.4} ({} examples)",
                 e.mlm_loss, e.mlm_accuracy, e.nsp_loss, e.nsp_accuracy, e.examples
+            );
+        }
+        if s.skipped_records > 0 {
+            println!(
+                "skipped:      {} damaged training record(s) (--skip-corrupt; each is logged \
+                 above with its file and byte offset)",
+                s.skipped_records
             );
         }
         if let Some(p) = &s.checkpoint {
@@ -310,6 +319,14 @@ enum Source {
 }
 
 impl Source {
+    /// Damaged records the reader skipped so far.
+    fn skipped_records(&self) -> u64 {
+        match self {
+            Source::Files(r) => r.stats().skipped_corrupt,
+            Source::Synthetic { .. } => 0,
+        }
+    }
+
     fn next(&mut self, cfg: &PretrainConfig, step: u64) -> Result<Batch> {
         match self {
             Source::Files(r) => r
@@ -333,15 +350,21 @@ impl Source {
     }
 }
 
-/// The reader of one process's files and rows (`rows` of the global batch, `seed` its own).
+/// The reader of one process's files and rows (`rows` of the global batch, `seed` its own),
+/// refusing token ids outside the model's `vocab_size`.
 fn reader_config(
     cfg: &PretrainConfig,
     files: Vec<PathBuf>,
     rows: usize,
     seed: u64,
+    vocab_size: usize,
 ) -> ReaderConfig {
     let mut rc = ReaderConfig::new(files, rows, cfg.data.seq_len, cfg.data.max_predictions);
     rc.seed = seed;
+    rc.vocab_size = Some(vocab_size);
+    if cfg.data.skip_corrupt {
+        rc.on_corrupt = crate::data::OnCorrupt::Skip;
+    }
     rc.shuffle_buffer = cfg.data.shuffle_buffer;
     rc.cycle_length = cfg.data.cycle_length;
     rc.prefetch_batches = cfg.data.prefetch_batches;
@@ -474,7 +497,7 @@ fn run_in(
             rows,
         },
         Some(files) => {
-            let rc = reader_config(cfg, files, rows, data_seed);
+            let rc = reader_config(cfg, files, rows, data_seed, model.vocab_size);
             let saved = match &resumed {
                 Some((s, dir)) => reader_state_for(&s.data_position, dir, process_id, processes)?,
                 None => None,
@@ -718,6 +741,7 @@ fn run_in(
     }
     summary.wall_time = t_start.elapsed();
     summary.checkpoint = last_checkpoint.or_else(|| summary.resumed_from.clone());
+    summary.skipped_records = source.skipped_records();
     let mut fields: Vec<(&str, Value)> = vec![
         ("start_step", Value::from(start_step)),
         ("steps_run", Value::from(summary.history.len())),
@@ -727,6 +751,9 @@ fn run_in(
     ];
     if let Some(r) = summary.history.last() {
         fields.push(("loss", Value::from(r.loss)));
+    }
+    if summary.skipped_records > 0 {
+        fields.push(("skipped_records", Value::from(summary.skipped_records)));
     }
     if let Some(p) = &summary.checkpoint {
         fields.push(("checkpoint", Value::from(p.display().to_string())));
