@@ -342,10 +342,12 @@ fn crash_leftovers_are_ignored_then_cleaned() {
     // Step 500 whose manifest lists a file that is not there.
     let missing_file = step_dir(root, 500);
     std::fs::create_dir(&missing_file).unwrap();
-    let m = std::fs::read_to_string(step_dir(root, 200).join("manifest.json"))
-        .unwrap()
-        .replace("\"step\": 200", "\"step\": 500");
-    std::fs::write(missing_file.join("manifest.json"), m).unwrap();
+    std::fs::copy(
+        step_dir(root, 200).join("manifest.json"),
+        missing_file.join("manifest.json"),
+    )
+    .unwrap();
+    rewrite_manifest(&missing_file, |m| m["step"] = serde_json::json!(500));
 
     let store = Store::new(root);
     let ((latest, skipped), logs) = capture_logs(|| store.latest_with_skipped().unwrap());
@@ -439,9 +441,12 @@ fn two_checkpoints(tmp: &Path) -> State {
     s
 }
 
+/// Edits the manifest as JSON and writes it without its checksum line (as tpu-run wrote
+/// manifests before the line existed), so the check behind the checksum is what is tested.
 fn rewrite_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("manifest_crc32c");
     f(&mut m);
     std::fs::write(&p, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }
@@ -547,6 +552,40 @@ fn missing_tensor_in_file_is_an_error_naming_it() {
         }
         other => panic!("{other}"),
     }
+}
+
+#[test]
+fn a_manifest_changed_after_writing_is_skipped_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _ = two_checkpoints(tmp.path());
+    let s10 = Checkpoint::open(&step_dir(tmp.path(), 10))
+        .unwrap()
+        .load(None)
+        .unwrap();
+    // One byte of the step-20 manifest changed, the JSON still valid: "step": 20 -> 21 would
+    // be caught by the directory name, so change a digit of the write time instead.
+    let p = step_dir(tmp.path(), 20).join("manifest.json");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let at = text.find("\"wall_time_unix_s\": ").unwrap() + 21;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&p, &bytes).unwrap();
+    let (loaded, logs) =
+        capture_logs(|| Checkpoint::load_latest(tmp.path(), &Spec::of_state(&s10)));
+    assert_same_state(&s10, &loaded.unwrap().unwrap());
+    assert!(
+        logs.contains("WARN")
+            && logs.contains("step-00000020")
+            && logs.contains("edited or damaged"),
+        "{logs}"
+    );
+    let msg = Checkpoint::open(&step_dir(tmp.path(), 20))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("CRC-32C") && msg.contains("edited or damaged"),
+        "{msg}"
+    );
 }
 
 #[test]

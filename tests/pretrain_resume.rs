@@ -288,4 +288,33 @@ fn damaged_checkpoints_and_mismatched_settings_are_clear_errors() {
     // Restored, it resumes.
     let s = run(&cfg, &quiet(None)).unwrap();
     assert_eq!((s.start_step, s.end_step), (2, 6));
+    assert!(s.skipped_checkpoints.is_empty());
+
+    // One byte of the newest manifest edited (the reader's position in its window), the JSON
+    // still valid: the manifest's checksum catches it, the run passes it over with the reason
+    // and resumes from the checkpoint before it.
+    let newest = latest(&out);
+    assert!(newest.ends_with("step-00000006"), "{}", newest.display());
+    let manifest = newest.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let at = text
+        .find("\"taken\": ")
+        .expect("a reader position in the manifest")
+        + 9;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&manifest, &bytes).unwrap();
+    let mut longer = cfg.clone();
+    longer.train.steps = 8;
+    let s = run(&longer, &quiet(None)).unwrap();
+    assert_eq!((s.start_step, s.end_step), (2, 8));
+    assert_eq!(s.skipped_checkpoints.len(), 1);
+    assert_eq!(s.skipped_checkpoints[0].path, newest);
+    assert!(
+        s.skipped_checkpoints[0]
+            .reason
+            .contains("edited or damaged"),
+        "{}",
+        s.skipped_checkpoints[0].reason
+    );
 }

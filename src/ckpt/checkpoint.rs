@@ -59,13 +59,9 @@ impl Checkpoint {
             }
             Err(e) => return Err(CkptError::io("reading", &mpath)(e)),
         };
-        let manifest: Manifest = match serde_json::from_slice(&text) {
+        let manifest = match Manifest::parse(&text) {
             Ok(m) => m,
-            Err(e) => {
-                return Ok(Probe::Incomplete(format!(
-                    "{MANIFEST_FILE} is not valid manifest JSON ({e})"
-                )))
-            }
+            Err(why) => return Ok(Probe::Incomplete(format!("{MANIFEST_FILE}: {why}"))),
         };
         manifest.check(&mpath)?;
         for required in [PARAMS_FILE, OPT_STATE_FILE] {

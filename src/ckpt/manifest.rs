@@ -13,6 +13,11 @@
 //! `model_config`, optimizer hyperparameters, `data_position` and `extra` are opaque JSON from
 //! their owners (the model config, the optimizer, the data reader's `state()`); integers in them
 //! stay exact (serde_json keeps u64/i64 apart from f64).
+//!
+//! The file opens with `"manifest_crc32c": "0x…"`, the CRC-32C of the rest as if that line were
+//! absent (`{` followed by what comes after it), so a manifest changed after writing (one byte of
+//! a reader position edited, a flipped bit) is caught like a damaged tensor file. A manifest
+//! without the line (written before it existed) is read unchecked.
 use super::checksum::FileDigest;
 use super::error::{CkptError, Result};
 use serde::{Deserialize, Serialize};
@@ -102,10 +107,23 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read(&path).map_err(CkptError::io("reading", &path))?;
-        let m: Manifest = serde_json::from_slice(&text)
-            .map_err(|e| CkptError::manifest(&path, format!("not valid manifest JSON: {e}")))?;
+        let m = Manifest::parse(&text).map_err(|msg| CkptError::manifest(&path, msg))?;
         m.check(&path)?;
         Ok(m)
+    }
+
+    /// Verifies the checksum line (when present) and parses the JSON; the error says which.
+    pub(crate) fn parse(text: &[u8]) -> std::result::Result<Manifest, String> {
+        if let Some((recorded, body)) = split_checksum(text)? {
+            let actual = crc32c::crc32c(&body);
+            if actual != recorded {
+                return Err(format!(
+                    "its CRC-32C is {actual:#010x} but it records {recorded:#010x}: the manifest \
+                     was edited or damaged after it was written"
+                ));
+            }
+        }
+        serde_json::from_slice(text).map_err(|e| format!("not valid manifest JSON: {e}"))
     }
 
     /// Format, version, plain and unique file names, unique tensor names per file.
@@ -155,11 +173,94 @@ impl Manifest {
     /// Writes `dir/manifest.json` and fsyncs it.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
-        let json = serde_json::to_vec_pretty(self)
+        let body = serde_json::to_vec_pretty(self)
             .map_err(|e| CkptError::Invalid(format!("serializing the manifest: {e}")))?;
+        let json = with_checksum(&body);
         let mut f = std::fs::File::create(&path).map_err(CkptError::io("creating", &path))?;
         f.write_all(&json)
             .and_then(|()| f.sync_all())
             .map_err(CkptError::io("writing", &path))
+    }
+}
+
+/// The checksum line as written after the opening `{`, with the CRC's 8 hex digits at `HEX_AT`.
+const CRC_LINE: &[u8] = b"\n  \"manifest_crc32c\": \"0x00000000\",";
+const CRC_KEY: &[u8] = b"\"manifest_crc32c\"";
+const HEX_AT: usize = 25;
+
+/// `body` (pretty JSON of the manifest, starting with `{`) with the checksum line inserted.
+fn with_checksum(body: &[u8]) -> Vec<u8> {
+    let crc = format!("{:08x}", crc32c::crc32c(body));
+    let mut line = CRC_LINE.to_vec();
+    line[HEX_AT..HEX_AT + 8].copy_from_slice(crc.as_bytes());
+    let mut out = Vec::with_capacity(body.len() + line.len());
+    out.extend_from_slice(&body[..1]);
+    out.extend_from_slice(&line);
+    out.extend_from_slice(&body[1..]);
+    out
+}
+
+/// The recorded CRC and the text it covers, or `None` for a manifest without the line. The line
+/// anywhere but where it is written (a reformatted file) is an error, not an unchecked manifest.
+fn split_checksum(text: &[u8]) -> std::result::Result<Option<(u32, Vec<u8>)>, String> {
+    let has_key = text.windows(CRC_KEY.len()).any(|w| w == CRC_KEY);
+    if !has_key {
+        return Ok(None);
+    }
+    let line_end = 1 + CRC_LINE.len();
+    let shape_ok = text.len() > line_end
+        && text[0] == b'{'
+        && text[1..1 + HEX_AT] == CRC_LINE[..HEX_AT]
+        && text[1 + HEX_AT + 8..line_end] == CRC_LINE[HEX_AT + 8..];
+    let hex = text.get(1 + HEX_AT..1 + HEX_AT + 8).unwrap_or_default();
+    let recorded = std::str::from_utf8(hex)
+        .ok()
+        .and_then(|h| u32::from_str_radix(h, 16).ok());
+    match (shape_ok, recorded) {
+        (true, Some(crc)) => {
+            let mut body = vec![b'{'];
+            body.extend_from_slice(&text[line_end..]);
+            Ok(Some((crc, body)))
+        }
+        _ => Err(
+            "its manifest_crc32c line is not where tpu-run writes it (the file was \
+                  reformatted or damaged), so its contents cannot be checked"
+                .into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod checksum_tests {
+    use super::{split_checksum, with_checksum};
+
+    #[test]
+    fn the_checksum_line_round_trips_and_catches_one_changed_byte() {
+        let body = b"{\n  \"step\": 48,\n  \"taken\": 48\n}".to_vec();
+        let text = with_checksum(&body);
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(v["taken"], 48);
+        assert!(v["manifest_crc32c"].as_str().unwrap().starts_with("0x"));
+        let (crc, covered) = split_checksum(&text).unwrap().unwrap();
+        assert_eq!(
+            (crc, covered.as_slice()),
+            (crc32c::crc32c(&body), &body[..])
+        );
+
+        let edited = String::from_utf8(text.clone())
+            .unwrap()
+            .replace("\"taken\": 48", "\"taken\": 40");
+        let (crc, covered) = split_checksum(edited.as_bytes()).unwrap().unwrap();
+        assert_ne!(crc, crc32c::crc32c(&covered));
+
+        assert_eq!(
+            split_checksum(&body).unwrap(),
+            None,
+            "an older manifest has no line"
+        );
+        let reformatted =
+            serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&text).unwrap())
+                .unwrap();
+        assert!(split_checksum(&reformatted).is_err());
     }
 }

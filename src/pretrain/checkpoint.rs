@@ -3,7 +3,7 @@
 //! data reader's position in each shard.
 use super::config::PretrainConfig;
 use super::rng::dropout_keys;
-use crate::ckpt::{Checkpoint, OptimizerInfo, RngState, Spec, State, Store};
+use crate::ckpt::{Checkpoint, OptimizerInfo, RngState, Skipped, Spec, State, Store};
 use crate::data::ReaderState;
 use crate::model::BertConfig;
 use crate::train::Trainer;
@@ -79,15 +79,20 @@ pub fn save(store: &Store, state: &State) -> Result<std::path::PathBuf> {
     Ok(ckpt.path().to_path_buf())
 }
 
-/// The latest checkpoint of `store`, loaded against `spec` and checked to belong to this run
-/// (same model, optimizer, seed and batch shapes); `None` when the directory has none.
+/// The latest complete checkpoint of `store`, loaded against `spec` and checked to belong to
+/// this run (same model, optimizer, seed and batch shapes); `None` when the directory has none.
+/// Later step directories that are incomplete or whose manifest is damaged were skipped (each
+/// logged as a warning) and are pushed to `skipped`, for the run summary.
 pub fn load_for_resume(
     store: &Store,
     spec: &Spec,
     cfg: &PretrainConfig,
     model: &BertConfig,
+    skipped: &mut Vec<Skipped>,
 ) -> Result<Option<(State, std::path::PathBuf)>> {
-    let Some(latest) = store.latest()? else {
+    let (latest, passed_over) = store.latest_with_skipped()?;
+    skipped.extend(passed_over);
+    let Some(latest) = latest else {
         return Ok(None);
     };
     let dir = latest.path().to_path_buf();

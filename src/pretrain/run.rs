@@ -91,6 +91,8 @@ pub struct RunSummary {
     pub metrics_file: Option<PathBuf>,
     /// Damaged training records skipped by this process (`data.skip_corrupt`), each logged.
     pub skipped_records: u64,
+    /// Later checkpoints passed over on resume (incomplete, or a damaged manifest).
+    pub skipped_checkpoints: Vec<crate::ckpt::Skipped>,
 }
 
 impl RunSummary {
@@ -123,6 +125,14 @@ impl RunSummary {
             println!(
                 "final eval:   step {step}: mlm_loss {:.4} mlm_acc {:.4} nsp_loss {:.4} nsp_acc {:.4} ({} examples)",
                 e.mlm_loss, e.mlm_accuracy, e.nsp_loss, e.nsp_accuracy, e.examples
+            );
+        }
+        for c in &s.skipped_checkpoints {
+            println!(
+                "passed over:  checkpoint {} ({}); the run resumed from the latest complete \
+                 one before it, or from scratch if none",
+                c.path.display(),
+                c.reason
             );
         }
         if s.skipped_records > 0 {
@@ -438,6 +448,7 @@ fn run_in(
         None => None,
     };
     let mut resumed: Option<(crate::ckpt::State, PathBuf)> = None;
+    let mut skipped_checkpoints = Vec::new();
     let session = Session::open_in(cfg, dist, |layout| {
         let spec = Spec::from_layout(layout);
         let loaded = match &resume_point {
@@ -457,7 +468,7 @@ fn run_in(
                 }
                 None
             }
-            None => load_for_resume(&store, &spec, cfg, &model)?,
+            None => load_for_resume(&store, &spec, cfg, &model, &mut skipped_checkpoints)?,
         };
         let Some((state, dir)) = loaded else {
             return Ok(None);
@@ -578,6 +589,7 @@ fn run_in(
         start_step,
         end_step,
         resumed_from: resumed.as_ref().map(|(_, d)| d.clone()),
+        skipped_checkpoints,
         compile_time,
         metrics_file: sink.as_ref().map(|s| s.jsonl_path().to_path_buf()),
         ..Default::default()
