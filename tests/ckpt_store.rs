@@ -589,6 +589,35 @@ fn a_manifest_changed_after_writing_is_skipped_with_a_warning() {
 }
 
 #[test]
+fn a_file_named_like_a_checkpoint_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    Checkpoint::save(root, &sample_state(30, 10)).unwrap();
+    let squatter = step_dir(root, 20);
+    std::fs::write(&squatter, b"not a checkpoint").unwrap();
+    let store = Store::new(root);
+    let before = store.check_step_names_free().unwrap_err().to_string();
+    assert!(
+        before.contains("step-00000020") && before.contains("not a directory"),
+        "{before}"
+    );
+    let err = store.save(&sample_state(31, 20)).unwrap_err().to_string();
+    assert!(
+        err.contains("step-00000020") && err.contains("move it out"),
+        "{err}"
+    );
+    // Nothing replaced, nothing left behind; the earlier checkpoint is still the latest.
+    assert_eq!(std::fs::read(&squatter).unwrap(), b"not a checkpoint");
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["step-00000010", "step-00000020"]);
+    assert_eq!(store.latest().unwrap().unwrap().step(), 10);
+}
+
+#[test]
 fn missing_manifest_is_skipped_with_a_warning() {
     let tmp = tempfile::tempdir().unwrap();
     let _ = two_checkpoints(tmp.path());

@@ -113,6 +113,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Refuses a checkpoint root holding something other than a directory under a step name
+    /// (`step-00000008` as a regular file or a link): a save of that step would have to replace
+    /// what is not ours. Run it before training, so the run does not fail at its first save.
+    pub fn check_step_names_free(&self) -> Result<()> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(CkptError::io("listing", &self.root)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(CkptError::io("listing", &self.root))?;
+            let named_like_a_step = entry.file_name().to_str().and_then(parse_dir_name);
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if named_like_a_step.is_some() && !is_dir {
+                return Err(foreign_entry(&entry.path()));
+            }
+        }
+        Ok(())
+    }
+
     /// Opens every step directory (manifests only; no tensor data is read).
     pub fn scan(&self) -> Result<Scan> {
         let mut scan = Scan::default();
@@ -177,6 +197,12 @@ impl Store {
         std::fs::create_dir_all(&self.root).map_err(CkptError::io("creating", &self.root))?;
         let name = dir_name(state.step);
         let final_dir = self.root.join(&name);
+        let occupied_by_other = std::fs::symlink_metadata(&final_dir)
+            .map(|m| !m.is_dir())
+            .unwrap_or(false);
+        if occupied_by_other {
+            return Err(foreign_entry(&final_dir));
+        }
         let tmp = self.root.join(unique_hidden(TEMP_PREFIX, &name));
         std::fs::create_dir(&tmp).map_err(CkptError::io("creating", &tmp))?;
         let manifest = match write_contents(&tmp, state) {
@@ -296,6 +322,14 @@ fn write_contents(dir: &Path, state: &State) -> Result<Manifest> {
     manifest.write(dir)?;
     sync_dir(dir)?;
     Ok(manifest)
+}
+
+fn foreign_entry(path: &Path) -> CkptError {
+    CkptError::Invalid(format!(
+        "{} is named like a checkpoint directory but is not a directory; tpu-run will not \
+         replace it: move it out of the checkpoint directory",
+        path.display()
+    ))
 }
 
 /// `<prefix><name>-<pid>-<nanos>`: hidden, unique, and tells which process made it.

@@ -244,6 +244,9 @@ pub fn train(
     drop(params);
     let spec = Spec::from_layout(&layout);
     let store = opts.checkpoint_dir.as_ref().map(Store::new);
+    if let Some(store) = &store {
+        store.check_step_names_free()?;
+    }
     console.start_bar(steps, opts.progress);
     let mut meter = Meter {
         steps,

@@ -431,6 +431,9 @@ fn run_in(
     // Only process 0 prints progress and metrics; the others log what concerns them alone.
     let print = opts.print && chief;
     let store = Store::new(cfg.checkpoint_dir()).with_keep_last(cfg.checkpoint.keep_last)?;
+    if chief {
+        store.check_step_names_free()?;
+    }
     // Before the PJRT client exists: the files of this process and the checkpoint all resume
     // from, agreed through the coordinator.
     let train_files = match (&cfg.data.synthetic, &cfg.data.train) {
