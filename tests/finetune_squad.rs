@@ -280,6 +280,47 @@ fn finetune_cli_overfits_ten_questions_and_writes_scorable_predictions() {
     let (em_again, json_again) = exact_match(&cfg, &named_params(&cfg, &again.params), &data, &tok);
     assert_eq!(em_again, em);
     assert_eq!(json_again, std::fs::read_to_string(&preds).unwrap());
+
+    // A 2-step run reports a throughput its own timings allow: the steady rate (steps after the
+    // first) at most 3x the average over the whole training time (first step included), not a
+    // rate from a clock that started after the second step was already computed.
+    let short = Command::new(bin)
+        .args(["finetune", "squad", "--init"])
+        .arg(&init_dir)
+        .arg("--train")
+        .arg(&data)
+        .arg("--predict")
+        .arg(&data)
+        .arg("--output-dir")
+        .arg(tmp.path().join("short"))
+        .arg("--vocab")
+        .arg(&vocab)
+        .args([
+            "--batch-size",
+            "8",
+            "--max-seq-length",
+            "128",
+            "--doc-stride",
+            "64",
+        ])
+        .args(["--max-query-length", "32", "--max-steps", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        short.status.success(),
+        "{}",
+        String::from_utf8_lossy(&short.stderr)
+    );
+    let s: Value = serde_json::from_slice(&short.stdout).unwrap();
+    let (rate, secs) = (
+        s["train_seq_per_s"].as_f64().unwrap(),
+        s["train_s"].as_f64().unwrap(),
+    );
+    let average = 2.0 * 8.0 / secs;
+    assert!(
+        rate > 0.0 && rate <= 3.0 * average,
+        "{rate} seq/s reported for 2 steps of 8 in {secs} s"
+    );
 }
 
 #[test]

@@ -184,6 +184,8 @@ pub struct TrainResult {
 /// One launched step, kept until its results are read (its batch buffers stay alive with it).
 struct InFlight {
     step: u64,
+    /// When its launch began (the throughput clock starts at the second step's).
+    launched_at: Instant,
     outputs: Vec<Buffer>,
     _inputs: Vec<Buffer>,
 }
@@ -257,7 +259,7 @@ pub fn train(
             .iter()
             .position(|n| n == "learning_rate"),
         losses: Vec::with_capacity(steps as usize),
-        first_done: None,
+        clock_start: None,
         paused: Duration::ZERO,
     };
     let mut checkpoint = None;
@@ -279,6 +281,7 @@ pub fn train(
             meter.paused += t.elapsed();
         }
         let launched = if step < steps {
+            let launched_at = Instant::now();
             let rows = &opts.batches[step as usize];
             let mut lits = features.train_literals(rows)?;
             lits.push(Literal::from_slice(&dropout_key(opts.seed, step), &[2])?);
@@ -289,18 +292,22 @@ pub fn train(
                 .with_context(|| format!("step {}", step + 1))?;
             Some(InFlight {
                 step,
+                launched_at,
                 outputs,
                 _inputs: inputs,
             })
         } else {
             None
         };
+        if let Some(l) = &launched {
+            meter.launched(l);
+        }
         if let Some(done) = pending.take() {
             meter.finish(done, console)?;
         }
         pending = launched;
     }
-    let train_time = start.elapsed().saturating_sub(meter.paused);
+    let train_time = start.elapsed().saturating_sub(checkpoint_time);
     console.finish_bar();
     let seq_per_s = meter.seq_per_s(steps);
     if let Some(store) = &store {
@@ -329,9 +336,12 @@ struct Meter {
     log_every: u64,
     lr_index: Option<usize>,
     losses: Vec<f32>,
-    /// When the first step's results arrived (the clock of the steady-state throughput).
-    first_done: Option<Instant>,
-    /// Time spent writing checkpoints, not counted as training.
+    /// When the second step's launch began: the clock of the steady-state throughput, which
+    /// leaves out the first step's first-run costs. Reading step n's results then covers the
+    /// work of steps 2..=n (and, while execution is synchronous, of step n+1 already launched,
+    /// so a figure shown mid-run errs low; the final one is exact).
+    clock_start: Option<Instant>,
+    /// Time spent writing checkpoints after the clock started, not counted as training.
     paused: Duration,
 }
 
@@ -343,9 +353,6 @@ impl Meter {
             bail!("step {n}: the loss is {loss} (diverged); lower --learning-rate");
         }
         self.losses.push(loss);
-        if self.first_done.is_none() {
-            self.first_done = Some(Instant::now());
-        }
         let seq_per_s = self.seq_per_s(n);
         let lr = match self.lr_index {
             Some(i) => read_scalar(&done.outputs[1 + i], "learning_rate")?,
@@ -362,12 +369,20 @@ impl Meter {
         Ok(())
     }
 
+    /// Starts the throughput clock at the second step's launch.
+    fn launched(&mut self, step: &InFlight) {
+        if step.step == 1 {
+            self.clock_start = Some(step.launched_at);
+            self.paused = Duration::ZERO;
+        }
+    }
+
     /// Sequences per second over steps 2..=n (the first carries first-run costs).
     fn seq_per_s(&self, n: u64) -> f64 {
-        let Some(first) = self.first_done else {
+        let Some(start) = self.clock_start else {
             return 0.0;
         };
-        let secs = first.elapsed().saturating_sub(self.paused).as_secs_f64();
+        let secs = start.elapsed().saturating_sub(self.paused).as_secs_f64();
         if n > 1 && secs > 0.0 {
             (n - 1) as f64 * self.batch_size as f64 / secs
         } else {

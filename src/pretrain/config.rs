@@ -387,6 +387,22 @@ impl PretrainConfig {
         set(&mut self.output.log_every, &o.log_every);
     }
 
+    /// Settings that are valid but almost certainly not what was meant, as warning lines.
+    pub fn warnings(&self) -> Vec<String> {
+        let t = &self.train;
+        let mut out = vec![];
+        if t.warmup_steps > t.steps {
+            let peak = t.learning_rate * t.steps as f64 / t.warmup_steps as f64;
+            out.push(format!(
+                "train.warmup_steps ({}) exceeds train.steps ({}): the learning rate is still \
+                 warming up when the run ends and peaks at {peak:.3e}, not train.learning_rate \
+                 ({:.3e})",
+                t.warmup_steps, t.steps, t.learning_rate
+            ));
+        }
+        out
+    }
+
     /// Checks everything that can be checked without opening files; errors name the field.
     pub fn validate(&self) -> Result<()> {
         let t = &self.train;
@@ -850,5 +866,21 @@ mod tests {
         c.model.hidden_size = Some(64);
         let text = c.to_toml().unwrap();
         assert_eq!(PretrainConfig::from_toml_str(&text, "t").unwrap(), c);
+    }
+
+    #[test]
+    fn a_warmup_longer_than_the_run_is_a_warning() {
+        let mut c = PretrainConfig::default();
+        c.train.steps = 100;
+        c.train.warmup_steps = 100;
+        assert!(c.warnings().is_empty());
+        c.train.warmup_steps = 400;
+        let w = c.warnings();
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("warmup_steps (400) exceeds train.steps (100)"),
+            "{}",
+            w[0]
+        );
     }
 }

@@ -399,6 +399,9 @@ fn log(progress: &Progress, msg: String) {
 pub fn run(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let t_start = Instant::now();
     cfg.validate()?;
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     match Distributed::start(cfg)? {
         None => run_in(cfg, opts, None, t_start),
         Some(dist) => match run_in(cfg, opts, Some(&dist), t_start) {
