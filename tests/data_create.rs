@@ -283,6 +283,61 @@ fn paragraph_input_equals_its_sentence_split_form() {
     assert_eq!(stats_c.sentences, 4);
 }
 
+/// Lines as TF's GFile.readline gives them to the original script: a file's last newline ends
+/// its last line (a document goes on into the next file), every `\r` is dropped; invalid UTF-8
+/// is dropped, counted and located.
+#[test]
+fn lines_are_read_as_tensorflow_reads_them() {
+    let Some(vocab) = vocab() else { return };
+    let tok = BertTokenizer::from_vocab_file(&vocab, true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.txt");
+    let b = dir.path().join("b.txt");
+    let c = dir.path().join("c.txt");
+    std::fs::write(&a, "the cat sat on the mat.\nthe dog ran home.\n").unwrap();
+    std::fs::write(&b, "it was over\rwritten here.\r\n\nA second document.\n").unwrap();
+    std::fs::write(&c, b"good line\nbad \xff\xfe here\nok\n\xc3\n".as_slice()).unwrap();
+    let bar = indicatif::ProgressBar::hidden();
+    let (docs, stats) = tpu_run::data::documents::read_documents(
+        &[a.clone(), b.clone()],
+        &tok,
+        InputFormat::Sentences,
+        &bar,
+    )
+    .unwrap();
+    let enc = |t: &str| tok.encode(t).unwrap();
+    assert_eq!(
+        docs,
+        vec![
+            vec![
+                enc("the cat sat on the mat."),
+                enc("the dog ran home."),
+                enc("it was overwritten here."),
+            ],
+            vec![enc("A second document.")],
+        ]
+    );
+    assert_ne!(
+        enc("it was overwritten here."),
+        enc("it was over written here.")
+    );
+    assert!(stats.lossy_files.is_empty());
+
+    let (docs, stats) =
+        tpu_run::data::documents::read_documents(&[c.clone()], &tok, InputFormat::Sentences, &bar)
+            .unwrap();
+    assert_eq!(
+        docs,
+        vec![vec![enc("good line"), enc("bad  here"), enc("ok")]]
+    );
+    assert_eq!(stats.lossy_files.len(), 1);
+    let bad = &stats.lossy_files[0];
+    assert_eq!(
+        (bad.path.as_path(), bad.sequences, bad.first_line),
+        (c.as_path(), 3, 2)
+    );
+}
+
 #[test]
 fn cli_writes_shards_and_a_summary() {
     let Some(vocab) = vocab() else { return };

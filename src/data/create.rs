@@ -147,6 +147,15 @@ impl std::fmt::Display for CreateDataSummary {
             pct(self.masked_random, self.masked),
             pct(self.random_next, self.instances as u64)
         )?;
+        for bad in &self.read.lossy_files {
+            writeln!(
+                f,
+                "dropped {} invalid UTF-8 byte sequence(s) in {} (the first on line {})",
+                bad.sequences,
+                bad.path.display(),
+                bad.first_line
+            )?;
+        }
         for s in &self.shards {
             writeln!(
                 f,

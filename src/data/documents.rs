@@ -3,6 +3,13 @@
 //! (documents continue across files unless an empty line separates them), a line whose tokens
 //! are empty is dropped, empty documents are removed. In paragraph layout each line is first
 //! split into sentences.
+//!
+//! Lines are what TensorFlow's `GFile.readline` gives the original: split at `\n`, the file's
+//! final newline ends its last line rather than adding an empty one (so a document goes on into
+//! the next file), and every `\r` is dropped (TF's buffered reader never returns one, so
+//! `over\rwritten` reads as `overwritten`; a `\r\n` ending is a plain line end). Bytes that
+//! are not UTF-8 are dropped (tokenization.py decodes with "ignore"), counted per file with the
+//! line of the first, and reported.
 use super::normalizer::is_python_space;
 use super::sentences::{detect_format, split_sentences, InputFormat};
 use super::tokenize::BertTokenizer;
@@ -20,7 +27,42 @@ pub struct ReadStats {
     pub sentences: u64,
     pub tokens: u64,
     /// Files that were not valid UTF-8 (bad bytes dropped, like tokenization.py's "ignore").
-    pub lossy_files: Vec<PathBuf>,
+    pub lossy_files: Vec<InvalidUtf8>,
+}
+
+/// A file's invalid UTF-8: how many bad byte sequences were dropped, and where the first was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidUtf8 {
+    pub path: PathBuf,
+    pub sequences: u64,
+    /// 1-based line of the first bad sequence.
+    pub first_line: u64,
+}
+
+/// The text of `bytes` with invalid UTF-8 sequences dropped, and (when there were any) how many
+/// and the 1-based line of the first.
+pub fn decode_dropping_invalid(bytes: &[u8]) -> (String, Option<(u64, u64)>) {
+    let mut text = String::with_capacity(bytes.len());
+    let (mut bad, mut first_line) = (0u64, 0u64);
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            if bad == 0 {
+                first_line = 1 + text.bytes().filter(|&b| b == b'\n').count() as u64;
+            }
+            bad += 1;
+        }
+    }
+    (text, (bad > 0).then_some((bad, first_line)))
+}
+
+/// The file's lines as TF's `GFile.readline` returns them (see the module doc).
+fn tf_lines(text: &str) -> Vec<String> {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    if body.is_empty() && text.is_empty() {
+        return vec![];
+    }
+    body.split('\n').map(|l| l.replace('\r', "")).collect()
 }
 
 /// Expands comma-separated paths and glob patterns, each pattern's matches sorted, in the order
@@ -64,18 +106,19 @@ pub fn read_documents(
     for path in files {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         stats.bytes += bytes.len() as u64;
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(
-                    "{}: not valid UTF-8 (first bad byte at {}); dropping bad bytes",
-                    path.display(),
-                    e.utf8_error().valid_up_to()
-                );
-                stats.lossy_files.push(path.clone());
-                String::from_utf8_lossy(e.as_bytes()).into_owned()
-            }
-        };
+        let (text, invalid) = decode_dropping_invalid(&bytes);
+        if let Some((sequences, first_line)) = invalid {
+            tracing::warn!(
+                "{}: {sequences} invalid UTF-8 byte sequence(s) dropped, the first on line \
+                 {first_line}",
+                path.display()
+            );
+            stats.lossy_files.push(InvalidUtf8 {
+                path: path.clone(),
+                sequences,
+                first_line,
+            });
+        }
         let file_format = match format {
             InputFormat::Auto => detect_format(text.split('\n')),
             f => f,
@@ -105,7 +148,7 @@ fn add_file(
     progress: &ProgressBar,
     path: &Path,
 ) -> Result<()> {
-    let lines: Vec<&str> = text.split('\n').collect();
+    let lines = tf_lines(text);
     for chunk in lines.chunks(LINES_PER_BATCH) {
         let mut layout: Vec<Option<usize>> = Vec::with_capacity(chunk.len());
         let mut segments: Vec<&str> = Vec::with_capacity(chunk.len());
