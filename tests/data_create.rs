@@ -323,9 +323,13 @@ fn lines_are_read_as_tensorflow_reads_them() {
     );
     assert!(stats.lossy_files.is_empty());
 
-    let (docs, stats) =
-        tpu_run::data::documents::read_documents(&[c.clone()], &tok, InputFormat::Sentences, &bar)
-            .unwrap();
+    let (docs, stats) = tpu_run::data::documents::read_documents(
+        std::slice::from_ref(&c),
+        &tok,
+        InputFormat::Sentences,
+        &bar,
+    )
+    .unwrap();
     assert_eq!(
         docs,
         vec![vec![enc("good line"), enc("bad  here"), enc("ok")]]
