@@ -1,6 +1,7 @@
 //! `tpu-run pretrain` on shards holding values the model cannot take (token ids past the model's
 //! vocab, negative or NaN weights): the run stops with the file and byte offset by default, and
-//! with `data.skip_corrupt` (`--skip-corrupt`) it skips, logs and counts each such record.
+//! with `data.skip_corrupt` (`--skip-corrupt`) it skips, logs and counts each such record. A
+//! model too large for the machine is refused with its figures.
 use std::path::Path;
 use tpu_run::data::example::PretrainingExample;
 use tpu_run::data::tfrecord::RecordWriter;
@@ -121,4 +122,29 @@ fn values_outside_the_model_stop_the_run_or_are_skipped_and_counted() {
         summary.skipped_records
     );
     assert!(summary.history.iter().all(|r| r.loss.is_finite()));
+}
+
+/// A model far beyond the machine is refused with its figures before anything is allocated
+/// (hidden_size 2^20 aborted in the allocator before: 128 GB for the word embeddings alone).
+#[test]
+fn a_model_that_cannot_fit_is_refused_with_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, value) in [
+        ("hidden_size", 1_048_576u64),
+        ("num_hidden_layers", 10_000_000),
+    ] {
+        let text = format!(
+            "[model]\npreset = \"tiny\"\n{key} = {value}\n[data]\nsynthetic = true\n\
+             [train]\nsteps = 1\nwarmup_steps = 0\n[output]\ndir = \"{}\"\nprogress = false\n",
+            dir.path().join(key).display()
+        );
+        let cfg = PretrainConfig::from_toml_str(&text, "test config").unwrap();
+        let err = format!("{:#}", run(&cfg, &quiet()).map(|_| ()).unwrap_err());
+        assert!(
+            err.contains("the model does not fit")
+                && err.contains("GiB of host memory")
+                && err.contains("is available"),
+            "{key} = {value}: {err}"
+        );
+    }
 }

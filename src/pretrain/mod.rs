@@ -19,6 +19,7 @@ pub mod demo;
 pub mod distributed;
 pub mod eval;
 pub mod interrupt;
+pub mod memory;
 pub mod metrics;
 pub mod program;
 pub mod progress;

@@ -190,6 +190,12 @@ impl Session {
         start: impl FnOnce(&StepLayout) -> Result<Option<(Vec<Literal>, Vec<Literal>, u64)>>,
     ) -> Result<Self> {
         let model = cfg.bert_config()?;
+        let need = super::memory::host_memory_need(
+            &model,
+            &cfg.train.optimizer,
+            cfg.backend()? == crate::backend::Backend::Cpu,
+        );
+        super::memory::check_host_memory(need, super::memory::available_host_memory())?;
         let (client, num_devices) = open_devices(cfg, dist)?;
         let processes = dist.map_or(1, Distributed::num_processes) as usize;
         let replicas = num_devices * processes;
