@@ -25,16 +25,28 @@ fn optimizer_slots(optimizer: &str) -> f64 {
     }
 }
 
+/// The model's parameter count, from the specs of its 1- and 2-layer versions (listing the specs
+/// of a 10-million-layer model would itself exhaust memory).
+fn parameter_count(model: &BertConfig) -> f64 {
+    let count = |layers: usize| -> f64 {
+        let mut m = model.clone();
+        m.num_hidden_layers = layers;
+        param_specs(&m)
+            .iter()
+            .map(|p| p.dims.iter().map(|&d| d as f64).product::<f64>())
+            .sum()
+    };
+    let (one, two) = (count(1), count(2));
+    one + (two - one) * (model.num_hidden_layers as f64 - 1.0)
+}
+
 /// The lower bound for `model` trained with `optimizer`; `device_is_host` on the CPU backend.
 pub fn host_memory_need(
     model: &BertConfig,
     optimizer: &str,
     device_is_host: bool,
 ) -> HostMemoryNeed {
-    let parameters: f64 = param_specs(model)
-        .iter()
-        .map(|p| p.dims.iter().map(|&d| d as f64).product::<f64>())
-        .sum();
+    let parameters = parameter_count(model);
     let copies = (1.0 + optimizer_slots(optimizer)) * if device_is_host { 2.0 } else { 1.0 };
     HostMemoryNeed {
         parameters,
@@ -88,6 +100,13 @@ mod tests {
         );
         assert!(check_host_memory(need, Some(1 << 34)).is_ok());
         assert!(check_host_memory(need, None).is_ok());
+        let mut deep = tiny.clone();
+        deep.num_hidden_layers = 7;
+        let want_deep: usize = param_specs(&deep).iter().map(|p| p.num_elements()).sum();
+        assert_eq!(
+            host_memory_need(&deep, "sgd", false).parameters,
+            want_deep as f64
+        );
 
         let mut huge = BertConfig::preset("tiny").unwrap();
         huge.hidden_size = 1 << 20;
