@@ -4,7 +4,7 @@
 //!
 //! - real English text: `tpu-run pretrain --demo` itself (its pinned corpus, vocab and recipe)
 //!   must end with the held-out MLM accuracy at least `MLM_MARGIN` (2.5x) the most-frequent-token
-//!   baseline, and `MASK_MARGIN` (1.4x) at the predictions whose input is `[MASK]` (where only
+//!   baseline, and `MASK_MARGIN` (2x) at the predictions whose input is `[MASK]` (where only
 //!   the context tells the token); a model on the first plateau scores 1.0x on both.
 //! - next-sentence prediction: on shards where segment B continues A's topic or comes from
 //!   another topic, the held-out NSP accuracy rises far above the majority class (and MLM above
