@@ -135,6 +135,22 @@ fn named_params(cfg: &BertConfig, set: &tpu_run::model::ParamSet) -> Vec<(String
         .collect()
 }
 
+/// `tpu-run finetune squad` from `init`, training on and predicting `data`, into `out`.
+fn finetune_on(init: &Path, data: &Path, out: &Path, vocab: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tpu-run"));
+    c.args(["finetune", "squad", "--init"])
+        .arg(init)
+        .arg("--train")
+        .arg(data)
+        .arg("--predict")
+        .arg(data)
+        .arg("--output-dir")
+        .arg(out)
+        .arg("--vocab")
+        .arg(vocab);
+    c
+}
+
 #[test]
 fn finetune_cli_overfits_ten_questions_and_writes_scorable_predictions() {
     let (Some(train_a), Some(vocab)) = (shared_train_a(), vocab()) else {
@@ -170,17 +186,7 @@ fn finetune_cli_overfits_ten_questions_and_writes_scorable_predictions() {
     let (em_before, _) = exact_match(&cfg, &named_params(&cfg, &init.params), &data, &tok);
 
     let bin = env!("CARGO_BIN_EXE_tpu-run");
-    let run = Command::new(bin)
-        .args(["finetune", "squad", "--init"])
-        .arg(&init_dir)
-        .arg("--train")
-        .arg(&data)
-        .arg("--predict")
-        .arg(&data)
-        .arg("--output-dir")
-        .arg(&out)
-        .arg("--vocab")
-        .arg(&vocab)
+    let run = finetune_on(&init_dir, &data, &out, &vocab)
         .args([
             "--epochs",
             "100",
@@ -284,17 +290,7 @@ fn finetune_cli_overfits_ten_questions_and_writes_scorable_predictions() {
     // A 2-step run reports a throughput its own timings allow: the steady rate (steps after the
     // first) at most 3x the average over the whole training time (first step included), not a
     // rate from a clock that started after the second step was already computed.
-    let short = Command::new(bin)
-        .args(["finetune", "squad", "--init"])
-        .arg(&init_dir)
-        .arg("--train")
-        .arg(&data)
-        .arg("--predict")
-        .arg(&data)
-        .arg("--output-dir")
-        .arg(tmp.path().join("short"))
-        .arg("--vocab")
-        .arg(&vocab)
+    let short = finetune_on(&init_dir, &data, &tmp.path().join("short"), &vocab)
         .args([
             "--batch-size",
             "8",

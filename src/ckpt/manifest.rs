@@ -113,7 +113,7 @@ impl Manifest {
     }
 
     /// Verifies the checksum line (when present) and parses the JSON; the error says which.
-    pub(crate) fn parse(text: &[u8]) -> std::result::Result<Manifest, String> {
+    pub fn parse(text: &[u8]) -> std::result::Result<Manifest, String> {
         if let Some((recorded, body)) = split_checksum(text)? {
             let actual = crc32c::crc32c(&body);
             if actual != recorded {
@@ -127,7 +127,7 @@ impl Manifest {
     }
 
     /// Format, version, plain and unique file names, unique tensor names per file.
-    pub(crate) fn check(&self, path: &Path) -> Result<()> {
+    pub fn check(&self, path: &Path) -> Result<()> {
         if self.format != FORMAT {
             return Err(CkptError::manifest(
                 path,
