@@ -93,8 +93,9 @@ impl Store {
         self.keep_last
     }
 
-    /// The `step-*` directories, sorted by step (empty when the root does not exist).
-    pub fn list(&self) -> Result<Vec<(u64, PathBuf)>> {
+    /// Every entry of the root named like a step directory, whatever it is (empty when the
+    /// root does not exist).
+    fn step_entries(&self) -> Result<Vec<(u64, std::fs::DirEntry)>> {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
@@ -103,12 +104,21 @@ impl Store {
         let mut out = vec![];
         for entry in entries {
             let entry = entry.map_err(CkptError::io("listing", &self.root))?;
-            let path = entry.path();
-            let step = entry.file_name().to_str().and_then(parse_dir_name);
-            if let Some(step) = step.filter(|_| path.is_dir()) {
-                out.push((step, path));
+            if let Some(step) = entry.file_name().to_str().and_then(parse_dir_name) {
+                out.push((step, entry));
             }
         }
+        Ok(out)
+    }
+
+    /// The `step-*` directories, sorted by step (empty when the root does not exist).
+    pub fn list(&self) -> Result<Vec<(u64, PathBuf)>> {
+        let mut out: Vec<(u64, PathBuf)> = self
+            .step_entries()?
+            .into_iter()
+            .map(|(step, entry)| (step, entry.path()))
+            .filter(|(_, path)| path.is_dir())
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -117,16 +127,9 @@ impl Store {
     /// (`step-00000008` as a regular file or a link): a save of that step would have to replace
     /// what is not ours. Run it before training, so the run does not fail at its first save.
     pub fn check_step_names_free(&self) -> Result<()> {
-        let entries = match std::fs::read_dir(&self.root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(CkptError::io("listing", &self.root)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(CkptError::io("listing", &self.root))?;
-            let named_like_a_step = entry.file_name().to_str().and_then(parse_dir_name);
+        for (_, entry) in self.step_entries()? {
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if named_like_a_step.is_some() && !is_dir {
+            if !is_dir {
                 return Err(foreign_entry(&entry.path()));
             }
         }
@@ -176,7 +179,14 @@ impl Store {
         let Some(ckpt) = self.latest()? else {
             return Ok(None);
         };
-        ckpt.load(Some(expected)).map(Some).map_err(|source| {
+        self.load_newest(&ckpt, expected).map(Some)
+    }
+
+    /// Loads `ckpt`, the newest complete checkpoint of this store (from [`Store::latest`] or
+    /// [`Store::latest_with_skipped`]), checked against `expected`; damage in it is an error
+    /// saying which earlier checkpoint exists, as [`Store::load_latest`].
+    pub fn load_newest(&self, ckpt: &Checkpoint, expected: &Spec) -> Result<State> {
+        ckpt.load(Some(expected)).map_err(|source| {
             let earlier = self
                 .list()
                 .ok()

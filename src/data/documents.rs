@@ -15,6 +15,7 @@ use super::sentences::{detect_format, split_sentences, InputFormat};
 use super::tokenize::BertTokenizer;
 use anyhow::{anyhow, Context, Result};
 use indicatif::ProgressBar;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// A document: its sentences (segments), each a list of token ids.
@@ -56,13 +57,22 @@ pub fn decode_dropping_invalid(bytes: &[u8]) -> (String, Option<(u64, u64)>) {
     (text, (bad > 0).then_some((bad, first_line)))
 }
 
-/// The file's lines as TF's `GFile.readline` returns them (see the module doc).
-fn tf_lines(text: &str) -> Vec<String> {
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    if body.is_empty() && text.is_empty() {
+/// The file's lines as TF's `GFile.readline` returns them (see the module doc); a line is
+/// copied only when it holds a `\r` to drop.
+fn tf_lines(text: &str) -> Vec<Cow<'_, str>> {
+    if text.is_empty() {
         return vec![];
     }
-    body.split('\n').map(|l| l.replace('\r', "")).collect()
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    body.split('\n')
+        .map(|l| {
+            if l.contains('\r') {
+                Cow::Owned(l.replace('\r', ""))
+            } else {
+                Cow::Borrowed(l)
+            }
+        })
+        .collect()
 }
 
 /// Expands comma-separated paths and glob patterns, each pattern's matches sorted, in the order

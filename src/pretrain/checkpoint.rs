@@ -97,9 +97,8 @@ pub fn load_for_resume(
     };
     let dir = latest.path().to_path_buf();
     let state = store
-        .load_latest(spec)
-        .with_context(|| format!("resuming from {}", store.root().display()))?
-        .ok_or_else(|| anyhow!("checkpoint {} vanished while loading", dir.display()))?;
+        .load_newest(&latest, spec)
+        .with_context(|| format!("resuming from {}", store.root().display()))?;
     check_resumable(&state, &dir, cfg, model)?;
     Ok(Some((state, dir)))
 }
