@@ -6,6 +6,7 @@ pub mod coord;
 pub mod data;
 pub mod examples;
 pub mod finetune;
+pub mod glue;
 pub mod import;
 pub mod model;
 pub mod pretrain;

@@ -1,5 +1,6 @@
 //! `tpu-run finetune squad` (fine-tune, predict, score; or `--synthetic-bench`) and
 //! `tpu-run squad-split` (an article-level validation split).
+pub use super::finetune_glue::{run_glue_command, GlueArgs};
 use crate::backend::{open_client, AttentionChoice, Backend};
 use crate::finetune::bench::bench;
 use crate::finetune::init::load_init;
@@ -16,6 +17,9 @@ use std::path::PathBuf;
 pub enum FinetuneCommand {
     /// SQuAD v1.1: fine-tune on --train, predict --predict, print EM/F1 and timings.
     Squad(Box<SquadArgs>),
+    /// A GLUE task (run_classifier.py's): fine-tune on train.tsv, score the dev file(s),
+    /// optionally write GLUE submission files of the test predictions.
+    Glue(Box<GlueArgs>),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -77,6 +81,10 @@ pub struct SquadArgs {
     /// PJRT plugin file (overrides discovery).
     #[arg(long)]
     pub plugin: Option<PathBuf>,
+    /// Train data parallel on this many devices (default: all of a TPU host's chips, 1 GPU,
+    /// 1 CPU device; on cpu, virtual devices). The batch must split evenly over them.
+    #[arg(long)]
+    pub num_devices: Option<u32>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Stop after N steps (the schedule spans the shortened run); with --synthetic-bench, the
@@ -123,8 +131,13 @@ pub struct SquadSplitArgs {
 }
 
 fn precision(args: &SquadArgs) -> Result<ComputeDtype> {
-    match &args.precision {
-        None => Ok(default_precision(args.backend)),
+    parse_precision(args.precision.as_deref(), args.backend)
+}
+
+/// `--precision`, or the backend's default.
+pub fn parse_precision(given: Option<&str>, backend: Backend) -> Result<ComputeDtype> {
+    match given {
+        None => Ok(default_precision(backend)),
         Some(p) => {
             ComputeDtype::parse(p).ok_or_else(|| anyhow!("--precision {p:?}: choose f32 or bf16"))
         }
@@ -135,6 +148,7 @@ pub fn run(cmd: &FinetuneCommand) -> Result<()> {
     match cmd {
         FinetuneCommand::Squad(a) if a.synthetic_bench => run_bench(a),
         FinetuneCommand::Squad(a) => run_finetune(a),
+        FinetuneCommand::Glue(a) => run_glue_command(a),
     }
 }
 
@@ -170,6 +184,7 @@ fn run_finetune(a: &SquadArgs) -> Result<()> {
     s.backend = a.backend;
     s.attention = a.attention;
     s.plugin = a.plugin.clone();
+    s.num_devices = a.num_devices;
     s.seed = a.seed;
     s.max_steps = a.max_steps;
     s.checkpoint = !a.no_checkpoint;

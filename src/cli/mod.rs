@@ -4,6 +4,7 @@ mod create_data;
 mod demo;
 mod devices;
 mod finetune;
+mod finetune_glue;
 mod hlo_dump;
 mod plugin;
 mod pretrain;
@@ -60,7 +61,7 @@ enum Command {
     CreateData(create_data::CreateDataArgs),
     /// Score SQuAD v1.1 predictions by the official rules: prints {"exact_match": .., "f1": ..}.
     SquadEval(squad_eval::SquadEvalArgs),
-    /// Fine-tune from pre-trained weights (SQuAD v1.1), predict and score.
+    /// Fine-tune from pre-trained weights (SQuAD v1.1, GLUE), predict and score.
     #[command(subcommand)]
     Finetune(finetune::FinetuneCommand),
     /// Split a SQuAD file by article into training and validation files (deterministic).

@@ -84,46 +84,62 @@ impl FeatureArrays {
     /// The encoder inputs of `rows`, padded with all-zero rows up to `batch_size`
     /// ([`ENCODER_FIELDS`] order, s32 `[batch_size, seq_len]` each).
     pub fn encoder_literals(&self, rows: &[usize], batch_size: usize) -> Result<Vec<Literal>> {
-        if rows.len() > batch_size {
-            bail!("{} rows do not fit a batch of {batch_size}", rows.len());
-        }
-        let s = self.seq_len;
-        let dims = [batch_size as i64, s as i64];
-        let gather = |src: &[i32]| -> Result<Literal> {
-            let mut out = vec![0i32; batch_size * s];
-            for (slot, &r) in rows.iter().enumerate() {
-                let row = src
-                    .get(r * s..(r + 1) * s)
-                    .ok_or_else(|| anyhow!("feature row {r} is out of range"))?;
-                out[slot * s..(slot + 1) * s].copy_from_slice(row);
-            }
-            Ok(Literal::from_slice(&out, &dims)?)
-        };
-        Ok(vec![
-            gather(&self.input_ids)?,
-            gather(&self.input_mask)?,
-            gather(&self.segment_ids)?,
-        ])
+        encoder_literals(
+            [&self.input_ids, &self.input_mask, &self.segment_ids],
+            self.seq_len,
+            rows,
+            batch_size,
+        )
     }
 
     /// A full training batch of `rows`: the encoder inputs, then the start and end positions
     /// (s32 `[batch]`).
     pub fn train_literals(&self, rows: &[usize]) -> Result<Vec<Literal>> {
         let mut out = self.encoder_literals(rows, rows.len())?;
-        let dims = [rows.len() as i64];
-        for src in [&self.start_positions, &self.end_positions] {
-            let v = rows
-                .iter()
-                .map(|&r| {
-                    src.get(r)
-                        .copied()
-                        .ok_or_else(|| anyhow!("feature row {r} is out of range"))
-                })
-                .collect::<Result<Vec<i32>>>()?;
-            out.push(Literal::from_slice(&v, &dims)?);
-        }
+        out.push(row_values(&self.start_positions, rows)?);
+        out.push(row_values(&self.end_positions, rows)?);
         Ok(out)
     }
+}
+
+/// The encoder inputs (`[input_ids, input_mask, segment_ids]`, row-major `[rows, seq]` each)
+/// of `rows`, padded with all-zero rows up to `batch_size`: s32 `[batch_size, seq]` each.
+pub fn encoder_literals(
+    fields: [&[i32]; 3],
+    seq: usize,
+    rows: &[usize],
+    batch_size: usize,
+) -> Result<Vec<Literal>> {
+    if rows.len() > batch_size {
+        bail!("{} rows do not fit a batch of {batch_size}", rows.len());
+    }
+    let dims = [batch_size as i64, seq as i64];
+    fields
+        .iter()
+        .map(|src| {
+            let mut out = vec![0i32; batch_size * seq];
+            for (slot, &r) in rows.iter().enumerate() {
+                let row = src
+                    .get(r * seq..(r + 1) * seq)
+                    .ok_or_else(|| anyhow!("feature row {r} is out of range"))?;
+                out[slot * seq..(slot + 1) * seq].copy_from_slice(row);
+            }
+            Ok(Literal::from_slice(&out, &dims)?)
+        })
+        .collect()
+}
+
+/// The values of `rows` in `src` (one per row), as a `[rows]` literal.
+pub fn row_values<T: hlo::NativeType + Copy>(src: &[T], rows: &[usize]) -> Result<Literal> {
+    let v = rows
+        .iter()
+        .map(|&r| {
+            src.get(r)
+                .copied()
+                .ok_or_else(|| anyhow!("feature row {r} is out of range"))
+        })
+        .collect::<Result<Vec<T>>>()?;
+    Ok(Literal::from_slice(&v, &[rows.len() as i64])?)
 }
 
 /// Steps of `epochs` passes over `num_features` in batches of `batch_size`: ceil(epochs x

@@ -3,15 +3,15 @@
 //! earlier `finetune`: a checkpoint directory with `manifest.json`, or a directory of
 //! `step-*` checkpoints, whose latest complete one is used).
 //!
-//! The encoder must come from the checkpoint; an absent QA head is initialized (truncated
-//! normal / zeros, from the seed) and reported, and every checkpoint tensor the QA model does not
-//! use (pooler, pretraining heads, optimizer state) is listed in the report, never dropped
-//! silently.
+//! The encoder must come from the checkpoint; an absent task head (QA, classifier) or pooler is
+//! initialized (truncated normal / zeros, from the seed) and reported, and every checkpoint
+//! tensor the task's model does not use (the pooler for QA, pretraining heads, optimizer state)
+//! is listed in the report, never dropped silently.
 use super::qa_head::squad_param_specs;
 use crate::ckpt::{Checkpoint, Store};
-use crate::import::Pretrained;
+use crate::import::{required, Pretrained};
 use crate::model::init::init_tensor;
-use crate::model::{BertConfig, HostTensor, ParamSet};
+use crate::model::{BertConfig, HostTensor, ParamSet, ParamSpec};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::ElementType;
 use rand::rngs::StdRng;
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug)]
 pub struct InitWeights {
     pub config: BertConfig,
-    /// Every parameter of [`squad_param_specs`] for `config`, in that order.
+    /// Every parameter of the model (e.g. [`squad_param_specs`]) for `config`, in that order.
     pub params: ParamSet,
     /// The checkpoint's `vocab.txt`, when it has one.
     pub vocab: Option<PathBuf>,
@@ -62,6 +62,16 @@ fn is_tf_prefix(path: &Path) -> bool {
 /// Opens `path` (see the module docs) and reads the QA model's parameters; absent head
 /// parameters are initialized from `seed`.
 pub fn load_init(path: &Path, seed: u64) -> Result<InitWeights> {
+    load_init_for(path, seed, &squad_param_specs)
+}
+
+/// [`load_init`] for the model whose parameters `specs_of` lists for a config (the encoder
+/// with a task's head).
+pub fn load_init_for(
+    path: &Path,
+    seed: u64,
+    specs_of: &dyn Fn(&BertConfig) -> Vec<ParamSpec>,
+) -> Result<InitWeights> {
     if !path.exists() && !is_tf_prefix(path) {
         bail!(
             "--init {}: no such file or directory, nor a TF checkpoint prefix ({0}.index) (give \
@@ -71,10 +81,10 @@ pub fn load_init(path: &Path, seed: u64) -> Result<InitWeights> {
         );
     }
     if let Some(ckpt) = our_checkpoint(path)? {
-        return load_ours(&ckpt, seed);
+        return load_ours(&ckpt, seed, specs_of);
     }
     let src = Pretrained::open(path)?;
-    let specs = squad_param_specs(&src.config);
+    let specs = specs_of(&src.config);
     let (params, report) = src.load(&specs, seed)?;
     Ok(InitWeights {
         config: src.config.clone(),
@@ -84,7 +94,11 @@ pub fn load_init(path: &Path, seed: u64) -> Result<InitWeights> {
     })
 }
 
-fn load_ours(ckpt: &Checkpoint, seed: u64) -> Result<InitWeights> {
+fn load_ours(
+    ckpt: &Checkpoint,
+    seed: u64,
+    specs_of: &dyn Fn(&BertConfig) -> Vec<ParamSpec>,
+) -> Result<InitWeights> {
     let dir = ckpt.path();
     let state = ckpt
         .load(None)
@@ -96,7 +110,7 @@ fn load_ours(ckpt: &Checkpoint, seed: u64) -> Result<InitWeights> {
             dir.display()
         )
     })?;
-    let specs = squad_param_specs(&config);
+    let specs = specs_of(&config);
     let mut by_name: std::collections::HashMap<&str, &hlo::Literal> =
         state.params.iter().map(|(n, l)| (n.as_str(), l)).collect();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -128,7 +142,7 @@ fn load_ours(ckpt: &Checkpoint, seed: u64) -> Result<InitWeights> {
                 params.insert(spec.name.clone(), HostTensor::new(dims, data)?);
                 loaded.push(spec.name.clone());
             }
-            None if spec.name.starts_with("bert.") => bail!(
+            None if required(spec) => bail!(
                 "checkpoint {}: has no parameter '{}'; is it a BERT checkpoint?",
                 dir.display(),
                 spec.name

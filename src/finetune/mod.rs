@@ -17,6 +17,11 @@
 //! - [`split`]: `tpu-run squad-split`, an article-level validation split.
 pub mod batches;
 pub mod bench;
+pub mod classifier_head;
+pub mod devices;
+pub mod eval_program;
+pub mod glue_program;
+pub mod glue_run;
 pub mod init;
 pub mod progress;
 pub mod qa_head;
@@ -25,5 +30,6 @@ pub mod run;
 pub mod split;
 pub mod squad_predict;
 pub mod squad_train;
+pub mod train_loop;
 
 pub use run::{default_precision, run_squad, SquadSettings, SquadSummary};

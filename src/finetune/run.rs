@@ -1,11 +1,13 @@
 //! `finetune squad` from start to end: initial weights, tokenizer, features of both files,
 //! training, prediction, the output files and the official evaluation.
 use super::batches::{batch_rows, steps_for_epochs, FeatureArrays};
+use super::devices::{describe_devices, open_training_devices};
 use super::init::load_init;
 use super::progress::Console;
 use super::squad_predict::Predictor;
-use super::squad_train::{train, Hyper, TrainOptions};
-use crate::backend::{open_client, AttentionChoice, Backend};
+use super::squad_train::squad_task;
+use super::train_loop::{train, Hyper, TrainOptions};
+use crate::backend::{AttentionChoice, Backend};
 use crate::model::ComputeDtype;
 use crate::squad::{
     convert_examples_to_features, evaluate, make_predictions, read_examples, BertSquadTokenizer,
@@ -40,6 +42,9 @@ pub struct SquadSettings {
     pub backend: Backend,
     pub attention: AttentionChoice,
     pub plugin: Option<PathBuf>,
+    /// Data-parallel devices (`None`: as pretraining chooses, see
+    /// [`crate::pretrain::config::default_num_devices`]).
+    pub num_devices: Option<u32>,
     pub seed: u64,
     /// Caps the number of steps (the schedule then spans the capped run).
     pub max_steps: Option<u64>,
@@ -74,6 +79,7 @@ impl SquadSettings {
             backend: Backend::Cpu,
             attention: AttentionChoice::Auto,
             plugin: None,
+            num_devices: None,
             seed: 42,
             max_steps: None,
             checkpoint: true,
@@ -286,18 +292,8 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
         weight_decay: s.weight_decay,
         clip_norm: Some(1.0),
     };
-    let client = open_client(s.backend, s.plugin.as_deref(), 1)?;
-    let device = client
-        .addressable_devices()?
-        .first()
-        .map(|d| {
-            format!(
-                "{} ({})",
-                client.platform_name().unwrap_or_default(),
-                d.kind()
-            )
-        })
-        .unwrap_or_default();
+    let (client, replicas) = open_training_devices(s.backend, s.plugin.as_deref(), s.num_devices)?;
+    let device = describe_devices(&client, replicas)?;
     console.say(&format!(
         "training {steps} steps of batch {} ({} epochs over {} features; warmup {warmup_steps}) \
          in {} on {device}",
@@ -316,7 +312,8 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
         checkpoint_dir: s.checkpoint.then(|| s.output_dir.join("checkpoints")),
         checkpoint_every: s.checkpoint_every,
     };
-    let trained = train(&client, &cfg, &init.params, &train_arrays, &opts, console)?;
+    let task = squad_task(&cfg, &train_arrays, s.batch_size, replicas, &opts.hyper)?;
+    let trained = train(&client, &cfg, &init.params, task, &opts, console)?;
     drop(train_arrays);
 
     let predictor = Predictor::new(&client, &cfg, &trained.params, s.predict_batch_size, seq)?;

@@ -1,35 +1,20 @@
-//! The SQuAD train step and loop: one donated HLO module per step (encoder with dropout, QA
-//! loss, autodiff, global-norm clipping at 1.0, the original BERT schedule (warmup, then linear
-//! decay to 0) and AdamWeightDecay), fed batches of features in a seeded order, with a progress
-//! bar and checkpoints through [`crate::ckpt`].
-//!
-//! The host stays one step ahead of the device: step i+1 is launched before step i's loss is
-//! read back, so reading results and uploading the next batch overlap the device's work.
+//! The SQuAD train step: the encoder with dropout and the QA loss, built for the shared
+//! fine-tuning loop ([`super::train_loop`]).
 use super::batches::{FeatureArrays, ENCODER_FIELDS, LABEL_FIELDS};
-use super::progress::Console;
 use super::qa_head::{qa_loss, squad_logits, squad_param_specs};
-use super::rng::dropout_key;
-use crate::backend::compile_options_for;
-use crate::ckpt::{OptimizerInfo, RngState, Spec, State, Store};
-use crate::model::{BertConfig, EncoderInputs, ParamSet, ParamValues};
-use crate::train::{
-    autodiff, build_train_step, AdamWeightDecay, BatchSpec, ParamSpec, Policy, Schedule,
-    StepConfig, StepLayout, TrainProgram, Trainer, WeightDecay,
-};
-use anyhow::{anyhow, bail, Context, Result};
-use hlo::{ElementType, Literal};
-use serde_json::json;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-use tpu::{Buffer, Client, CompileOptions};
+use super::train_loop::{rows_per_replica, step_param_specs, TrainTask};
+use crate::model::{BertConfig, EncoderInputs, ParamValues};
+use crate::train::{autodiff, build_train_step, BatchSpec, ParamSpec, StepConfig, TrainProgram};
+use anyhow::{Context, Result};
+use hlo::ElementType;
 
-/// The batch input carrying the step's dropout key (`u64[2]`: stream word, counter).
-pub const RNG_KEY: &str = "rng_key";
+pub use super::train_loop::{layout_literals, Hyper, RNG_KEY};
+
 /// The metrics the step reports after the loss (then its own `learning_rate`, `grad_norm`).
 pub const STEP_METRICS: [&str; 2] = ["start_loss", "end_loss"];
 
-/// The step's batch inputs: [`ENCODER_FIELDS`] (s32 `[batch, seq]`), [`LABEL_FIELDS`]
-/// (s32 `[batch]`), then [`RNG_KEY`].
+/// The step's batch inputs (one replica's `batch` rows): [`ENCODER_FIELDS`] (s32
+/// `[batch, seq]`), [`LABEL_FIELDS`] (s32 `[batch]`), then [`RNG_KEY`].
 pub fn train_batch_specs(batch: usize, seq: usize) -> Vec<BatchSpec> {
     let (b, s) = (batch as i64, seq as i64);
     let mut v: Vec<BatchSpec> = ENCODER_FIELDS
@@ -41,59 +26,13 @@ pub fn train_batch_specs(batch: usize, seq: usize) -> Vec<BatchSpec> {
             .iter()
             .map(|n| BatchSpec::new(*n, ElementType::S32, &[b])),
     );
-    v.push(BatchSpec::new(RNG_KEY, ElementType::U64, &[2]));
+    v.push(BatchSpec::rng_key(RNG_KEY));
     v
 }
 
 /// The QA model's parameters as the step builder takes them (f32 master weights).
 pub fn train_param_specs(cfg: &BertConfig) -> Vec<ParamSpec> {
-    squad_param_specs(cfg)
-        .iter()
-        .map(|s| {
-            let dims: Vec<i64> = s.dims.iter().map(|&d| d as i64).collect();
-            ParamSpec::new(s.name.clone(), &dims)
-        })
-        .collect()
-}
-
-/// The optimization settings of a run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Hyper {
-    pub learning_rate: f64,
-    pub warmup_steps: u64,
-    /// The schedule decays to 0 at this step.
-    pub total_steps: u64,
-    pub weight_decay: f64,
-    /// Global-norm clipping threshold (run_squad: 1.0).
-    pub clip_norm: Option<f64>,
-}
-
-impl Hyper {
-    /// AdamWeightDecay (b1 0.9, b2 0.999, eps 1e-6, no decay of LayerNorm and biases) with the
-    /// original BERT schedule; the model's own compute dtype decides bf16 vs f32, so the policy
-    /// keeps f32 masters as they are.
-    pub fn step_config(&self) -> StepConfig {
-        StepConfig::new(
-            AdamWeightDecay {
-                weight_decay: WeightDecay::bert(self.weight_decay),
-                ..Default::default()
-            },
-            Schedule::bert(self.learning_rate, self.warmup_steps, self.total_steps),
-        )
-        .with_clip_norm(self.clip_norm)
-        .with_policy(Policy::f32())
-    }
-
-    pub fn to_json(&self) -> serde_json::Value {
-        json!({
-            "learning_rate": self.learning_rate,
-            "warmup_steps": self.warmup_steps,
-            "total_steps": self.total_steps,
-            "weight_decay": self.weight_decay,
-            "clip_norm": self.clip_norm,
-            "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-6,
-        })
-    }
+    step_param_specs(&squad_param_specs(cfg))
 }
 
 /// The SQuAD train step for `cfg` on batches of `batch` x `seq`.
@@ -134,295 +73,24 @@ pub fn train_program(
         .context("building the SQuAD train step")
 }
 
-/// The parameters of `set` in the step's order, as literals.
-pub fn layout_literals(layout: &StepLayout, set: &ParamSet) -> Result<Vec<Literal>> {
-    layout
-        .params
-        .iter()
-        .map(|p| {
-            let t = set
-                .get(&p.name)
-                .ok_or_else(|| anyhow!("the initial weights have no parameter '{}'", p.name))?;
-            Literal::from_slice(&t.data, &p.shape.dims)
-                .with_context(|| format!("parameter '{}'", p.name))
-        })
-        .collect()
-}
-
-/// How to run the loop.
-#[derive(Clone, Debug)]
-pub struct TrainOptions {
-    pub batch_size: usize,
-    /// The feature rows of every step (see [`super::batches::batch_rows`]).
-    pub batches: Vec<Vec<usize>>,
-    pub seed: u64,
-    pub hyper: Hyper,
-    /// A log line every this many steps when no progress bar is drawn (0: none).
-    pub log_every: u64,
-    pub progress: bool,
-    /// Where checkpoints go (`None`: none are written).
-    pub checkpoint_dir: Option<PathBuf>,
-    /// A checkpoint every this many steps besides the last (0: only the last).
-    pub checkpoint_every: u64,
-}
-
-/// What the loop did.
-pub struct TrainResult {
-    /// The trained parameters, in the step's order, with their names.
-    pub params: Vec<(String, Literal)>,
-    /// The loss of every step.
-    pub losses: Vec<f32>,
-    pub compile_time: Duration,
-    /// From the first step's launch to the last step's results (checkpoint writing excluded).
-    pub train_time: Duration,
-    /// Sequences per second over the steps after the first (which carries first-run costs).
-    pub seq_per_s: f64,
-    pub checkpoint: Option<PathBuf>,
-    pub checkpoint_time: Duration,
-}
-
-/// One launched step, kept until its results are read (its batch buffers stay alive with it).
-struct InFlight {
-    step: u64,
-    /// When its launch began (the throughput clock starts at the second step's).
-    launched_at: Instant,
-    outputs: Vec<Buffer>,
-    _inputs: Vec<Buffer>,
-}
-
-fn read_scalar(b: &Buffer, what: &str) -> Result<f32> {
-    b.to_host::<f32>()?
-        .first()
-        .copied()
-        .ok_or_else(|| anyhow!("the step's {what} output is empty"))
-}
-
-/// Trains the QA model of `cfg` from `init` on `features` (see the module docs).
-pub fn train(
-    client: &Client,
+/// The SQuAD task of the fine-tuning loop: the step for replicas of `batch / replicas` rows
+/// and the batch inputs of `features`.
+pub fn squad_task<'a>(
     cfg: &BertConfig,
-    init: &ParamSet,
-    features: &FeatureArrays,
-    opts: &TrainOptions,
-    console: &mut Console,
-) -> Result<TrainResult> {
-    let steps = opts.batches.len() as u64;
-    if steps == 0 {
-        bail!("no training steps to run");
-    }
-    let program = train_program(
-        cfg,
-        opts.batch_size,
-        features.seq_len,
-        &opts.hyper.step_config(),
-    )?;
-    let t0 = Instant::now();
-    let exe = client
-        .compile_module(
-            &program.module,
-            &compile_options_for(cfg, CompileOptions::default()),
-        )
-        .context("compiling the SQuAD train step")?;
-    let compile_time = t0.elapsed();
-    console.say(&format!(
-        "train step compiled in {:.1}s",
-        compile_time.as_secs_f64()
-    ));
-    let device = client
-        .addressable_devices()?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("the backend has no device"))?;
-    let layout = program.layout;
-    let params = layout_literals(&layout, init)?;
-    let mut trainer = Trainer::from_state(
-        exe,
-        layout.clone(),
-        device,
-        &params,
-        &layout.initial_opt_state()?,
-        0,
-    )?;
-    drop(params);
-    let spec = Spec::from_layout(&layout);
-    let store = opts.checkpoint_dir.as_ref().map(Store::new);
-    if let Some(store) = &store {
-        store.check_step_names_free()?;
-    }
-    console.start_bar(steps, opts.progress);
-    let mut meter = Meter {
-        steps,
-        batch_size: opts.batch_size,
-        log_every: opts.log_every,
-        lr_index: layout
-            .metric_names
-            .iter()
-            .position(|n| n == "learning_rate"),
-        losses: Vec::with_capacity(steps as usize),
-        clock_start: None,
-        paused: Duration::ZERO,
-    };
-    let mut checkpoint = None;
-    let mut checkpoint_time = Duration::ZERO;
-    let mut pending: Option<InFlight> = None;
-    let start = Instant::now();
-    for step in 0..=steps {
-        // `step` updates have been launched. A periodic checkpoint waits for them, then saves.
-        let due = opts.checkpoint_every > 0 && step.is_multiple_of(opts.checkpoint_every);
-        if let (Some(store), true) = (&store, due && step > 0 && step < steps) {
-            if let Some(done) = pending.take() {
-                meter.finish(done, console)?;
-            }
-            let t = Instant::now();
-            let path = save(store, &capture(&trainer, &spec, cfg, opts, step)?)?;
-            console.say(&format!("checkpoint {}", path.display()));
-            checkpoint = Some(path);
-            checkpoint_time += t.elapsed();
-            meter.paused += t.elapsed();
-        }
-        let launched = if step < steps {
-            let launched_at = Instant::now();
-            let rows = &opts.batches[step as usize];
-            let mut lits = features.train_literals(rows)?;
-            lits.push(Literal::from_slice(&dropout_key(opts.seed, step), &[2])?);
-            let inputs = trainer.upload_batch(&lits)?;
-            let refs: Vec<&Buffer> = inputs.iter().collect();
-            let outputs = trainer
-                .step_async(&refs)
-                .with_context(|| format!("step {}", step + 1))?;
-            Some(InFlight {
-                step,
-                launched_at,
-                outputs,
-                _inputs: inputs,
-            })
-        } else {
-            None
-        };
-        if let Some(l) = &launched {
-            meter.launched(l);
-        }
-        if let Some(done) = pending.take() {
-            meter.finish(done, console)?;
-        }
-        pending = launched;
-    }
-    let train_time = start.elapsed().saturating_sub(checkpoint_time);
-    console.finish_bar();
-    let seq_per_s = meter.seq_per_s(steps);
-    if let Some(store) = &store {
-        let t = Instant::now();
-        let path = save(store, &capture(&trainer, &spec, cfg, opts, steps)?)?;
-        checkpoint_time += t.elapsed();
-        console.say(&format!("checkpoint {}", path.display()));
-        checkpoint = Some(path);
-    }
-    let names = layout.params.iter().map(|p| p.name.clone());
-    Ok(TrainResult {
-        params: names.zip(trainer.params()?).collect(),
-        losses: meter.losses,
-        compile_time,
-        train_time,
-        seq_per_s,
-        checkpoint,
-        checkpoint_time,
+    features: &'a FeatureArrays,
+    batch: usize,
+    replicas: u32,
+    hyper: &Hyper,
+) -> Result<TrainTask<'a>> {
+    let per_replica = rows_per_replica(batch, replicas)?;
+    Ok(TrainTask {
+        name: "squad",
+        program: train_program(
+            cfg,
+            per_replica,
+            features.seq_len,
+            &hyper.step_config_for(replicas),
+        )?,
+        batch_inputs: Box::new(move |rows: &[usize]| features.train_literals(rows)),
     })
-}
-
-/// Reads finished steps: losses, the progress bar, log lines, the throughput.
-struct Meter {
-    steps: u64,
-    batch_size: usize,
-    log_every: u64,
-    lr_index: Option<usize>,
-    losses: Vec<f32>,
-    /// When the second step's launch began: the clock of the steady-state throughput, which
-    /// leaves out the first step's first-run costs. Reading step n's results then covers the
-    /// work of steps 2..=n (and, while execution is synchronous, of step n+1 already launched,
-    /// so a figure shown mid-run errs low; the final one is exact).
-    clock_start: Option<Instant>,
-    /// Time spent writing checkpoints after the clock started, not counted as training.
-    paused: Duration,
-}
-
-impl Meter {
-    fn finish(&mut self, done: InFlight, console: &Console) -> Result<()> {
-        let loss = read_scalar(&done.outputs[0], "loss")?;
-        let n = done.step + 1;
-        if !loss.is_finite() {
-            bail!("step {n}: the loss is {loss} (diverged); lower --learning-rate");
-        }
-        self.losses.push(loss);
-        let seq_per_s = self.seq_per_s(n);
-        let lr = match self.lr_index {
-            Some(i) => read_scalar(&done.outputs[1 + i], "learning_rate")?,
-            None => 0.0,
-        };
-        console.set_step(n, loss, lr, seq_per_s);
-        let log_due = self.log_every > 0 && (n.is_multiple_of(self.log_every) || n == self.steps);
-        if log_due && !console.bar_visible() {
-            console.say(&format!(
-                "step {n}/{}: loss {loss:.4} lr {lr:.3e} {seq_per_s:.1} seq/s",
-                self.steps
-            ));
-        }
-        Ok(())
-    }
-
-    /// Starts the throughput clock at the second step's launch.
-    fn launched(&mut self, step: &InFlight) {
-        if step.step == 1 {
-            self.clock_start = Some(step.launched_at);
-            self.paused = Duration::ZERO;
-        }
-    }
-
-    /// Sequences per second over steps 2..=n (the first carries first-run costs).
-    fn seq_per_s(&self, n: u64) -> f64 {
-        let Some(start) = self.clock_start else {
-            return 0.0;
-        };
-        let secs = start.elapsed().saturating_sub(self.paused).as_secs_f64();
-        if n > 1 && secs > 0.0 {
-            (n - 1) as f64 * self.batch_size as f64 / secs
-        } else {
-            0.0
-        }
-    }
-}
-
-/// The trainer's state after `step` updates, with what a later run needs to know about it.
-fn capture(
-    trainer: &Trainer,
-    spec: &Spec,
-    cfg: &BertConfig,
-    opts: &TrainOptions,
-    step: u64,
-) -> Result<State> {
-    let mut state = State::from_parts(step, spec, trainer.params()?, trainer.opt_state()?)?;
-    state.model_config = serde_json::to_value(cfg)?;
-    state.optimizer = OptimizerInfo {
-        name: "adam_weight_decay".into(),
-        hyperparameters: opts.hyper.to_json(),
-    };
-    state.rng = RngState {
-        dropout_key: dropout_key(opts.seed, step).to_vec(),
-        host_seed: Some(opts.seed),
-        host_state: vec![],
-    };
-    state.data_position = json!({ "batches_done": step });
-    state.extra = json!({
-        "task": "squad",
-        "batch_size": opts.batch_size,
-        "steps": opts.batches.len(),
-    });
-    Ok(state)
-}
-
-fn save(store: &Store, state: &State) -> Result<PathBuf> {
-    Ok(store
-        .save(state)
-        .with_context(|| format!("saving the checkpoint of step {}", state.step))?
-        .path()
-        .to_path_buf())
 }

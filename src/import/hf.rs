@@ -4,10 +4,10 @@
 //! the `bert.` prefix (all-MiniLM-L6-v2: `embeddings.word_embeddings.weight`, `encoder.layer.0...`).
 //!
 //! Key -> our name is [`crate::model::params::canonical_hf_name`] (prefix, old `gamma`/`beta`
-//! spellings, the tied decoder bias), plus the QA head `qa_outputs.*`, which has no `bert.` prefix
-//! in any checkpoint. Layouts (HF `nn.Linear` is `[out, in]`) are converted by
+//! spellings, the tied decoder bias), plus the QA head `qa_outputs.*` and the sentence classifier
+//! `classifier.*`, which have no `bert.` prefix in any checkpoint. Layouts (HF `nn.Linear` is `[out, in]`) are converted by
 //! [`crate::model::params::from_hf`].
-use super::tf_names::{QA_BIAS, QA_WEIGHT};
+use super::tf_names::{CLASSIFIER_BIAS, CLASSIFIER_WEIGHT, QA_BIAS, QA_WEIGHT};
 use super::ImportError;
 use crate::model::params::{canonical_hf_name, names};
 use crate::model::HostTensor;
@@ -37,7 +37,7 @@ pub fn classify(key: &str) -> HfName {
     if key == "cls.predictions.decoder.weight" {
         return HfName::TiedCopy;
     }
-    if key == QA_WEIGHT || key == QA_BIAS {
+    if [QA_WEIGHT, QA_BIAS, CLASSIFIER_WEIGHT, CLASSIFIER_BIAS].contains(&key) {
         return HfName::Param(key.into());
     }
     match canonical_hf_name(key) {

@@ -225,7 +225,8 @@ impl fmt::Display for ImportReport {
 
 /// Parameters that must come from the checkpoint: the embeddings and the layers. Anything else
 /// (pooler, heads) may be initialized when absent.
-fn required(spec: &ParamSpec) -> bool {
+/// Whether a checkpoint must hold `spec` (the encoder); heads and the pooler may be initialized.
+pub fn required(spec: &ParamSpec) -> bool {
     spec.name.starts_with("bert.embeddings.") || spec.name.starts_with("bert.encoder.")
 }
 

@@ -15,9 +15,24 @@ pub const QA_WEIGHT: &str = "qa_outputs.weight";
 /// Our name of the QA head's bias (`cls/squad/output_bias`).
 pub const QA_BIAS: &str = "qa_outputs.bias";
 
+/// Our name of the sentence classifier's `[hidden, num_labels]` matrix (Hugging Face
+/// `BertForSequenceClassification`'s `classifier`, stored `[num_labels, hidden]`;
+/// run_classifier.py's top-level `output_weights`, also `[num_labels, hidden]`).
+pub const CLASSIFIER_WEIGHT: &str = "classifier.weight";
+/// Our name of the classifier's bias (run_classifier.py's `output_bias`).
+pub const CLASSIFIER_BIAS: &str = "classifier.bias";
+
 /// The TF variable holding our parameter `name`, or `None` if no TF checkpoint has one.
 pub fn tf_variable(name: &str) -> Option<TfVariable> {
     match name {
+        CLASSIFIER_WEIGHT => Some(TfVariable {
+            name: "output_weights".into(),
+            transposed: true,
+        }),
+        CLASSIFIER_BIAS => Some(TfVariable {
+            name: "output_bias".into(),
+            transposed: false,
+        }),
         QA_WEIGHT => Some(TfVariable {
             name: "cls/squad/output_weights".into(),
             transposed: true,
@@ -150,6 +165,14 @@ mod tests {
         }
         // Every parameter has a TF name, and no two share one.
         assert_eq!(map.by_tf.len(), specs.len());
+    }
+
+    #[test]
+    fn classifier_is_run_classifiers_output_weights() {
+        let v = tf_variable(CLASSIFIER_WEIGHT).unwrap();
+        assert_eq!((v.name.as_str(), v.transposed), ("output_weights", true));
+        let v = tf_variable(CLASSIFIER_BIAS).unwrap();
+        assert_eq!((v.name.as_str(), v.transposed), ("output_bias", false));
     }
 
     #[test]
