@@ -84,7 +84,8 @@ pub fn examples_of(task: Task, split: Split, path: &Path, lines: Vec<TsvLine>) -
             Err(_) if task.skips_short_lines() && !has_columns(&layout, &line) => {
                 out.skipped_lines.push(line.number)
             }
-            Err(e) if n == 0 => return Err(e.context(format!("is this {what}?"))),
+            // A first line that does not fit often means the wrong file or --task.
+            Err(e) if n == 0 => bail!("{e:#} (is this {what}?)"),
             Err(e) => return Err(e),
         }
     }
