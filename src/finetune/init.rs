@@ -11,7 +11,7 @@ use super::qa_head::squad_param_specs;
 use crate::ckpt::{Checkpoint, Store};
 use crate::import::Pretrained;
 use crate::model::init::init_tensor;
-use crate::model::{BertConfig, HostTensor, ParamSet};
+use crate::model::{BertConfig, HostTensor, ParamSet, ParamSpec};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::ElementType;
 use rand::rngs::StdRng;
@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug)]
 pub struct InitWeights {
     pub config: BertConfig,
-    /// Every parameter of [`squad_param_specs`] for `config`, in that order.
+    /// Every parameter of the specs for `config` ([`squad_param_specs`] for [`load_init`]), in
+    /// that order.
     pub params: ParamSet,
     /// The checkpoint's `vocab.txt`, when it has one.
     pub vocab: Option<PathBuf>,
@@ -62,6 +63,16 @@ fn is_tf_prefix(path: &Path) -> bool {
 /// Opens `path` (see the module docs) and reads the QA model's parameters; absent head
 /// parameters are initialized from `seed`.
 pub fn load_init(path: &Path, seed: u64) -> Result<InitWeights> {
+    load_init_with(path, squad_param_specs, seed)
+}
+
+/// [`load_init`] for another model over the same encoder: `specs` lists its parameters for the
+/// checkpoint's config (`bert.*` ones must be in the checkpoint, others are initialized).
+pub fn load_init_with(
+    path: &Path,
+    specs: fn(&BertConfig) -> Vec<ParamSpec>,
+    seed: u64,
+) -> Result<InitWeights> {
     if !path.exists() && !is_tf_prefix(path) {
         bail!(
             "--init {}: no such file or directory, nor a TF checkpoint prefix ({0}.index) (give \
@@ -71,11 +82,10 @@ pub fn load_init(path: &Path, seed: u64) -> Result<InitWeights> {
         );
     }
     if let Some(ckpt) = our_checkpoint(path)? {
-        return load_ours(&ckpt, seed);
+        return load_ours(&ckpt, specs, seed);
     }
     let src = Pretrained::open(path)?;
-    let specs = squad_param_specs(&src.config);
-    let (params, report) = src.load(&specs, seed)?;
+    let (params, report) = src.load(&specs(&src.config), seed)?;
     Ok(InitWeights {
         config: src.config.clone(),
         params,
@@ -84,7 +94,11 @@ pub fn load_init(path: &Path, seed: u64) -> Result<InitWeights> {
     })
 }
 
-fn load_ours(ckpt: &Checkpoint, seed: u64) -> Result<InitWeights> {
+fn load_ours(
+    ckpt: &Checkpoint,
+    specs: fn(&BertConfig) -> Vec<ParamSpec>,
+    seed: u64,
+) -> Result<InitWeights> {
     let dir = ckpt.path();
     let state = ckpt
         .load(None)
@@ -96,7 +110,7 @@ fn load_ours(ckpt: &Checkpoint, seed: u64) -> Result<InitWeights> {
             dir.display()
         )
     })?;
-    let specs = squad_param_specs(&config);
+    let specs = specs(&config);
     let mut by_name: std::collections::HashMap<&str, &hlo::Literal> =
         state.params.iter().map(|(n, l)| (n.as_str(), l)).collect();
     let mut rng = StdRng::seed_from_u64(seed);
