@@ -282,3 +282,116 @@ fn user_errors_name_the_flag_file_or_line() {
     let text = run(a);
     assert!(text.contains("max_position_embeddings 512"), "{text}");
 }
+
+/// MiniLM's weights as one of our checkpoints: the same features, byte for byte, as from the
+/// Hugging Face directory.
+#[test]
+fn a_tpu_run_checkpoint_gives_the_hugging_face_directorys_features() {
+    let Some(model) = minilm() else { return };
+    let src = tpu_run::import::Pretrained::open(&model).unwrap();
+    let specs = tpu_run::model::params::encoder_param_specs(&src.config);
+    let (set, _) = src.load(&specs, 0).unwrap();
+    let params = set
+        .iter()
+        .map(|(n, t)| {
+            let dims: Vec<i64> = t.dims.iter().map(|&d| d as i64).collect();
+            (
+                n.to_string(),
+                hlo::Literal::from_slice(&t.data, &dims).unwrap(),
+            )
+        })
+        .collect();
+    let mut state = tpu_run::ckpt::State::new(7, params, vec![]);
+    state.model_config = serde_json::to_value(&src.config).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("checkpoints");
+    tpu_run::ckpt::Store::new(&store).save(&state).unwrap();
+
+    let (from_hf, from_ours) = (tmp.path().join("hf.jsonl"), tmp.path().join("ours.jsonl"));
+    run_golden_config(&model, &from_hf, &[]);
+    let vocab = model.join("vocab.txt");
+    let text = run_golden_config(&store, &from_ours, &["--vocab", vocab.to_str().unwrap()]);
+    assert!(
+        text.contains("imported 101 parameters") && text.contains("tpu-run checkpoint, step 7"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not used by this model: bert.pooler"),
+        "{text}"
+    );
+    assert!(
+        std::fs::read(&from_hf).unwrap() == std::fs::read(&from_ours).unwrap(),
+        "the two outputs differ"
+    );
+    // Without --vocab a checkpoint of ours has no vocabulary: the error says what to pass.
+    let (o, text) = tpu_run(&[
+        "--init",
+        store.to_str().unwrap(),
+        "--input",
+        fixture(INPUT).to_str().unwrap(),
+        "--output",
+        from_ours.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && text.contains("--vocab FILE"),
+        "{text}"
+    );
+}
+
+/// google-research/bert's TF checkpoint format (a 2-layer model of hidden size 8, written by
+/// TensorFlow: tests/fixtures/tf_ckpt).
+#[test]
+fn a_tf_checkpoint_loads_and_gives_every_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "tok0 tok1 ||| tok2\r\ntok3\n").unwrap();
+    let out = tmp.path().join("out.jsonl");
+    let (o, text) = tpu_run(&[
+        "--init",
+        fixture("tests/fixtures/tf_ckpt").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--layers=-1,-2",
+        "--max-seq-length",
+        "8",
+    ]);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("TensorFlow"), "{text}");
+    let lines = read_jsonl(&out);
+    assert_eq!(lines.len(), 2);
+    let tokens: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            l["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["token"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        tokens,
+        [
+            vec!["[CLS]", "tok0", "tok1", "[SEP]", "tok2", "[SEP]"],
+            vec!["[CLS]", "tok3", "[SEP]"]
+        ]
+    );
+    for f in lines.iter().flat_map(|l| l["features"].as_array().unwrap()) {
+        let layers = f["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2);
+        assert_eq!(
+            (layers[0]["index"].as_i64(), layers[1]["index"].as_i64()),
+            (Some(-1), Some(-2))
+        );
+        for layer in layers {
+            let v = layer["values"].as_array().unwrap();
+            assert_eq!(v.len(), 8);
+            // LayerNorm outputs: finite, not all equal.
+            assert!(v.iter().all(|x| x.as_f64().unwrap().is_finite()));
+            assert!(v.iter().any(|x| x != &v[0]), "{v:?}");
+        }
+    }
+}
