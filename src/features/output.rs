@@ -101,17 +101,20 @@ impl FeatureSink {
         seq: usize,
         hidden: usize,
     ) -> Result<Self> {
-        Ok(match format {
-            OutputFormat::Jsonl => FeatureSink::Jsonl(JsonlSink {
-                file: PartialFile::create(path)?,
-                indexes: indexes.to_vec(),
-                hidden,
-                line: String::new(),
+        let sink = match format {
+            OutputFormat::Jsonl => PartialFile::create(path).map(|file| {
+                FeatureSink::Jsonl(JsonlSink {
+                    file,
+                    indexes: indexes.to_vec(),
+                    hidden,
+                    line: String::new(),
+                })
             }),
             OutputFormat::Npy => {
-                FeatureSink::Npy(NpySink::create(path, indexes, num_examples, seq, hidden)?)
+                NpySink::create(path, indexes, num_examples, seq, hidden).map(FeatureSink::Npy)
             }
-        })
+        };
+        sink.with_context(|| format!("--output {}", path.display()))
     }
 
     pub fn write(&mut self, index: usize, feature: &Feature, layers: &[&[f32]]) -> Result<()> {
