@@ -80,7 +80,7 @@ fn encoder(ctx: &Ctx, inputs: &EncoderInputs) -> Result<EncoderOutput> {
     let Some(&x) = layers.last() else {
         return Err(ModelError::Config {
             field: "num_hidden_layers",
-            msg: "is 0: the encoder has no layer".into(),
+            msg: "must be at least 1".into(),
         });
     };
     let pooled = pooler(ctx, x)?;
