@@ -5,6 +5,7 @@ pub mod cli;
 pub mod coord;
 pub mod data;
 pub mod examples;
+pub mod features;
 pub mod finetune;
 pub mod glue;
 pub mod import;

@@ -3,6 +3,7 @@ mod compile;
 mod create_data;
 mod demo;
 mod devices;
+mod extract_features;
 mod finetune;
 mod finetune_glue;
 mod hlo_dump;
@@ -68,6 +69,8 @@ enum Command {
     SquadSplit(finetune::SquadSplitArgs),
     /// BERT pretraining (MLM + NSP): TOML config + flags; --demo runs a small complete example.
     Pretrain(Box<pretrain::PretrainArgs>),
+    /// Per-token hidden states of chosen layers for lines of text (extract_features.py).
+    ExtractFeatures(extract_features::ExtractFeaturesArgs),
 }
 
 #[derive(Subcommand)]
@@ -102,5 +105,6 @@ pub fn main() -> Result<()> {
         Command::Pretrain(a) => pretrain::run_cmd(&a),
         Command::Finetune(c) => finetune::run(&c),
         Command::SquadSplit(a) => finetune::run_split(&a),
+        Command::ExtractFeatures(a) => extract_features::run(&a),
     }
 }

@@ -1,5 +1,6 @@
-//! The whole model: [`encoder_forward`] (embeddings, encoder layers, pooler; SQuAD builds on it)
-//! and [`pretraining_forward`] / [`pretraining_loss`] (MLM + NSP heads, losses, metrics).
+//! The whole model: [`encoder_forward`] (embeddings, encoder layers, pooler; SQuAD builds on it),
+//! [`encoder_layer_outputs`] (every layer's hidden states, no pooler; feature extraction) and
+//! [`pretraining_forward`] / [`pretraining_loss`] (MLM + NSP heads, losses, metrics).
 //!
 //! `train` turns dropout on; it draws from `key` (the `u64[2]` dropout RNG state, see hlo's
 //! dropout), which advances at every dropout and comes back as [`EncoderOutput::key`]. With `train == false` the key is not
@@ -59,7 +60,39 @@ pub fn encoder_forward(
     encoder(&ctx, inputs)
 }
 
+/// The output of every encoder layer, first to last, `[batch, seq, hidden]` each in the compute
+/// dtype: google-research/bert's `get_all_encoder_layers()` (the embeddings are not among them).
+/// The pooler is not built, so `params` need not hold it.
+pub fn encoder_layer_outputs(
+    b: &Builder,
+    cfg: &BertConfig,
+    params: &ParamValues,
+    inputs: &EncoderInputs,
+    key: Value,
+    train: bool,
+) -> Result<Vec<Value>> {
+    let ctx = Ctx::new(b, cfg, params, key, train)?;
+    layer_outputs(&ctx, inputs)
+}
+
 fn encoder(ctx: &Ctx, inputs: &EncoderInputs) -> Result<EncoderOutput> {
+    let layers = layer_outputs(ctx, inputs)?;
+    let Some(&x) = layers.last() else {
+        return Err(ModelError::Config {
+            field: "num_hidden_layers",
+            msg: "must be at least 1".into(),
+        });
+    };
+    let pooled = pooler(ctx, x)?;
+    Ok(EncoderOutput {
+        sequence: x,
+        pooled,
+        key: ctx.key(),
+    })
+}
+
+/// Embeddings, then every layer; each layer's output, in order.
+fn layer_outputs(ctx: &Ctx, inputs: &EncoderInputs) -> Result<Vec<Value>> {
     let b = ctx.b;
     let ids = dims_of(b, inputs.input_ids, "input_ids", ElementType::S32, 2)?;
     for (field, v) in [
@@ -75,15 +108,12 @@ fn encoder(ctx: &Ctx, inputs: &EncoderInputs) -> Result<EncoderOutput> {
     }
     let mut x = embeddings(ctx, inputs.input_ids, inputs.segment_ids)?;
     let bias = attention_bias(ctx, inputs.input_mask)?;
+    let mut outputs = Vec::with_capacity(ctx.cfg.num_hidden_layers);
     for l in 0..ctx.cfg.num_hidden_layers {
         x = encoder_layer(ctx, x, bias, l)?;
+        outputs.push(x);
     }
-    let pooled = pooler(ctx, x)?;
-    Ok(EncoderOutput {
-        sequence: x,
-        pooled,
-        key: ctx.key(),
-    })
+    Ok(outputs)
 }
 
 /// The pretraining graph: encoder, MLM and NSP heads, losses and metrics.

@@ -25,8 +25,8 @@ pub mod params;
 pub use batch::{BatchShapes, BatchValues};
 pub use config::{AttentionKernel, BertConfig, ComputeDtype, ConfigFlavor, HiddenAct, PRESETS};
 pub use forward::{
-    encoder_forward, pretraining_forward, pretraining_loss, EncoderInputs, EncoderOutput,
-    PretrainingOutput,
+    encoder_forward, encoder_layer_outputs, pretraining_forward, pretraining_loss, EncoderInputs,
+    EncoderOutput, PretrainingOutput,
 };
 pub use init::init_params;
 pub use loss::Metrics;
