@@ -1,5 +1,7 @@
 //! The sentence (pair) classifier of run_classifier.py's `create_model`: the pooled `[CLS]`
-//! output, dropout 0.1 when training, one dense layer to `num_outputs` logits:
+//! output, dropout when training (the config's `hidden_dropout_prob`: 0.1 in BERT's configs, as
+//! run_classifier's fixed 0.1 and Hugging Face's default), one dense layer to `num_outputs`
+//! logits:
 //!
 //! ```text
 //! pooled  = tanh(dense(sequence[:, 0]))                  the encoder's pooler
