@@ -21,6 +21,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sstable", sstable),
     ("hf_config", hf_config),
     ("coordinator", coordinator),
+    ("glue_tsv", glue_tsv),
 ];
 
 /// TFRecord framing (lengths, masked CRCs, truncation), every record up to the end or an error.
@@ -46,6 +47,19 @@ pub fn tf_example(data: &[u8]) {
     for (seq, preds) in [(48, 8), (16, 4)] {
         if let Ok(ex) = PretrainingExample::decode(data, seq, preds) {
             let _ = tpu_run::data::batch::HostExample::from_example(ex, Some(30522));
+        }
+    }
+}
+
+/// A GLUE TSV file read as every task's train, dev and test file.
+pub fn glue_tsv(data: &[u8]) {
+    use tpu_run::glue::{examples::examples_of, tsv::parse_tsv, Split, Task};
+    let path = Path::new("fuzz.tsv");
+    if let Ok(lines) = parse_tsv(data, path) {
+        for task in Task::ALL {
+            for split in [Split::Train, Split::Dev, Split::Test] {
+                let _ = examples_of(task, split, path, lines.clone());
+            }
         }
     }
 }

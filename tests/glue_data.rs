@@ -332,10 +332,10 @@ fn submission_lines_use_the_files_index_and_label_names() {
     let text = submission_text(
         Output::Regression,
         &sts,
-        &[Prediction::Score(3.14159), Prediction::Score(0.5)],
+        &[Prediction::Score(1.23456), Prediction::Score(0.5)],
     )
     .unwrap();
-    assert_eq!(text, "index\tprediction\n0\t3.142\n1\t0.500\n");
+    assert_eq!(text, "index\tprediction\n0\t1.235\n1\t0.500\n");
 }
 
 #[test]

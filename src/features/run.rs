@@ -7,9 +7,8 @@ use super::output::{FeatureSink, OutputFormat};
 use super::program::{feature_param_specs, Extractor};
 use crate::backend::{open_client, AttentionChoice, Backend};
 use crate::data::BertTokenizer;
-use crate::finetune::default_precision;
-use crate::finetune::init::load_init_for;
 use crate::finetune::run::check_vocab_fits_model;
+use crate::finetune::setup::{prepare_model, ModelRequest, ModelSetup};
 use crate::model::ComputeDtype;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
@@ -52,28 +51,18 @@ pub fn extract_features(s: &ExtractSettings, say: &mut dyn FnMut(&str)) -> Resul
         bail!("--batch-size must be at least 1");
     }
     let lines = read_input_file(&s.input)?;
-    let init = load_init_for(&s.init, 0, &feature_param_specs)?;
+    let ModelSetup { init, cfg, vocab } = prepare_model(&ModelRequest {
+        init: &s.init,
+        seed: 0,
+        specs_of: &feature_param_specs,
+        precision: s.precision,
+        attention: AttentionChoice::Auto,
+        backend: s.backend,
+        max_seq_length: s.max_seq_length,
+        vocab: s.vocab.as_deref(),
+    })?;
     say(&init.report);
-    let mut cfg = init.config.clone();
-    cfg.compute_dtype = s.precision.unwrap_or_else(|| default_precision(s.backend));
-    cfg.attention = AttentionChoice::Auto.resolve(s.backend, &cfg, 0)?;
-    cfg.validate()?;
     let layers = parse_layers(&s.layers, cfg.num_hidden_layers)?;
-    if s.max_seq_length > cfg.max_position_embeddings {
-        bail!(
-            "--max-seq-length {} exceeds the model's max_position_embeddings {}",
-            s.max_seq_length,
-            cfg.max_position_embeddings
-        );
-    }
-    let vocab = match (&s.vocab, &init.vocab) {
-        (Some(v), _) | (None, Some(v)) => v.clone(),
-        (None, None) => bail!(
-            "--init {} has no vocab.txt; pass the vocabulary the model was trained with \
-             (--vocab FILE)",
-            s.init.display()
-        ),
-    };
     let tokenizer = BertTokenizer::from_vocab_file(&vocab, s.do_lower_case)
         .with_context(|| format!("--vocab {}", vocab.display()))?;
     check_vocab_fits_model(&vocab, tokenizer.vocab().len(), cfg.vocab_size)?;

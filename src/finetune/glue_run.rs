@@ -5,9 +5,9 @@ use super::batches::batch_rows;
 use super::devices::{describe_devices, open_training_devices};
 use super::eval_program::EvalProgram;
 use super::glue_program::{features_literals, glue_eval_module, glue_task};
-use super::init::load_init_for;
 use super::progress::Console;
-use super::run::{check_vocab_fits_model, default_precision};
+use super::run::check_vocab_fits_model;
+use super::setup::{prepare_model, ModelRequest, ModelSetup};
 use super::train_loop::{train, Hyper, TrainOptions};
 use crate::backend::{AttentionChoice, Backend};
 use crate::finetune::classifier_head::classifier_param_specs;
@@ -234,29 +234,17 @@ pub fn run_glue(settings: &GlueSettings, console: &mut Console) -> Result<GlueSu
     let task = s.task;
     let output = task.output();
     let n_out = output.num_outputs();
-    let init = load_init_for(&s.init, s.seed, &|cfg: &BertConfig| {
-        classifier_param_specs(cfg, n_out)
+    let ModelSetup { init, cfg, vocab } = prepare_model(&ModelRequest {
+        init: &s.init,
+        seed: s.seed,
+        specs_of: &|cfg: &BertConfig| classifier_param_specs(cfg, n_out),
+        precision: s.precision,
+        attention: s.attention,
+        backend: s.backend,
+        max_seq_length: s.max_seq_length,
+        vocab: s.vocab.as_deref(),
     })?;
     console.say(&init.report);
-    let mut cfg = init.config.clone();
-    cfg.compute_dtype = s.precision.unwrap_or_else(|| default_precision(s.backend));
-    cfg.attention = s.attention.resolve(s.backend, &cfg, s.seed)?;
-    cfg.validate()?;
-    if s.max_seq_length > cfg.max_position_embeddings {
-        bail!(
-            "--max-seq-length {} exceeds the model's max_position_embeddings {}",
-            s.max_seq_length,
-            cfg.max_position_embeddings
-        );
-    }
-    let vocab = match (&s.vocab, &init.vocab) {
-        (Some(v), _) | (None, Some(v)) => v.clone(),
-        (None, None) => bail!(
-            "--init {} has no vocab.txt; pass the vocabulary the model was trained with \
-             (--vocab FILE)",
-            s.init.display()
-        ),
-    };
     let tokenizer = BertSquadTokenizer::from_vocab_file(&vocab, s.do_lower_case)?;
     check_vocab_fits_model(&vocab, tokenizer.vocab_len(), cfg.vocab_size)?;
     let seq = s.max_seq_length;

@@ -27,6 +27,7 @@ pub mod progress;
 pub mod qa_head;
 pub mod rng;
 pub mod run;
+pub mod setup;
 pub mod split;
 pub mod squad_predict;
 pub mod squad_train;

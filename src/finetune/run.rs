@@ -2,8 +2,9 @@
 //! training, prediction, the output files and the official evaluation.
 use super::batches::{batch_rows, steps_for_epochs, FeatureArrays};
 use super::devices::{describe_devices, open_training_devices};
-use super::init::load_init;
 use super::progress::Console;
+use super::qa_head::squad_param_specs;
+use super::setup::{prepare_model, ModelRequest, ModelSetup};
 use super::squad_predict::Predictor;
 use super::squad_train::squad_task;
 use super::train_loop::{train, Hyper, TrainOptions};
@@ -239,27 +240,17 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
             s.warmup_proportion
         );
     }
-    let init = load_init(&s.init, s.seed)?;
+    let ModelSetup { init, cfg, vocab } = prepare_model(&ModelRequest {
+        init: &s.init,
+        seed: s.seed,
+        specs_of: &squad_param_specs,
+        precision: s.precision,
+        attention: s.attention,
+        backend: s.backend,
+        max_seq_length: s.features.max_seq_length,
+        vocab: s.vocab.as_deref(),
+    })?;
     console.say(&init.report);
-    let mut cfg = init.config.clone();
-    cfg.compute_dtype = s.precision.unwrap_or_else(|| default_precision(s.backend));
-    cfg.attention = s.attention.resolve(s.backend, &cfg, s.seed)?;
-    cfg.validate()?;
-    if s.features.max_seq_length > cfg.max_position_embeddings {
-        bail!(
-            "--max-seq-length {} exceeds the model's max_position_embeddings {}",
-            s.features.max_seq_length,
-            cfg.max_position_embeddings
-        );
-    }
-    let vocab = match (&s.vocab, &init.vocab) {
-        (Some(v), _) | (None, Some(v)) => v.clone(),
-        (None, None) => bail!(
-            "--init {} has no vocab.txt; pass the vocabulary the model was trained with \
-             (--vocab FILE)",
-            s.init.display()
-        ),
-    };
     let tokenizer = BertSquadTokenizer::from_vocab_file(&vocab, s.do_lower_case)?;
     check_vocab_fits_model(&vocab, tokenizer.vocab_len(), cfg.vocab_size)?;
     let train_in = featurize(&s.train_file, true, &tokenizer, &s.features)?;
