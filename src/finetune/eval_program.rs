@@ -1,13 +1,14 @@
 //! An eval-mode program (no dropout) run over many rows in fixed-size batches: compiled once with
 //! the parameters kept on the device, each batch of rows padded with all-zero rows up to the
-//! program's batch (their results are dropped), every output read back as f32 rows. SQuAD
-//! prediction and GLUE evaluation both run through it.
+//! program's batch (their results are dropped), every output read back as f32 rows, the next
+//! batch launched before the previous one is read. SQuAD prediction and GLUE evaluation both
+//! run through it.
 use crate::backend::compile_options_for;
 use crate::model::{BertConfig, ParamSpec};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{Literal, Module};
 use std::time::{Duration, Instant};
-use tpu::{Buffer, Client, CompileOptions};
+use tpu::{Buffer, Client, CompileOptions, Execution};
 
 /// The batch inputs of some rows, padded to the program's batch: `(rows, batch) -> inputs`.
 pub type BatchInputs<'a> = dyn Fn(&[usize], usize) -> Result<Vec<Literal>> + 'a;
@@ -101,6 +102,8 @@ impl EvalProgram {
             .cloned()
             .ok_or_else(|| anyhow!("the {what} program has no device"))?;
         let all: Vec<usize> = (0..rows).collect();
+        // One batch in flight while the previous one is read back.
+        let mut pending: Option<Launched> = None;
         for chunk in all.chunks(self.batch) {
             let lits = inputs(chunk, self.batch)?;
             let bufs = lits
@@ -116,31 +119,60 @@ impl EvalProgram {
                 .collect::<tpu::Result<Vec<_>>>()?;
             let mut args: Vec<&Buffer> = self.params.iter().collect();
             args.extend(bufs.iter());
-            let outs = self
+            let (outs, execution) = self
                 .exe
-                .execute(&args)
+                .launch(&args)
                 .with_context(|| format!("running the {what} program"))?;
-            if outs.len() != per_row.len() {
-                bail!(
-                    "the {what} program returned {} outputs, not {}",
-                    outs.len(),
-                    per_row.len()
-                );
+            drop(args);
+            let launched = Launched {
+                rows: chunk.to_vec(),
+                outs,
+                execution,
+                _inputs: bufs,
+            };
+            if let Some(done) = pending.replace(launched) {
+                self.read(done, per_row, take)?;
             }
-            let mut values = Vec::with_capacity(outs.len());
-            for (o, &n) in outs.iter().zip(per_row) {
-                let v = o.to_host::<f32>()?;
-                if v.len() != self.batch * n {
-                    bail!(
-                        "the {what} program returned {} values for {} rows of {n}",
-                        v.len(),
-                        self.batch
-                    );
-                }
-                values.push(v);
-            }
-            take(chunk, values)?;
+        }
+        if let Some(done) = pending {
+            self.read(done, per_row, take)?;
         }
         Ok(())
     }
+
+    /// Waits for a launched batch and hands its outputs to `take`.
+    fn read(&self, done: Launched, per_row: &[usize], take: &mut TakeOutputs) -> Result<()> {
+        let what = &self.what;
+        done.execution
+            .wait()
+            .with_context(|| format!("running the {what} program"))?;
+        if done.outs.len() != per_row.len() {
+            bail!(
+                "the {what} program returned {} outputs, not {}",
+                done.outs.len(),
+                per_row.len()
+            );
+        }
+        let mut values = Vec::with_capacity(done.outs.len());
+        for (o, &n) in done.outs.iter().zip(per_row) {
+            let v = o.to_host::<f32>()?;
+            if v.len() != self.batch * n {
+                bail!(
+                    "the {what} program returned {} values for {} rows of {n}",
+                    v.len(),
+                    self.batch
+                );
+            }
+            values.push(v);
+        }
+        take(&done.rows, values)
+    }
+}
+
+/// A batch launched and not yet read (its inputs stay alive with it).
+struct Launched {
+    rows: Vec<usize>,
+    outs: Vec<Buffer>,
+    execution: Execution,
+    _inputs: Vec<Buffer>,
 }

@@ -4,9 +4,9 @@
 //! step's replicas, fed batches of feature rows in a seeded order, with a progress bar and
 //! checkpoints through [`crate::ckpt`].
 //!
-//! The host stays one step ahead of the device: step i+1 is launched before step i's loss is
-//! read back, so reading results and uploading the next batch can overlap the device's work
-//! (once execution is asynchronous, see the runtime issue; today each execute waits).
+//! The host stays one step ahead of the device: step i+1 is launched (asynchronously, see
+//! [`crate::train::Trainer`]) before step i's loss is read back, so reading results and
+//! preparing and uploading the next batch overlap the device's work.
 use super::progress::Console;
 use super::rng::dropout_key;
 use crate::backend::compile_options_for;
@@ -314,7 +314,7 @@ struct Meter {
     losses: Vec<f32>,
     /// When the second step's launch began: the clock of the steady-state throughput, which
     /// leaves out the first step's first-run costs. Reading step n's results then covers the
-    /// work of steps 2..=n (and, while execution is synchronous, of step n+1 already launched,
+    /// work of steps 2..=n (and part of step n+1's, already launched,
     /// so a figure shown mid-run errs low; the final one is exact).
     clock_start: Option<Instant>,
     /// Time spent writing checkpoints after the clock started, not counted as training.

@@ -5,7 +5,8 @@
 use super::step::{StepLayout, TrainProgram};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ArrayShape, Literal};
-use tpu::{Buffer, Client, Device, Executable};
+use std::collections::VecDeque;
+use tpu::{Buffer, Client, Device, Executable, Execution};
 
 /// The loss and named metrics of one step, read back to the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +29,11 @@ impl StepMetrics {
 /// copy of the parameters, optimizer state and step (identical: the step applies the same
 /// averaged update on each), each donated to that replica's run; the batch is split into N
 /// shards. Reads (`params`, `opt_state`, metrics) come from replica 0.
+///
+/// Steps are launched without waiting: each takes the previous step's (perhaps unfinished)
+/// state buffers, which PJRT orders, and at most [`MAX_STEPS_IN_FLIGHT`] launched steps stay
+/// unfinished before launching waits for the oldest (whose device error, if any, ends the run
+/// there). Reading a metric or the state waits for the step that wrote it.
 pub struct Trainer {
     exe: Executable,
     layout: StepLayout,
@@ -37,7 +43,13 @@ pub struct Trainer {
     state: Vec<Vec<Buffer>>,
     /// Per replica: the step counter.
     step: Vec<Buffer>,
+    /// Launched steps not yet known to have finished, oldest first.
+    in_flight: VecDeque<Execution>,
 }
+
+/// Steps a trainer keeps launched ahead of the device: the host may queue the next step (and
+/// prepare the one after) while the device runs, and never runs unboundedly ahead.
+const MAX_STEPS_IN_FLIGHT: usize = 2;
 
 /// Batch inputs on the trainer's devices: inputs `first..first + len` of the step, one shard per
 /// replica. A step takes one or more of these that together cover every input in order (e.g. the
@@ -183,6 +195,7 @@ impl Trainer {
             devices,
             state,
             step: steps,
+            in_flight: VecDeque::new(),
         })
     }
 
@@ -325,10 +338,16 @@ impl Trainer {
                 list
             })
             .collect();
-        let result = self.exe.execute_sharded(&args);
+        let result = self
+            .exe
+            .launch_sharded(&args, &tpu::ExecuteOptions::default());
         drop(args);
         let per_replica = match result {
-            Ok(o) => o,
+            Ok((outputs, execution)) => {
+                self.in_flight.push_back(execution);
+                self.retire_launched(MAX_STEPS_IN_FLIGHT)?;
+                outputs
+            }
             Err(e) => {
                 let lost = self
                     .state
@@ -368,6 +387,24 @@ impl Trainer {
             }
         }
         first_metrics.ok_or_else(|| anyhow!("the train step ran on no replica"))
+    }
+
+    /// Waits for launched steps until at most `keep` are unfinished; an error of one of them
+    /// (the device failed running it) ends the run here.
+    fn retire_launched(&mut self, keep: usize) -> Result<()> {
+        while self.in_flight.len() > keep {
+            if let Some(execution) = self.in_flight.pop_front() {
+                execution
+                    .wait()
+                    .context("a launched train step failed on the device")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every launched step has finished on the device.
+    pub fn synchronize(&mut self) -> Result<()> {
+        self.retire_launched(0)
     }
 
     fn one_device(&self, what: &str) -> Result<()> {

@@ -5,6 +5,7 @@ use crate::buffer::{from_pjrt_type, Buffer};
 use crate::client::{Client, ClientInner};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::execution::Execution;
 use crate::ffi::{self, new_args};
 use crate::options::{read_named_values, CompileOptions, ExecuteOptions, Value};
 use hlo::{proto, ElementType};
@@ -448,11 +449,34 @@ impl Executable {
         Ok(())
     }
 
+    /// Runs on every device and waits for the results ([`Self::launch_sharded`], then
+    /// [`Execution::wait`]).
     pub fn execute_sharded_with(
         &self,
         args: &[Vec<&Buffer>],
         options: &ExecuteOptions,
     ) -> Result<Vec<Vec<Buffer>>> {
+        let (outputs, execution) = self.launch_sharded(args, options)?;
+        execution.wait()?;
+        Ok(outputs)
+    }
+
+    /// Launches on one device without waiting: the output buffers (ready when the execution
+    /// is) and its completion. Donated arguments are consumed at launch.
+    pub fn launch(&self, args: &[&Buffer]) -> Result<(Vec<Buffer>, Execution)> {
+        let (mut outputs, execution) =
+            self.launch_sharded(&[args.to_vec()], &ExecuteOptions::default())?;
+        Ok((outputs.pop().unwrap_or_default(), execution))
+    }
+
+    /// Launches on every device (`args[d]` for device `d`) without waiting: each device's
+    /// output buffers and the execution's completion. Reading an output waits for it; an
+    /// execution error surfaces at [`Execution::wait`] and at any read of its outputs.
+    pub fn launch_sharded(
+        &self,
+        args: &[Vec<&Buffer>],
+        options: &ExecuteOptions,
+    ) -> Result<(Vec<Vec<Buffer>>, Execution)> {
         self.check_arguments(args)?;
         let api = self.client.api();
         let num_devices = args.len();
@@ -491,7 +515,10 @@ impl Executable {
         a.output_lists = output_lists.as_ptr();
         a.device_complete_events = events.as_mut_ptr();
         pjrt!(api, PJRT_LoadedExecutable_Execute, &mut a)?;
-        // Own every output first, so each is destroyed exactly once whatever happens next.
+        // Own the events and every output first, so each is destroyed exactly once whatever
+        // happens next.
+        let execution =
+            Execution::new(self.client.clone(), events, "PJRT_LoadedExecutable_Execute");
         let mut result: Vec<Vec<Buffer>> = Vec::with_capacity(num_devices);
         let mut first_err: Option<Error> = None;
         for list in &outputs {
@@ -506,14 +533,13 @@ impl Executable {
             }
             result.push(bufs);
         }
-        for ev in events {
-            if let Err(e) = api.await_event(ev, "PJRT_LoadedExecutable_Execute") {
-                first_err.get_or_insert(e);
-            }
-        }
         match first_err {
-            Some(e) => Err(e),
-            None => Ok(result),
+            Some(e) => {
+                // The launched work may still use its arguments: let it finish first.
+                let _ = execution.wait();
+                Err(e)
+            }
+            None => Ok((result, execution)),
         }
     }
 }
