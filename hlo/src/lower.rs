@@ -2,7 +2,8 @@
 //!
 //! Ids: computation `c` gets id `c + 1`; instructions get module-unique ids counted from 1 in
 //! module order (XLA treats ids as module-wide). Names are `<opcode>.<id>` (parameters keep
-//! their given name as a prefix), so they are unique as XLA requires.
+//! their given name as a prefix), so they are unique as XLA requires. An instruction built in a
+//! name scope gets `metadata { op_name: "<scope>/<opcode>" }`.
 //!
 //! Every `Op` variant has its own arm (no catch-all), so a new op does not compile until its
 //! lowering is written; a constant whose literal does not fill its shape is an error.
@@ -145,6 +146,12 @@ fn set_collective(i: &mut p::HloInstructionProto, attrs: &CollectiveAttrs) {
     i.use_global_device_ids = attrs.use_global_device_ids;
 }
 
+/// `<scope>/<opcode>`, JAX's `op_name` form (its `jit(f)/` prefix aside); unscoped
+/// instructions get no metadata, since an op_name of the bare opcode would say nothing new.
+pub fn op_name(scope: &str, op: &Op) -> String {
+    format!("{scope}/{}", op.opcode())
+}
+
 fn instruction_proto(
     inst: &Instruction,
     id: i64,
@@ -164,6 +171,10 @@ fn instruction_proto(
             .map(&comp_id)
             .collect(),
         sharding: inst.sharding.as_ref().map(sharding_proto),
+        metadata: inst.scope.as_deref().map(|s| p::OpMetadata {
+            op_name: op_name(s, &inst.op),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     i.name = instruction_name(&inst.op, id);
@@ -455,6 +466,7 @@ mod tests {
                     operands: vec![],
                     shape,
                     sharding: None,
+                    scope: None,
                 }],
                 params: vec![],
                 root: InstrId(0),
