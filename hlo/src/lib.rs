@@ -13,7 +13,7 @@ pub mod proto;
 pub mod shape;
 pub mod text;
 
-pub use builder::{Builder, ModuleBuilder, Value};
+pub use builder::{Builder, ModuleBuilder, ScopeGuard, Value};
 pub use dtype::{ElementType, NativeType};
 pub use error::{HloError, Result};
 pub use ir::{CompId, InstrId, Module};

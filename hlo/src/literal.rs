@@ -67,6 +67,12 @@ impl Literal {
         Ok(Self { shape, data })
     }
 
+    /// A literal that may break the invariant, for tests of what consumes literals.
+    #[cfg(test)]
+    pub(crate) fn unchecked(shape: ArrayShape, data: Vec<u8>) -> Self {
+        Self { shape, data }
+    }
+
     pub fn shape(&self) -> &ArrayShape {
         &self.shape
     }

@@ -2,8 +2,12 @@
 //!
 //! Ids: computation `c` gets id `c + 1`; instructions get module-unique ids counted from 1 in
 //! module order (XLA treats ids as module-wide). Names are `<opcode>.<id>` (parameters keep
-//! their given name as a prefix), so they are unique as XLA requires.
-use crate::error::Result;
+//! their given name as a prefix), so they are unique as XLA requires. An instruction built in a
+//! name scope gets `metadata { op_name: "<scope>/<opcode>" }`.
+//!
+//! Every `Op` variant has its own arm (no catch-all), so a new op does not compile until its
+//! lowering is written; a constant whose literal does not fill its shape is an error.
+use crate::error::{HloError, Result};
 use crate::ir::{Alias, CollectiveAttrs, Computation, Instruction, Module, Op, Sharding};
 use crate::literal::Literal;
 use crate::proto as p;
@@ -36,26 +40,58 @@ pub fn shape_proto(s: &Shape) -> p::ShapeProto {
     }
 }
 
-pub fn literal_proto(l: &Literal) -> p::LiteralProto {
+/// The literal as a proto. Errors (rather than emitting an empty or short constant XLA would
+/// reject or misread) when the literal's bytes do not fill its shape.
+pub fn literal_proto(l: &Literal) -> Result<p::LiteralProto> {
+    literal_fields(l).map_err(HloError::Lower)
+}
+
+fn literal_fields(l: &Literal) -> std::result::Result<p::LiteralProto, String> {
+    let shape = l.shape();
+    let b = l.bytes();
+    if b.len() as i64 != shape.byte_size() {
+        return Err(format!(
+            "literal {shape}: {} bytes do not fill its {} bytes",
+            b.len(),
+            shape.byte_size()
+        ));
+    }
     let mut out = p::LiteralProto {
-        shape: Some(shape_proto(&Shape::Array(l.shape().clone()))),
+        shape: Some(shape_proto(&Shape::Array(shape.clone()))),
         ..Default::default()
     };
-    let b = l.bytes();
+    fn typed<T: crate::dtype::NativeType>(l: &Literal) -> std::result::Result<Vec<T>, String> {
+        l.to_vec()
+            .ok_or_else(|| format!("literal {}: bytes are not {}", l.shape(), T::TYPE))
+    }
     match l.element_type() {
         ElementType::Pred => out.preds = b.iter().map(|&x| x != 0).collect(),
         ElementType::S8 => out.s8s = b.to_vec(),
         ElementType::U8 => out.u8s = b.to_vec(),
         ElementType::F16 => out.f16s = b.to_vec(),
         ElementType::Bf16 => out.bf16s = b.to_vec(),
-        ElementType::S32 => out.s32s = l.to_vec().unwrap_or_default(),
-        ElementType::S64 => out.s64s = l.to_vec().unwrap_or_default(),
-        ElementType::U32 => out.u32s = l.to_vec().unwrap_or_default(),
-        ElementType::U64 => out.u64s = l.to_vec().unwrap_or_default(),
-        ElementType::F32 => out.f32s = l.to_vec().unwrap_or_default(),
-        ElementType::F64 => out.f64s = l.to_vec().unwrap_or_default(),
+        ElementType::S32 => out.s32s = typed(l)?,
+        ElementType::S64 => out.s64s = typed(l)?,
+        ElementType::U32 => out.u32s = typed(l)?,
+        ElementType::U64 => out.u64s = typed(l)?,
+        ElementType::F32 => out.f32s = typed(l)?,
+        ElementType::F64 => out.f64s = typed(l)?,
     }
-    out
+    Ok(out)
+}
+
+/// A constant's literal, checked against the instruction's shape so a literal that does not
+/// fill it (an empty one included) is an error naming the instruction, not a bad proto.
+fn constant_proto(l: &Literal, inst: &Instruction, where_: &str) -> Result<p::LiteralProto> {
+    if inst.shape != Shape::Array(l.shape().clone()) {
+        return Err(HloError::Lower(format!(
+            "{where_}: literal of shape {} ({} bytes) does not match the instruction's shape {}",
+            l.shape(),
+            l.bytes().len(),
+            inst.shape
+        )));
+    }
+    literal_fields(l).map_err(|e| HloError::Lower(format!("{where_}: {e}")))
 }
 
 pub fn sharding_proto(s: &Sharding) -> p::OpSharding {
@@ -110,12 +146,19 @@ fn set_collective(i: &mut p::HloInstructionProto, attrs: &CollectiveAttrs) {
     i.use_global_device_ids = attrs.use_global_device_ids;
 }
 
+/// `<scope>/<opcode>`, JAX's `op_name` form (its `jit(f)/` prefix aside); unscoped
+/// instructions get no metadata, since an op_name of the bare opcode would say nothing new.
+pub fn op_name(scope: &str, op: &Op) -> String {
+    format!("{scope}/{}", op.opcode())
+}
+
 fn instruction_proto(
     inst: &Instruction,
     id: i64,
     operand_ids: Vec<i64>,
     comp_id: impl Fn(crate::CompId) -> i64,
-) -> p::HloInstructionProto {
+    comp_name: &str,
+) -> Result<p::HloInstructionProto> {
     let mut i = p::HloInstructionProto {
         opcode: inst.op.opcode().to_string(),
         shape: Some(shape_proto(&inst.shape)),
@@ -128,12 +171,19 @@ fn instruction_proto(
             .map(&comp_id)
             .collect(),
         sharding: inst.sharding.as_ref().map(sharding_proto),
+        metadata: inst.scope.as_deref().map(|s| p::OpMetadata {
+            op_name: op_name(s, &inst.op),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     i.name = instruction_name(&inst.op, id);
     match &inst.op {
         Op::Parameter { number, .. } => i.parameter_number = i64::from(*number),
-        Op::Constant(l) => i.literal = Some(literal_proto(l)),
+        Op::Constant(l) => {
+            let where_ = format!("computation '{comp_name}': {}", i.name);
+            i.literal = Some(constant_proto(l, inst, &where_)?);
+        }
         Op::Iota { dim } => i.dimensions = vec![*dim],
         Op::Compare { dir, ty } => {
             i.comparison_direction = dir.name().into();
@@ -279,9 +329,23 @@ fn instruction_proto(
             i.custom_call_api_version = 1; // ORIGINAL, XLA's default; 0 is rejected when read back
             i.sharding = Some(sharding_proto(s));
         }
-        _ => {}
+        // No attributes beyond opcode, shape and operands (the opcode names the unary/binary op).
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Select
+        | Op::Clamp
+        | Op::Convert
+        | Op::BitcastConvert
+        | Op::Reshape
+        | Op::DynamicUpdateSlice
+        | Op::Tuple
+        | Op::ReplicaId
+        | Op::PartitionId
+        | Op::OptimizationBarrier => {}
+        // Their callees are all they carry, set above from `called_computations`.
+        Op::While { .. } | Op::Conditional { .. } | Op::Call { .. } => {}
     }
-    i
+    Ok(i)
 }
 
 fn program_shape(c: &Computation) -> p::ProgramShapeProto {
@@ -323,9 +387,9 @@ pub fn to_proto(m: &Module) -> Result<p::HloModuleProto> {
                     .iter()
                     .map(|o| base + i64::from(o.0))
                     .collect();
-                instruction_proto(inst, base + k as i64, ops, comp_id)
+                instruction_proto(inst, base + k as i64, ops, comp_id, &c.name)
             })
-            .collect::<Vec<_>>();
+            .collect::<Result<Vec<_>>>()?;
         next_id += c.instrs.len() as i64;
         computations.push(p::HloComputationProto {
             name: c.name.clone(),
@@ -386,7 +450,62 @@ impl Module {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::{CompId, InstrId};
+    use crate::shape::ArrayShape;
     use crate::{ElementType::F32, ModuleBuilder};
+
+    /// A module whose entry returns one constant instruction of shape `shape` holding `lit`
+    /// (built by hand: the builder always gives a constant its literal's shape).
+    fn constant_module(lit: Literal, shape: Shape) -> Module {
+        Module {
+            name: "c".into(),
+            computations: vec![Computation {
+                name: "main".into(),
+                instrs: vec![Instruction {
+                    op: Op::Constant(lit),
+                    operands: vec![],
+                    shape,
+                    sharding: None,
+                    scope: None,
+                }],
+                params: vec![],
+                root: InstrId(0),
+            }],
+            entry: CompId(0),
+            aliases: vec![],
+        }
+    }
+
+    #[test]
+    fn empty_constant_for_a_non_empty_shape_is_an_error() {
+        let empty = Literal::from_slice::<f32>(&[], &[0]).unwrap();
+        let m = constant_module(empty, Shape::array(F32, vec![4]));
+        let e = to_proto(&m).unwrap_err().to_string();
+        assert!(e.contains("computation 'main': constant.1"), "{e}");
+        assert!(e.contains("f32[4]"), "{e}");
+    }
+
+    #[test]
+    fn literal_bytes_short_of_the_shape_are_an_error() {
+        let shape = ArrayShape::new(F32, vec![2, 2]);
+        let short = Literal::unchecked(shape.clone(), vec![0; 12]);
+        let m = constant_module(short.clone(), Shape::Array(shape));
+        let e = to_proto(&m).unwrap_err().to_string();
+        assert!(e.contains("constant.1"), "{e}");
+        assert!(e.contains("12 bytes do not fill its 16 bytes"), "{e}");
+        assert!(literal_proto(&short).is_err());
+        let none = Literal::unchecked(ArrayShape::new(F32, vec![3]), vec![]);
+        assert!(literal_proto(&none).is_err());
+    }
+
+    #[test]
+    fn zero_element_constants_still_lower() {
+        let empty = Literal::from_slice::<f32>(&[], &[0]).unwrap();
+        let m = constant_module(empty, Shape::array(F32, vec![0]));
+        let p = to_proto(&m).unwrap();
+        let lit = p.computations[0].instructions[0].literal.as_ref().unwrap();
+        assert!(lit.f32s.is_empty());
+    }
 
     #[test]
     fn lowers_reduce_with_reducer_before_entry() {

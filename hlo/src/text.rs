@@ -247,6 +247,11 @@ fn instruction(
     if let Some(s) = sharding {
         attrs.push(format!("sharding={}", s.to_text()));
     }
+    // Where XLA prints it: after the other attributes, before backend_config.
+    if let Some(scope) = &inst.scope {
+        let name = crate::lower::op_name(scope, &inst.op);
+        attrs.push(format!("metadata={{op_name=\"{}\"}}", c_escape(&name)));
+    }
     if let Op::CustomCall { backend_config, .. } = &inst.op {
         if !backend_config.is_empty() {
             attrs.push(format!("backend_config=\"{}\"", c_escape(backend_config)));
@@ -724,6 +729,7 @@ mod tests {
             operands: vec![InstrId(9)],
             shape: Shape::Tuple(vec![]),
             sharding: None,
+            scope: None,
         };
         let m = Module {
             name: "broken".into(),

@@ -306,6 +306,7 @@ fn simplify_negate_reshape_and_identity_ops() -> Result<()> {
             operands: vec![prev],
             shape: shape.clone(),
             sharding: None,
+            scope: None,
         });
         c.root = InstrId(c.instrs.len() as u32 - 1);
     }
@@ -559,6 +560,7 @@ fn verify_rejects_bad_called_signatures() {
         operands: vec![InstrId(0), InstrId(1)],
         shape: Shape::scalar(Pred),
         sharding: None,
+        scope: None,
     });
     r.root = InstrId(3);
     is_verify_err(

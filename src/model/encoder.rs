@@ -29,13 +29,18 @@ pub(crate) fn attention_bias(ctx: &Ctx, input_mask: Value) -> Result<Value> {
 pub(crate) fn encoder_layer(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
     let (b, cfg) = (ctx.b, ctx.cfg);
     let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-    let context = self_attention(ctx, x, bias, l)?;
-    let attn = ctx.dense(context, &names::layer(l, "attention.output.dense"), h, h)?;
-    let attn = ctx.dropout(attn, cfg.hidden_dropout_prob)?;
-    let a = ctx.layer_norm(
-        b.add(attn, x)?,
-        &names::layer(l, "attention.output.LayerNorm"),
-    )?;
+    // Name scopes (`encoder/layer_{l}/attention`, `.../ffn`) label XLA's dumps and profiles.
+    let a = {
+        let _attention = b.scope("attention");
+        let context = self_attention(ctx, x, bias, l)?;
+        let attn = ctx.dense(context, &names::layer(l, "attention.output.dense"), h, h)?;
+        let attn = ctx.dropout(attn, cfg.hidden_dropout_prob)?;
+        ctx.layer_norm(
+            b.add(attn, x)?,
+            &names::layer(l, "attention.output.LayerNorm"),
+        )?
+    };
+    let _ffn = b.scope("ffn");
     let inter = ctx.act(ctx.dense(a, &names::layer(l, "intermediate.dense"), h, i)?)?;
     let out = ctx.dense(inter, &names::layer(l, "output.dense"), i, h)?;
     let out = ctx.dropout(out, cfg.hidden_dropout_prob)?;

@@ -83,7 +83,7 @@ fn encoder(ctx: &Ctx, inputs: &EncoderInputs) -> Result<EncoderOutput> {
             msg: "must be at least 1".into(),
         });
     };
-    let pooled = pooler(ctx, x)?;
+    let pooled = ctx.b.with_scope("pooler", |_| pooler(ctx, x))?;
     Ok(EncoderOutput {
         sequence: x,
         pooled,
@@ -91,7 +91,9 @@ fn encoder(ctx: &Ctx, inputs: &EncoderInputs) -> Result<EncoderOutput> {
     })
 }
 
-/// Embeddings, then every layer; each layer's output, in order.
+/// Embeddings, then every layer; each layer's output, in order. Built in the name scopes
+/// `embeddings` and `encoder/layer_{l}` (with `pooler`, `mlm_head`, `nsp_head` and `loss`
+/// around them), which lowering writes into each op's `op_name` for XLA dumps and profiles.
 fn layer_outputs(ctx: &Ctx, inputs: &EncoderInputs) -> Result<Vec<Value>> {
     let b = ctx.b;
     let ids = dims_of(b, inputs.input_ids, "input_ids", ElementType::S32, 2)?;
@@ -106,10 +108,14 @@ fn layer_outputs(ctx: &Ctx, inputs: &EncoderInputs) -> Result<Vec<Value>> {
             });
         }
     }
-    let mut x = embeddings(ctx, inputs.input_ids, inputs.segment_ids)?;
+    let mut x = b.with_scope("embeddings", |_| {
+        embeddings(ctx, inputs.input_ids, inputs.segment_ids)
+    })?;
+    let _encoder = b.scope("encoder");
     let bias = attention_bias(ctx, inputs.input_mask)?;
     let mut outputs = Vec::with_capacity(ctx.cfg.num_hidden_layers);
     for l in 0..ctx.cfg.num_hidden_layers {
+        let _layer = b.scope(&format!("layer_{l}"));
         x = encoder_layer(ctx, x, bias, l)?;
         outputs.push(x);
     }
@@ -133,8 +139,11 @@ pub fn pretraining_forward(
         input_mask: batch.input_mask,
     };
     let enc = encoder(&ctx, &inputs)?;
-    let mlm = mlm_logits(&ctx, enc.sequence, batch.masked_lm_positions)?;
-    let nsp = nsp_logits(&ctx, enc.pooled)?;
+    let mlm = b.with_scope("mlm_head", |_| {
+        mlm_logits(&ctx, enc.sequence, batch.masked_lm_positions)
+    })?;
+    let nsp = b.with_scope("nsp_head", |_| nsp_logits(&ctx, enc.pooled))?;
+    let _loss = b.scope("loss");
     let n = b.dims(mlm)?[0];
     let labels = b.reshape(batch.masked_lm_ids, &[n])?;
     let weights = b.reshape(batch.masked_lm_weights, &[n])?;

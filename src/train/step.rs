@@ -280,13 +280,16 @@ pub fn build_train_step(
 
     let mut lg = lg;
     let mut grads = std::mem::take(&mut lg.grads);
+    // Name scopes label the step's parts in XLA dumps and profiles (the model names its own).
     if !matches!(policy.loss_scale, super::LossScale::None) {
+        let _loss_scale = b.scope("loss_scale");
         grads = grads
             .iter()
             .map(|&g| b.div(g, seed))
             .collect::<hlo::Result<Vec<_>>>()?;
     }
     if replicas > 1 {
+        let _replicas = b.scope("replicas");
         let mean = |v: Value| mean_over_replicas(&b, v, replicas);
         grads = grads.into_iter().map(mean).collect::<Result<Vec<_>>>()?;
         lg.loss = mean(lg.loss)?;
@@ -295,6 +298,7 @@ pub fn build_train_step(
         }
     }
     let finite = if policy.loss_scale.is_dynamic() {
+        let _loss_scale = b.scope("loss_scale");
         let ok = all_finite(&b, &grads)?;
         // Every replica sees the same averaged gradient; the vote makes the skip decision
         // identical even if a backend's all-reduce left the replicas a bit apart.
@@ -306,15 +310,19 @@ pub fn build_train_step(
     } else {
         None
     };
-    let (grads, norm) = match config.clip_norm {
-        Some(c) => clip_by_global_norm(&b, &grads, c)?,
-        None => {
-            let n = global_norm(&b, &grads)?;
-            (grads, n)
+    let (grads, norm) = {
+        let _clip = b.scope("clip");
+        match config.clip_norm {
+            Some(c) => clip_by_global_norm(&b, &grads, c)?,
+            None => {
+                let n = global_norm(&b, &grads)?;
+                (grads, n)
+            }
         }
     };
-    let lr = config.schedule.lr(&b, step)?;
+    let lr = b.with_scope("schedule", |b| config.schedule.lr(b, step))?;
 
+    let optimizer_scope = b.scope("optimizer");
     let mut new_params = Vec::with_capacity(params.len());
     let mut new_slots = Vec::with_capacity(slots.len());
     for (i, p) in params.iter().enumerate() {
@@ -356,9 +364,11 @@ pub fn build_train_step(
         }
         None => b.add(step, one)?,
     };
+    drop(optimizer_scope);
     outputs.extend(&new_params);
     outputs.extend(&new_slots);
     if let Some(ok) = finite {
+        let _loss_scale = b.scope("loss_scale");
         outputs.extend(policy.loss_scale.next_state(&b, scale_vals, ok)?);
     }
     outputs.push(new_step);

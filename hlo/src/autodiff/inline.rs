@@ -7,8 +7,9 @@ use crate::shape::Shape;
 
 impl Builder<'_> {
     /// Re-emits the instructions of finished computation `comp` into this one, with `args` as
-    /// its parameters, and returns the value of its root. Shardings and `stop_gradient` marks
-    /// are kept; sub-computations (reducers, ...) are shared, not copied.
+    /// its parameters, and returns the value of its root. Shardings, name scopes (an unscoped
+    /// instruction takes the current one) and `stop_gradient` marks are kept; sub-computations
+    /// (reducers, ...) are shared, not copied.
     pub fn inline(&self, comp: CompId, args: &[Value]) -> Result<Value> {
         let (c, no_grad) = self.module().finished_computation(comp)?;
         let want: Vec<&Shape> = c.param_shapes();
@@ -50,7 +51,8 @@ impl Builder<'_> {
                         &[],
                     )
                 })?;
-            let v = self.push(ins.op.clone(), &operands, ins.shape.clone())?;
+            let scope = ins.scope.clone().or_else(|| self.module().current_scope());
+            let v = self.push_scoped(ins.op.clone(), &operands, ins.shape.clone(), scope)?;
             if let Some(s) = &ins.sharding {
                 self.set_sharding(v, s.clone())?;
             }

@@ -17,6 +17,9 @@
 //! `indexing`, `misc`); an op without a rule fails with [`HloError::NoGradient`] naming it.
 //! Custom calls are differentiated only through a rule registered with
 //! [`ModuleBuilder::register_vjp`].
+//!
+//! The backward instructions of a forward instruction in name scope `s` are built in scope
+//! `grad/s` (`grad` for an unscoped one), so a profile tells each layer's backward apart.
 mod dot;
 mod elementwise;
 mod indexing;
@@ -219,6 +222,10 @@ impl Builder<'_> {
             if !wants.iter().any(|&w| w) {
                 continue;
             }
+            // The backward of an op is named after its forward scope, as JAX's `transpose(..)`.
+            let _scope = self
+                .module()
+                .enter_scope_path(Some(grad_scope(ins.scope.as_deref())));
             let ctx = Ctx {
                 b: *self,
                 op: &ins.op,
@@ -285,6 +292,14 @@ impl Builder<'_> {
                 &[s],
             )),
         }
+    }
+}
+
+/// `grad/<forward scope>`, or `grad` for an unscoped forward instruction.
+fn grad_scope(forward: Option<&str>) -> Arc<str> {
+    match forward {
+        Some(s) => format!("grad/{s}").into(),
+        None => "grad".into(),
     }
 }
 

@@ -6,6 +6,11 @@
 //! `b.add(b.dot(x, w)?, bias)?`. A computation is closed with [`Builder::finish`], which returns
 //! its [`CompId`]; only finished computations can be called, so the module's computations are
 //! always ordered callees before callers.
+//!
+//! Name scopes: [`Builder::scope`] (an RAII guard) or [`Builder::with_scope`] opens a scope for
+//! the whole module until it is closed; scopes nest with `/` (`encoder/layer_3/attention`) and
+//! every instruction records the scope active when it was created. Lowering writes it to
+//! `OpMetadata.op_name` (`encoder/layer_3/attention/dot`), as JAX does with `named_scope`.
 
 mod collectives;
 mod control;
@@ -58,6 +63,26 @@ struct State {
     reducers: HashMap<(BinaryOp, ElementType), CompId>,
     /// Gradient rules of custom-call targets (`ModuleBuilder::register_vjp`).
     vjp_rules: HashMap<String, Arc<crate::autodiff::VjpRule>>,
+    /// Open name scopes, innermost last, each as its full path (`None`: no scope, as inside a
+    /// shared reducer), so the current one is cloned, not joined, at every instruction.
+    scopes: Vec<Option<Arc<str>>>,
+}
+
+/// Closes the name scope it was returned for when dropped (and any opened inside it and not
+/// closed yet), restoring the scope that was active before.
+#[must_use = "the scope closes when the guard is dropped"]
+pub struct ScopeGuard<'m> {
+    m: &'m ModuleBuilder,
+    depth: usize,
+}
+
+impl Drop for ScopeGuard<'_> {
+    fn drop(&mut self) {
+        // `state` is only borrowed inside builder calls, never across a guard's drop.
+        if let Ok(mut st) = self.m.state.try_borrow_mut() {
+            st.scopes.truncate(self.depth);
+        }
+    }
 }
 
 /// Owns the computations of one module while they are built.
@@ -90,11 +115,36 @@ impl ModuleBuilder {
         }
     }
 
+    /// The name scope new instructions get (`None` outside any scope).
+    pub fn current_scope(&self) -> Option<Arc<str>> {
+        self.state.borrow().scopes.last().cloned().flatten()
+    }
+
+    /// Opens scope `name` inside the current one (see [`Builder::scope`]).
+    pub fn scope(&self, name: &str) -> ScopeGuard<'_> {
+        let path: Arc<str> = match self.current_scope() {
+            Some(outer) => format!("{outer}/{name}").into(),
+            None => name.into(),
+        };
+        self.enter_scope_path(Some(path))
+    }
+
+    /// Makes `path` the current scope as it is, not nested in the current one (autodiff's
+    /// `grad/<forward scope>`; `None` for instructions shared by every scope).
+    pub(crate) fn enter_scope_path(&self, path: Option<Arc<str>>) -> ScopeGuard<'_> {
+        let mut st = self.state.borrow_mut();
+        let depth = st.scopes.len();
+        st.scopes.push(path);
+        ScopeGuard { m: self, depth }
+    }
+
     /// A scalar `(a, b) -> op(a, b)` computation, built once per (op, type) and reused.
     pub fn scalar_reducer(&self, op: BinaryOp, ty: ElementType) -> Result<CompId> {
         if let Some(&c) = self.state.borrow().reducers.get(&(op, ty)) {
             return Ok(c);
         }
+        // Shared by every scope that reduces, so it belongs to none of them.
+        let _unscoped = self.enter_scope_path(None);
         let b = self.builder(format!("{}_{}", op.opcode(), ty));
         let x = b.parameter(Shape::scalar(ty), "x")?;
         let y = b.parameter(Shape::scalar(ty), "y")?;
@@ -210,8 +260,48 @@ impl<'m> Builder<'m> {
         self.m
     }
 
+    /// Opens name scope `name` inside the current one until the guard is dropped:
+    ///
+    /// ```
+    /// # use hlo::{ModuleBuilder, Shape, ElementType::F32};
+    /// let m = ModuleBuilder::new("m");
+    /// let b = m.builder("main");
+    /// let x = b.parameter(Shape::array(F32, vec![2]), "x")?;
+    /// let _encoder = b.scope("encoder");
+    /// let y = {
+    ///     let _layer = b.scope("layer_0");
+    ///     b.exp(x)? // in scope "encoder/layer_0"
+    /// };
+    /// assert_eq!(m.current_scope().as_deref(), Some("encoder"));
+    /// # Ok::<(), hlo::HloError>(())
+    /// ```
+    ///
+    /// Scopes belong to the module, so sub-computations built meanwhile (loop bodies, ...) are
+    /// in them too.
+    pub fn scope(&self, name: &str) -> ScopeGuard<'m> {
+        self.m.scope(name)
+    }
+
+    /// Runs `f` inside name scope `name` (see [`Builder::scope`]).
+    pub fn with_scope<R>(&self, name: &str, f: impl FnOnce(&Self) -> R) -> R {
+        let _scope = self.scope(name);
+        f(self)
+    }
+
     /// Appends an instruction after checking its operands belong to this open computation.
     pub(crate) fn push(&self, op: Op, operands: &[Value], shape: Shape) -> Result<Value> {
+        let scope = self.m.current_scope();
+        self.push_scoped(op, operands, shape, scope)
+    }
+
+    /// [`Builder::push`] with the scope given (inlining keeps the callee's scopes).
+    pub(crate) fn push_scoped(
+        &self,
+        op: Op,
+        operands: &[Value],
+        shape: Shape,
+        scope: Option<Arc<str>>,
+    ) -> Result<Value> {
         let opcode = op.opcode();
         let mut st = self.m.state.borrow_mut();
         let draft = &mut st.drafts[self.draft as usize];
@@ -235,6 +325,7 @@ impl<'m> Builder<'m> {
             operands: operands.iter().map(|v| v.id).collect(),
             shape,
             sharding: None,
+            scope,
         });
         Ok(Value {
             draft: self.draft,

@@ -10,6 +10,7 @@ pub use op::*;
 pub use sharding::Sharding;
 
 use crate::shape::Shape;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Instruction {
@@ -17,6 +18,10 @@ pub struct Instruction {
     pub operands: Vec<InstrId>,
     pub shape: Shape,
     pub sharding: Option<Sharding>,
+    /// The builder name scope the instruction was created in (`encoder/layer_0/attention`);
+    /// lowered to `OpMetadata.op_name` = `<scope>/<opcode>` so XLA dumps and profiles name
+    /// the layer each fusion came from. Shared, as every instruction of a scope holds it.
+    pub scope: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

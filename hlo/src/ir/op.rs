@@ -461,7 +461,40 @@ impl Op {
             // XLA keeps the body first (kBodyComputationIndex = 0, condition = 1).
             Op::While { cond, body } => vec![*body, *cond],
             Op::Conditional { branches } => branches.clone(),
-            _ => vec![],
+            // Listed one by one so a new op that calls a computation cannot be lowered (or
+            // verified, or DCE'd) without its callees.
+            Op::Parameter { .. }
+            | Op::Constant(_)
+            | Op::Iota { .. }
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Compare { .. }
+            | Op::Select
+            | Op::Clamp
+            | Op::Convert
+            | Op::BitcastConvert
+            | Op::Broadcast { .. }
+            | Op::Reshape
+            | Op::Transpose { .. }
+            | Op::Reverse { .. }
+            | Op::Slice { .. }
+            | Op::DynamicSlice { .. }
+            | Op::DynamicUpdateSlice
+            | Op::Concatenate { .. }
+            | Op::Pad { .. }
+            | Op::Dot { .. }
+            | Op::Gather { .. }
+            | Op::RngBitGenerator { .. }
+            | Op::Tuple
+            | Op::GetTupleElement { .. }
+            | Op::AllGather { .. }
+            | Op::AllToAll { .. }
+            | Op::CollectivePermute { .. }
+            | Op::ReplicaId
+            | Op::PartitionId
+            | Op::CustomCall { .. }
+            | Op::OptimizationBarrier
+            | Op::ShardingHint(_) => vec![],
         }
     }
 

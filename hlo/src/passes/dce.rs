@@ -99,6 +99,7 @@ fn compact(c: &Computation, live: &[bool], comp_map: &[Option<CompId>]) -> Resul
             operands,
             shape: inst.shape.clone(),
             sharding: inst.sharding.clone(),
+            scope: inst.scope.clone(),
         });
     }
     Ok(Computation {

@@ -174,6 +174,7 @@ fn constant(lit: Option<Literal>, inst: &Instruction) -> Rewrite {
                 operands: vec![],
                 shape: inst.shape.clone(),
                 sharding: None,
+                scope: inst.scope.clone(),
             }))
         }
         _ => Rewrite::Keep,
