@@ -62,6 +62,8 @@ fn request<T>(msg: T, meta: &Meta) -> Request<T> {
     r
 }
 
+// The helpers return tonic's Status as the generated stubs do, to check its code and message.
+#[allow(clippy::result_large_err)]
 impl Raw {
     fn connect(addr: std::net::SocketAddr) -> Raw {
         let rt = tokio::runtime::Builder::new_multi_thread()
