@@ -343,6 +343,63 @@ fn the_token_process_0_generates_lets_the_other_process_in() {
 }
 
 #[test]
+fn two_processes_join_over_tls_with_a_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A CA and a certificate for 127.0.0.1 it signs, made now.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let file = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let (ca, cert, key) = (
+        file("ca.pem", ca.pem()),
+        file("cert.pem", cert.pem()),
+        file("key.pem", key.serialize_pem()),
+    );
+    let token = file("token", "a-token-in-a-file\n".into());
+    let common = [
+        "--synthetic-data",
+        "--coordinator-token-file",
+        &token,
+        "--coordinator-tls-ca",
+        &ca,
+    ];
+    let server = [
+        &common[..],
+        &[
+            "--coordinator-tls-cert",
+            &cert,
+            "--coordinator-tls-key",
+            &key,
+        ],
+    ]
+    .concat();
+    let [e0, e1] = run_pair(dir.path(), &server, &common);
+    assert!(e0.contains("(TLS, token required)"), "{e0}");
+    for (id, e) in [(0, &e0), (1, &e1)] {
+        assert!(
+            e.contains(&format!("process {id} of 2: every process joined")),
+            "{e}"
+        );
+        assert!(e.contains(CPU_REFUSAL), "{e}");
+        // The file is world-readable as written here: a warning naming it.
+        assert!(
+            e.contains("can be read by other users") && e.contains("chmod 600"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn a_join_timeout_from_the_command_line_names_the_missing_process() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();

@@ -426,15 +426,22 @@ impl Drop for Client {
 /// The endpoint with TLS when a CA is given: the coordinator's certificate must be signed by
 /// it and name HOST of `addr` (a DNS name or an IP address).
 fn client_tls(endpoint: Endpoint, addr: &str, ca: Option<&[u8]>) -> Result<Endpoint, CoordError> {
-    match ca {
-        None => Ok(endpoint),
-        Some(_) => {
-            let _ = addr;
-            Err(CoordError::Rejected(
-                "this build of tpu-run has no TLS support".into(),
-            ))
-        }
-    }
+    let Some(ca) = ca else {
+        return Ok(endpoint);
+    };
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let config = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name(host);
+    endpoint.tls_config(config).map_err(|e| {
+        CoordError::Rejected(format!(
+            "TLS to the coordinator at {addr} with --coordinator-tls-ca: {e}"
+        ))
+    })
 }
 
 async fn connect_with_retries(endpoint: &Endpoint, limit: Duration) -> Result<Channel, String> {

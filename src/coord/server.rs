@@ -446,15 +446,28 @@ pub fn serve(addr: SocketAddr, config: ServerConfig) -> Result<Server, CoordErro
     })
 }
 
-/// The builder with TLS when `tls` is given (a build without TLS support refuses it).
+/// The builder with TLS when `tls` is given (rustls; the certificate chain and key are
+/// checked here, so a bad one is an error at start, not at the first connection).
 fn tls(
     builder: tonic::transport::Server,
     tls: Option<&ServerTls>,
 ) -> Result<tonic::transport::Server, String> {
-    match tls {
-        None => Ok(builder),
-        Some(_) => Err("this build of tpu-run has no TLS support".into()),
-    }
+    let Some(t) = tls else {
+        return Ok(builder);
+    };
+    let identity = tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem);
+    builder
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+        .map_err(|e| {
+            let mut detail = e.to_string();
+            if let Some(s) = std::error::Error::source(&e) {
+                detail = format!("{detail}: {s}");
+            }
+            format!(
+                "the TLS certificate (--coordinator-tls-cert) or key (--coordinator-tls-key): \
+                 {detail}"
+            )
+        })
 }
 
 /// Fails the run when a process misses its heartbeats; ends with the server.
