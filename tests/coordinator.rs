@@ -3,7 +3,8 @@
 //! again as `worker_process`), one of which serves the coordinator as worker 0 does: membership,
 //! key-value exchange of random values checked against their seeds, disjoint and complete input
 //! shards, a coordinated checkpoint, barriers; a worker killed mid-run and a coordinator killed
-//! mid-run make the others fail with an error naming what was lost.
+//! mid-run make the others fail with an error naming what was lost. Every process carries the
+//! run token (auth is always on); tests/coordinator_security.rs tests the refusals.
 //!
 //! Every wait is bounded: the clients' own timeouts, and the parent kills children that do not
 //! finish within `CHILD_LIMIT`. No assertion depends on timing.
@@ -14,11 +15,13 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
-use tpu_run::coord::{self, Client, ClientConfig, CoordError, ServerConfig};
+use tpu_run::coord::{self, Client, ClientConfig, CoordError, ServerConfig, Token};
 
 const ROLE_ENV: &str = "TPU_RUN_COORD_TEST_ROLE";
+/// The run token a parent hands its worker processes.
+const TOKEN_ENV: &str = "TPU_RUN_COORD_TEST_TOKEN";
 const CHILD_LIMIT: Duration = Duration::from_secs(120);
 /// Long enough never to be reached in a healthy run; a failure must end waits before this.
 const LONG: Duration = Duration::from_secs(60);
@@ -27,13 +30,24 @@ fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// This test process's run token (a worker process takes its parent's).
+fn token() -> Token {
+    static TOKEN: OnceLock<Token> = OnceLock::new();
+    TOKEN
+        .get_or_init(|| match std::env::var(TOKEN_ENV) {
+            Ok(t) => Token::new(&t, TOKEN_ENV).unwrap(),
+            Err(_) => Token::generate().unwrap(),
+        })
+        .clone()
+}
+
 /// Short heartbeats, so that lost processes are noticed within seconds (and a busy test
 /// machine still does not starve a healthy process for that long).
 fn fast_server(n: u32) -> coord::Server {
     let config = ServerConfig {
-        num_processes: n,
         heartbeat_interval: Duration::from_millis(200),
         heartbeat_timeout: Duration::from_secs(3),
+        ..ServerConfig::new(n, token())
     };
     coord::serve(loopback(), config).expect("coordinator")
 }
@@ -45,6 +59,7 @@ fn config(id: u32) -> ClientConfig {
         call_timeout: Duration::from_secs(10),
         hostname: Some(format!("host-{id}")),
         local_device_count: id + 1,
+        ..ClientConfig::new(token())
     }
 }
 
@@ -290,6 +305,7 @@ impl Worker {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["worker_process", "--exact", "--ignored", "--nocapture"])
             .env(ROLE_ENV, format!("{scenario} {id} {n} {addr}"))
+            .env(TOKEN_ENV, token().expose())
             .env("TPU_RUN_COORD_TEST_DIR", dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

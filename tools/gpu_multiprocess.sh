@@ -41,6 +41,9 @@ WORK=${WORK:-/tmp/gpu_multiprocess}
 LOGS=${OUT:-$WORK}
 # Errors without backtraces in the logs (RUST_LIB_BACKTRACE=1 brings them back).
 export RUST_LIB_BACKTRACE=${RUST_LIB_BACKTRACE:-0}
+# The coordinator's run token, the same for both processes (docs/tpu.md: the coordinator's
+# security); a fresh random one unless given.
+export TPU_RUN_COORDINATOR_TOKEN=${TPU_RUN_COORDINATOR_TOKEN:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
 
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 [ -x "$BIN" ] || { echo "not an executable: $BIN" >&2; exit 2; }

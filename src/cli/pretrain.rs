@@ -70,6 +70,43 @@ pub struct PretrainArgs {
     /// and checkpoints).
     #[arg(long, value_name = "K")]
     pub process_id: Option<u32>,
+    /// A file holding the run's secret, the same on every process (keep it private: chmod
+    /// 600). Unset: $TPU_RUN_COORDINATOR_TOKEN, else process 0 generates a token and prints it.
+    #[arg(long, value_name = "FILE")]
+    pub coordinator_token_file: Option<PathBuf>,
+    /// Process 0 writes the token it generated to this new file (mode 600).
+    #[arg(long, value_name = "FILE")]
+    pub coordinator_token_out: Option<PathBuf>,
+    /// The address process 0 listens on (default: the --coordinator address itself; give
+    /// 0.0.0.0:PORT to listen on every interface).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator_bind: Option<String>,
+    /// TLS certificate chain (PEM) process 0 serves the coordinator with.
+    #[arg(long, value_name = "FILE")]
+    pub coordinator_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --coordinator-tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub coordinator_tls_key: Option<PathBuf>,
+    /// The CA (PEM) every process verifies the coordinator's certificate with; turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    pub coordinator_tls_ca: Option<PathBuf>,
+    /// Seconds to keep trying to reach the coordinator (default 120).
+    #[arg(long, value_name = "SECONDS")]
+    pub coordinator_connect_timeout: Option<f64>,
+    /// Seconds to wait for every process to join (default 300).
+    #[arg(long, value_name = "SECONDS")]
+    pub coordinator_join_timeout: Option<f64>,
+    /// Seconds between heartbeats (default 1; process 0's applies).
+    #[arg(long, value_name = "SECONDS")]
+    pub coordinator_heartbeat_interval: Option<f64>,
+    /// Seconds of silence after which a process is lost and the run fails (default 30;
+    /// process 0's applies).
+    #[arg(long, value_name = "SECONDS")]
+    pub coordinator_heartbeat_timeout: Option<f64>,
+    /// Seconds to wait for the other processes at a coordinated point: barriers, the resume
+    /// decision, checkpoints (default 1800).
+    #[arg(long, value_name = "SECONDS")]
+    pub coordinator_wait_timeout: Option<f64>,
     /// Sequences per step over all devices (of all processes).
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -132,6 +169,17 @@ impl PretrainArgs {
             coordinator: self.coordinator.clone(),
             num_processes: self.num_processes,
             process_id: self.process_id,
+            coordinator_token_file: self.coordinator_token_file.clone(),
+            coordinator_token_out: self.coordinator_token_out.clone(),
+            coordinator_bind: self.coordinator_bind.clone(),
+            coordinator_tls_cert: self.coordinator_tls_cert.clone(),
+            coordinator_tls_key: self.coordinator_tls_key.clone(),
+            coordinator_tls_ca: self.coordinator_tls_ca.clone(),
+            coordinator_connect_timeout: self.coordinator_connect_timeout,
+            coordinator_join_timeout: self.coordinator_join_timeout,
+            coordinator_heartbeat_interval: self.coordinator_heartbeat_interval,
+            coordinator_heartbeat_timeout: self.coordinator_heartbeat_timeout,
+            coordinator_wait_timeout: self.coordinator_wait_timeout,
             batch_size: self.batch_size,
             seq_len: self.seq_len,
             max_predictions: self.max_predictions,

@@ -4,21 +4,34 @@
 //! task; every method blocks the calling thread on it (so do not call them from inside another
 //! tokio runtime). Methods may be called from several threads at once (PJRT calls the
 //! key-value store from its own threads).
+use super::auth::{self, Token};
 use super::error::CoordError;
 use super::proto::{self, coordinator_client::CoordinatorClient, Member};
 use super::{MAX_MESSAGE_BYTES, MAX_WAIT};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Response, Status};
+use tonic::{Request, Response, Status};
 
-/// How a client connects. The defaults suit a pod slice whose workers start within minutes of
-/// each other.
+/// Default of [`ClientConfig::connect_timeout`]: worker 0 may start minutes after the others.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default of [`ClientConfig::register_timeout`].
+pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How a client connects. The defaults ([`ClientConfig::new`]) suit a pod slice whose workers
+/// start within minutes of each other.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
+    /// The run's secret (the same on every process).
+    pub token: Token,
+    /// Connect over TLS, verifying the coordinator's certificate against this CA (PEM);
+    /// plain TCP when `None`.
+    pub tls_ca_pem: Option<Vec<u8>>,
     /// How long to keep trying to reach the coordinator (worker 0 may start after the others).
     pub connect_timeout: Duration,
     /// How long to wait for every process to register.
@@ -32,17 +45,40 @@ pub struct ClientConfig {
     pub local_device_count: u32,
 }
 
-impl Default for ClientConfig {
-    fn default() -> Self {
+impl ClientConfig {
+    /// The default timeouts, no TLS.
+    pub fn new(token: Token) -> ClientConfig {
         ClientConfig {
-            connect_timeout: Duration::from_secs(120),
-            register_timeout: Duration::from_secs(300),
+            token,
+            tls_ca_pem: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            register_timeout: DEFAULT_JOIN_TIMEOUT,
             call_timeout: Duration::from_secs(30),
             hostname: None,
             local_device_count: 0,
         }
     }
 }
+
+/// Puts the token, and once registered the session id, into every request's metadata.
+#[derive(Clone)]
+pub(crate) struct Credentials {
+    bearer: MetadataValue<Ascii>,
+    session: Arc<OnceLock<MetadataValue<Ascii>>>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let m = request.metadata_mut();
+        m.insert(auth::AUTHORIZATION, self.bearer.clone());
+        if let Some(s) = self.session.get() {
+            m.insert(auth::SESSION, s.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Grpc = CoordinatorClient<InterceptedService<Channel, Credentials>>;
 
 fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -60,7 +96,7 @@ pub struct Client {
     process_id: u32,
     num_processes: u32,
     members: Vec<Member>,
-    grpc: CoordinatorClient<Channel>,
+    grpc: Grpc,
     /// The run's failure as heard in heartbeat answers, or the loss of the coordinator.
     failure: Arc<Mutex<Option<String>>>,
     left: AtomicBool,
@@ -110,8 +146,17 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| cannot_reach(format!("starting the client runtime: {e}")))?;
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| CoordError::Rejected(format!("--coordinator `{addr}`: {e}")))?
+        let bearer = format!("Bearer {}", config.token.expose())
+            .parse::<MetadataValue<Ascii>>()
+            .map_err(|_| CoordError::Rejected("the coordinator token is not ASCII text".into()))?;
+        let scheme = if config.tls_ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| CoordError::Rejected(format!("--coordinator `{addr}`: {e}")))?;
+        let endpoint = client_tls(endpoint, addr, config.tls_ca_pem.as_deref())?
             .connect_timeout(config.call_timeout.min(Duration::from_secs(10)))
             .tcp_nodelay(true)
             // A coordinator that vanishes without closing the connection is noticed.
@@ -127,12 +172,17 @@ impl Client {
                     config.connect_timeout.as_secs_f64()
                 ))
             })?;
+        let credentials = Credentials {
+            bearer,
+            session: Arc::new(OnceLock::new()),
+        };
+        let session = credentials.session.clone();
         let mut client = Client {
             addr: addr.to_string(),
             process_id,
             num_processes,
             members: Vec::new(),
-            grpc: CoordinatorClient::new(channel)
+            grpc: CoordinatorClient::with_interceptor(channel, credentials)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             failure: Arc::new(Mutex::new(None)),
@@ -156,6 +206,14 @@ impl Client {
             })
             .await
         })?;
+        let id = registered
+            .session_id
+            .parse::<MetadataValue<Ascii>>()
+            .map_err(|_| {
+                CoordError::Rejected("the coordinator answered with an unusable session id".into())
+            })?;
+        // Set once, before any call that needs it; the interceptor reads it from here on.
+        let _ = session.set(id);
         client.left.store(false, Ordering::SeqCst);
         let interval = Duration::from_millis(registered.heartbeat_interval_ms.max(1));
         let silence = Duration::from_millis(registered.heartbeat_timeout_ms.max(1));
@@ -365,6 +423,27 @@ impl Drop for Client {
     }
 }
 
+/// The endpoint with TLS when a CA is given: the coordinator's certificate must be signed by
+/// it and name HOST of `addr` (a DNS name or an IP address).
+fn client_tls(endpoint: Endpoint, addr: &str, ca: Option<&[u8]>) -> Result<Endpoint, CoordError> {
+    let Some(ca) = ca else {
+        return Ok(endpoint);
+    };
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let config = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name(host);
+    endpoint.tls_config(config).map_err(|e| {
+        CoordError::Rejected(format!(
+            "TLS to the coordinator at {addr} with --coordinator-tls-ca: {e}"
+        ))
+    })
+}
+
 async fn connect_with_retries(endpoint: &Endpoint, limit: Duration) -> Result<Channel, String> {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_millis(50);
@@ -389,7 +468,7 @@ async fn connect_with_retries(endpoint: &Endpoint, limit: Duration) -> Result<Ch
 /// Sends a heartbeat every `interval`; records the run's failure, or the coordinator's silence
 /// once it has lasted `silence`.
 async fn heartbeats(
-    mut grpc: CoordinatorClient<Channel>,
+    mut grpc: Grpc,
     process_id: u32,
     interval: Duration,
     silence: Duration,
@@ -415,7 +494,15 @@ async fn heartbeats(
                     return;
                 }
             }
-            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
+            // Refusals that a retry cannot change: this process is not (or no longer) a member.
+            Ok(Err(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::FailedPrecondition
+                        | tonic::Code::Unauthenticated
+                        | tonic::Code::PermissionDenied
+                ) =>
+            {
                 record(status.message().to_string());
                 return;
             }

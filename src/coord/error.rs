@@ -17,6 +17,10 @@ pub enum CoordError {
     /// different values, a process that sees other input files, ...).
     #[error("{0}")]
     Rejected(String),
+    /// The coordinator refused this process's credentials: a missing or wrong token, or a
+    /// session that is not this process's.
+    #[error("the coordinator at {addr} refused this process: {detail}")]
+    Denied { addr: String, detail: String },
     /// Process 0 could not write a coordinated checkpoint.
     #[error("{0}")]
     Checkpoint(String),
@@ -36,7 +40,12 @@ impl CoordError {
             | Code::AlreadyExists
             | Code::NotFound
             | Code::FailedPrecondition
-            | Code::OutOfRange => CoordError::Rejected(message),
+            | Code::OutOfRange
+            | Code::ResourceExhausted => CoordError::Rejected(message),
+            Code::Unauthenticated | Code::PermissionDenied => CoordError::Denied {
+                addr: addr.to_string(),
+                detail: message,
+            },
             _ => {
                 // Transport failures say only "transport error"; the cause is in the sources.
                 let mut detail = if message.is_empty() {
@@ -69,7 +78,7 @@ impl From<CoordError> for KvError {
             CoordError::Unreachable { .. } | CoordError::Serve { .. } => KvErrorKind::Unavailable,
             CoordError::Rejected(m) if m.contains("already set") => KvErrorKind::AlreadyExists,
             CoordError::Rejected(_) => KvErrorKind::InvalidArgument,
-            CoordError::Checkpoint(_) => KvErrorKind::Internal,
+            CoordError::Checkpoint(_) | CoordError::Denied { .. } => KvErrorKind::Internal,
         };
         KvError::new(kind, e.to_string())
     }
@@ -94,6 +103,14 @@ mod tests {
         let e = CoordError::from_status(Status::already_exists("key k is already set"), addr);
         assert_eq!(KvError::from(e).kind, KvErrorKind::AlreadyExists);
         let e = CoordError::from_status(Status::invalid_argument("process 9 of 2"), addr);
+        assert_eq!(KvError::from(e).kind, KvErrorKind::InvalidArgument);
+        let e = CoordError::from_status(Status::unauthenticated("no token"), addr);
+        assert!(matches!(e, CoordError::Denied { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains(addr) && e.to_string().contains("no token"),
+            "{e}"
+        );
+        let e = CoordError::from_status(Status::resource_exhausted("limit on keys"), addr);
         assert_eq!(KvError::from(e).kind, KvErrorKind::InvalidArgument);
     }
 }

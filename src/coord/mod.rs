@@ -14,18 +14,29 @@
 //! - input sharding ([`shard_files`], [`Client::shard_files`]) and checkpoint coordination
 //!   ([`Client::checkpoint`]).
 //!
+//! Security (auth.rs): every call carries the run's token, and every call after Register the
+//! session id Register returned, which must belong to the process id the call names; what a run
+//! may store is bounded (limits.rs). Optional TLS encrypts the connections.
+//!
 //! Everything is blocking for the caller: the server and each client run their own small tokio
 //! runtime. Gradients never go through the coordinator; they stay inside the compiled step.
+mod auth;
 mod checkpoint;
 mod client;
 mod error;
+mod limits;
 mod server;
 mod shard;
 mod state;
 
+pub use auth::{write_token_file, Token, AUTHORIZATION, SESSION, TOKEN_ENV};
 pub use client::{Client, ClientConfig, PjrtKvStore};
 pub use error::CoordError;
-pub use server::{listen_address, serve, Server, ServerConfig};
+pub use limits::Limits;
+pub use server::{
+    bind_address, serve, Refusals, Server, ServerConfig, ServerTls, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT,
+};
 pub use shard::shard_files;
 
 /// The generated protobuf and gRPC types.
@@ -36,8 +47,9 @@ pub mod proto {
 
 pub use proto::Member;
 
-/// The largest message either side accepts (gRPC's default is 4 MiB; input-file lists of a big
-/// corpus come near that).
+/// The largest message a client sends or accepts. Larger than the server's own limit
+/// ([`Limits::max_message_bytes`]), so that an oversize request reaches the server and is
+/// refused there with the limit named.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// The longest any blocking call may wait; larger timeouts (XLA's "infinite") are cut to this.

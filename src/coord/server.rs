@@ -2,20 +2,26 @@
 //! [`Server`] handle; dropping the handle stops it. A monitor task fails the run when a
 //! process stops sending heartbeats; blocking calls wait on the shared state (state.rs) and
 //! wake whenever it changes.
+use super::auth::{self, Token};
 use super::error::CoordError;
+use super::limits::{counted_incoming, Limits};
 use super::proto::{self, coordinator_server::CoordinatorServer};
 use super::state::{Refusal, State};
-use super::{MAX_MESSAGE_BYTES, MAX_WAIT};
-use std::net::SocketAddr;
+use super::MAX_WAIT;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
-use tonic::{Request, Response, Status};
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Code, Request, Response, Status};
 
 /// How the coordinator runs. Clients follow the heartbeat interval it gives them.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub num_processes: u32,
+    /// The run's secret: every request must carry it (see auth.rs).
+    pub token: Token,
     /// How often each client sends a heartbeat.
     pub heartbeat_interval: Duration,
     /// A process that sends none for this long fails the run (it crashed, was killed or lost
@@ -23,31 +29,91 @@ pub struct ServerConfig {
     /// from the client's own thread, so a long compile or step does not silence them (and a
     /// hung main thread is not detected).
     pub heartbeat_timeout: Duration,
+    /// What the run may store and open.
+    pub limits: Limits,
+    /// Serve over TLS with this certificate chain and key (PEM); plain TCP when `None`.
+    pub tls: Option<ServerTls>,
 }
 
+/// The server's certificate chain and private key, PEM.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls { .. }")
+    }
+}
+
+/// Heartbeats every second by default; 30 s of silence fails the run.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl ServerConfig {
-    /// Heartbeats every second; 30 s of silence fails the run.
-    pub fn new(num_processes: u32) -> ServerConfig {
+    /// The default heartbeats and limits, no TLS.
+    pub fn new(num_processes: u32, token: Token) -> ServerConfig {
         ServerConfig {
             num_processes,
-            heartbeat_interval: Duration::from_secs(1),
-            heartbeat_timeout: Duration::from_secs(30),
+            token,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            limits: Limits::default(),
+            tls: None,
         }
     }
 }
 
-/// The address worker 0 listens on for `--coordinator HOST:PORT`: every interface, that port
-/// (the other workers reach HOST, which is one of worker 0's addresses).
-pub fn listen_address(coordinator: &str) -> Result<SocketAddr, CoordError> {
-    let port = coordinator
+/// The address process 0 listens on: `bind` when given (`--coordinator-bind`; `0.0.0.0:PORT`
+/// listens on every interface, and only then), else the address of HOST in `--coordinator
+/// HOST:PORT` itself (the other processes reach HOST, so it is one of process 0's addresses;
+/// a loopback HOST keeps the coordinator on loopback).
+pub fn bind_address(coordinator: &str, bind: Option<&str>) -> Result<SocketAddr, CoordError> {
+    if let Some(b) = bind {
+        return resolve(b, "--coordinator-bind");
+    }
+    resolve(coordinator, "--coordinator")
+}
+
+/// The first address of `HOST:PORT` (`localhost` is 127.0.0.1).
+fn resolve(addr: &str, flag: &str) -> Result<SocketAddr, CoordError> {
+    let (host, port) = addr
         .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .filter(|(h, _)| !h.is_empty())
         .ok_or_else(|| {
             CoordError::Rejected(format!(
-                "--coordinator `{coordinator}` is not HOST:PORT (e.g. 10.130.0.5:8476)"
+                "{flag} `{addr}` is not HOST:PORT (e.g. 10.130.0.5:8476)"
             ))
         })?;
-    Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == "localhost" {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())
+        .and_then(|mut a| a.next().ok_or_else(|| "no address".to_string()))
+        .map_err(|e| {
+            CoordError::Rejected(format!(
+                "cannot resolve the host `{host}` of {flag} `{addr}` to an address to listen \
+                 on: {e}; give --coordinator-bind with one of this host's addresses"
+            ))
+        })
+}
+
+/// Refusals of requests that failed authentication or acted as another process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// Missing or wrong token (UNAUTHENTICATED).
+    pub unauthenticated: u64,
+    /// Missing or unknown session, or a session of another process (PERMISSION_DENIED).
+    pub permission_denied: u64,
 }
 
 /// The state and the signal that wakes blocking calls when it changes.
@@ -55,14 +121,28 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     wake: watch::Sender<u64>,
     config: ServerConfig,
+    unauthenticated: AtomicU64,
+    permission_denied: AtomicU64,
 }
 
 impl Shared {
     fn new(config: ServerConfig) -> Shared {
         Shared {
-            state: Mutex::new(State::new(config.num_processes)),
+            state: Mutex::new(State::new(config.num_processes, config.limits.clone())),
             wake: watch::channel(0).0,
             config,
+            unauthenticated: AtomicU64::new(0),
+            permission_denied: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a refusal and logs it with the peer's address (never what it presented). After
+    /// the first 16 only every power of two is logged, so a flood cannot fill the log.
+    fn refused(&self, counter: &AtomicU64, peer: Option<SocketAddr>, what: &str) {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= 16 || n.is_power_of_two() {
+            let peer = peer.map_or_else(|| "an unknown address".to_string(), |p| p.to_string());
+            tracing::warn!("coordinator: refused a request from {peer}: {what} (refusal {n})");
         }
     }
 
@@ -108,8 +188,60 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
+/// Lets through only requests that carry the run's token; runs before the body is decoded.
+#[derive(Clone)]
+struct Gate {
+    shared: Arc<Shared>,
+}
+
+impl tonic::service::Interceptor for Gate {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let presented = request
+            .metadata()
+            .get(auth::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        match presented {
+            Some(t) if self.shared.config.token.matches(t) => Ok(request),
+            _ => {
+                let what = if presented.is_some() {
+                    "a wrong token"
+                } else {
+                    "no token"
+                };
+                self.shared
+                    .refused(&self.shared.unauthenticated, request.remote_addr(), what);
+                Err(Status::unauthenticated(format!(
+                    "the coordinator refused a request with {what}: every process needs the \
+                     run's token (metadata `authorization: Bearer <token>`); give each one the \
+                     same --coordinator-token-file FILE or {} environment variable",
+                    auth::TOKEN_ENV
+                )))
+            }
+        }
+    }
+}
+
 struct Service {
     shared: Arc<Shared>,
+}
+
+impl Service {
+    /// The request must carry the session Register gave `process_id` (counted and logged
+    /// when not).
+    fn authorize<T>(&self, request: &Request<T>, process_id: u32) -> Result<(), Refusal> {
+        let session = request.metadata().get(auth::SESSION).map(|v| v.as_bytes());
+        let checked = self.shared.with(|st| st.check_session(process_id, session));
+        if let Err(r) = &checked {
+            if r.grpc_code() == Code::PermissionDenied {
+                self.shared.refused(
+                    &self.shared.permission_denied,
+                    request.remote_addr(),
+                    &r.to_string(),
+                );
+            }
+        }
+        checked
+    }
 }
 
 #[tonic::async_trait]
@@ -122,11 +254,13 @@ impl proto::coordinator_server::Coordinator for Service {
         let member = r
             .member
             .ok_or_else(|| Status::invalid_argument("register: no member given"))?;
+        let session = auth::new_session_id().map_err(|e| Status::internal(e.to_string()))?;
         self.shared
-            .with(|st| st.register(member, r.num_processes, Instant::now()))?;
+            .with(|st| st.register(member, r.num_processes, session.clone(), Instant::now()))?;
         Ok(Response::new(proto::RegisterResponse {
             heartbeat_interval_ms: self.shared.config.heartbeat_interval.as_millis() as u64,
             heartbeat_timeout_ms: self.shared.config.heartbeat_timeout.as_millis() as u64,
+            session_id: session,
         }))
     }
 
@@ -134,6 +268,7 @@ impl proto::coordinator_server::Coordinator for Service {
         &self,
         request: Request<proto::WaitMembersRequest>,
     ) -> Result<Response<proto::WaitMembersResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
         let r = request.into_inner();
         let timeout = ms(r.timeout_ms);
         let members = self
@@ -147,6 +282,7 @@ impl proto::coordinator_server::Coordinator for Service {
         &self,
         request: Request<proto::HeartbeatRequest>,
     ) -> Result<Response<proto::HeartbeatResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
         let id = request.into_inner().process_id;
         let failure = self.shared.with(|st| st.heartbeat(id, Instant::now()))?;
         Ok(Response::new(proto::HeartbeatResponse { failure }))
@@ -156,6 +292,7 @@ impl proto::coordinator_server::Coordinator for Service {
         &self,
         request: Request<proto::ShutdownRequest>,
     ) -> Result<Response<proto::ShutdownResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
         let r = request.into_inner();
         self.shared
             .with(|st| st.leave(r.process_id, r.clean, &r.reason))?;
@@ -166,6 +303,7 @@ impl proto::coordinator_server::Coordinator for Service {
         &self,
         request: Request<proto::PutRequest>,
     ) -> Result<Response<proto::PutResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
         let r = request.into_inner();
         self.shared
             .with(|st| st.put(r.process_id, &r.key, &r.value))?;
@@ -176,6 +314,7 @@ impl proto::coordinator_server::Coordinator for Service {
         &self,
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::GetResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
         let r = request.into_inner();
         let timeout = ms(r.timeout_ms);
         let value = self
@@ -191,6 +330,7 @@ impl proto::coordinator_server::Coordinator for Service {
         &self,
         request: Request<proto::TryGetRequest>,
     ) -> Result<Response<proto::TryGetResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
         let r = request.into_inner();
         let value = self.shared.with(|st| st.try_get(r.process_id, &r.key))?;
         Ok(Response::new(proto::TryGetResponse {
@@ -203,6 +343,7 @@ impl proto::coordinator_server::Coordinator for Service {
         &self,
         request: Request<proto::BarrierRequest>,
     ) -> Result<Response<proto::BarrierResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
         let r = request.into_inner();
         let timeout = ms(r.timeout_ms);
         self.shared.with(|st| st.arrive(r.process_id, &r.name))?;
@@ -264,14 +405,24 @@ pub fn serve(addr: SocketAddr, config: ServerConfig) -> Result<Server, CoordErro
         .map_err(|e| serve_err(e.to_string()))?;
     let shared = Arc::new(Shared::new(config));
     let (stop, stopped) = oneshot::channel::<()>();
+    let limits = &shared.config.limits;
     let service = CoordinatorServer::new(Service {
         shared: shared.clone(),
     })
-    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    .max_decoding_message_size(limits.max_message_bytes)
+    .max_encoding_message_size(limits.max_message_bytes);
+    let service = InterceptedService::new(
+        service,
+        Gate {
+            shared: shared.clone(),
+        },
+    );
+    let incoming = counted_incoming(listener, limits.max_connections);
+    let builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(limits.max_streams_per_connection));
+    let builder = tls(builder, shared.config.tls.as_ref()).map_err(serve_err)?;
     runtime.spawn(async move {
-        let result = tonic::transport::Server::builder()
+        let result = builder
             .serve_with_incoming_shutdown(service, incoming, async {
                 let _ = stopped.await;
             })
@@ -281,13 +432,42 @@ pub fn serve(addr: SocketAddr, config: ServerConfig) -> Result<Server, CoordErro
         }
     });
     runtime.spawn(monitor(Arc::downgrade(&shared)));
-    tracing::info!("coordinator listening on {local}");
+    let how = if shared.config.tls.is_some() {
+        "TLS"
+    } else {
+        "plain TCP"
+    };
+    tracing::info!("coordinator listening on {local} ({how}, token required)");
     Ok(Server {
         addr: local,
         shared,
         stop: Some(stop),
         runtime: Some(runtime),
     })
+}
+
+/// The builder with TLS when `tls` is given (rustls; the certificate chain and key are
+/// checked here, so a bad one is an error at start, not at the first connection).
+fn tls(
+    builder: tonic::transport::Server,
+    tls: Option<&ServerTls>,
+) -> Result<tonic::transport::Server, String> {
+    let Some(t) = tls else {
+        return Ok(builder);
+    };
+    let identity = tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem);
+    builder
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+        .map_err(|e| {
+            let mut detail = e.to_string();
+            if let Some(s) = std::error::Error::source(&e) {
+                detail = format!("{detail}: {s}");
+            }
+            format!(
+                "the TLS certificate (--coordinator-tls-cert) or key (--coordinator-tls-key): \
+                 {detail}"
+            )
+        })
 }
 
 /// Fails the run when a process misses its heartbeats; ends with the server.
@@ -306,6 +486,14 @@ impl Server {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The requests refused so far for authentication or identity.
+    pub fn refusals(&self) -> Refusals {
+        Refusals {
+            unauthenticated: self.shared.unauthenticated.load(Ordering::Relaxed),
+            permission_denied: self.shared.permission_denied.load(Ordering::Relaxed),
+        }
     }
 
     /// The processes registered so far, ordered by id (for progress messages while waiting).
@@ -361,23 +549,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn listen_address_takes_the_port() {
+    fn the_bind_address_is_the_coordinator_host_unless_given() {
+        let b = |c: &str, bind: Option<&str>| bind_address(c, bind).map(|a| a.to_string());
+        assert_eq!(b("127.0.0.1:8476", None).unwrap(), "127.0.0.1:8476");
+        assert_eq!(b("localhost:9", None).unwrap(), "127.0.0.1:9");
+        assert_eq!(b("10.130.0.5:8476", None).unwrap(), "10.130.0.5:8476");
+        assert_eq!(b("[::1]:7", None).unwrap(), "[::1]:7");
+        // Every interface only when asked for.
         assert_eq!(
-            listen_address("10.130.0.5:8476").unwrap(),
-            "0.0.0.0:8476".parse::<SocketAddr>().unwrap()
+            b("10.130.0.5:8476", Some("0.0.0.0:8476")).unwrap(),
+            "0.0.0.0:8476"
         );
-        assert_eq!(listen_address("tpu-vm-0:9000").unwrap().port(), 9000);
-        for bad in ["10.130.0.5", "host:port", "host:70000"] {
-            let e = listen_address(bad).unwrap_err();
+        for bad in ["10.130.0.5", "host:port", "host:70000", ":80"] {
+            let e = b(bad, None).unwrap_err();
+            assert!(e.to_string().contains("--coordinator"), "{e}");
             assert!(e.to_string().contains("HOST:PORT"), "{e}");
         }
+        let e = b("10.0.0.1:1", Some("nope")).unwrap_err();
+        assert!(e.to_string().contains("--coordinator-bind `nope`"), "{e}");
     }
 
     #[test]
     fn bad_configs_are_refused() {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        assert!(serve(addr, ServerConfig::new(0)).is_err());
-        let mut c = ServerConfig::new(2);
+        let token = Token::generate().unwrap();
+        assert!(serve(addr, ServerConfig::new(0, token.clone())).is_err());
+        let mut c = ServerConfig::new(2, token);
         c.heartbeat_timeout = c.heartbeat_interval;
         let e = serve(addr, c).unwrap_err();
         assert!(e.to_string().contains("heartbeat timeout"), "{e}");

@@ -5,6 +5,7 @@
 //! Errors are gRPC statuses with the codes the client maps (error.rs): ABORTED once the run has
 //! failed, DEADLINE_EXCEEDED for a wait that ran out, INVALID_ARGUMENT / ALREADY_EXISTS /
 //! FAILED_PRECONDITION for requests that can never succeed.
+use super::limits::{Limits, ENTRY_OVERHEAD};
 use super::proto::Member;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -40,6 +41,16 @@ impl Refusal {
     pub fn failed_precondition(m: impl Into<String>) -> Refusal {
         Refusal::new(Code::FailedPrecondition, m)
     }
+    pub fn permission_denied(m: impl Into<String>) -> Refusal {
+        Refusal::new(Code::PermissionDenied, m)
+    }
+    pub fn resource_exhausted(m: impl Into<String>) -> Refusal {
+        Refusal::new(Code::ResourceExhausted, m)
+    }
+    /// The gRPC code (the server counts the refusals of some codes).
+    pub fn grpc_code(&self) -> Code {
+        self.code
+    }
     pub fn internal(m: impl Into<String>) -> Refusal {
         Refusal::new(Code::Internal, m)
     }
@@ -67,6 +78,8 @@ impl From<Refusal> for Status {
 
 struct MemberEntry {
     member: Member,
+    /// The session id Register gave this process; its later calls must carry it.
+    session: String,
     last_seen: Instant,
     left: bool,
 }
@@ -78,10 +91,18 @@ struct BarrierEntry {
     outcome: Option<Result<(), Refusal>>,
 }
 
+/// Longest host name a process may register with (DNS names are at most 253 bytes).
+const MAX_HOSTNAME_BYTES: usize = 1024;
+/// Longest reason of an unclean leave that is kept (longer ones are cut; it is only a message).
+const MAX_REASON_BYTES: usize = 16 << 10;
+
 pub(crate) struct State {
     num_processes: u32,
+    limits: Limits,
     members: BTreeMap<u32, MemberEntry>,
     kv: HashMap<String, Vec<u8>>,
+    /// The store's size as `Limits::max_store_bytes` counts it.
+    store_bytes: usize,
     barriers: HashMap<String, BarrierEntry>,
     failure: Option<String>,
     /// Something a waiter may be waiting for changed (the server wakes the waiters).
@@ -100,11 +121,13 @@ fn list(ids: impl IntoIterator<Item = u32>) -> String {
 }
 
 impl State {
-    pub fn new(num_processes: u32) -> State {
+    pub fn new(num_processes: u32, limits: Limits) -> State {
         State {
             num_processes,
+            limits,
             members: BTreeMap::new(),
             kv: HashMap::new(),
+            store_bytes: 0,
             barriers: HashMap::new(),
             failure: None,
             changed: false,
@@ -147,6 +170,39 @@ impl State {
         }
     }
 
+    /// The caller presented `session` (the metadata, if any) for a request as process `id`:
+    /// it must be the session Register gave process `id`. A session of another process is a
+    /// spoofed id.
+    pub fn check_session(&self, id: u32, session: Option<&[u8]>) -> Result<(), Refusal> {
+        let Some(session) = session else {
+            return Err(Refusal::permission_denied(format!(
+                "a request as process {id} without a session id (metadata `{}`): register \
+                 first and send the session id Register returned with every later call",
+                super::auth::SESSION
+            )));
+        };
+        // Every member is compared (in constant time each), so the answer's timing does not
+        // tell which process a guessed session is close to.
+        let mut owner = None;
+        for (i, m) in &self.members {
+            if bool::from(subtle::ConstantTimeEq::ct_eq(m.session.as_bytes(), session)) {
+                owner = Some(*i);
+            }
+        }
+        match owner {
+            Some(o) if o == id => Ok(()),
+            Some(o) => Err(Refusal::permission_denied(format!(
+                "the session of {} made a request as process {id}: a process may act only as \
+                 itself",
+                self.describe(o)
+            ))),
+            None => Err(Refusal::permission_denied(format!(
+                "a request as process {id} with a session id the coordinator did not give: \
+                 register first and send the session id Register returned"
+            ))),
+        }
+    }
+
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
     }
@@ -158,10 +214,12 @@ impl State {
 
     // ------------------------------------------------------------------ membership
 
+    /// Registers `member` with the session id its later calls must carry.
     pub fn register(
         &mut self,
         member: Member,
         num_processes: u32,
+        session: String,
         now: Instant,
     ) -> Result<(), Refusal> {
         self.check_not_failed()?;
@@ -179,6 +237,13 @@ impl State {
                 member.hostname, self.num_processes
             )));
         }
+        if member.hostname.len() > MAX_HOSTNAME_BYTES {
+            return Err(Refusal::invalid_argument(format!(
+                "process {id}: its host name is {} bytes long, over the limit of \
+                 {MAX_HOSTNAME_BYTES}",
+                member.hostname.len()
+            )));
+        }
         if let Some(existing) = self.members.get(&id) {
             return Err(Refusal::already_exists(format!(
                 "process {id} is already registered (host {}); a second worker from host {} \
@@ -190,6 +255,7 @@ impl State {
             id,
             MemberEntry {
                 member,
+                session,
                 last_seen: now,
                 left: false,
             },
@@ -245,6 +311,12 @@ impl State {
         if !clean {
             let why = if reason.is_empty() {
                 "no reason given".to_string()
+            } else if reason.len() > MAX_REASON_BYTES {
+                let mut end = MAX_REASON_BYTES;
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                format!("{}... (cut at {MAX_REASON_BYTES} bytes)", &reason[..end])
             } else {
                 reason.to_string()
             };
@@ -293,9 +365,49 @@ impl State {
 
     // --------------------------------------------------------------- key-value store
 
+    fn check_key(&self, key: &str) -> Result<(), Refusal> {
+        let max = self.limits.max_key_bytes;
+        if key.len() > max {
+            return Err(Refusal::invalid_argument(format!(
+                "a key of {} bytes (starting `{}`) is over the limit of {max} bytes on key \
+                 length",
+                key.len(),
+                key.chars().take(64).collect::<String>()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn put(&mut self, id: u32, key: &str, value: &[u8]) -> Result<(), Refusal> {
         self.check_not_failed()?;
         self.check_member(id)?;
+        self.check_key(key)?;
+        let l = &self.limits;
+        if value.len() > l.max_value_bytes {
+            return Err(Refusal::invalid_argument(format!(
+                "the value of key `{key}` is {} bytes, over the limit of {} bytes on a value",
+                value.len(),
+                l.max_value_bytes
+            )));
+        }
+        let cost = key.len() + value.len() + ENTRY_OVERHEAD;
+        if !self.kv.contains_key(key) {
+            if self.kv.len() >= l.max_keys {
+                return Err(Refusal::resource_exhausted(format!(
+                    "the store holds {} keys, the limit on keys per run; key `{key}` is refused",
+                    self.kv.len()
+                )));
+            }
+            if self.store_bytes + cost > l.max_store_bytes {
+                return Err(Refusal::resource_exhausted(format!(
+                    "key `{key}` ({} bytes with its value) would take the store to {} bytes, \
+                     over the limit of {} bytes on the store",
+                    cost,
+                    self.store_bytes + cost,
+                    l.max_store_bytes
+                )));
+            }
+        }
         match self.kv.get(key) {
             Some(v) if v == value => Ok(()),
             Some(_) => Err(Refusal::already_exists(format!(
@@ -305,6 +417,7 @@ impl State {
             ))),
             None => {
                 self.kv.insert(key.to_string(), value.to_vec());
+                self.store_bytes += cost;
                 self.changed = true;
                 Ok(())
             }
@@ -314,6 +427,7 @@ impl State {
     pub fn try_get(&self, id: u32, key: &str) -> Result<Option<Vec<u8>>, Refusal> {
         self.check_not_failed()?;
         self.check_member(id)?;
+        self.check_key(key)?;
         Ok(self.kv.get(key).cloned())
     }
 
@@ -326,6 +440,7 @@ impl State {
     ) -> Result<Option<Vec<u8>>, Refusal> {
         self.check_not_failed()?;
         self.check_member(id)?;
+        self.check_key(key)?;
         if let Some(v) = self.kv.get(key) {
             return Ok(Some(v.clone()));
         }
@@ -345,6 +460,22 @@ impl State {
     pub fn arrive(&mut self, id: u32, name: &str) -> Result<(), Refusal> {
         self.check_not_failed()?;
         self.check_member(id)?;
+        let l = &self.limits;
+        if name.len() > l.max_barrier_name_bytes {
+            return Err(Refusal::invalid_argument(format!(
+                "a barrier name of {} bytes (starting `{}`) is over the limit of {} bytes",
+                name.len(),
+                name.chars().take(64).collect::<String>(),
+                l.max_barrier_name_bytes
+            )));
+        }
+        if !self.barriers.contains_key(name) && self.barriers.len() >= l.max_barriers {
+            return Err(Refusal::resource_exhausted(format!(
+                "the run has used {} barriers, the limit on barriers per run; barrier `{name}` \
+                 is refused",
+                self.barriers.len()
+            )));
+        }
         let who = self.describe(id);
         let b = self.barriers.entry(name.to_string()).or_default();
         if !b.arrived.insert(id) {
@@ -424,9 +555,10 @@ mod tests {
     }
 
     fn full(n: u32, now: Instant) -> State {
-        let mut s = State::new(n);
+        let mut s = State::new(n, Limits::default());
         for i in 0..n {
-            s.register(member(i, &format!("host-{i}")), n, now).unwrap();
+            s.register(member(i, &format!("host-{i}")), n, format!("s{i}"), now)
+                .unwrap();
         }
         s
     }
@@ -436,25 +568,25 @@ mod tests {
     #[test]
     fn registration_rules() {
         let now = Instant::now();
-        let mut s = State::new(3);
-        s.register(member(1, "b"), 3, now).unwrap();
-        let e = s.register(member(1, "c"), 3, now).unwrap_err();
+        let mut s = State::new(3, Limits::default());
+        s.register(member(1, "b"), 3, "s1".into(), now).unwrap();
+        let e = s.register(member(1, "c"), 3, "s1".into(), now).unwrap_err();
         assert_eq!(e.code(), tonic::Code::AlreadyExists);
         assert!(
             e.message().contains("host b") && e.message().contains("host c"),
             "{e}"
         );
-        let e = s.register(member(2, "c"), 4, now).unwrap_err();
+        let e = s.register(member(2, "c"), 4, "s2".into(), now).unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(e.message().contains("--num-processes 4"), "{e}");
-        let e = s.register(member(3, "d"), 3, now).unwrap_err();
+        let e = s.register(member(3, "d"), 3, "s3".into(), now).unwrap_err();
         assert!(e.message().contains("0..3"), "{e}");
         assert_eq!(s.members_ready(1, false, T).unwrap(), None);
         let e = s.members_ready(1, true, T).unwrap_err();
         assert_eq!(e.code(), tonic::Code::DeadlineExceeded);
         assert!(e.message().contains("missing process id(s) 0, 2"), "{e}");
-        s.register(member(2, "c"), 3, now).unwrap();
-        s.register(member(0, "a"), 3, now).unwrap();
+        s.register(member(2, "c"), 3, "s2".into(), now).unwrap();
+        s.register(member(0, "a"), 3, "s0".into(), now).unwrap();
         let m = s.members_ready(0, false, T).unwrap().unwrap();
         assert_eq!(
             m.iter().map(|m| m.hostname.as_str()).collect::<Vec<_>>(),

@@ -10,7 +10,8 @@
 //! [checkpoint]   # dir, interval, keep_last, resume
 //! [device]       # backend = "cpu" | "cuda" | "tpu", plugin = "/path/to/pjrt_plugin.so", num_devices,
 //!                # attention = "auto" | "graph" | "cudnn"; several processes (one per host):
-//!                # coordinator = "host:port", num_processes, process_id
+//!                # coordinator = "host:port", num_processes, process_id, and the
+//!                # coordinator_* settings (token file, bind address, TLS, timeouts)
 //! [output]       # dir (metrics.jsonl, TensorBoard events), log_every, tensorboard
 //! ```
 //! See `configs/pretrain-tiny.toml` for a complete, commented example.
@@ -223,6 +224,32 @@ pub struct DeviceSection {
     /// This process's index, `0..num_processes` (0 serves the coordinator, writes metrics,
     /// evaluates and checkpoints).
     pub process_id: u32,
+    /// A file holding the run's secret (the same on every process). Unset: the environment
+    /// variable `TPU_RUN_COORDINATOR_TOKEN`, else process 0 generates one and prints it.
+    pub coordinator_token_file: Option<PathBuf>,
+    /// Process 0 writes the token it generated to this new file (mode 600), for the others.
+    pub coordinator_token_out: Option<PathBuf>,
+    /// The address process 0 listens on, `HOST:PORT` (default: `coordinator` itself;
+    /// `0.0.0.0:PORT` for every interface).
+    pub coordinator_bind: Option<String>,
+    /// TLS: process 0's certificate chain and private key (PEM).
+    pub coordinator_tls_cert: Option<PathBuf>,
+    pub coordinator_tls_key: Option<PathBuf>,
+    /// TLS: the CA every process (0 included) verifies the coordinator's certificate with.
+    pub coordinator_tls_ca: Option<PathBuf>,
+    /// Seconds a process keeps trying to reach the coordinator (process 0 may start later).
+    pub coordinator_connect_timeout: f64,
+    /// Seconds to wait for every process to join.
+    pub coordinator_join_timeout: f64,
+    /// Seconds between heartbeats (process 0's value applies to every process).
+    pub coordinator_heartbeat_interval: f64,
+    /// Seconds without a heartbeat after which a process counts as lost and the run fails
+    /// (process 0's value applies to every process; must exceed the interval).
+    pub coordinator_heartbeat_timeout: f64,
+    /// Seconds a process waits for the others at a coordinated point (resume decision, file
+    /// lists, barriers, checkpoints, the end); generous, as a process may still be compiling.
+    /// A failed process ends these waits at once, not this limit.
+    pub coordinator_wait_timeout: f64,
 }
 
 impl Default for DeviceSection {
@@ -235,6 +262,17 @@ impl Default for DeviceSection {
             coordinator: None,
             num_processes: 1,
             process_id: 0,
+            coordinator_token_file: None,
+            coordinator_token_out: None,
+            coordinator_bind: None,
+            coordinator_tls_cert: None,
+            coordinator_tls_key: None,
+            coordinator_tls_ca: None,
+            coordinator_connect_timeout: 120.0,
+            coordinator_join_timeout: 300.0,
+            coordinator_heartbeat_interval: 1.0,
+            coordinator_heartbeat_timeout: 30.0,
+            coordinator_wait_timeout: 1800.0,
         }
     }
 }
@@ -292,6 +330,17 @@ pub struct Overrides {
     pub coordinator: Option<String>,
     pub num_processes: Option<u32>,
     pub process_id: Option<u32>,
+    pub coordinator_token_file: Option<PathBuf>,
+    pub coordinator_token_out: Option<PathBuf>,
+    pub coordinator_bind: Option<String>,
+    pub coordinator_tls_cert: Option<PathBuf>,
+    pub coordinator_tls_key: Option<PathBuf>,
+    pub coordinator_tls_ca: Option<PathBuf>,
+    pub coordinator_connect_timeout: Option<f64>,
+    pub coordinator_join_timeout: Option<f64>,
+    pub coordinator_heartbeat_interval: Option<f64>,
+    pub coordinator_heartbeat_timeout: Option<f64>,
+    pub coordinator_wait_timeout: Option<f64>,
     pub batch_size: Option<usize>,
     pub seq_len: Option<usize>,
     pub max_predictions: Option<usize>,
@@ -363,6 +412,35 @@ impl PretrainConfig {
         }
         set(&mut self.device.num_processes, &o.num_processes);
         set(&mut self.device.process_id, &o.process_id);
+        let d = &mut self.device;
+        for (dst, v) in [
+            (&mut d.coordinator_token_file, &o.coordinator_token_file),
+            (&mut d.coordinator_token_out, &o.coordinator_token_out),
+            (&mut d.coordinator_tls_cert, &o.coordinator_tls_cert),
+            (&mut d.coordinator_tls_key, &o.coordinator_tls_key),
+            (&mut d.coordinator_tls_ca, &o.coordinator_tls_ca),
+        ] {
+            if v.is_some() {
+                dst.clone_from(v);
+            }
+        }
+        if o.coordinator_bind.is_some() {
+            d.coordinator_bind.clone_from(&o.coordinator_bind);
+        }
+        set(
+            &mut d.coordinator_connect_timeout,
+            &o.coordinator_connect_timeout,
+        );
+        set(&mut d.coordinator_join_timeout, &o.coordinator_join_timeout);
+        set(
+            &mut d.coordinator_heartbeat_interval,
+            &o.coordinator_heartbeat_interval,
+        );
+        set(
+            &mut d.coordinator_heartbeat_timeout,
+            &o.coordinator_heartbeat_timeout,
+        );
+        set(&mut d.coordinator_wait_timeout, &o.coordinator_wait_timeout);
         set(&mut self.train.batch_size, &o.batch_size);
         set(&mut self.data.seq_len, &o.seq_len);
         set(&mut self.data.max_predictions, &o.max_predictions);
@@ -516,8 +594,67 @@ impl PretrainConfig {
                      (e.g. 10.130.0.5:8476)"
                 )
             }
-            _ => Ok(()),
+            _ => {}
         }
+        self.check_coordinator_settings()
+    }
+
+    /// The coordinator's timeouts (positive, finite; heartbeat interval below its timeout)
+    /// and TLS files (certificate and key together; the CA wherever a certificate is served).
+    fn check_coordinator_settings(&self) -> Result<()> {
+        let d = &self.device;
+        for (key, flag, v) in [
+            (
+                "connect_timeout",
+                "connect-timeout",
+                d.coordinator_connect_timeout,
+            ),
+            ("join_timeout", "join-timeout", d.coordinator_join_timeout),
+            (
+                "heartbeat_interval",
+                "heartbeat-interval",
+                d.coordinator_heartbeat_interval,
+            ),
+            (
+                "heartbeat_timeout",
+                "heartbeat-timeout",
+                d.coordinator_heartbeat_timeout,
+            ),
+            ("wait_timeout", "wait-timeout", d.coordinator_wait_timeout),
+        ] {
+            // At most a day: the coordinator cuts longer waits to that anyway.
+            if !(v > 0.0 && v <= 86_400.0) {
+                bail!(
+                    "config: device.coordinator_{key} (--coordinator-{flag}) is {v} s; it must \
+                     be a number of seconds above 0 and at most 86400"
+                );
+            }
+        }
+        if d.coordinator_heartbeat_interval >= d.coordinator_heartbeat_timeout {
+            bail!(
+                "config: device.coordinator_heartbeat_interval (--coordinator-heartbeat-interval) \
+                 {} s must be below device.coordinator_heartbeat_timeout \
+                 (--coordinator-heartbeat-timeout) {} s (several heartbeats must fit in the \
+                 timeout)",
+                d.coordinator_heartbeat_interval,
+                d.coordinator_heartbeat_timeout
+            );
+        }
+        if d.coordinator_tls_cert.is_some() != d.coordinator_tls_key.is_some() {
+            bail!(
+                "config: device.coordinator_tls_cert (--coordinator-tls-cert) and \
+                 device.coordinator_tls_key (--coordinator-tls-key) go together: process 0 \
+                 serves TLS with both"
+            );
+        }
+        if d.coordinator_tls_cert.is_some() && d.coordinator_tls_ca.is_none() {
+            bail!(
+                "config: with --coordinator-tls-cert every process, process 0 included (it is a \
+                 client of its own coordinator), needs --coordinator-tls-ca (device.\
+                 coordinator_tls_ca) to verify it"
+            );
+        }
+        Ok(())
     }
 
     /// The global batch must split evenly into `devices` local replica shards on each of

@@ -11,28 +11,19 @@
 //! process stuck inside a step (a collective waiting for a dead peer never returns) is ended by
 //! the watchdog thread with the run's failure as its message.
 use super::config::PretrainConfig;
+use super::coord_setup;
 use crate::backend::{open_process_client, Backend};
 use crate::ckpt::{Checkpoint, Store};
-use crate::coord::{self, Client, ClientConfig, CoordError, Server, ServerConfig};
+use crate::coord::{self, Client, Server};
 use anyhow::{anyhow, Context, Result};
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a process waits for the others at a coordinated point (resume decision, file
-/// lists, checkpoints, the end). Generous: a process may still be compiling a large model. A
-/// failed or killed process ends these waits at once through the coordinator, not this limit.
-const COORD_WAIT: Duration = Duration::from_secs(30 * 60);
-
 /// How long the watchdog lets the main thread notice a failure of the run itself before it
 /// ends the process (the main thread is then stuck in a collective with a lost peer).
 const WATCHDOG_GRACE: Duration = Duration::from_secs(20);
-
-/// How long process 0 keeps the coordinator up after it failed, so that the others hear why
-/// (three heartbeat intervals of `ServerConfig::new`).
-const FAILURE_LINGER: Duration = Duration::from_secs(3);
 
 const RESUME_KEY: &str = "tpu-run/pretrain/resume-from";
 const NO_CHECKPOINT: &str = "none";
@@ -44,6 +35,13 @@ pub struct Distributed {
     client: Arc<Client>,
     /// Process 0's coordinator; stopped only after every process has left.
     server: Option<Server>,
+    /// How long to wait for the others at a coordinated point (resume decision, file lists,
+    /// checkpoints, the end; `--coordinator-wait-timeout`). Generous: a process may still be
+    /// compiling a large model. A failed or killed process ends these waits at once through
+    /// the coordinator, not this limit.
+    wait: Duration,
+    /// How long process 0 keeps the coordinator up after it failed, so the others hear why.
+    failure_linger: Duration,
     watchdog: Option<Watchdog>,
 }
 
@@ -60,12 +58,17 @@ impl Distributed {
             .coordinator
             .as_deref()
             .ok_or_else(|| anyhow!("config: device.coordinator is required"))?;
+        let token = coord_setup::run_token(d)?;
         let server = if d.process_id == 0 {
-            let listen = bind_address(addr)?;
-            Some(
-                coord::serve(listen, ServerConfig::new(d.num_processes))
-                    .with_context(|| format!("process 0 serving the coordinator for {addr}"))?,
-            )
+            let listen = coord_setup::listen_on(d, addr)?;
+            let config = coord_setup::server_config(d, token.clone())?;
+            Some(coord::serve(listen, config).with_context(|| {
+                format!(
+                    "process 0 serving the coordinator for --coordinator {addr} on {listen} \
+                     (when that is not one of this host's addresses, e.g. behind NAT, give \
+                     --coordinator-bind with one that is, or 0.0.0.0:PORT for every interface)"
+                )
+            })?)
         } else {
             None
         };
@@ -78,10 +81,7 @@ impl Distributed {
             addr,
             d.process_id,
             d.num_processes,
-            ClientConfig {
-                local_device_count: d.num_devices.unwrap_or(0),
-                ..ClientConfig::default()
-            },
+            coord_setup::client_config(d, token)?,
         )
         .with_context(|| {
             format!(
@@ -107,6 +107,8 @@ impl Distributed {
             watchdog: Some(Watchdog::start(client.clone())),
             client,
             server,
+            wait: coord_setup::wait_timeout(d),
+            failure_linger: coord_setup::failure_linger(d),
         }))
     }
 
@@ -132,7 +134,7 @@ impl Distributed {
     /// together: the plugins exchange their devices at creation).
     pub fn open_client(&self, backend: Backend, plugin: Option<&Path>) -> Result<tpu::Client> {
         self.client
-            .barrier("tpu-run/pretrain/pjrt-client", COORD_WAIT)
+            .barrier("tpu-run/pretrain/pjrt-client", self.wait)
             .context("waiting for every process to open its devices")?;
         open_process_client(
             backend,
@@ -148,7 +150,7 @@ impl Distributed {
     pub fn shard_files(&self, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let mine = self
             .client
-            .shard_files("train", files, COORD_WAIT)
+            .shard_files("train", files, self.wait)
             .context("data.train across the processes")?;
         tracing::info!(
             "process {} of {}: reading {} of the {} training file(s)",
@@ -189,7 +191,7 @@ impl Distributed {
             self.log_resume(&choice);
             return Ok(latest);
         }
-        let choice = self.client.get(RESUME_KEY, COORD_WAIT)?;
+        let choice = self.client.get(RESUME_KEY, self.wait)?;
         let choice = String::from_utf8_lossy(&choice).into_owned();
         if choice == NO_CHECKPOINT {
             self.log_resume(&choice);
@@ -234,7 +236,7 @@ impl Distributed {
     ) -> Result<Option<PathBuf>> {
         let mut written = None;
         self.client
-            .checkpoint(step, local, COORD_WAIT, |states| {
+            .checkpoint(step, local, self.wait, |states| {
                 write(states)
                     .map(|p| written = Some(p))
                     .map_err(|e| format!("{e:#}"))
@@ -250,7 +252,7 @@ impl Distributed {
         self.client.shutdown()?;
         if let Some(server) = self.server.take() {
             server
-                .wait_until_all_left(COORD_WAIT)
+                .wait_until_all_left(self.wait)
                 .map_err(|e| anyhow!("waiting for the other processes to finish: {e}"))?;
         }
         Ok(())
@@ -267,7 +269,7 @@ impl Distributed {
         if let Some(server) = self.server.take() {
             // The others learn of the failure at once in a blocking call, else from their next
             // heartbeat answer (every second); the coordinator stays up that long for them.
-            std::thread::sleep(FAILURE_LINGER);
+            std::thread::sleep(self.failure_linger);
             drop(server);
         }
     }
@@ -283,23 +285,6 @@ impl Drop for Distributed {
     fn drop(&mut self) {
         self.stop_watchdog();
     }
-}
-
-/// Where process 0 listens for `--coordinator HOST:PORT`: loopback only when HOST is a
-/// loopback address (all processes on this machine), else every interface
-/// ([`coord::listen_address`]).
-pub fn bind_address(coordinator: &str) -> Result<SocketAddr, CoordError> {
-    let any = coord::listen_address(coordinator)?;
-    let host = coordinator
-        .rsplit_once(':')
-        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
-        .unwrap_or_default();
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    Ok(if loopback {
-        SocketAddr::from(([127, 0, 0, 1], any.port()))
-    } else {
-        any
-    })
 }
 
 /// A thread that ends the process when the run has failed and the main thread has not
@@ -356,23 +341,6 @@ pub fn process_seed(seed: u64, process_id: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_coordinators_listen_on_loopback_only() {
-        assert_eq!(
-            bind_address("127.0.0.1:8476").unwrap(),
-            "127.0.0.1:8476".parse().unwrap()
-        );
-        assert_eq!(
-            bind_address("localhost:9").unwrap(),
-            "127.0.0.1:9".parse().unwrap()
-        );
-        assert_eq!(
-            bind_address("10.130.0.5:8476").unwrap(),
-            "0.0.0.0:8476".parse().unwrap()
-        );
-        assert!(bind_address("no-port").is_err());
-    }
 
     #[test]
     fn process_seeds_differ_and_process_0_keeps_the_seed() {

@@ -14,6 +14,7 @@ pub mod batches;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod coord_setup;
 pub mod corpus;
 pub mod demo;
 pub mod distributed;
