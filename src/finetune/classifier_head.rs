@@ -57,6 +57,7 @@ pub fn classifier_logits(
     train: bool,
 ) -> Result<Value> {
     let enc = encoder_forward(b, cfg, params, inputs, key, train)?;
+    let _scope = b.scope("classifier_head");
     let pooled = if train && cfg.hidden_dropout_prob > 0.0 {
         b.dropout(enc.pooled, cfg.hidden_dropout_prob, enc.key)?.0
     } else {

@@ -145,6 +145,7 @@ pub fn squad_logits(
         }
     }
     let enc = encoder_forward(b, cfg, &with_pooler, inputs, key, train)?;
+    let _scope = b.scope("qa_head");
     qa_logits(
         b,
         enc.sequence,
