@@ -3,9 +3,10 @@
 use crate::model::{AttentionKernel, BertConfig};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tpu::plugin::{Plugin, PluginKind};
-use tpu::{Client, ClientOptions, CompileOptions, KeyValueStore, OptionOverride};
+use tpu::{Client, ClientOptions, CompileCache, CompileOptions, KeyValueStore, OptionOverride};
 
 /// Which kind of device to run on; each maps to one PJRT plugin family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -39,8 +40,29 @@ pub fn open_client(backend: Backend, plugin: Option<&Path>, cpu_devices: i64) ->
         Backend::Cpu => ClientOptions::cpu(cpu_devices),
         _ => ClientOptions::default(),
     };
-    Client::new(&plugin, &options)
-        .with_context(|| format!("creating a PJRT client on {}", plugin.path().display()))
+    let client = Client::new(&plugin, &options)
+        .with_context(|| format!("creating a PJRT client on {}", plugin.path().display()))?;
+    if compile_cache_enabled() {
+        client.enable_compile_cache(CompileCache::default_location());
+    }
+    Ok(client)
+}
+
+static COMPILE_CACHE_OFF: AtomicBool = AtomicBool::new(false);
+
+/// `--no-compile-cache`: clients opened from now on compile every program afresh.
+pub fn disable_compile_cache() {
+    COMPILE_CACHE_OFF.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`open_client`] routes compiles through the per-user compile cache
+/// ([`CompileCache::default_location`]): yes unless `--no-compile-cache` or
+/// `TPU_RUN_COMPILE_CACHE=off|0|false`. Multi-process clients never do (their executables span
+/// processes).
+pub fn compile_cache_enabled() -> bool {
+    let env_off = std::env::var("TPU_RUN_COMPILE_CACHE")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "off" | "0" | "false"));
+    !(env_off || COMPILE_CACHE_OFF.load(Ordering::Relaxed))
 }
 
 /// Opens the client of process `process_id` of a `num_processes`-process run: one client

@@ -26,6 +26,10 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Compile every program afresh: neither load nor store compiled executables in the
+    /// per-user compile cache (also: TPU_RUN_COMPILE_CACHE=off).
+    #[arg(long, global = true)]
+    no_compile_cache: bool,
 }
 
 /// Where to run: the backend and, optionally, an explicit plugin file.
@@ -92,6 +96,9 @@ enum PluginCommand {
 
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
+    if cli.no_compile_cache {
+        crate::backend::disable_compile_cache();
+    }
     match cli.command {
         Command::Demo(a) => demo::run(&a),
         Command::Selftest(a) => selftest::run(&a),

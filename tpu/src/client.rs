@@ -15,6 +15,8 @@ pub(crate) struct ClientInner {
     /// `PJRT_Client_Destroy` (fields drop after `Drop::drop`), since the plugin may call the
     /// callbacks until then.
     _kv: Option<Box<KvCallbacks>>,
+    /// Where compiles go through, once enabled ([`Client::enable_compile_cache`]).
+    pub(crate) compile_cache: std::sync::OnceLock<crate::compile_cache::CompileCache>,
 }
 
 // SAFETY: PJRT clients are thread-safe by the C API's contract (every framework calls one client
@@ -101,6 +103,7 @@ impl Client {
                 plugin: plugin.clone(),
                 raw: a.client,
                 _kv: kv,
+                compile_cache: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -112,6 +115,17 @@ impl Client {
 
     pub fn plugin(&self) -> &Plugin {
         &self.inner.plugin
+    }
+
+    /// Routes every later compile of this client (and its clones) through `cache`. Once per
+    /// client; a second call is ignored and returns false.
+    pub fn enable_compile_cache(&self, cache: crate::compile_cache::CompileCache) -> bool {
+        self.inner.compile_cache.set(cache).is_ok()
+    }
+
+    /// The cache compiles go through, if enabled.
+    pub fn compile_cache(&self) -> Option<&crate::compile_cache::CompileCache> {
+        self.inner.compile_cache.get()
     }
 
     pub(crate) fn api(&self) -> &Api {

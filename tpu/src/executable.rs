@@ -128,6 +128,41 @@ impl Client {
         options: &CompileOptions,
         parameter_shapes: Option<Vec<ArrayShape>>,
     ) -> Result<Executable> {
+        match (self.compile_cache(), parameter_shapes) {
+            (Some(cache), None) => Ok(cache.compile(self, module, options)?.0),
+            (_, shapes) => self.compile_uncached(module, options, shapes),
+        }
+    }
+
+    /// Loads an executable of `module` from its serialized form (the compile cache), with the
+    /// same parameter-shape checks as a fresh compile.
+    pub(crate) fn load_compiled(
+        &self,
+        bytes: &[u8],
+        module: &[u8],
+        options: &CompileOptions,
+    ) -> Result<Executable> {
+        let mut a: ffi::PJRT_Executable_DeserializeAndLoad_Args = new_args();
+        a.client = self.inner.raw;
+        a.serialized_executable = bytes.as_ptr() as *const c_char;
+        a.serialized_executable_size = bytes.len();
+        pjrt!(self.api(), PJRT_Executable_DeserializeAndLoad, &mut a)?;
+        let spmd = options.use_spmd_partitioning && options.num_partitions > 1;
+        let params = if spmd {
+            None
+        } else {
+            module_parameter_shapes(module)
+        };
+        Executable::from_loaded(&self.inner, a.loaded_executable, params)
+    }
+
+    /// Compiles with the plugin, never through the cache.
+    pub fn compile_uncached(
+        &self,
+        module: &[u8],
+        options: &CompileOptions,
+        parameter_shapes: Option<Vec<ArrayShape>>,
+    ) -> Result<Executable> {
         let opts = options.to_bytes()?;
         let format = b"hlo";
         let mut program: ffi::PJRT_Program = new_args();

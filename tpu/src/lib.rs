@@ -46,6 +46,7 @@ macro_rules! pjrt {
 pub(crate) mod api;
 pub mod buffer;
 pub mod client;
+pub mod compile_cache;
 mod cuda_libs;
 pub mod device;
 pub mod error;
@@ -62,6 +63,7 @@ pub mod tpu_safety;
 
 pub use buffer::Buffer;
 pub use client::Client;
+pub use compile_cache::{CacheOutcome, CompileCache};
 pub use device::{Device, DeviceMemoryStats};
 pub use error::{Error, Result};
 pub use executable::{ArrayShape, CompiledMemoryStats, Executable};
