@@ -11,13 +11,13 @@
 //! ```
 //! Regression follows Hugging Face `BertForSequenceClassification` with `num_labels = 1` (the
 //! GLUE convention for STS-B; run_classifier.py has no regression task).
+use super::head_dense::head_dense_f32;
 use crate::import::tf_names::{CLASSIFIER_BIAS, CLASSIFIER_WEIGHT};
 use crate::model::loss::label_nll;
 use crate::model::params::{encoder_param_specs, ParamInit};
 use crate::model::{encoder_forward, BertConfig, EncoderInputs, ParamSpec, ParamValues};
 use anyhow::{bail, Result};
-use hlo::ir::{DotDims, Precision};
-use hlo::{Builder, ElementType, Value};
+use hlo::{Builder, Value};
 
 /// The head's parameters: `classifier.weight` `[hidden, n]` (truncated normal, as
 /// run_classifier's `output_weights`) and `classifier.bias` `[n]` (zeros).
@@ -74,28 +74,7 @@ pub fn classifier_logits(
             b.array_shape(bias, "classifier")?
         );
     }
-    // The matmul runs in the pooled output's type with f32 accumulation, as the encoder's.
-    let (precision, preferred) = if x.ty == ElementType::F32 {
-        (Precision::Highest, None)
-    } else {
-        (Precision::Default, Some(ElementType::F32))
-    };
-    let dims = DotDims {
-        lhs_contracting: vec![1],
-        rhs_contracting: vec![0],
-        ..Default::default()
-    };
-    let logits = b.dot_general(
-        pooled,
-        b.convert(weight, x.ty)?,
-        dims,
-        [precision; 2],
-        preferred,
-    )?;
-    let logits = b.convert(logits, ElementType::F32)?;
-    let out = b.dims(logits)?;
-    let bias = b.broadcast_in_dim(b.convert(bias, ElementType::F32)?, &out, &[1])?;
-    Ok(b.add(logits, bias)?)
+    head_dense_f32(b, pooled, weight, bias)
 }
 
 /// Mean softmax cross-entropy of `logits` (f32 `[batch, labels]`) at `labels` (s32 `[batch]`).

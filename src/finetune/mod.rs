@@ -22,6 +22,7 @@ pub mod devices;
 pub mod eval_program;
 pub mod glue_program;
 pub mod glue_run;
+pub mod head_dense;
 pub mod init;
 pub mod progress;
 pub mod qa_head;

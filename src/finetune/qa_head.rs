@@ -10,12 +10,12 @@
 //! ```
 //! The fine-tuned model is the encoder without its pooler (the QA head never reads the pooled
 //! output; run_squad's optimizer gets no gradient for it either) plus `qa_outputs.*`.
+use super::head_dense::head_dense_f32;
 use crate::import::tf_names::{QA_BIAS, QA_WEIGHT};
 use crate::model::loss::label_nll;
 use crate::model::params::{encoder_param_specs, names, ParamInit};
 use crate::model::{encoder_forward, BertConfig, EncoderInputs, ParamSpec, ParamValues};
 use anyhow::{bail, Result};
-use hlo::ir::{DotDims, Precision};
 use hlo::{ArrayShape, Builder, ElementType, Value};
 
 /// The QA head's parameters: `qa_outputs.weight` `[hidden, 2]` (truncated normal, as
@@ -71,28 +71,8 @@ pub fn qa_logits(
             b.array_shape(bias, "qa_logits")?
         );
     }
-    let ct = s.ty;
-    let (precision, preferred) = if ct == ElementType::F32 {
-        (Precision::Highest, None)
-    } else {
-        (Precision::Default, Some(ElementType::F32))
-    };
-    let dims = DotDims {
-        lhs_contracting: vec![2],
-        rhs_contracting: vec![0],
-        ..Default::default()
-    };
-    let logits = b.dot_general(
-        sequence,
-        b.convert(weight, ct)?,
-        dims,
-        [precision; 2],
-        preferred,
-    )?;
-    let logits = b.convert(logits, ElementType::F32)?;
+    let logits = head_dense_f32(b, sequence, weight, bias)?;
     let out = b.dims(logits)?;
-    let bias = b.broadcast_in_dim(b.convert(bias, ElementType::F32)?, &out, &[2])?;
-    let logits = b.add(logits, bias)?;
     let (batch, seq) = (out[0], out[1]);
     let pick = |i: i64| -> Result<Value> {
         Ok(b.reshape(b.slice_in_dim(logits, i, i + 1, 2)?, &[batch, seq])?)
