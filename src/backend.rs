@@ -139,6 +139,7 @@ pub fn compile_options_for(cfg: &BertConfig, mut options: CompileOptions) -> Com
             OptionOverride::Str("FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL".into()),
         );
     }
+    crate::xla_flags::apply(&mut options);
     options
 }
 

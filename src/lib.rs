@@ -1,5 +1,6 @@
 //! tpu-run: BERT as XLA HLO, compiled and run through PJRT plugins.
 pub mod backend;
+pub mod bench;
 pub mod ckpt;
 pub mod cli;
 pub mod coord;
@@ -15,3 +16,4 @@ pub mod run;
 pub mod squad;
 pub mod tpu_target;
 pub mod train;
+pub mod xla_flags;

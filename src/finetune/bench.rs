@@ -10,8 +10,13 @@ use super::qa_head::squad_param_specs;
 use super::rng::{dropout_key, SplitMix64};
 use super::squad_train::{layout_literals, train_program, Hyper};
 use crate::backend::compile_options_for;
+use crate::bench::measure::{
+    device_description, device_peak_bytes, median, pipelined_steps, step_intervals, MeasureOptions,
+    Measurement, XlaReport,
+};
 use crate::model::init::init_from_specs;
 use crate::model::{AttentionKernel, BertConfig};
+use crate::train::lowered::lower;
 use crate::train::Trainer;
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::Literal;
@@ -105,7 +110,40 @@ pub fn bench(
     if steps == 0 {
         bail!("--max-steps must be at least 1 for the benchmark");
     }
-    let total = 1 + WARMUP_STEPS + steps;
+    let opts = MeasureOptions {
+        steps,
+        warmup: WARMUP_STEPS,
+    };
+    let m = measure(client, cfg, batch, seq, &opts, seed)?;
+    let median_step_s = median(&m.step_times_s);
+    Ok(BenchResult {
+        device: format!("{} ({})", m.platform, m.device_kind),
+        compile_time: Duration::from_secs_f64(m.compile_s),
+        seq_per_s: if median_step_s > 0.0 {
+            batch as f64 / median_step_s
+        } else {
+            0.0
+        },
+        median_step_s,
+        step_times: m.step_times_s,
+        last_loss: m.last_loss,
+    })
+}
+
+/// One measured run of the SQuAD train step on random features (see the module docs).
+pub fn measure(
+    client: &Client,
+    cfg: &BertConfig,
+    batch: usize,
+    seq: usize,
+    opts: &MeasureOptions,
+    seed: u64,
+) -> Result<Measurement> {
+    if opts.steps == 0 {
+        bail!("the benchmark needs at least 1 timed step");
+    }
+    let t_start = Instant::now();
+    let total = 1 + opts.warmup + opts.steps;
     let hyper = Hyper {
         learning_rate: 3e-5,
         warmup_steps: total / 10,
@@ -114,20 +152,19 @@ pub fn bench(
         clip_norm: Some(1.0),
     };
     let program = train_program(cfg, batch, seq, &hyper.step_config())?;
+    let (proto, build) = lower(&program.module, t_start)?;
     let t0 = Instant::now();
     let exe = client
-        .compile_module(
-            &program.module,
-            &compile_options_for(cfg, CompileOptions::default()),
-        )
+        .compile(&proto, &compile_options_for(cfg, CompileOptions::default()))
         .context("compiling the SQuAD train step")?;
-    let compile_time = t0.elapsed();
+    let compile_s = t0.elapsed().as_secs_f64();
+    let (platform, platform_version, device_kind) = device_description(&exe)?;
+    let xla = XlaReport::of(&exe);
     let device = client
         .addressable_devices()?
         .into_iter()
         .next()
         .ok_or_else(|| anyhow!("the backend has no device"))?;
-    let device_name = format!("{} ({})", client.platform_name()?, device.kind());
     let layout = program.layout;
     let init = init_from_specs(&squad_param_specs(cfg), cfg.initializer_range, seed);
     let params = layout_literals(&layout, &init)?;
@@ -146,56 +183,39 @@ pub fn bench(
         let rows: Vec<usize> = (0..batch).collect();
         batches.push(trainer.upload_batch(&f.train_literals(&rows)?)?);
     }
-    let mut pending: Option<Vec<Buffer>> = None;
-    let mut ready: Vec<Instant> = vec![];
-    let mut last_loss = f32::NAN;
-    for step in 0..=total {
-        let launched = if step < total {
+    let mut first_ready = None;
+    let (ready, last_loss) = pipelined_steps(
+        total,
+        |step| {
             let key = Literal::from_slice(&dropout_key(seed, step), &[2])?;
             let key = trainer.upload_batch(&[key])?;
             let mut refs: Vec<&Buffer> = batches[(step % 2) as usize].iter().collect();
             refs.extend(key.iter());
-            Some(trainer.step_async(&refs)?)
-        } else {
-            None
-        };
-        if let Some(outs) = pending.take() {
-            last_loss = outs
+            Ok(trainer.step_async(&refs)?)
+        },
+        |_, outs| {
+            let loss = outs
                 .first()
                 .ok_or_else(|| anyhow!("the step returned no loss"))?
                 .to_host::<f32>()?
                 .first()
                 .copied()
                 .unwrap_or(f32::NAN);
-            ready.push(Instant::now());
-            if !last_loss.is_finite() {
-                bail!("bench step {}: the loss is {last_loss}", ready.len());
-            }
-        }
-        pending = launched;
-    }
-    let step_times: Vec<f64> = ready
-        .windows(2)
-        .skip(WARMUP_STEPS as usize)
-        .map(|w| (w[1] - w[0]).as_secs_f64())
-        .collect();
-    let mut sorted = step_times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
-    };
-    Ok(BenchResult {
-        device: device_name,
-        compile_time,
-        seq_per_s: if median > 0.0 {
-            batch as f64 / median
-        } else {
-            0.0
+            first_ready.get_or_insert_with(|| t_start.elapsed());
+            Ok(loss)
         },
-        median_step_s: median,
-        step_times,
+    )?;
+    Ok(Measurement {
+        platform,
+        platform_version,
+        device_kind,
+        devices: 1,
+        build,
+        compile_s,
+        xla,
+        time_to_first_step_s: first_ready.unwrap_or_default().as_secs_f64(),
+        step_times_s: step_intervals(&ready, opts.warmup),
+        device_peak_bytes: device_peak_bytes(trainer.devices()),
         last_loss,
     })
 }

@@ -9,6 +9,10 @@
 use super::batches::{field_literals, key_literal, synthetic_batch};
 use super::config::PretrainConfig;
 use super::run::{read_record, Session};
+use crate::bench::measure::{
+    device_description, device_peak_bytes, median, pipelined_steps, step_intervals, MeasureOptions,
+    Measurement, XlaReport,
+};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -59,8 +63,35 @@ const WARMUP: u64 = 2;
 
 /// Runs `steps` timed steps (after the warm-up) of the step `cfg` describes, on synthetic data.
 pub fn bench(cfg: &PretrainConfig, steps: u64) -> Result<BenchResult> {
-    if steps == 0 {
-        bail!("--bench-steps must be at least 1");
+    let m = measure(
+        cfg,
+        &MeasureOptions {
+            steps,
+            warmup: WARMUP,
+        },
+    )?;
+    let median_step_s = median(&m.step_times_s);
+    Ok(BenchResult {
+        device: format!("{} ({}) x {}", m.platform, m.device_kind, m.devices),
+        compile_time: Duration::from_secs_f64(m.compile_s),
+        time_to_first_step: Duration::from_secs_f64(m.time_to_first_step_s),
+        seq_per_s: if median_step_s > 0.0 {
+            cfg.train.batch_size as f64 / median_step_s
+        } else {
+            0.0
+        },
+        median_step_s,
+        step_times: m.step_times_s,
+        batch_size: cfg.train.batch_size,
+        devices: m.devices,
+        last_loss: m.last_loss,
+    })
+}
+
+/// One measured run of the step `cfg` describes on synthetic batches (see the module docs).
+pub fn measure(cfg: &PretrainConfig, opts: &MeasureOptions) -> Result<Measurement> {
+    if opts.steps == 0 {
+        bail!("the benchmark needs at least 1 timed step");
     }
     let t_start = Instant::now();
     let mut cfg = cfg.clone();
@@ -68,19 +99,16 @@ pub fn bench(cfg: &PretrainConfig, steps: u64) -> Result<BenchResult> {
     cfg.validate()?;
     let session = Session::open(&cfg, |_| Ok(None))?;
     let Session {
-        client,
         model,
         num_devices,
         layout,
         mut trainer,
         compile_time,
+        build,
         ..
     } = session;
-    let device_name = format!(
-        "{} ({}) x {num_devices}",
-        client.platform_name()?,
-        trainer.device().kind()
-    );
+    let (platform, platform_version, device_kind) = device_description(trainer.executable())?;
+    let xla = XlaReport::of(trainer.executable());
     let k = cfg.train.accumulation_steps as usize;
     let mut batches = Vec::new();
     for i in 0..2 {
@@ -93,60 +121,33 @@ pub fn bench(cfg: &PretrainConfig, steps: u64) -> Result<BenchResult> {
         );
         batches.push(trainer.upload_shards(0, &field_literals(&b, k)?)?);
     }
-    let total = 1 + WARMUP + steps;
-    let mut pending: Option<(u64, Vec<tpu::Buffer>)> = None;
-    let mut ready_times: Vec<Instant> = Vec::new();
-    let mut time_to_first_step = Duration::ZERO;
-    let mut last_loss = f32::NAN;
-    for step in 0..=total {
-        let launched = if step < total {
+    let total = 1 + opts.warmup + opts.steps;
+    let seed = cfg.train.seed;
+    let mut first_ready = None;
+    let (ready, last_loss) = pipelined_steps(
+        total,
+        |step| {
             let fields = &batches[(step % 2) as usize];
-            let key =
-                trainer.upload_shards(fields.len(), &[key_literal(cfg.train.seed, step, k)?])?;
-            Some((step, trainer.step_sharded(&[fields, &key])?))
-        } else {
-            None
-        };
-        if let Some((s, outs)) = pending.take() {
-            let rec = read_record(&layout, s + 1, &outs)?;
-            ready_times.push(Instant::now());
-            if s == 0 {
-                time_to_first_step = t_start.elapsed();
-            }
-            last_loss = rec.loss;
-            if !rec.loss.is_finite() {
-                bail!("bench step {}: the loss is {}", s + 1, rec.loss);
-            }
-        }
-        pending = launched;
-    }
-    let step_times: Vec<f64> = ready_times
-        .windows(2)
-        .skip(WARMUP as usize)
-        .map(|w| (w[1] - w[0]).as_secs_f64())
-        .collect();
-    let mut sorted = step_times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = if sorted.is_empty() {
-        0.0
-    } else if sorted.len() % 2 == 1 {
-        sorted[sorted.len() / 2]
-    } else {
-        0.5 * (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2])
-    };
-    Ok(BenchResult {
-        device: device_name,
-        compile_time,
-        time_to_first_step,
-        seq_per_s: if median > 0.0 {
-            cfg.train.batch_size as f64 / median
-        } else {
-            0.0
+            let key = trainer.upload_shards(fields.len(), &[key_literal(seed, step, k)?])?;
+            Ok(trainer.step_sharded(&[fields, &key])?)
         },
-        median_step_s: median,
-        step_times,
-        batch_size: cfg.train.batch_size,
+        |s, outs| {
+            let loss = read_record(&layout, s + 1, &outs)?.loss;
+            first_ready.get_or_insert_with(|| t_start.elapsed());
+            Ok(loss)
+        },
+    )?;
+    Ok(Measurement {
+        platform,
+        platform_version,
+        device_kind,
         devices: num_devices,
+        build,
+        compile_s: compile_time.as_secs_f64(),
+        xla,
+        time_to_first_step_s: first_ready.unwrap_or_default().as_secs_f64(),
+        step_times_s: step_intervals(&ready, opts.warmup),
+        device_peak_bytes: device_peak_bytes(trainer.devices()),
         last_loss,
     })
 }

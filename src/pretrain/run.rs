@@ -164,6 +164,8 @@ pub(crate) struct Session {
     pub layout: StepLayout,
     pub trainer: Trainer,
     pub compile_time: Duration,
+    /// Building and lowering the step (before `compile_time`).
+    pub build: crate::train::lowered::BuildStats,
 }
 
 impl Session {
@@ -206,7 +208,9 @@ impl Session {
             max_predictions: cfg.data.max_predictions,
         };
         let step_config = cfg.step_config()?.with_replicas(replicas as u32);
+        let t_build = Instant::now();
         let program = train_program(&model, &micro, &step_config)?;
+        let (proto, build) = crate::train::lowered::lower(&program.module, t_build)?;
         let mut options = compile_options_for(&model, program.layout.compile_options());
         if let Some(d) = dist {
             // As XLA's multi-host runners do: this process's place, and replica r on the
@@ -223,9 +227,10 @@ impl Session {
         }
         let t0 = Instant::now();
         let exe = client
-            .compile_module(&program.module, &options)
+            .compile(&proto, &options)
             .context("compiling the train step")?;
         let compile_time = t0.elapsed();
+        drop(proto);
         let devices = exe.addressable_devices().to_vec();
         let layout = program.layout;
         let (params, opt_state, step) = match start(&layout)? {
@@ -255,6 +260,7 @@ impl Session {
             layout,
             trainer,
             compile_time,
+            build,
         })
     }
 }

@@ -15,6 +15,7 @@
 pub mod accumulate;
 pub mod clip;
 pub mod gradients;
+pub mod lowered;
 pub mod optimizer;
 pub mod precision;
 pub mod replicas;

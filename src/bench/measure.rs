@@ -1,0 +1,156 @@
+//! One measured run of a train step: what building, compiling and running it cost, and what
+//! XLA reports about the compiled program. The pretraining and SQuAD benches fill it in
+//! (src/pretrain/bench.rs, src/finetune/bench.rs); `tpu-run bench` repeats and reports it.
+use super::optimized::OptimizedStats;
+use crate::train::lowered::BuildStats;
+use anyhow::{anyhow, bail, Result};
+use std::time::Instant;
+use tpu::{Buffer, CompiledMemoryStats, Device, Executable, Value};
+
+/// How many steps to time, after how many untimed ones.
+#[derive(Clone, Debug)]
+pub struct MeasureOptions {
+    /// Timed steps.
+    pub steps: u64,
+    /// Steps after the first (which carries first-run costs) that are not timed.
+    pub warmup: u64,
+}
+
+/// What XLA reports about a compiled program; each part `None` where the plugin does not
+/// offer it (with the reason in `notes`).
+#[derive(Clone, Debug, Default)]
+pub struct XlaReport {
+    pub optimized: Option<OptimizedStats>,
+    /// Cost analysis: FLOPs and bytes accessed of one execution.
+    pub flops: Option<f64>,
+    pub bytes_accessed: Option<f64>,
+    pub memory: Option<CompiledMemoryStats>,
+    pub notes: Vec<String>,
+}
+
+impl XlaReport {
+    /// Reads the optimized module, cost analysis and memory statistics of `exe`.
+    pub fn of(exe: &Executable) -> Self {
+        let mut r = XlaReport::default();
+        match exe
+            .optimized_module()
+            .map_err(anyhow::Error::from)
+            .and_then(|b| OptimizedStats::from_module_bytes(&b))
+        {
+            Ok(s) => r.optimized = Some(s),
+            Err(e) => r.notes.push(format!("optimized module: {e:#}")),
+        }
+        match exe.cost_analysis() {
+            Ok(Some(props)) => {
+                let get = |name: &str| {
+                    props
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .and_then(|(_, v)| match v {
+                            Value::Float(f) => Some(f64::from(*f)),
+                            Value::Int64(i) => Some(*i as f64),
+                            _ => None,
+                        })
+                };
+                r.flops = get("flops");
+                r.bytes_accessed = get("bytes accessed");
+            }
+            Ok(None) => r
+                .notes
+                .push("cost analysis: not offered by the plugin".into()),
+            Err(e) => r.notes.push(format!("cost analysis: {e}")),
+        }
+        match exe.memory_stats() {
+            Ok(m) => r.memory = m,
+            Err(e) => r.notes.push(format!("compiled memory stats: {e}")),
+        }
+        r
+    }
+}
+
+/// One run: build, compile, first step, timed steps.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    /// The plugin's platform ("cpu", "cuda", "tpu") and version string.
+    pub platform: String,
+    pub platform_version: String,
+    /// The first device's kind, e.g. "NVIDIA H100 80GB HBM3".
+    pub device_kind: String,
+    /// Data-parallel replicas the step ran on.
+    pub devices: usize,
+    pub build: BuildStats,
+    pub compile_s: f64,
+    pub xla: XlaReport,
+    /// From the start of the build to the first step's loss on the host.
+    pub time_to_first_step_s: f64,
+    /// Seconds of each timed step.
+    pub step_times_s: Vec<f64>,
+    /// The devices' peak memory in use at the end (the largest over devices), where the plugin
+    /// reports it.
+    pub device_peak_bytes: Option<i64>,
+    pub last_loss: f32,
+}
+
+/// Runs `total` steps, each launched before the loss of the one before is read back, so the
+/// host never leaves the device idle; returns when each step's loss reached the host, and the
+/// last loss. A non-finite loss stops the run: timings of a diverged step mean nothing.
+pub fn pipelined_steps(
+    total: u64,
+    mut launch: impl FnMut(u64) -> Result<Vec<Buffer>>,
+    mut loss_of: impl FnMut(u64, Vec<Buffer>) -> Result<f32>,
+) -> Result<(Vec<Instant>, f32)> {
+    let mut ready = Vec::with_capacity(total as usize);
+    let mut pending: Option<(u64, Vec<Buffer>)> = None;
+    let mut last_loss = f32::NAN;
+    for step in 0..=total {
+        let launched = if step < total {
+            Some((step, launch(step)?))
+        } else {
+            None
+        };
+        if let Some((s, outs)) = pending.take() {
+            last_loss = loss_of(s, outs)?;
+            ready.push(Instant::now());
+            if !last_loss.is_finite() {
+                bail!("bench step {}: the loss is {last_loss}", s + 1);
+            }
+        }
+        pending = launched;
+    }
+    Ok((ready, last_loss))
+}
+
+/// The timed steps' seconds: intervals between consecutive results after the first result and
+/// `warmup` more.
+pub fn step_intervals(ready: &[Instant], warmup: u64) -> Vec<f64> {
+    ready
+        .windows(2)
+        .skip(warmup as usize)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect()
+}
+
+/// The largest peak memory in use over `devices`, where reported.
+pub fn device_peak_bytes(devices: &[Device]) -> Option<i64> {
+    devices
+        .iter()
+        .filter_map(|d| d.memory_stats().ok().flatten())
+        .filter_map(|m| m.peak_bytes_in_use)
+        .max()
+}
+
+/// "platform", "platform version" and the first device's kind of `exe`'s client.
+pub fn device_description(exe: &Executable) -> Result<(String, String, String)> {
+    let client = exe.client();
+    let kind = exe
+        .addressable_devices()
+        .first()
+        .map(|d| d.kind().to_string())
+        .ok_or_else(|| anyhow!("the executable has no device"))?;
+    Ok((client.platform_name()?, client.platform_version()?, kind))
+}
+
+/// The median of `xs` (0 for none).
+pub fn median(xs: &[f64]) -> f64 {
+    super::stats::quantile(xs, 0.5).unwrap_or(0.0)
+}

@@ -1,0 +1,7 @@
+//! `tpu-run bench`: compiler-level benchmarking of the BERT train steps: what building,
+//! compiling and running each configuration of a cross product costs, what XLA made of it, its
+//! MFU, side by side with the JAX and PyTorch anchors and with an earlier run.
+pub mod flops;
+pub mod measure;
+pub mod optimized;
+pub mod stats;
