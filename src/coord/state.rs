@@ -5,8 +5,10 @@
 //! Errors are gRPC statuses with the codes the client maps (error.rs): ABORTED once the run has
 //! failed, DEADLINE_EXCEEDED for a wait that ran out, INVALID_ARGUMENT / ALREADY_EXISTS /
 //! FAILED_PRECONDITION for requests that can never succeed.
+use super::cursor::Cursor;
 use super::limits::{Limits, ENTRY_OVERHEAD};
 use super::proto::Member;
+use crate::data::units::{CursorState, Piece};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tonic::{Code, Status};
@@ -105,6 +107,8 @@ pub(crate) struct State {
     store_bytes: usize,
     barriers: HashMap<String, BarrierEntry>,
     failure: Option<String>,
+    /// The data cursor, once process 0 opened it.
+    cursor: Option<Cursor>,
     /// Something a waiter may be waiting for changed (the server wakes the waiters).
     pub changed: bool,
 }
@@ -130,6 +134,7 @@ impl State {
             store_bytes: 0,
             barriers: HashMap::new(),
             failure: None,
+            cursor: None,
             changed: false,
         }
     }
@@ -452,6 +457,70 @@ impl State {
             )));
         }
         Ok(None)
+    }
+
+    // ----------------------------------------------------------------- data cursor
+
+    /// Process 0 opens the data cursor, once; its digest of the listing and its unit count.
+    pub fn open_cursor(
+        &mut self,
+        id: u32,
+        open: impl FnOnce(u32) -> Result<Cursor, Refusal>,
+    ) -> Result<(u64, u64), Refusal> {
+        self.check_not_failed()?;
+        self.check_member(id)?;
+        if id != 0 {
+            return Err(Refusal::permission_denied(format!(
+                "{} tried to open the data cursor: only process 0 opens it",
+                self.describe(id)
+            )));
+        }
+        if self.cursor.is_some() {
+            return Err(Refusal::already_exists(
+                "the data cursor is already open (it is opened once per run)",
+            ));
+        }
+        let c = open(self.num_processes)?;
+        let answer = (c.digest(), c.units());
+        self.cursor = Some(c);
+        Ok(answer)
+    }
+
+    fn cursor_mut(&mut self, id: u32) -> Result<&mut Cursor, Refusal> {
+        self.check_not_failed()?;
+        self.check_member(id)?;
+        self.cursor.as_mut().ok_or_else(|| {
+            Refusal::failed_precondition(
+                "the data cursor is not open yet (process 0 opens it before any process reads)",
+            )
+        })
+    }
+
+    /// The next work units of process `id`, with the listing's digest.
+    pub fn next_units(&mut self, id: u32, max: u32) -> Result<(Vec<Piece>, u64), Refusal> {
+        let c = self.cursor_mut(id)?;
+        Ok((c.next_units(id, max)?, c.digest()))
+    }
+
+    pub fn report_position(
+        &mut self,
+        id: u32,
+        step: u64,
+        consumed: u64,
+        records: u64,
+    ) -> Result<(), Refusal> {
+        self.cursor_mut(id)?.report(id, step, consumed, records)
+    }
+
+    /// Process 0's snapshot of the cursor at `step`.
+    pub fn cursor_snapshot(&mut self, id: u32, step: u64) -> Result<CursorState, Refusal> {
+        if id != 0 {
+            return Err(Refusal::permission_denied(format!(
+                "{} asked for the data cursor's snapshot: only process 0 writes checkpoints",
+                self.describe(id)
+            )));
+        }
+        self.cursor_mut(id)?.snapshot(step)
     }
 
     // -------------------------------------------------------------------- barriers

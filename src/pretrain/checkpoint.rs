@@ -215,6 +215,7 @@ pub fn reader_state_for(
     process_id: u32,
     num_processes: u32,
 ) -> Result<Option<ReaderState>> {
+    super::data_cursor::refuse_cursor_for_single_process(position, dir)?;
     let per_process = position.get("processes").and_then(Value::as_array);
     let saved = per_process.map_or(1, |p| p.len());
     if is_synthetic(position) {
