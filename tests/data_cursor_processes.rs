@@ -287,6 +287,12 @@ fn killed_runs_resumed_with_3_then_2_then_4_processes_consume_each_example_once_
     let state = last.load(None).unwrap();
     let cursor: CursorState =
         serde_json::from_value(state.data_position["cursor"].clone()).unwrap();
+    eprintln!(
+        "final cursor: epoch {} position {}, {} pending piece(s)",
+        cursor.epoch,
+        cursor.next,
+        cursor.pending.len()
+    );
     let files: Vec<IndexedFile> = (0..RECORDS.len())
         .map(|s| {
             let path = a.dir.join(format!("shards/part-{s}.tfrecord"));
