@@ -721,6 +721,35 @@ mod tests {
     }
 
     #[test]
+    fn only_process_0_opens_and_snapshots_the_data_cursor() {
+        use crate::data::units::{IndexedFile, UnitTable};
+        let mut s = full(2, Instant::now());
+        let open = |n: u32| {
+            let f = IndexedFile {
+                name: "a".into(),
+                bytes: 10,
+                records: 2,
+                unit_offsets: vec![0],
+            };
+            Cursor::open(UnitTable::new(&[f], 2).unwrap(), 1, true, n, None)
+        };
+        let e = s.next_units(1, 1).unwrap_err();
+        assert!(e.message().contains("not open yet"), "{e}");
+        let e = s.open_cursor(1, open).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert_eq!(s.open_cursor(0, open).unwrap().1, 1);
+        let e = s.open_cursor(0, open).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::AlreadyExists);
+        assert_eq!(s.next_units(1, 1).unwrap().0.len(), 1);
+        s.report_position(0, 1, 0, 0).unwrap();
+        s.report_position(1, 1, 1, 0).unwrap();
+        let e = s.cursor_snapshot(1, 1).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        let snap = s.cursor_snapshot(0, 1).unwrap();
+        assert!(snap.pending.is_empty() && snap.next == 1, "{snap:?}");
+    }
+
+    #[test]
     fn silent_or_unclean_processes_fail_the_run() {
         let t0 = Instant::now();
         let mut s = full(3, t0);
