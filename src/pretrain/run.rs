@@ -8,9 +8,10 @@
 //! device, and checkpoints and evaluation read replica 0's copy.
 //!
 //! Over several processes (`--num-processes`, see [`super::distributed`]) the step's replicas
-//! are every process's local devices; each process reads its own share of the files with its
-//! share of the batch, and process 0 alone logs, evaluates and writes checkpoints (holding every
-//! process's reader position).
+//! are every process's local devices; each process reads its share of the batch from the work
+//! units the coordinator's data cursor hands it ([`super::data_cursor`]), and process 0 alone
+//! logs, evaluates and writes checkpoints (holding the cursor, which any number of processes
+//! resumes from).
 //!
 //! Exact resume: the parameters, optimizer state and step come back from the checkpoint, the
 //! data reader continues from its saved position, and the dropout key of each step derives from
