@@ -1,8 +1,8 @@
 //! The data cursor across real processes on loopback (issue 13): `tpu-run pretrain
 //! --data-only-ids` runs a multi-process run's data path without a model (the CPU plugin cannot
 //! span processes) and writes the example ids each process consumed at each step. A run of 3
-//! processes is killed (SIGKILL) after a checkpoint, resumed with 2, killed again, and resumed
-//! with 4 to the end. The ids consumed up to each resume point, counted over every process of
+//! processes is killed (SIGKILL) after a checkpoint, resumed with 2, killed again, resumed with
+//! 4, killed again, and finished by one process without a coordinator. The ids consumed up to each resume point, counted over every process of
 //! every attempt, hold no example twice in an epoch, though the steps after each checkpoint were
 //! consumed by the killed processes and read again; with the pieces the final checkpoint's
 //! cursor holds pending (read ahead, not consumed), they are exactly every record of every unit
@@ -228,7 +228,7 @@ fn resumed_at(logs: &[String], step: u64) {
 }
 
 #[test]
-fn killed_runs_resumed_with_3_then_2_then_4_processes_consume_each_example_once_per_epoch() {
+fn killed_runs_resumed_with_3_then_2_then_4_then_1_processes_lose_and_repeat_no_example() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("units.toml");
     // Units of 5 records: the processes' batches (4, 6, 3 rows) end inside units.
@@ -250,18 +250,32 @@ fn killed_runs_resumed_with_3_then_2_then_4_processes_consume_each_example_once_
     let procs = a.start("b", 2, Some(9));
     let logs = kill_when_hanging(procs, 9);
     resumed_at(&logs, 4);
-    // 4 processes resume from step 8 and run to the end (step 12).
-    let logs = finish(a.start("c", 4, None));
+    // 4 processes resume from step 8: checkpoint at 10, step 11 consumed, then killed.
+    let logs = kill_when_hanging(a.start("c", 4, Some(11)), 11);
     resumed_at(&logs, 8);
+    // One process, without a coordinator, continues the cursor to the end (step 12).
+    let logs = finish(a.start("d", 1, None));
+    assert!(
+        logs[0].contains("one process continues the data cursor of checkpoint")
+            && logs[0].contains("step-00000010"),
+        "{}",
+        logs[0]
+    );
 
     let mut kept = Vec::new();
-    for (attempt, n, rows, from, to) in [("a", 3, 4, 1, 4), ("b", 2, 6, 5, 8), ("c", 4, 3, 9, 12)] {
+    let attempts = [
+        ("a", 3, 4, 1, 4),
+        ("b", 2, 6, 5, 8),
+        ("c", 4, 3, 9, 10),
+        ("d", 1, 12, 11, 12),
+    ];
+    for (attempt, n, rows, from, to) in attempts {
         for id in 0..n {
             let (got, steps) = ids(&a.ids_file(attempt, id), from, to, rows);
             kept.extend(got);
             // The killed attempts consumed a step after their last checkpoint, which was
             // read again by the next attempt (it is not counted from them).
-            let last = if attempt == "c" { to } else { to + 1 };
+            let last = if attempt == "d" { to } else { to + 1 };
             assert_eq!(
                 steps,
                 (from..=last).collect::<Vec<_>>(),

@@ -179,3 +179,52 @@ impl UnitSource for CursorSource {
         Ok(pieces)
     }
 }
+
+/// The cursor without the network: a single-process run that continues a checkpoint of a
+/// multi-process run keeps its data position in a cursor of its own, with the same rules.
+pub struct LocalCursor {
+    cursor: std::sync::Mutex<Cursor>,
+    digest: u64,
+}
+
+fn local_error(r: Refusal) -> CoordError {
+    CoordError::from_status(r.into(), "(none: the local data cursor)")
+}
+
+impl LocalCursor {
+    pub fn open(o: &OpenCursor) -> Result<LocalCursor, CoordError> {
+        let table = UnitTable::new(&o.files, o.unit_records).map_err(CoordError::Rejected)?;
+        let cursor =
+            Cursor::open(table, o.seed, o.shuffle, 1, o.resume.as_ref()).map_err(local_error)?;
+        Ok(LocalCursor {
+            digest: cursor.digest(),
+            cursor: std::sync::Mutex::new(cursor),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cursor> {
+        // The cursor's rules leave it consistent after any single call.
+        self.cursor.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn report(&self, step: u64, consumed: u64, records: u64) -> Result<(), CoordError> {
+        self.lock()
+            .report(0, step, consumed, records)
+            .map_err(local_error)
+    }
+
+    pub fn snapshot(&self, step: u64) -> Result<CursorState, CoordError> {
+        self.lock().snapshot(step).map_err(local_error)
+    }
+
+    /// The digest of the listing the cursor's units index.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+}
+
+impl UnitSource for LocalCursor {
+    fn next_units(&self, max: u32) -> anyhow::Result<Vec<Piece>> {
+        Ok(self.lock().next_units(0, max).map_err(local_error)?)
+    }
+}

@@ -38,7 +38,7 @@ mod state;
 
 pub use auth::{write_token_file, Token, AUTHORIZATION, SESSION, TOKEN_ENV};
 pub use client::{Client, ClientConfig, PjrtKvStore};
-pub use data::{CursorSource, OpenCursor};
+pub use data::{CursorSource, LocalCursor, OpenCursor};
 pub use error::CoordError;
 pub use limits::Limits;
 pub use server::{

@@ -4,16 +4,17 @@
 //! process reports its position to the cursor; process 0 writes the cursor's snapshot as the
 //! checkpoint's `data_position.cursor`. Resuming opens the cursor from it, whatever the number
 //! of processes or devices now: the pieces not consumed by the checkpointed step are handed out
-//! first, so no example is lost or read twice.
+//! first, so no example is lost or read twice. One process continuing such a checkpoint
+//! keeps the cursor itself ([`CursorData::open_local`]), under the same rules.
 //!
 //! `tpu-run pretrain` and the data-only harness (data_only.rs) both run this code.
 use super::config::PretrainConfig;
 use super::distributed::Distributed;
-use crate::coord::{CursorSource, OpenCursor};
-use crate::data::unit_reader::{UnitBatch, UnitReader, UnitReaderConfig};
+use crate::coord::{CursorSource, LocalCursor, OpenCursor};
+use crate::data::unit_reader::{UnitBatch, UnitReader, UnitReaderConfig, UnitSource};
 use crate::data::units::{index_file, listing_digest, CursorState, IndexedFile};
 use crate::data::OnCorrupt;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,10 +22,80 @@ use std::sync::Arc;
 /// Pieces a process asks for at once: one being read, one ready.
 const AHEAD: u32 = 2;
 
-/// This process's reader of the coordinator's work units.
+/// Where the cursor lives: the coordinator, or (a single process continuing a checkpoint of
+/// a multi-process run) this process.
+enum Keeper {
+    Coordinator(Arc<crate::coord::Client>),
+    Local(Arc<LocalCursor>),
+}
+
+/// This process's reader of the cursor's work units.
 pub struct CursorData {
     reader: UnitReader,
-    dist_client: Arc<crate::coord::Client>,
+    keeper: Keeper,
+}
+
+fn on_corrupt(cfg: &PretrainConfig) -> OnCorrupt {
+    if cfg.data.skip_corrupt {
+        OnCorrupt::Skip
+    } else {
+        OnCorrupt::Stop
+    }
+}
+
+/// The cursor over `files` (indexed here) from the checkpointed one in `resumed`, if any.
+fn open_request(
+    cfg: &PretrainConfig,
+    files: &[PathBuf],
+    resumed: Option<(&Value, &Path)>,
+) -> Result<OpenCursor> {
+    let resume = match resumed {
+        Some((position, dir)) => Some(cursor_state(position, dir)?),
+        None => None,
+    };
+    let unit_records = cfg.data.unit_records;
+    let indexed = files
+        .iter()
+        .map(|f| index_file(f, unit_records, on_corrupt(cfg)))
+        .collect::<Result<Vec<IndexedFile>, _>>()
+        .context("indexing the training files into work units")?;
+    Ok(OpenCursor {
+        files: indexed,
+        unit_records,
+        seed: cfg.train.seed,
+        shuffle: true,
+        resume,
+    })
+}
+
+fn opening(resumed: Option<(&Value, &Path)>) -> String {
+    match resumed {
+        Some((_, dir)) => format!("opening the data cursor from checkpoint {}", dir.display()),
+        None => "opening the data cursor".to_string(),
+    }
+}
+
+fn start_reader(
+    cfg: &PretrainConfig,
+    files: &[PathBuf],
+    rows: usize,
+    vocab_size: usize,
+    source: Arc<dyn UnitSource>,
+) -> Result<UnitReader> {
+    UnitReader::start(
+        UnitReaderConfig {
+            files: files.to_vec(),
+            rows,
+            seq_len: cfg.data.seq_len,
+            max_predictions: cfg.data.max_predictions,
+            vocab_size: Some(vocab_size),
+            on_corrupt: on_corrupt(cfg),
+            verify_crc: true,
+            prefetch_batches: cfg.data.prefetch_batches,
+            ahead: AHEAD,
+        },
+        source,
+    )
 }
 
 impl CursorData {
@@ -39,41 +110,16 @@ impl CursorData {
         rows: usize,
         vocab_size: usize,
     ) -> Result<CursorData> {
-        let on_corrupt = if cfg.data.skip_corrupt {
-            OnCorrupt::Skip
-        } else {
-            OnCorrupt::Stop
-        };
-        let unit_records = cfg.data.unit_records;
         if dist.is_chief() {
-            let resume = match resumed {
-                Some((position, dir)) => Some(cursor_state(position, dir)?),
-                None => None,
-            };
-            let indexed = files
-                .iter()
-                .map(|f| index_file(f, unit_records, on_corrupt))
-                .collect::<Result<Vec<IndexedFile>, _>>()
-                .context("indexing the training files into work units")?;
-            let open = OpenCursor {
-                files: indexed,
-                unit_records,
-                seed: cfg.train.seed,
-                shuffle: true,
-                resume,
-            };
+            let open = open_request(cfg, files, resumed)?;
             let (_, units) = dist
                 .client()
                 .open_cursor(&open)
-                .with_context(|| match resumed {
-                    Some((_, dir)) => {
-                        format!("opening the data cursor from checkpoint {}", dir.display())
-                    }
-                    None => "opening the data cursor".to_string(),
-                })?;
+                .with_context(|| opening(resumed))?;
             tracing::info!(
-                "process 0: the data cursor hands out {units} work unit(s) of up to \
-                 {unit_records} records an epoch"
+                "process 0: the data cursor hands out {units} work unit(s) of up to {} records \
+                 an epoch",
+                cfg.data.unit_records
             );
         }
         dist.barrier("tpu-run/data/cursor-open")?;
@@ -87,23 +133,34 @@ impl CursorData {
             .collect();
         let digest = listing_digest(names.iter().map(String::as_str));
         let source = Arc::new(CursorSource::new(dist.client().clone(), digest));
-        let reader = UnitReader::start(
-            UnitReaderConfig {
-                files: files.to_vec(),
-                rows,
-                seq_len: cfg.data.seq_len,
-                max_predictions: cfg.data.max_predictions,
-                vocab_size: Some(vocab_size),
-                on_corrupt,
-                verify_crc: true,
-                prefetch_batches: cfg.data.prefetch_batches,
-                ahead: AHEAD,
-            },
-            source,
-        )?;
         Ok(CursorData {
-            reader,
-            dist_client: dist.client().clone(),
+            reader: start_reader(cfg, files, rows, vocab_size, source)?,
+            keeper: Keeper::Coordinator(dist.client().clone()),
+        })
+    }
+
+    /// A single process continuing the cursor checkpointed in `resumed` (the data position of
+    /// the checkpoint in the given directory), with a cursor of its own over `files` (sorted).
+    pub fn open_local(
+        cfg: &PretrainConfig,
+        files: &[PathBuf],
+        resumed: (&Value, &Path),
+        rows: usize,
+        vocab_size: usize,
+    ) -> Result<CursorData> {
+        // Sorted as the coordinator sorts the listing every process agrees on.
+        let mut files = files.to_vec();
+        files.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+        files.dedup();
+        let open = open_request(cfg, &files, Some(resumed))?;
+        let cursor = Arc::new(LocalCursor::open(&open).with_context(|| opening(Some(resumed)))?);
+        tracing::info!(
+            "one process continues the data cursor of checkpoint {} (a multi-process run's)",
+            resumed.1.display()
+        );
+        Ok(CursorData {
+            reader: start_reader(cfg, &files, rows, vocab_size, cursor.clone())?,
+            keeper: Keeper::Local(cursor),
         })
     }
 
@@ -126,19 +183,29 @@ impl CursorData {
     /// cursor.
     pub fn report(&self, step: u64) -> Result<()> {
         let p = self.reader.position();
-        self.dist_client
-            .report_position(step, p.consumed, p.records)
-            .with_context(|| format!("reporting the data position at step {step}"))
+        match &self.keeper {
+            Keeper::Coordinator(c) => c.report_position(step, p.consumed, p.records),
+            Keeper::Local(c) => c.report(step, p.consumed, p.records),
+        }
+        .with_context(|| format!("reporting the data position at step {step}"))
     }
 
-    /// Process 0, writing the checkpoint of `step`: its data position (the cursor).
+    /// Process 0, writing the checkpoint of `step` (after every process's report): its data
+    /// position (the cursor).
     pub fn checkpoint_position(&self, step: u64) -> Result<Value> {
-        let state = self
-            .dist_client
-            .cursor_snapshot(step)
-            .with_context(|| format!("the data cursor at step {step}"))?;
+        let state = match &self.keeper {
+            Keeper::Coordinator(c) => c.cursor_snapshot(step),
+            Keeper::Local(c) => c.snapshot(step),
+        }
+        .with_context(|| format!("the data cursor at step {step}"))?;
         Ok(json!({ "cursor": serde_json::to_value(state)? }))
     }
+}
+
+/// Whether a checkpoint's data position is a data cursor (a single process then continues
+/// it with [`CursorData::open_local`]).
+pub fn is_cursor(position: &Value) -> bool {
+    position.get("cursor").is_some()
 }
 
 /// The checkpointed cursor in a checkpoint's data position (of the checkpoint in `dir`).
@@ -163,27 +230,12 @@ pub fn cursor_state(position: &Value, dir: &Path) -> Result<CursorState> {
         "a run without a data position for files"
     };
     bail!(
-        "cannot resume from {} with --num-processes 2 or more: it was written by {written_by}, \
+        "cannot continue the data position of {} with the data cursor: it was written by {written_by}, \
          and a multi-process run takes its data from the coordinator's work units, which \
          cannot continue that position without repeating or losing examples; or start anew \
          with --no-resume and an empty --checkpoint-dir",
         dir.display()
     )
-}
-
-/// A single-process run cannot continue a checkpoint whose data position is the
-/// coordinator's cursor: an error saying so (else it would restart the data from the top).
-pub fn refuse_cursor_for_single_process(position: &Value, dir: &Path) -> Result<()> {
-    if position.get("cursor").is_some() {
-        return Err(anyhow!(
-            "cannot resume from {} in a single process: its data position is the data cursor of \
-             a multi-process run (data_position.cursor), which lives in the coordinator; resume \
-             with --num-processes 2 or more (any number), or start anew with --no-resume and an \
-             empty --checkpoint-dir",
-            dir.display()
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -210,10 +262,6 @@ mod tests {
             e.contains("data_position.cursor is not a data cursor"),
             "{e}"
         );
-        let e = refuse_cursor_for_single_process(&cursor, dir)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--num-processes 2 or more"), "{e}");
-        refuse_cursor_for_single_process(&single, dir).unwrap();
+        assert!(is_cursor(&cursor) && !is_cursor(&single) && !is_cursor(&old));
     }
 }

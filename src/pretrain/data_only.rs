@@ -30,13 +30,14 @@ pub struct DataOnlyOptions {
     pub hang_after: Option<u64>,
 }
 
-/// Runs the data path `cfg` describes (see the module doc).
+/// Runs the data path `cfg` describes (see the module doc). One process (no coordinator)
+/// continues a multi-process run's checkpoint with a cursor of its own.
 pub fn run_data_only(cfg: &PretrainConfig, opts: &DataOnlyOptions) -> Result<()> {
     cfg.validate()?;
     let Some(dist) = Distributed::start(cfg)? else {
-        bail!("--data-only-ids runs the data path of a multi-process run: give --num-processes 2 or more");
+        return run_in(cfg, opts, None);
     };
-    match run_in(cfg, opts, &dist) {
+    match run_in(cfg, opts, Some(&dist)) {
         Ok(()) => dist.finish(),
         Err(e) => {
             let e = e.context(format!(
@@ -50,14 +51,20 @@ pub fn run_data_only(cfg: &PretrainConfig, opts: &DataOnlyOptions) -> Result<()>
     }
 }
 
-fn run_in(cfg: &PretrainConfig, opts: &DataOnlyOptions, dist: &Distributed) -> Result<()> {
+fn run_in(cfg: &PretrainConfig, opts: &DataOnlyOptions, dist: Option<&Distributed>) -> Result<()> {
     let Some(pattern) = cfg.data.train.as_deref().filter(|_| !cfg.data.synthetic) else {
         bail!("--data-only-ids needs training files (--data)");
     };
     let all = ReaderConfig::files_from_patterns(pattern).context("data.train")?;
-    let files = dist.agree_on_files(&all)?;
     let store = Store::new(cfg.checkpoint_dir()).with_keep_last(cfg.checkpoint.keep_last)?;
-    let resumed = match dist.resume_point(&store, cfg.checkpoint.resume)? {
+    let (files, point) = match dist {
+        Some(d) => (
+            d.agree_on_files(&all)?,
+            d.resume_point(&store, cfg.checkpoint.resume)?,
+        ),
+        None => (all, store.latest()?.filter(|_| cfg.checkpoint.resume)),
+    };
+    let resumed = match point {
         Some(ckpt) => {
             let state = ckpt
                 .load(None)
@@ -67,25 +74,30 @@ fn run_in(cfg: &PretrainConfig, opts: &DataOnlyOptions, dist: &Distributed) -> R
         None => None,
     };
     let start = resumed.as_ref().map_or(0, |(s, _)| s.step);
-    let rows = cfg.train.batch_size / dist.num_processes() as usize;
+    let processes = dist.map_or(1, Distributed::num_processes);
+    let rows = cfg.train.batch_size / processes as usize;
     let vocab = cfg.bert_config()?.vocab_size;
-    let mut data = CursorData::open(
-        dist,
-        cfg,
-        &files,
-        resumed
-            .as_ref()
-            .map(|(s, dir)| (&s.data_position, dir.as_path())),
-        rows,
-        vocab,
-    )?;
+    let position = resumed
+        .as_ref()
+        .map(|(s, dir)| (&s.data_position, dir.as_path()));
+    let mut data = match (dist, position) {
+        (Some(d), _) => CursorData::open(d, cfg, &files, position, rows, vocab)?,
+        (None, Some(p)) => CursorData::open_local(cfg, &files, p, rows, vocab)?,
+        (None, None) => bail!(
+            "--data-only-ids in one process continues a multi-process run's checkpoint, and {} \
+             holds none: start the run with --num-processes 2 or more",
+            store.root().display()
+        ),
+    };
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&opts.ids_out)
         .with_context(|| format!("opening --data-only-ids {}", opts.ids_out.display()))?;
     for step in start..cfg.train.steps {
-        dist.check()?;
+        if let Some(d) = dist {
+            d.check()?;
+        }
         let batch = data.next_batch()?;
         let done = step + 1;
         let ids: Vec<String> = batch
@@ -99,19 +111,21 @@ fn run_in(cfg: &PretrainConfig, opts: &DataOnlyOptions, dist: &Distributed) -> R
         let due = cfg.checkpoint.interval > 0 && done % cfg.checkpoint.interval == 0;
         if due || done == cfg.train.steps {
             data.report(done)?;
-            dist.checkpoint(done, &data.local_position()?, |_| {
+            let write = |_: &[Vec<u8>]| {
                 let mut state = State::new(done, vec![], vec![]);
                 state.data_position = data.checkpoint_position(done)?;
-                state.extra = serde_json::json!({ "num_processes": dist.num_processes() });
+                state.extra = serde_json::json!({ "num_processes": processes });
                 save(&store, &state)
-            })
+            };
+            match dist {
+                Some(d) => d.checkpoint(done, &data.local_position()?, write).map(drop),
+                None => write(&[]).map(drop),
+            }
             .with_context(|| format!("the checkpoint of step {done}"))?;
         }
         if opts.hang_after == Some(done) {
-            eprintln!(
-                "process {}: hanging after step {done} until killed",
-                dist.process_id()
-            );
+            let who = dist.map_or(0, Distributed::process_id);
+            eprintln!("process {who}: hanging after step {done} until killed");
             std::thread::sleep(HANG_LIMIT);
             bail!(
                 "--hang-after {done}: not killed within {} s",

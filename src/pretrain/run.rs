@@ -23,7 +23,7 @@ use super::checkpoint::{
     save,
 };
 use super::config::{default_num_devices, PretrainConfig};
-use super::data_cursor::CursorData;
+use super::data_cursor::{is_cursor, CursorData};
 use super::distributed::{process_seed, Distributed};
 use super::eval::{EvalResult, Evaluator};
 use super::interrupt::StopSignal;
@@ -534,6 +534,24 @@ fn run_in(
             let data = CursorData::open(d, cfg, &files, resumed, rows, model.vocab_size)?;
             Source::Units(Box::new(data))
         }
+        // One process continuing a multi-process run's checkpoint: its cursor, kept here.
+        Some(files)
+            if resumed
+                .as_ref()
+                .is_some_and(|(s, _)| is_cursor(&s.data_position)) =>
+        {
+            let (s, dir) = resumed
+                .as_ref()
+                .ok_or_else(|| anyhow!("no checkpoint to continue the data cursor of"))?;
+            let data = CursorData::open_local(
+                cfg,
+                &files,
+                (&s.data_position, dir),
+                rows,
+                model.vocab_size,
+            )?;
+            Source::Units(Box::new(data))
+        }
         Some(files) => {
             let rc = reader_config(cfg, files, rows, data_seed, model.vocab_size);
             let saved = match &resumed {
@@ -725,7 +743,7 @@ fn run_in(
         if due || last {
             let written = match dist {
                 None => {
-                    let state = capture(
+                    let mut state = capture(
                         &trainer,
                         &spec,
                         done,
@@ -734,6 +752,10 @@ fn run_in(
                         source.state(),
                         examples_seen,
                     )?;
+                    if let Source::Units(c) = &source {
+                        c.report(done)?;
+                        state.data_position = c.checkpoint_position(done)?;
+                    }
                     Some(save(&store, &state)?)
                 }
                 Some(d) => {
