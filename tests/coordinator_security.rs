@@ -191,6 +191,70 @@ impl Raw {
                     ),
                 ),
                 (
+                    "OpenCursor",
+                    code(
+                        g.open_cursor(request(
+                            proto::OpenCursorRequest {
+                                process_id,
+                                files: vec![proto::IndexedFile {
+                                    name: "part-0.tfrecord".into(),
+                                    bytes: 100,
+                                    records: 1,
+                                    unit_offsets: vec![0],
+                                }],
+                                unit_records: 1,
+                                seed: 1,
+                                shuffle: true,
+                                resume_state: Vec::new(),
+                            },
+                            meta,
+                        ))
+                        .await
+                        .map(drop),
+                    ),
+                ),
+                (
+                    "NextUnits",
+                    code(
+                        g.next_units(request(
+                            proto::NextUnitsRequest { process_id, max: 1 },
+                            meta,
+                        ))
+                        .await
+                        .map(drop),
+                    ),
+                ),
+                (
+                    "ReportPosition",
+                    code(
+                        g.report_position(request(
+                            proto::ReportPositionRequest {
+                                process_id,
+                                step: 1,
+                                consumed: 0,
+                                records: 0,
+                            },
+                            meta,
+                        ))
+                        .await
+                        .map(drop),
+                    ),
+                ),
+                (
+                    "CursorSnapshot",
+                    code(
+                        g.cursor_snapshot(request(
+                            proto::CursorSnapshotRequest {
+                                process_id,
+                                step: 1,
+                            },
+                            meta,
+                        ))
+                        .await
+                        .map(drop),
+                    ),
+                ),
+                (
                     "Shutdown",
                     code(
                         g.shutdown(request(
@@ -277,7 +341,7 @@ fn every_rpc_is_refused_without_the_token_and_with_a_wrong_one() {
         }
     }
     assert_eq!(server.refusals().unauthenticated, refused);
-    assert_eq!(refused, 32);
+    assert_eq!(refused, 48);
     // Nothing got in: no member, no failure.
     assert!(server.registered().is_empty());
     assert!(server.failure().is_none());
@@ -312,7 +376,7 @@ fn a_holder_of_the_token_acts_only_as_the_process_it_registered() {
     for (rpc, code) in raw.every_rpc(&with_token, 1, true).into_iter().skip(1) {
         assert_eq!(code, Code::PermissionDenied, "{rpc}");
     }
-    assert_eq!(server.refusals().permission_denied, 7);
+    assert_eq!(server.refusals().permission_denied, 11);
     // Process 0 is a real member; the raw client registers as process 1.
     let p0 = std::thread::spawn({
         let token = token.clone();

@@ -1,7 +1,7 @@
 //! `tpu-run pretrain --num-processes 2` as two real OS processes on loopback, process 0 serving
 //! the coordinator. The CPU plugin cannot form a client across processes, so these runs end at
 //! PJRT client creation with that error; everything before it is the real multi-process path:
-//! joining the run, the split of the training files (checked to be the same list everywhere),
+//! joining the run, the training files (checked to be the same list everywhere),
 //! the checkpoint every process resumes from (decided by process 0, opened by each from shared
 //! storage), and the failure of one process reaching the other with its cause.
 //!
@@ -127,7 +127,7 @@ fn write_checkpoint(dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn two_processes_split_the_files_then_the_cpu_plugin_refuses_to_span_them() {
+fn two_processes_agree_on_the_files_then_the_cpu_plugin_refuses_to_span_them() {
     let dir = tempfile::tempdir().unwrap();
     let data = write_shards(&dir.path().join("shards"), 3);
     let ckpts = dir.path().join("ckpt").display().to_string();
@@ -146,9 +146,13 @@ fn two_processes_split_the_files_then_the_cpu_plugin_refuses_to_span_them() {
         );
         assert!(e.contains(CPU_REFUSAL), "{e}");
     }
-    // Round robin over the sorted list: part-0 and part-2 for process 0, part-1 for process 1.
-    assert!(e0.contains("reading 2 of the 3 training file(s)"), "{e0}");
-    assert!(e1.contains("reading 1 of the 3 training file(s)"), "{e1}");
+    // No split by count: both list the 3 files, and the coordinator will hand out their units.
+    for e in [&e0, &e1] {
+        assert!(
+            e.contains("every process lists the same 3 training file(s)"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

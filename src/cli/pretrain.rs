@@ -1,6 +1,7 @@
 //! `tpu-run pretrain`: BERT pretraining from a TOML config with command-line overrides; `--demo`
 //! for a complete small run with no input files; `--bench-steps N` for step timings.
 use crate::pretrain::bench::bench;
+use crate::pretrain::data_only::{run_data_only, DataOnlyOptions};
 use crate::pretrain::demo::{run_demo, DemoOptions};
 use crate::pretrain::interrupt::StopSignal;
 use crate::pretrain::{run, Overrides, PretrainConfig, RunOptions};
@@ -151,6 +152,13 @@ pub struct PretrainArgs {
     pub output_dir: Option<PathBuf>,
     #[arg(long)]
     pub log_every: Option<u64>,
+    /// For tests: run only the data path of a multi-process run, writing each step's example
+    /// ids to this file (src/pretrain/data_only.rs).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub data_only_ids: Option<PathBuf>,
+    /// With --data-only-ids: stop after this step and wait to be killed.
+    #[arg(long, hide = true, value_name = "STEP", requires = "data_only_ids")]
+    pub hang_after: Option<u64>,
 }
 
 impl PretrainArgs {
@@ -237,6 +245,15 @@ pub fn run_cmd(a: &PretrainArgs) -> Result<()> {
         None => PretrainConfig::default(),
     };
     cfg.apply(&a.overrides());
+    if let Some(ids_out) = &a.data_only_ids {
+        return run_data_only(
+            &cfg,
+            &DataOnlyOptions {
+                ids_out: ids_out.clone(),
+                hang_after: a.hang_after,
+            },
+        );
+    }
     if let Some(n) = a.bench_steps {
         let r = bench(&cfg, n)?;
         println!("device:             {}", r.device);

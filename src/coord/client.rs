@@ -78,7 +78,7 @@ impl tonic::service::Interceptor for Credentials {
     }
 }
 
-type Grpc = CoordinatorClient<InterceptedService<Channel, Credentials>>;
+pub(super) type Grpc = CoordinatorClient<InterceptedService<Channel, Credentials>>;
 
 fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -255,6 +255,16 @@ impl Client {
                 }),
             }
         })
+    }
+
+    /// Runs a call that does not wait (at most the call timeout) with a handle of the channel,
+    /// for the coordinator's other client-side modules; fails at once if the run has failed.
+    pub(super) fn call_now<T, F>(&self, rpc: impl FnOnce(Grpc) -> F) -> Result<T, CoordError>
+    where
+        F: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.check()?;
+        self.call(self.call_timeout, rpc(self.grpc.clone()))
     }
 
     /// The run's failure if one is known here (from heartbeats), else Ok. Cheap: no RPC.

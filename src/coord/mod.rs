@@ -11,6 +11,11 @@
 //!   [`Client::try_get`]); [`Client::pjrt_store`] hands it to a PJRT client
 //!   (`tpu::Client::with_kv_store`) under the `pjrt/` key prefix;
 //! - named barriers ([`Client::barrier`]);
+//! - the data cursor (cursor.rs, data.rs): the input as work units handed out in a seeded
+//!   epoch order to whichever process asks next ([`Client::open_cursor`],
+//!   [`Client::next_units`]), each process's position reported at a step
+//!   ([`Client::report_position`]) and the cursor checkpointed from them
+//!   ([`Client::cursor_snapshot`]);
 //! - input sharding ([`shard_files`], [`Client::shard_files`]) and checkpoint coordination
 //!   ([`Client::checkpoint`]).
 //!
@@ -23,6 +28,8 @@
 mod auth;
 mod checkpoint;
 mod client;
+mod cursor;
+mod data;
 mod error;
 mod limits;
 mod server;
@@ -31,6 +38,7 @@ mod state;
 
 pub use auth::{write_token_file, Token, AUTHORIZATION, SESSION, TOKEN_ENV};
 pub use client::{Client, ClientConfig, PjrtKvStore};
+pub use data::{CursorSource, LocalCursor, OpenCursor};
 pub use error::CoordError;
 pub use limits::Limits;
 pub use server::{

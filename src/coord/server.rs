@@ -3,6 +3,7 @@
 //! process stops sending heartbeats; blocking calls wait on the shared state (state.rs) and
 //! wake whenever it changes.
 use super::auth::{self, Token};
+use super::data;
 use super::error::CoordError;
 use super::limits::{counted_incoming, Limits};
 use super::proto::{self, coordinator_server::CoordinatorServer};
@@ -337,6 +338,60 @@ impl proto::coordinator_server::Coordinator for Service {
             found: value.is_some(),
             value: value.unwrap_or_default(),
         }))
+    }
+
+    async fn open_cursor(
+        &self,
+        request: Request<proto::OpenCursorRequest>,
+    ) -> Result<Response<proto::OpenCursorResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
+        let r = request.into_inner();
+        let (listing_digest, units) = self.shared.with(|st| {
+            st.open_cursor(r.process_id, |processes| {
+                data::cursor_from_wire(&r, processes)
+            })
+        })?;
+        Ok(Response::new(proto::OpenCursorResponse {
+            units,
+            listing_digest,
+        }))
+    }
+
+    async fn next_units(
+        &self,
+        request: Request<proto::NextUnitsRequest>,
+    ) -> Result<Response<proto::NextUnitsResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
+        let r = request.into_inner();
+        let (pieces, listing_digest) = self.shared.with(|st| st.next_units(r.process_id, r.max))?;
+        Ok(Response::new(proto::NextUnitsResponse {
+            units: pieces.iter().map(data::piece_to_wire).collect(),
+            listing_digest,
+        }))
+    }
+
+    async fn report_position(
+        &self,
+        request: Request<proto::ReportPositionRequest>,
+    ) -> Result<Response<proto::ReportPositionResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
+        let r = request.into_inner();
+        self.shared
+            .with(|st| st.report_position(r.process_id, r.step, r.consumed, r.records))?;
+        Ok(Response::new(proto::ReportPositionResponse {}))
+    }
+
+    async fn cursor_snapshot(
+        &self,
+        request: Request<proto::CursorSnapshotRequest>,
+    ) -> Result<Response<proto::CursorSnapshotResponse>, Status> {
+        self.authorize(&request, request.get_ref().process_id)?;
+        let r = request.into_inner();
+        let state = self
+            .shared
+            .with(|st| st.cursor_snapshot(r.process_id, r.step))?;
+        let state = serde_json::to_vec(&state).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(proto::CursorSnapshotResponse { state }))
     }
 
     async fn barrier(

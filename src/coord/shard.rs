@@ -80,6 +80,18 @@ impl Client {
         files: &[PathBuf],
         timeout: Duration,
     ) -> Result<Vec<PathBuf>, CoordError> {
+        let ours = self.agree_on_files(name, files, timeout)?;
+        shard_files(&ours, self.process_id(), self.num_processes())
+    }
+
+    /// `files` sorted (duplicates dropped), after checking that every process was given the
+    /// same list (see [`Client::shard_files`]).
+    pub fn agree_on_files(
+        &self,
+        name: &str,
+        files: &[PathBuf],
+        timeout: Duration,
+    ) -> Result<Vec<PathBuf>, CoordError> {
         let ours = sorted(files);
         let key = self.next_use(&format!("tpu-run/input-files/{name}"));
         self.put(&format!("{key}/{}", self.process_id()), &listing(&ours))?;
@@ -102,7 +114,7 @@ impl Client {
                 first_difference(&ours, &theirs)
             )));
         }
-        shard_files(&ours, self.process_id(), self.num_processes())
+        Ok(ours)
     }
 }
 

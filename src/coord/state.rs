@@ -5,8 +5,10 @@
 //! Errors are gRPC statuses with the codes the client maps (error.rs): ABORTED once the run has
 //! failed, DEADLINE_EXCEEDED for a wait that ran out, INVALID_ARGUMENT / ALREADY_EXISTS /
 //! FAILED_PRECONDITION for requests that can never succeed.
+use super::cursor::Cursor;
 use super::limits::{Limits, ENTRY_OVERHEAD};
 use super::proto::Member;
+use crate::data::units::{CursorState, Piece};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tonic::{Code, Status};
@@ -105,6 +107,8 @@ pub(crate) struct State {
     store_bytes: usize,
     barriers: HashMap<String, BarrierEntry>,
     failure: Option<String>,
+    /// The data cursor, once process 0 opened it.
+    cursor: Option<Cursor>,
     /// Something a waiter may be waiting for changed (the server wakes the waiters).
     pub changed: bool,
 }
@@ -130,6 +134,7 @@ impl State {
             store_bytes: 0,
             barriers: HashMap::new(),
             failure: None,
+            cursor: None,
             changed: false,
         }
     }
@@ -454,6 +459,70 @@ impl State {
         Ok(None)
     }
 
+    // ----------------------------------------------------------------- data cursor
+
+    /// Process 0 opens the data cursor, once; its digest of the listing and its unit count.
+    pub fn open_cursor(
+        &mut self,
+        id: u32,
+        open: impl FnOnce(u32) -> Result<Cursor, Refusal>,
+    ) -> Result<(u64, u64), Refusal> {
+        self.check_not_failed()?;
+        self.check_member(id)?;
+        if id != 0 {
+            return Err(Refusal::permission_denied(format!(
+                "{} tried to open the data cursor: only process 0 opens it",
+                self.describe(id)
+            )));
+        }
+        if self.cursor.is_some() {
+            return Err(Refusal::already_exists(
+                "the data cursor is already open (it is opened once per run)",
+            ));
+        }
+        let c = open(self.num_processes)?;
+        let answer = (c.digest(), c.units());
+        self.cursor = Some(c);
+        Ok(answer)
+    }
+
+    fn cursor_mut(&mut self, id: u32) -> Result<&mut Cursor, Refusal> {
+        self.check_not_failed()?;
+        self.check_member(id)?;
+        self.cursor.as_mut().ok_or_else(|| {
+            Refusal::failed_precondition(
+                "the data cursor is not open yet (process 0 opens it before any process reads)",
+            )
+        })
+    }
+
+    /// The next work units of process `id`, with the listing's digest.
+    pub fn next_units(&mut self, id: u32, max: u32) -> Result<(Vec<Piece>, u64), Refusal> {
+        let c = self.cursor_mut(id)?;
+        Ok((c.next_units(id, max)?, c.digest()))
+    }
+
+    pub fn report_position(
+        &mut self,
+        id: u32,
+        step: u64,
+        consumed: u64,
+        records: u64,
+    ) -> Result<(), Refusal> {
+        self.cursor_mut(id)?.report(id, step, consumed, records)
+    }
+
+    /// Process 0's snapshot of the cursor at `step`.
+    pub fn cursor_snapshot(&mut self, id: u32, step: u64) -> Result<CursorState, Refusal> {
+        if id != 0 {
+            return Err(Refusal::permission_denied(format!(
+                "{} asked for the data cursor's snapshot: only process 0 writes checkpoints",
+                self.describe(id)
+            )));
+        }
+        self.cursor_mut(id)?.snapshot(step)
+    }
+
     // -------------------------------------------------------------------- barriers
 
     /// Records `id` at barrier `name`. Each process reaches a given barrier once.
@@ -649,6 +718,35 @@ mod tests {
         let e = s.barrier_ready(0, "b3", false, T).unwrap_err();
         assert!(e.message().contains("process 1 (host host-1) left"), "{e}");
         assert!(s.failure().is_none());
+    }
+
+    #[test]
+    fn only_process_0_opens_and_snapshots_the_data_cursor() {
+        use crate::data::units::{IndexedFile, UnitTable};
+        let mut s = full(2, Instant::now());
+        let open = |n: u32| {
+            let f = IndexedFile {
+                name: "a".into(),
+                bytes: 10,
+                records: 2,
+                unit_offsets: vec![0],
+            };
+            Cursor::open(UnitTable::new(&[f], 2).unwrap(), 1, true, n, None)
+        };
+        let e = s.next_units(1, 1).unwrap_err();
+        assert!(e.message().contains("not open yet"), "{e}");
+        let e = s.open_cursor(1, open).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert_eq!(s.open_cursor(0, open).unwrap().1, 1);
+        let e = s.open_cursor(0, open).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::AlreadyExists);
+        assert_eq!(s.next_units(1, 1).unwrap().0.len(), 1);
+        s.report_position(0, 1, 0, 0).unwrap();
+        s.report_position(1, 1, 1, 0).unwrap();
+        let e = s.cursor_snapshot(1, 1).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        let snap = s.cursor_snapshot(0, 1).unwrap();
+        assert!(snap.pending.is_empty() && snap.next == 1, "{snap:?}");
     }
 
     #[test]

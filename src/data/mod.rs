@@ -23,6 +23,8 @@ pub mod sentences;
 pub mod shard_stream;
 pub mod tfrecord;
 pub mod tokenize;
+pub mod unit_reader;
+pub mod units;
 pub mod writer;
 
 pub use batch::Batch;

@@ -127,6 +127,34 @@ impl RecordReader<BufReader<std::fs::File>> {
     }
 }
 
+impl RecordReader<BufReader<std::fs::File>> {
+    /// Steps over the next record without reading its data: its start offset, `None` at a
+    /// clean end of the file. The length and its CRC are checked (a bad one is an error as in
+    /// [`RecordReader::next_record`]); the data CRC is not. For indexing a file's records.
+    pub fn skip_record(&mut self) -> Result<Option<u64>> {
+        let start = self.offset;
+        let Some(len) = self.read_header()? else {
+            return Ok(None);
+        };
+        // read_header checked that the data and its CRC are within the file.
+        let body = len + FOOTER_LEN;
+        let jump = i64::try_from(body).map_err(|_| self.truncated("a record", body, 0))?;
+        self.input
+            .seek_relative(jump)
+            .map_err(|source| DataError::Io {
+                path: self.path.clone(),
+                offset: start + HEADER_LEN,
+                source,
+            })?;
+        let total = HEADER_LEN + body;
+        self.offset = start + total;
+        if let Some(rem) = self.remaining.as_mut() {
+            *rem -= total;
+        }
+        Ok(Some(start))
+    }
+}
+
 impl<R: Read> RecordReader<R> {
     /// `path` is used in error messages only.
     pub fn new(input: R, path: &Path, verify_data: bool) -> Self {
@@ -178,9 +206,9 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
-    /// The next record, `None` at a clean end of input. After `CorruptData` the reader is
-    /// positioned at the next record and can go on; after any other error it cannot.
-    pub fn next_record(&mut self) -> Result<Option<Record>> {
+    /// Reads and checks the next record's header: its data length, `None` at a clean end of
+    /// input. A length beyond the rest of a sized input is reported as truncation.
+    fn read_header(&mut self) -> Result<Option<u64>> {
         let start = self.offset;
         let mut header = [0u8; HEADER_LEN as usize];
         let got = self.read_full(&mut header, start)?;
@@ -212,6 +240,17 @@ impl<R: Read> RecordReader<R> {
                 ));
             }
         }
+        Ok(Some(len))
+    }
+
+    /// The next record, `None` at a clean end of input. After `CorruptData` the reader is
+    /// positioned at the next record and can go on; after any other error it cannot.
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        let start = self.offset;
+        let Some(len) = self.read_header()? else {
+            return Ok(None);
+        };
+        let body_needed = len.saturating_add(FOOTER_LEN);
         // `take` + `read_to_end` grows the buffer with what is really there, so a huge bogus
         // length on an unsized input cannot allocate it up front.
         let mut data = Vec::with_capacity(len.min(1 << 24) as usize);

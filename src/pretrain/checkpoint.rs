@@ -215,6 +215,14 @@ pub fn reader_state_for(
     process_id: u32,
     num_processes: u32,
 ) -> Result<Option<ReaderState>> {
+    if super::data_cursor::is_cursor(position) {
+        // The run continues such a position with the cursor (data_cursor.rs); a reader
+        // starting over instead would repeat examples.
+        bail!(
+            "checkpoint {}: data_position is a data cursor, not a reader position",
+            dir.display()
+        );
+    }
     let per_process = position.get("processes").and_then(Value::as_array);
     let saved = per_process.map_or(1, |p| p.len());
     if is_synthetic(position) {

@@ -94,6 +94,9 @@ pub struct DataSection {
     /// Shards read at once.
     pub cycle_length: usize,
     pub prefetch_batches: usize,
+    /// Records of a work unit in a multi-process run (the coordinator hands out units of
+    /// this many consecutive records of one file; see src/data/units.rs).
+    pub unit_records: u64,
 }
 
 impl Default for DataSection {
@@ -108,6 +111,7 @@ impl Default for DataSection {
             shuffle_buffer: 10_000,
             cycle_length: 4,
             prefetch_batches: 4,
+            unit_records: crate::data::units::DEFAULT_UNIT_RECORDS,
         }
     }
 }
@@ -493,6 +497,7 @@ impl PretrainConfig {
             ("data.max_predictions", d.max_predictions as u64),
             ("data.shuffle_buffer", d.shuffle_buffer as u64),
             ("data.cycle_length", d.cycle_length as u64),
+            ("data.unit_records", d.unit_records),
             ("checkpoint.keep_last", self.checkpoint.keep_last as u64),
             ("output.log_every", self.output.log_every),
         ];

@@ -1,9 +1,10 @@
 //! The multi-process part of `tpu-run pretrain` (`--num-processes N`, one process per host of a
 //! pod slice or per GPU): process 0 serves the coordinator (src/coord) at `--coordinator`, every
 //! process connects to it, the PJRT client is formed across the processes through its
-//! key-value store, and the run's shared decisions go through it: the split of the training
-//! files, the checkpoint every process resumes from, and coordinated checkpoints (process 0
-//! writes them with every process's data position). Gradients never pass through here; they
+//! key-value store, and the run's shared decisions go through it: the training files every
+//! process lists, the checkpoint every process resumes from, the data cursor that hands out
+//! the files' work units (data_cursor.rs), and coordinated checkpoints (process 0 writes them
+//! with the cursor every process reported its position to). Gradients never pass through here; they
 //! are averaged by the all-reduce inside the compiled step.
 //!
 //! Failure: an error in any process is reported to the coordinator ([`Distributed::fail`]),
@@ -145,21 +146,32 @@ impl Distributed {
         )
     }
 
-    /// This process's share of the training files, after checking that every process lists the
-    /// same files (see [`coord::shard_files`] for the rule).
-    pub fn shard_files(&self, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
-        let mine = self
+    /// The training files, sorted, after checking that every process lists the same ones
+    /// (the listing the data cursor's work units index).
+    pub fn agree_on_files(&self, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let all = self
             .client
-            .shard_files("train", files, self.wait)
+            .agree_on_files("train", files, self.wait)
             .context("data.train across the processes")?;
         tracing::info!(
-            "process {} of {}: reading {} of the {} training file(s)",
+            "process {} of {}: every process lists the same {} training file(s); the              coordinator hands out their work units",
             self.process_id,
             self.num_processes,
-            mine.len(),
-            files.len()
+            all.len()
         );
-        Ok(mine)
+        Ok(all)
+    }
+
+    /// This process's connection to the coordinator.
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// Waits until every process has reached barrier `name` (at most the wait timeout).
+    pub fn barrier(&self, name: &str) -> Result<()> {
+        self.client
+            .barrier(name, self.wait)
+            .with_context(|| format!("waiting for every process at {name}"))
     }
 
     /// The checkpoint every process resumes from: process 0 looks in its checkpoint directory

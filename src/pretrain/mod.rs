@@ -10,12 +10,16 @@
 //! - [`bench`]: `--bench-steps` on synthetic batches.
 //! - [`demo`]: `--demo`, a complete small run from nothing but the machine's own text.
 //! - [`distributed`]: runs over several processes (hosts of a pod slice, or one per GPU).
+//! - [`data_cursor`]: their training data, work units handed out by the coordinator.
+//! - [`data_only`]: that data path without a model (a hidden flag, for the accounting test).
 pub mod batches;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod coord_setup;
 pub mod corpus;
+pub mod data_cursor;
+pub mod data_only;
 pub mod demo;
 pub mod distributed;
 pub mod eval;

@@ -8,9 +8,10 @@
 //! device, and checkpoints and evaluation read replica 0's copy.
 //!
 //! Over several processes (`--num-processes`, see [`super::distributed`]) the step's replicas
-//! are every process's local devices; each process reads its own share of the files with its
-//! share of the batch, and process 0 alone logs, evaluates and writes checkpoints (holding every
-//! process's reader position).
+//! are every process's local devices; each process reads its share of the batch from the work
+//! units the coordinator's data cursor hands it ([`super::data_cursor`]), and process 0 alone
+//! logs, evaluates and writes checkpoints (holding the cursor, which any number of processes
+//! resumes from).
 //!
 //! Exact resume: the parameters, optimizer state and step come back from the checkpoint, the
 //! data reader continues from its saved position, and the dropout key of each step derives from
@@ -22,6 +23,7 @@ use super::checkpoint::{
     save,
 };
 use super::config::{default_num_devices, PretrainConfig};
+use super::data_cursor::{is_cursor, CursorData};
 use super::distributed::{process_seed, Distributed};
 use super::eval::{EvalResult, Evaluator};
 use super::interrupt::StopSignal;
@@ -331,6 +333,8 @@ fn initial_params(model: &BertConfig, layout: &StepLayout, seed: u64) -> Result<
 /// Where batches come from.
 enum Source {
     Files(Box<Reader>),
+    /// A multi-process run's work units from the coordinator's cursor.
+    Units(Box<CursorData>),
     /// Random batches derived from (seed, step): reproducible on resume.
     Synthetic {
         vocab: usize,
@@ -345,6 +349,7 @@ impl Source {
     fn skipped_records(&self) -> u64 {
         match self {
             Source::Files(r) => r.stats().skipped_corrupt,
+            Source::Units(c) => c.skipped_records(),
             Source::Synthetic { .. } => 0,
         }
     }
@@ -354,6 +359,7 @@ impl Source {
             Source::Files(r) => r
                 .next_batch()
                 .ok_or_else(|| anyhow!("the training data ended (the reader repeats forever)"))?,
+            Source::Units(c) => Ok(c.next_batch()?.batch),
             Source::Synthetic { vocab, seed, rows } => Ok(synthetic_batch(
                 *rows,
                 cfg.data.seq_len,
@@ -367,7 +373,7 @@ impl Source {
     fn state(&self) -> Option<crate::data::ReaderState> {
         match self {
             Source::Files(r) => Some(r.state()),
-            Source::Synthetic { .. } => None,
+            Source::Units(_) | Source::Synthetic { .. } => None,
         }
     }
 }
@@ -455,7 +461,8 @@ fn run_in(
         (false, Some(pattern)) => {
             let all = ReaderConfig::files_from_patterns(pattern).context("data.train")?;
             Some(match dist {
-                Some(d) => d.shard_files(&all)?,
+                // Every process lists the same files; the coordinator hands out their units.
+                Some(d) => d.agree_on_files(&all)?,
                 None => all,
             })
         }
@@ -525,6 +532,32 @@ fn run_in(
             seed: data_seed,
             rows,
         },
+        Some(files) if dist.is_some() => {
+            let d = dist.ok_or_else(|| anyhow!("a multi-process run without its coordinator"))?;
+            let resumed = resumed
+                .as_ref()
+                .map(|(s, dir)| (&s.data_position, dir.as_path()));
+            let data = CursorData::open(d, cfg, &files, resumed, rows, model.vocab_size)?;
+            Source::Units(Box::new(data))
+        }
+        // One process continuing a multi-process run's checkpoint: its cursor, kept here.
+        Some(files)
+            if resumed
+                .as_ref()
+                .is_some_and(|(s, _)| is_cursor(&s.data_position)) =>
+        {
+            let (s, dir) = resumed
+                .as_ref()
+                .ok_or_else(|| anyhow!("no checkpoint to continue the data cursor of"))?;
+            let data = CursorData::open_local(
+                cfg,
+                &files,
+                (&s.data_position, dir),
+                rows,
+                model.vocab_size,
+            )?;
+            Source::Units(Box::new(data))
+        }
         Some(files) => {
             let rc = reader_config(cfg, files, rows, data_seed, model.vocab_size);
             let saved = match &resumed {
@@ -716,7 +749,7 @@ fn run_in(
         if due || last {
             let written = match dist {
                 None => {
-                    let state = capture(
+                    let mut state = capture(
                         &trainer,
                         &spec,
                         done,
@@ -725,15 +758,29 @@ fn run_in(
                         source.state(),
                         examples_seen,
                     )?;
+                    if let Source::Units(c) = &source {
+                        c.report(done)?;
+                        state.data_position = c.checkpoint_position(done)?;
+                    }
                     Some(save(&store, &state)?)
                 }
                 Some(d) => {
-                    // Process 0 writes it with every process's reader position.
-                    let local = serde_json::to_vec(&data_position(source.state())?)?;
+                    // Process 0 writes it with the data cursor (every process reports its
+                    // position first), or every process's synthetic position.
+                    let local = match &source {
+                        Source::Units(c) => {
+                            c.report(done)?;
+                            c.local_position()?
+                        }
+                        _ => serde_json::to_vec(&data_position(source.state())?)?,
+                    };
                     d.checkpoint(done, &local, |positions| {
                         let mut state =
                             capture(&trainer, &spec, done, cfg, &model, None, examples_seen)?;
-                        state.data_position = process_positions(positions)?;
+                        state.data_position = match &source {
+                            Source::Units(c) => c.checkpoint_position(done)?,
+                            _ => process_positions(positions)?,
+                        };
                         state.extra["num_processes"] = Value::from(processes);
                         state.extra["replicas"] = Value::from(replicas);
                         save(&store, &state)
