@@ -108,9 +108,9 @@ fn render(title: &str, rows: &[Row]) -> Result<String> {
         .map(|r| r.label.chars().count())
         .max()
         .unwrap_or(0) as u32;
-    // About 7 px a character at the label size; the sizes are estimates (see Cargo.toml).
-    let label_width = (16 + 7 * longest).clamp(80, 420);
-    let panel_height = 90 + 34 * n;
+    // About 8 px a character at the label size; the sizes are estimates (see Cargo.toml).
+    let label_width = (16 + 8 * longest).clamp(80, 460);
+    let panel_height = 100 + 34 * n;
     let size = (label_width + 640, style::TITLE_HEIGHT + 3 * panel_height);
     let mut svg = String::new();
     {
@@ -148,7 +148,7 @@ fn banded<'a, 'b>(
         .margin_right(40)
         .x_label_area_size(40)
         .y_label_area_size(label_width)
-        .build_cartesian_2d(xs, (0..n).into_segmented())?;
+        .build_cartesian_2d(xs, (0..last_band(n)).into_segmented())?;
     let name = |v: &Band| match v {
         SegmentValue::CenterOf(b) => usize::try_from(n - 1 - b)
             .ok()
@@ -170,6 +170,17 @@ fn banded<'a, 'b>(
     Ok(chart)
 }
 
+/// The end of the band axis for `n` rows. plotters' integer range `0..k` holds k + 1 values, one
+/// band each, so `0..n - 1` gives n bands; one row keeps `0..1` (a spare band above it) because
+/// plotters maps a one-value range to a single point.
+fn last_band(n: i32) -> i32 {
+    if n > 1 {
+        n - 1
+    } else {
+        1
+    }
+}
+
 /// Row `i`'s band (the first row at the top).
 fn band(rows: &[Row], i: usize) -> i32 {
     rows.len() as i32 - 1 - i as i32
@@ -184,8 +195,7 @@ fn bar(
     style: ShapeStyle,
 ) -> Rectangle<(f64, Band)> {
     let b = band(rows, i);
-    let height = chart.plotting_area().dim_in_pixel().1 / rows.len().max(1) as u32;
-    let inset = height / 5;
+    let inset = band_pixels(chart, rows) / 5;
     let mut r = Rectangle::new(
         [
             (x0, SegmentValue::Exact(b)),
@@ -195,6 +205,12 @@ fn bar(
     );
     r.set_margin(inset, inset, 0, 0);
     r
+}
+
+/// The height of a band in pixels.
+fn band_pixels(chart: &Chart, rows: &[Row]) -> u32 {
+    let bands = last_band(rows.len() as i32) as u32 + 1;
+    chart.plotting_area().dim_in_pixel().1 / bands
 }
 
 /// Text just right of `x` in the middle of row `i`'s band.
@@ -226,7 +242,7 @@ fn step_time_panel(area: &DrawingArea<SVGBackend, Shift>, rows: &[Row], lw: u32)
             )])?;
         }
         let end = r.spread_ms.map_or(r.median_ms, |s| s.1.max(r.median_ms));
-        let text = format!("{} ms", style::tick(&r.median_ms));
+        let text = format!("{} ms", millis(r.median_ms));
         chart.draw_series([note(rows, i, end + top * 0.01, text)])?;
     }
     Ok(())
@@ -244,7 +260,7 @@ fn mfu_panel(area: &DrawingArea<SVGBackend, Shift>, rows: &[Row], lw: u32) -> Re
                 chart.draw_series([bar(&chart, rows, i, (0.0, p), color.filled())])?;
                 (p, format!("{p:.1}%"))
             }
-            None => (0.0, "n/a (the device's peak FLOP/s is not known)".into()),
+            None => (0.0, "n/a (peak FLOP/s of this device unknown)".into()),
         };
         chart.draw_series([note(rows, i, end + top * 0.01, text)])?;
     }
@@ -272,7 +288,7 @@ fn distribution_panel(area: &DrawingArea<SVGBackend, Shift>, rows: &[Row], lw: u
         let color = style::color(i);
         let at = SegmentValue::CenterOf(band(rows, i));
         chart.draw_series([ErrorBar::new_horizontal(
-            at,
+            at.clone(),
             p10,
             p50,
             p90,
@@ -283,10 +299,24 @@ fn distribution_panel(area: &DrawingArea<SVGBackend, Shift>, rows: &[Row], lw: u
             bar(&chart, rows, i, (p25, p75), WHITE.filled()),
             bar(&chart, rows, i, (p25, p75), color.mix(0.35).filled()),
             bar(&chart, rows, i, (p25, p75), color.stroke_width(2)),
-            bar(&chart, rows, i, (p50, p50), BLACK.stroke_width(3)),
         ])?;
+        // The median as a line across the box: a path in pixels around the point (a rectangle
+        // of no width would not be drawn).
+        let half = band_pixels(&chart, rows) as i32 * 3 / 10;
+        chart.draw_series([EmptyElement::at((p50, at))
+            + PathElement::new([(0, -half), (0, half)], BLACK.stroke_width(3))])?;
     }
     Ok(())
+}
+
+/// Milliseconds to about four significant digits.
+fn millis(v: f64) -> String {
+    match v {
+        v if v >= 1000.0 => format!("{v:.0}"),
+        v if v >= 100.0 => format!("{v:.1}"),
+        v if v >= 10.0 => format!("{v:.2}"),
+        v => format!("{v:.3}"),
+    }
 }
 
 /// `v`, or 1 where it is not positive (an axis needs a span).
@@ -334,6 +364,14 @@ mod tests {
         let c = entry("c", &[0.001, 0.003, 0.004], &[], None);
         let r = Row::of(&c).unwrap();
         assert!((r.median_ms - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn milliseconds_keep_about_four_digits() {
+        assert_eq!(millis(219.7037), "219.7");
+        assert_eq!(millis(4.12725), "4.127");
+        assert_eq!(millis(12.0), "12.00");
+        assert_eq!(millis(1234.5), "1234");
     }
 
     #[test]

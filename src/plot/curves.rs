@@ -118,14 +118,14 @@ fn draw_panel(
     x_desc: &str,
 ) -> Result<()> {
     let points = || panel.series.iter().flat_map(|s| s.points.iter());
-    let xs = padded_range(points().map(|p| p.0), 0.0);
+    let xs = padded_range(points().map(|p| p.0), 0.02);
     let ys = padded_range(points().map(|p| p.1), 0.05);
     let known = describe(&panel.metric);
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.metric, (FONT, style::CAPTION_SIZE))
         .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(64)
+        .y_label_area_size(72)
         .build_cartesian_2d(xs, ys)?;
     chart
         .configure_mesh()

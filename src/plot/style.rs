@@ -3,9 +3,9 @@ use plotters::style::RGBColor;
 
 /// A generic family: the SVG names it and the viewer picks a font it has.
 pub const FONT: &str = "sans-serif";
-pub const TITLE_SIZE: u32 = 22;
-pub const CAPTION_SIZE: u32 = 16;
-pub const LABEL_SIZE: u32 = 12;
+pub const TITLE_SIZE: u32 = 26;
+pub const CAPTION_SIZE: u32 = 19;
+pub const LABEL_SIZE: u32 = 15;
 /// Room for the chart title above the panels.
 pub const TITLE_HEIGHT: u32 = 40;
 
