@@ -139,8 +139,13 @@ fn two_runs_give_one_curve_each_in_every_panel() {
         // Every metric but mlm_accuracy_at_mask is in the train records; six in the eval ones.
         assert_eq!(count(&svg, color, TRAIN), 8, "{run}'s train curves");
         assert_eq!(count(&svg, color, EVAL), 6, "{run}'s eval curves");
-        let markers = svg.matches(&format!("<circle")).count();
-        assert!(markers >= 2 * 6 * EVAL, "{markers} markers");
+        // A marker per eval record in each of those panels, and one in each legend.
+        let markers = svg
+            .split("<circle")
+            .skip(1)
+            .filter(|c| c[..c.find("/>").unwrap()].contains(&format!("fill=\"{color}\"")))
+            .count();
+        assert_eq!(markers, 6 * EVAL + 6, "{run}'s eval markers");
     }
     assert!(!text(&svg, "examples_seen"), "not a default metric");
 }

@@ -34,8 +34,8 @@ pub fn run_labels(inputs: &[PathBuf]) -> Vec<String> {
         }
     }
     let mut out: Vec<String> = Vec::with_capacity(inputs.len());
-    for i in 0..inputs.len() {
-        let base = label(i, depth[i]);
+    for (i, &d) in depth.iter().enumerate() {
+        let base = label(i, d);
         let before = out
             .iter()
             .filter(|l| **l == base || l.starts_with(&format!("{base} #")))
