@@ -148,7 +148,8 @@ fn banded<'a, 'b>(
         .margin_right(40)
         .x_label_area_size(40)
         .y_label_area_size(label_width)
-        .build_cartesian_2d(xs, (0..last_band(n)).into_segmented())?;
+        .build_cartesian_2d(xs.clone(), (0..last_band(n)).into_segmented())?;
+    let x_tick = style::ticks(&xs);
     let name = |v: &Band| match v {
         SegmentValue::CenterOf(b) => usize::try_from(n - 1 - b)
             .ok()
@@ -162,7 +163,7 @@ fn banded<'a, 'b>(
         .y_labels(rows.len())
         .y_label_formatter(&name)
         .x_labels(8)
-        .x_label_formatter(&style::tick)
+        .x_label_formatter(&x_tick)
         .x_desc(x_desc)
         .label_style((FONT, style::LABEL_SIZE))
         .light_line_style(BLACK.mix(0.06))

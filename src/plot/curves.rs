@@ -126,15 +126,16 @@ fn draw_panel(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(72)
-        .build_cartesian_2d(xs, ys)?;
+        .build_cartesian_2d(xs.clone(), ys.clone())?;
+    let (x_tick, y_tick) = (style::ticks(&xs), style::ticks(&ys));
     chart
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(known.map_or(panel.metric.as_str(), |k| k.title))
         .x_labels(6)
         .y_labels(6)
-        .x_label_formatter(&style::tick)
-        .y_label_formatter(&style::tick)
+        .x_label_formatter(&x_tick)
+        .y_label_formatter(&y_tick)
         .label_style((FONT, style::LABEL_SIZE))
         .light_line_style(BLACK.mix(0.06))
         .draw()?;

@@ -28,16 +28,21 @@ pub fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
-/// A tick label: short, and in scientific notation where plain decimals would not fit.
-pub fn tick(v: &f64) -> String {
-    let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if !(1e-3..1e5).contains(&a) {
-        format!("{v:.1e}")
-    } else {
-        let s = format!("{v:.4}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+/// A tick label formatter for an axis spanning `range`: short labels, in scientific notation
+/// where plain decimals would not fit. A tick within a millionth of the span of zero is zero
+/// (plotters computes ticks in floating point, so 0 can come out as 3.4e-21).
+pub fn ticks(range: &std::ops::Range<f64>) -> impl Fn(&f64) -> String {
+    let zero = (range.end - range.start).abs() * 1e-6;
+    move |v: &f64| {
+        let a = v.abs();
+        if a <= zero {
+            "0".into()
+        } else if !(1e-3..1e5).contains(&a) {
+            format!("{v:.1e}")
+        } else {
+            let s = format!("{v:.4}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
     }
 }
 
@@ -47,11 +52,14 @@ mod tests {
 
     #[test]
     fn ticks_are_short() {
+        let tick = ticks(&(-1e-4..1e-4));
         assert_eq!(tick(&0.0), "0");
+        assert_eq!(tick(&3.4e-21), "0");
+        assert_eq!(tick(&1e-4), "1.0e-4");
+        let tick = ticks(&(-1.0..2000.0));
         assert_eq!(tick(&0.25), "0.25");
         assert_eq!(tick(&2.0), "2");
         assert_eq!(tick(&1250.5), "1250.5");
-        assert_eq!(tick(&1e-4), "1.0e-4");
         assert_eq!(tick(&-3e6), "-3.0e6");
         assert_eq!(color(0), color(10));
     }
