@@ -11,6 +11,7 @@ pub mod finetune;
 pub mod glue;
 pub mod import;
 pub mod model;
+pub mod plot;
 pub mod pretrain;
 pub mod run;
 pub mod squad;

@@ -7,6 +7,7 @@ mod extract_features;
 mod finetune;
 mod finetune_glue;
 mod hlo_dump;
+mod plot;
 mod plugin;
 mod pretrain;
 mod selftest;
@@ -75,6 +76,8 @@ enum Command {
     Pretrain(Box<pretrain::PretrainArgs>),
     /// Per-token hidden states of chosen layers for lines of text (extract_features.py).
     ExtractFeatures(extract_features::ExtractFeaturesArgs),
+    /// Draw the training and eval curves of runs (their metrics.jsonl) into one SVG chart.
+    Plot(plot::PlotArgs),
 }
 
 #[derive(Subcommand)]
@@ -113,5 +116,6 @@ pub fn main() -> Result<()> {
         Command::Finetune(c) => finetune::run(&c),
         Command::SquadSplit(a) => finetune::run_split(&a),
         Command::ExtractFeatures(a) => extract_features::run(&a),
+        Command::Plot(a) => plot::run(&a),
     }
 }

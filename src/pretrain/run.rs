@@ -731,7 +731,10 @@ fn run_in(
             if due || (last && done == cfg.train.steps) {
                 let r = ev.run(trainer.param_buffers(), &device)?;
                 if let Some(sink) = &mut sink {
-                    sink.record("eval", done, &r.fields())?;
+                    // The wall time too, as the train records have it (`tpu-run plot --x time`).
+                    let mut fields = r.fields();
+                    fields.push(("elapsed_s", Value::from(t_start.elapsed().as_secs_f64())));
+                    sink.record("eval", done, &fields)?;
                 }
                 if print {
                     log(
