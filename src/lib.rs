@@ -11,6 +11,7 @@ pub mod glue;
 pub mod import;
 pub mod model;
 pub mod pretrain;
+pub mod profile;
 pub mod run;
 pub mod squad;
 pub mod tpu_target;
