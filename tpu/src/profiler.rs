@@ -1,9 +1,12 @@
 //! Device traces through a plugin's profiler extension (`PJRT_Extension_Type_Profiler`).
 //!
-//! A plugin that offers one (the XLA GPU plugins do; `xla-cpu-pjrt` 0.0.1 does not: its chain
-//! holds PhaseCompile, FFI, MemoryDescriptions and Layouts) runs the tsl profilers registered
-//! inside it (CUPTI on GPU) between `start` and `stop`, and hands back an `XSpace` protobuf, the
-//! format TensorBoard's profile plugin and XProf read.
+//! A plugin that offers one (jax-cuda13-pjrt 0.11.2 does, with a 104-byte table; `xla-cpu-pjrt`
+//! 0.0.1 does not: its chain holds PhaseCompile, FFI, MemoryDescriptions and Layouts) runs the
+//! tsl profilers registered inside it between `start` and `stop`, and hands back an `XSpace`
+//! protobuf, the format TensorBoard's profile plugin and XProf read. Inside the GPU plugin that
+//! is the device tracer (CUPTI) only: host events (TraceMe) come from a framework's own host
+//! tracer, which tpu-run does not have, so a session on a machine without a GPU records nothing
+//! (an empty XSpace).
 //!
 //! ```no_run
 //! # fn main() -> tpu::Result<()> {
@@ -363,6 +366,11 @@ impl ProfilerSession {
         a.profiler = self.raw;
         profiler_call!(table, collect_data, &mut a)?;
         let size = a.buffer_size_in_bytes;
+        tracing::debug!(
+            size,
+            plugin_buffer = !a.buffer.is_null(),
+            "PLUGIN_Profiler_CollectData"
+        );
         if size == 0 {
             return Ok(Vec::new());
         }
