@@ -13,6 +13,7 @@ pub mod import;
 pub mod model;
 pub mod plot;
 pub mod pretrain;
+pub mod profile;
 pub mod run;
 pub mod squad;
 pub mod tpu_target;

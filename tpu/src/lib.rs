@@ -58,6 +58,8 @@ pub mod kv_store;
 pub mod options;
 pub mod pinned;
 pub mod plugin;
+pub mod profiler;
+pub mod profiler_ffi;
 pub mod topology;
 pub mod tpu_safety;
 
@@ -71,6 +73,7 @@ pub use execution::Execution;
 pub use kv_store::{KeyValueStore, KvError, KvErrorKind};
 pub use options::{ClientOptions, CompileOptions, ExecuteOptions, OptionOverride, Value};
 pub use plugin::{Plugin, PluginInfo, PluginKind};
+pub use profiler::{ProfileOptions, Profiler, ProfilerSession};
 pub use topology::{AotExecutable, DeviceDescription, Topology};
 
 /// Compile-time proof that the handles are `Send + Sync`.
