@@ -2,6 +2,7 @@
 //! hlo/build.rs does for the XLA protos): the tf.train.Example subset with prost-build, and the
 //! coordinator's gRPC service (src/coord) with tonic-build.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    git_commit();
     let files = [
         "tensorflow/feature.proto",
         "tensorflow/example.proto",
@@ -25,4 +26,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_transport(false)
         .compile_fds(fds)?;
     Ok(())
+}
+
+/// `TPU_RUN_GIT_COMMIT`: the commit being built, for `tpu-run bench` records ("unknown" outside
+/// a git checkout or without git). Rebuilt when HEAD or the branch it names moves.
+fn git_commit() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+    };
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=TPU_RUN_GIT_COMMIT={commit}");
+    for path in ["HEAD", "packed-refs"] {
+        if let Some(p) = git(&["rev-parse", "--git-path", path]) {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(p) = git(&["rev-parse", "--git-path", &branch]) {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
 }

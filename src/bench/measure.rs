@@ -2,10 +2,12 @@
 //! XLA reports about the compiled program. The pretraining and SQuAD benches fill it in
 //! (src/pretrain/bench.rs, src/finetune/bench.rs); `tpu-run bench` repeats and reports it.
 use super::optimized::OptimizedStats;
+use crate::profile::ProfileReport;
 use crate::train::lowered::BuildStats;
 use anyhow::{anyhow, bail, Result};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tpu::{Buffer, CompiledMemoryStats, Device, Executable, Value};
+use tpu::{Buffer, Client, CompiledMemoryStats, Device, Executable, Value};
 
 /// How many steps to time, after how many untimed ones.
 #[derive(Clone, Debug)]
@@ -14,6 +16,40 @@ pub struct MeasureOptions {
     pub steps: u64,
     /// Steps after the first (which carries first-run costs) that are not timed.
     pub warmup: u64,
+    /// Capture a device trace of [`PROFILE_STEPS`] more steps into this directory.
+    pub profile: Option<PathBuf>,
+}
+
+/// Steps run under the profiler after the timed ones: enough to see a steady step between
+/// its neighbours, few enough to keep the trace small.
+pub const PROFILE_STEPS: u64 = 3;
+
+/// What `--profile` gave.
+#[derive(Clone, Debug)]
+pub enum ProfileOutcome {
+    Captured(ProfileReport),
+    /// The plugin has no profiler extension (the reason, naming the plugin).
+    NotOffered(String),
+}
+
+/// Runs `steps` under `client`'s profiler, writing the trace into `dir` (see
+/// [`crate::profile::capture`]); a plugin without a profiler extension is an outcome, not an
+/// error.
+pub fn profile_steps(
+    client: &Client,
+    optimized_module: Option<&[u8]>,
+    dir: &Path,
+    steps: impl FnOnce() -> Result<()>,
+) -> Result<ProfileOutcome> {
+    Ok(
+        match crate::profile::capture(client, optimized_module, dir, steps)? {
+            Some(report) => ProfileOutcome::Captured(report),
+            None => ProfileOutcome::NotOffered(format!(
+                "the plugin {} offers no profiler extension, so no device trace was taken",
+                client.plugin().path().display()
+            )),
+        },
+    )
 }
 
 /// What XLA reports about a compiled program; each part `None` where the plugin does not
@@ -89,6 +125,8 @@ pub struct Measurement {
     /// reports it.
     pub device_peak_bytes: Option<i64>,
     pub last_loss: f32,
+    /// The device trace, when `MeasureOptions::profile` asked for one.
+    pub profile: Option<ProfileOutcome>,
 }
 
 /// Runs `total` steps, each launched before the loss of the one before is read back, so the

@@ -1,4 +1,5 @@
 //! The `tpu-run` command line: argument definitions and dispatch to one module per command.
+mod bench;
 mod compile;
 mod create_data;
 mod demo;
@@ -31,6 +32,10 @@ pub struct Cli {
     /// per-user compile cache (also: TPU_RUN_COMPILE_CACHE=off).
     #[arg(long, global = true)]
     no_compile_cache: bool,
+    /// An XLA debug option for every program this invocation compiles, NAME=VALUE
+    /// (repeatable), e.g. xla_gpu_enable_latency_hiding_scheduler=true.
+    #[arg(long = "xla-flag", global = true, value_name = "NAME=VALUE")]
+    xla_flags: Vec<String>,
 }
 
 /// Where to run: the backend and, optionally, an explicit plugin file.
@@ -76,6 +81,9 @@ enum Command {
     Pretrain(Box<pretrain::PretrainArgs>),
     /// Per-token hidden states of chosen layers for lines of text (extract_features.py).
     ExtractFeatures(extract_features::ExtractFeaturesArgs),
+    /// Benchmark train steps: compile time, step time, memory, MFU, XLA's optimized program,
+    /// side by side with the JAX/PyTorch anchors and an earlier run.
+    Bench(Box<bench::BenchArgs>),
     /// Draw the training and eval curves of runs (their metrics.jsonl) into one SVG chart.
     Plot(plot::PlotArgs),
 }
@@ -102,6 +110,7 @@ pub fn main() -> Result<()> {
     if cli.no_compile_cache {
         crate::backend::disable_compile_cache();
     }
+    crate::xla_flags::set_global(&cli.xla_flags)?;
     match cli.command {
         Command::Demo(a) => demo::run(&a),
         Command::Selftest(a) => selftest::run(&a),
@@ -117,5 +126,6 @@ pub fn main() -> Result<()> {
         Command::SquadSplit(a) => finetune::run_split(&a),
         Command::ExtractFeatures(a) => extract_features::run(&a),
         Command::Plot(a) => plot::run(&a),
+        Command::Bench(a) => bench::run_cmd(&a),
     }
 }

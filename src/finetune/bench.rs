@@ -11,8 +11,8 @@ use super::rng::{dropout_key, SplitMix64};
 use super::squad_train::{layout_literals, train_program, Hyper};
 use crate::backend::compile_options_for;
 use crate::bench::measure::{
-    device_description, device_peak_bytes, median, pipelined_steps, step_intervals, MeasureOptions,
-    Measurement, XlaReport,
+    device_description, device_peak_bytes, median, pipelined_steps, profile_steps, step_intervals,
+    MeasureOptions, Measurement, XlaReport, PROFILE_STEPS,
 };
 use crate::model::init::init_from_specs;
 use crate::model::{AttentionKernel, BertConfig};
@@ -113,6 +113,7 @@ pub fn bench(
     let opts = MeasureOptions {
         steps,
         warmup: WARMUP_STEPS,
+        profile: None,
     };
     let m = measure(client, cfg, batch, seq, &opts, seed)?;
     let median_step_s = median(&m.step_times_s);
@@ -183,28 +184,36 @@ pub fn measure(
         let rows: Vec<usize> = (0..batch).collect();
         batches.push(trainer.upload_batch(&f.train_literals(&rows)?)?);
     }
+    let optimized = opts
+        .profile
+        .as_ref()
+        .and_then(|_| trainer.executable().optimized_module().ok());
     let mut first_ready = None;
-    let (ready, last_loss) = pipelined_steps(
-        total,
-        |step| {
-            let key = Literal::from_slice(&dropout_key(seed, step), &[2])?;
-            let key = trainer.upload_batch(&[key])?;
-            let mut refs: Vec<&Buffer> = batches[(step % 2) as usize].iter().collect();
-            refs.extend(key.iter());
-            trainer.step_async(&refs)
-        },
-        |_, outs| {
-            let loss = outs
-                .first()
-                .ok_or_else(|| anyhow!("the step returned no loss"))?
-                .to_host::<f32>()?
-                .first()
-                .copied()
-                .unwrap_or(f32::NAN);
-            first_ready.get_or_insert_with(|| t_start.elapsed());
-            Ok(loss)
-        },
-    )?;
+    let mut launch = |step: u64| {
+        let key = Literal::from_slice(&dropout_key(seed, step), &[2])?;
+        let key = trainer.upload_batch(&[key])?;
+        let mut refs: Vec<&Buffer> = batches[(step % 2) as usize].iter().collect();
+        refs.extend(key.iter());
+        trainer.step_async(&refs)
+    };
+    let mut loss_of = |_: u64, outs: Vec<Buffer>| {
+        let loss = outs
+            .first()
+            .ok_or_else(|| anyhow!("the step returned no loss"))?
+            .to_host::<f32>()?
+            .first()
+            .copied()
+            .unwrap_or(f32::NAN);
+        first_ready.get_or_insert_with(|| t_start.elapsed());
+        Ok(loss)
+    };
+    let (ready, last_loss) = pipelined_steps(total, &mut launch, &mut loss_of)?;
+    let profile = match &opts.profile {
+        Some(dir) => Some(profile_steps(client, optimized.as_deref(), dir, || {
+            pipelined_steps(PROFILE_STEPS, |s| launch(total + s), &mut loss_of).map(drop)
+        })?),
+        None => None,
+    };
     Ok(Measurement {
         platform,
         platform_version,
@@ -217,5 +226,6 @@ pub fn measure(
         step_times_s: step_intervals(&ready, opts.warmup),
         device_peak_bytes: device_peak_bytes(trainer.devices()),
         last_loss,
+        profile,
     })
 }

@@ -10,8 +10,8 @@ use super::batches::{field_literals, key_literal, synthetic_batch};
 use super::config::PretrainConfig;
 use super::run::{read_record, Session};
 use crate::bench::measure::{
-    device_description, device_peak_bytes, median, pipelined_steps, step_intervals, MeasureOptions,
-    Measurement, XlaReport,
+    device_description, device_peak_bytes, median, pipelined_steps, profile_steps, step_intervals,
+    MeasureOptions, Measurement, XlaReport, PROFILE_STEPS,
 };
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -68,6 +68,7 @@ pub fn bench(cfg: &PretrainConfig, steps: u64) -> Result<BenchResult> {
         &MeasureOptions {
             steps,
             warmup: WARMUP,
+            profile: None,
         },
     )?;
     let median_step_s = median(&m.step_times_s);
@@ -123,20 +124,29 @@ pub fn measure(cfg: &PretrainConfig, opts: &MeasureOptions) -> Result<Measuremen
     }
     let total = 1 + opts.warmup + opts.steps;
     let seed = cfg.train.seed;
+    let client = trainer.executable().client();
+    let optimized = opts
+        .profile
+        .as_ref()
+        .and_then(|_| trainer.executable().optimized_module().ok());
     let mut first_ready = None;
-    let (ready, last_loss) = pipelined_steps(
-        total,
-        |step| {
-            let fields = &batches[(step % 2) as usize];
-            let key = trainer.upload_shards(fields.len(), &[key_literal(seed, step, k)?])?;
-            trainer.step_sharded(&[fields, &key])
-        },
-        |s, outs| {
-            let loss = read_record(&layout, s + 1, &outs)?.loss;
-            first_ready.get_or_insert_with(|| t_start.elapsed());
-            Ok(loss)
-        },
-    )?;
+    let mut launch = |step: u64| {
+        let fields = &batches[(step % 2) as usize];
+        let key = trainer.upload_shards(fields.len(), &[key_literal(seed, step, k)?])?;
+        trainer.step_sharded(&[fields, &key])
+    };
+    let mut loss_of = |s: u64, outs: Vec<tpu::Buffer>| {
+        let loss = read_record(&layout, s + 1, &outs)?.loss;
+        first_ready.get_or_insert_with(|| t_start.elapsed());
+        Ok(loss)
+    };
+    let (ready, last_loss) = pipelined_steps(total, &mut launch, &mut loss_of)?;
+    let profile = match &opts.profile {
+        Some(dir) => Some(profile_steps(&client, optimized.as_deref(), dir, || {
+            pipelined_steps(PROFILE_STEPS, |s| launch(total + s), &mut loss_of).map(drop)
+        })?),
+        None => None,
+    };
     Ok(Measurement {
         platform,
         platform_version,
@@ -149,5 +159,6 @@ pub fn measure(cfg: &PretrainConfig, opts: &MeasureOptions) -> Result<Measuremen
         step_times_s: step_intervals(&ready, opts.warmup),
         device_peak_bytes: device_peak_bytes(trainer.devices()),
         last_loss,
+        profile,
     })
 }

@@ -1,0 +1,224 @@
+//! `tpu-run bench`: the cross product of models, tasks, shapes, precisions and attention
+//! kernels, each built, compiled and timed; an aligned table on stdout, one JSON line per
+//! configuration, and optionally the anchors, a baseline comparison, a plot and a trace.
+use crate::backend::{AttentionChoice, Backend};
+use crate::bench::anchors::Anchors;
+use crate::bench::matrix::{plan, Axes, Task};
+use crate::bench::run::{plot_entries, run, BenchOptions};
+use crate::bench::table::render;
+use crate::finetune::default_precision;
+use crate::model::{ComputeDtype, PRESETS};
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: Backend,
+    /// Path of a PJRT plugin shared library; overrides discovery.
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
+    /// Model presets, comma-separated (tiny, mini, small, medium, base, large).
+    #[arg(long, default_value = "tiny", value_delimiter = ',')]
+    pub model: Vec<String>,
+    /// pretrain (MLM + NSP) and/or squad, comma-separated.
+    #[arg(long, default_value = "pretrain", value_delimiter = ',')]
+    pub task: Vec<String>,
+    /// Sequence lengths, comma-separated.
+    #[arg(long, default_value = "128", value_delimiter = ',')]
+    pub seq: Vec<usize>,
+    /// Global batch sizes, comma-separated.
+    #[arg(long, default_value = "8", value_delimiter = ',')]
+    pub batch: Vec<usize>,
+    /// f32 and/or bf16, comma-separated (default: f32 on cpu, bf16 on cuda and tpu).
+    #[arg(long, value_delimiter = ',')]
+    pub precision: Vec<String>,
+    /// Self-attention kernels, comma-separated: graph, cudnn, auto.
+    #[arg(long, default_value = "auto", value_delimiter = ',')]
+    pub attention: Vec<String>,
+    /// Data-parallel devices of the pretraining step (the batch is split over them).
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
+    /// Hidden and attention dropout for every configuration (default: the model's, 0.1).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Timed steps per run, after the first step and the warm-up.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u64,
+    /// Untimed steps after the first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u64,
+    /// Full runs per configuration (each builds and compiles afresh): their spread is the
+    /// noise `--baseline` judges changes against.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write one JSON line per configuration here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Compare with an earlier `--out` file: changes beyond the noise measured by `--repeat`
+    /// are flagged as regressions or improvements.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Exit with an error when a configuration regressed against `--baseline`.
+    #[arg(long, requires = "baseline")]
+    pub fail_on_regression: bool,
+    /// Also run the JAX and PyTorch anchors (../shared/bench) for the same shapes.
+    #[arg(long)]
+    pub anchors: bool,
+    /// The anchors' Python (default /opt/torch/.venv/bin/python, else python3 on PATH).
+    #[arg(long, requires = "anchors")]
+    pub anchors_python: Option<PathBuf>,
+    /// The directory of jax_bert.py and torch_bert.py (default: shared/bench here or in a
+    /// parent directory).
+    #[arg(long, requires = "anchors")]
+    pub anchors_dir: Option<PathBuf>,
+    /// Seconds one anchor run may take.
+    #[arg(long, default_value_t = 900, requires = "anchors")]
+    pub anchor_timeout: u64,
+    /// Draw step time, its spread and MFU per configuration into this SVG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Take a device trace of a few steps of each configuration into DIR/<configuration>
+    /// (the plugin's profiler extension; Perfetto/TensorBoard files).
+    #[arg(long, value_name = "DIR")]
+    pub profile: Option<PathBuf>,
+    /// Load and store compiled executables in the per-user compile cache (off by default, so
+    /// compile times are measured).
+    #[arg(long)]
+    pub compile_cache: bool,
+}
+
+pub fn run_cmd(a: &BenchArgs) -> Result<()> {
+    if a.backend == Backend::Tpu {
+        bail!(
+            "tpu-run bench --backend tpu: timing needs a TPU; for compile-only figures of a TPU \
+             slice use `tpu-run compile --target tpu:<topology>`"
+        );
+    }
+    if a.repeat == 0 || a.steps == 0 || a.devices == 0 {
+        bail!("--repeat, --steps and --devices must be at least 1");
+    }
+    if !a.compile_cache {
+        crate::backend::disable_compile_cache();
+    }
+    let axes = axes(a)?;
+    let planned = plan(&axes, a.backend, a.devices, a.dropout)?;
+    let anchors = a.anchors.then(|| {
+        if a.backend != Backend::Cuda {
+            return Err("the anchors run on NVIDIA GPUs: use --backend cuda".to_string());
+        }
+        Anchors::find(
+            a.anchors_python.as_deref(),
+            a.anchors_dir.as_deref(),
+            Duration::from_secs(a.anchor_timeout),
+        )
+    });
+    if let Some(Err(why)) = &anchors {
+        eprintln!("anchors: not run: {why}");
+    }
+    let opts = BenchOptions {
+        backend: a.backend,
+        plugin: a.plugin.clone(),
+        steps: a.steps,
+        warmup: a.warmup,
+        repeat: a.repeat,
+        seed: a.seed,
+        out: a.out.clone(),
+        baseline: a.baseline.clone(),
+        anchors,
+        profile: a.profile.clone(),
+    };
+    let records = run(&planned, &opts)?;
+    print!("{}", render(&records));
+    for r in &records {
+        for note in r.xla.iter().flat_map(|x| &x.notes) {
+            println!("note: {}: {note}", r.key);
+        }
+        if let Some(p) = &r.profile {
+            match (&p.not_offered, &p.trace_json) {
+                (Some(why), _) => println!("profile: {}: {why}", r.key),
+                (_, Some(t)) => println!("profile: {}: {t}", r.key),
+                _ => {}
+            }
+        }
+    }
+    if let Some(path) = &a.out {
+        println!("wrote {} records to {}", records.len(), path.display());
+    }
+    if let Some(path) = &a.plot {
+        let entries = plot_entries(&records);
+        crate::plot::bench_report(path, "tpu-run bench", &entries)?;
+        println!("wrote the plot to {}", path.display());
+    }
+    let failed: Vec<&str> = records
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.key.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} configurations failed: {}",
+            failed.len(),
+            records.len(),
+            failed.join("; ")
+        );
+    }
+    let regressed: Vec<&str> = records
+        .iter()
+        .filter(|r| {
+            r.baseline
+                .as_ref()
+                .is_some_and(|b| b.verdict == "regression")
+        })
+        .map(|r| r.key.as_str())
+        .collect();
+    if a.fail_on_regression && !regressed.is_empty() {
+        bail!("regressed against the baseline: {}", regressed.join("; "));
+    }
+    Ok(())
+}
+
+fn axes(a: &BenchArgs) -> Result<Axes> {
+    for m in &a.model {
+        if !PRESETS.contains(&m.as_str()) {
+            bail!("--model {m:?}: choose from {PRESETS:?}");
+        }
+    }
+    let precisions = if a.precision.is_empty() {
+        vec![default_precision(a.backend)]
+    } else {
+        a.precision
+            .iter()
+            .map(|p| {
+                ComputeDtype::parse(p)
+                    .ok_or_else(|| anyhow!("--precision {p:?}: choose f32 or bf16"))
+            })
+            .collect::<Result<_>>()?
+    };
+    let attentions = a
+        .attention
+        .iter()
+        .map(|s| match s.as_str() {
+            "graph" => Ok(AttentionChoice::Graph),
+            "cudnn" => Ok(AttentionChoice::Cudnn),
+            "auto" => Ok(AttentionChoice::Auto),
+            _ => Err(anyhow!("--attention {s:?}: choose graph, cudnn or auto")),
+        })
+        .collect::<Result<_>>()?;
+    Ok(Axes {
+        models: a.model.clone(),
+        tasks: a
+            .task
+            .iter()
+            .map(|t| Task::parse(t))
+            .collect::<Result<_>>()?,
+        seqs: a.seq.clone(),
+        batches: a.batch.clone(),
+        precisions,
+        attentions,
+    })
+}
