@@ -200,6 +200,71 @@ fn the_cross_product_is_measured_skipped_recorded_and_drawn() {
         .unwrap()
         .contains("--repeat >= 2"));
     assert_eq!(rs[1]["baseline"]["verdict"], "absent");
+
+    // Regression detection, judged from files: the measured record given three repeats with
+    // 1% spread, against a synthetic baseline 20% faster (a regression), and one 20% slower.
+    let measured = records(&dir.path().join("a.jsonl"))
+        .into_iter()
+        .find(|r| r["key"] == "tiny pretrain s16 b2 f32 graph")
+        .unwrap();
+    let with_medians = |scale: f64| {
+        let mut r = measured.clone();
+        let m = r["runtime"]["median_step_s"].as_f64().unwrap() * scale;
+        let repeat = r["repeats"][0].clone();
+        r["repeats"] = Value::Array(
+            [1.0, 1.01, 0.99]
+                .iter()
+                .map(|f| {
+                    let mut x = repeat.clone();
+                    x["median_step_s"] = Value::from(m * f);
+                    x
+                })
+                .collect(),
+        );
+        format!("{r}\n")
+    };
+    std::fs::write(dir.path().join("new.jsonl"), with_medians(1.0)).unwrap();
+    std::fs::write(dir.path().join("faster.jsonl"), with_medians(1.0 / 1.2)).unwrap();
+    std::fs::write(dir.path().join("slower.jsonl"), with_medians(1.2)).unwrap();
+    let judge = |baseline: &str, fail: bool| {
+        let mut args = vec!["--compare", "new.jsonl", "--baseline", baseline];
+        if fail {
+            args.push("--fail-on-regression");
+        }
+        tpu_run(dir.path(), &args)
+    };
+    let out = judge("faster.jsonl", true);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("regressed against the baseline: tiny pretrain s16 b2 f32 graph"),
+        "{stderr}"
+    );
+    let row = |out: &Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("tiny pretrain s16"))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        row(&out).contains("baseline +20.0% regression"),
+        "{}",
+        row(&out)
+    );
+    let out = judge("slower.jsonl", true);
+    assert!(out.status.success());
+    assert!(
+        row(&out).contains("baseline -16.7% improvement"),
+        "{}",
+        row(&out)
+    );
+    let out = judge("new.jsonl", false);
+    assert!(
+        row(&out).contains("baseline +0.0% unchanged"),
+        "{}",
+        row(&out)
+    );
 }
 
 #[test]

@@ -4,11 +4,12 @@
 use crate::backend::{AttentionChoice, Backend};
 use crate::bench::anchors::Anchors;
 use crate::bench::matrix::{plan, Axes, Task};
+use crate::bench::record::{read_jsonl, BenchRecord};
 use crate::bench::run::{plot_entries, run, BenchOptions};
 use crate::bench::table::render;
 use crate::finetune::default_precision;
 use crate::model::{ComputeDtype, PRESETS};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,6 +64,10 @@ pub struct BenchArgs {
     /// are flagged as regressions or improvements.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// Judge the records of an earlier `--out` file against `--baseline` instead of running
+    /// anything (results of two commits, flags or machines compared after the fact).
+    #[arg(long, value_name = "FILE", requires = "baseline")]
+    pub compare: Option<PathBuf>,
     /// Exit with an error when a configuration regressed against `--baseline`.
     #[arg(long, requires = "baseline")]
     pub fail_on_regression: bool,
@@ -101,6 +106,18 @@ pub fn run_cmd(a: &BenchArgs) -> Result<()> {
     }
     if a.repeat == 0 || a.steps == 0 || a.devices == 0 {
         bail!("--repeat, --steps and --devices must be at least 1");
+    }
+    if let Some(new) = &a.compare {
+        let old = read_jsonl(a.baseline.as_deref().unwrap_or(new)).context("--baseline")?;
+        let mut records: Vec<BenchRecord> = read_jsonl(new)
+            .context("--compare")?
+            .into_values()
+            .collect();
+        for r in records.iter_mut().filter(|r| r.runtime.is_some()) {
+            r.compare_with(old.get(&r.key));
+        }
+        print!("{}", render(&records));
+        return check_regressions(a, &records);
     }
     if !a.compile_cache {
         crate::backend::disable_compile_cache();
@@ -167,6 +184,11 @@ pub fn run_cmd(a: &BenchArgs) -> Result<()> {
             failed.join("; ")
         );
     }
+    check_regressions(a, &records)
+}
+
+/// With `--fail-on-regression`, an error naming every configuration that regressed.
+fn check_regressions(a: &BenchArgs, records: &[BenchRecord]) -> Result<()> {
     let regressed: Vec<&str> = records
         .iter()
         .filter(|r| {
