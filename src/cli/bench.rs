@@ -117,6 +117,7 @@ pub fn run_cmd(a: &BenchArgs) -> Result<()> {
             r.compare_with(old.get(&r.key));
         }
         print!("{}", render(&records));
+        plot(a, &records)?;
         return check_regressions(a, &records);
     }
     if !a.compile_cache {
@@ -166,11 +167,7 @@ pub fn run_cmd(a: &BenchArgs) -> Result<()> {
     if let Some(path) = &a.out {
         println!("wrote {} records to {}", records.len(), path.display());
     }
-    if let Some(path) = &a.plot {
-        let entries = plot_entries(&records);
-        crate::plot::bench_report(path, "tpu-run bench", &entries)?;
-        println!("wrote the plot to {}", path.display());
-    }
+    plot(a, &records)?;
     let failed: Vec<&str> = records
         .iter()
         .filter(|r| r.error.is_some())
@@ -185,6 +182,15 @@ pub fn run_cmd(a: &BenchArgs) -> Result<()> {
         );
     }
     check_regressions(a, &records)
+}
+
+/// `--plot`: step time, its spread and MFU of the measured records.
+fn plot(a: &BenchArgs, records: &[BenchRecord]) -> Result<()> {
+    if let Some(path) = &a.plot {
+        crate::plot::bench_report(path, "tpu-run bench", &plot_entries(records))?;
+        println!("wrote the plot to {}", path.display());
+    }
+    Ok(())
 }
 
 /// With `--fail-on-regression`, an error naming every configuration that regressed.

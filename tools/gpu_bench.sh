@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# `tpu-run bench` on one GPU with the JAX and PyTorch anchors, for BENCHMARKS.md and
+# benches/results/.
+#
+#   tools/gpu_bench.sh prepare [REPO_ROOT]      here: release binary + anchor scripts
+#                                               -> REPO_ROOT/.device-carry/bench (git-ignored)
+#   tools/gpu_bench.sh run GROUP [REPO_ROOT]    on the GPU machine; GROUP is one of
+#       pretrain   BERT-base seq 128 batch 256 and BERT-large seq 512 batch 32 (profile of the first)
+#       squad      BERT-base and BERT-large SQuAD seq 384 batch 32
+#       flags      BERT-base seq 128 batch 256 (dropout 0) under XLA flag variants, no anchors
+#
+# The flag variants are told apart by their records' env.xla_flags. Every group writes GROUP.jsonl (one record per configuration), GROUP.txt (the table and the
+# log) and, for pretrain, the profile's layers.tsv into $OUT (or ./bench-out without $OUT).
+# Settings (environment): REPEAT (2), STEPS (20), ANCHOR_TIMEOUT (300 s).
+set -euo pipefail
+
+cmd=${1:-}
+case "$cmd" in
+    prepare) ROOT=$(cd "${2:-.}" && pwd) ;;
+    run) GROUP=${2:?run needs a GROUP}; ROOT=$(cd "${3:-.}" && pwd) ;;
+    *) echo "usage: $0 prepare [REPO_ROOT] | run GROUP [REPO_ROOT]" >&2; exit 2 ;;
+esac
+CARRY="$ROOT/.device-carry/bench"
+
+prepare() {
+    local bench="$ROOT/../shared/bench"
+    for f in jax_bert.py torch_bert.py; do
+        [ -f "$bench/$f" ] || { echo "prepare: $bench/$f is absent" >&2; exit 1; }
+    done
+    (cd "$ROOT" && cargo build --release --bin tpu-run)
+    rm -rf "$CARRY"
+    mkdir -p "$CARRY/shared/bench"
+    gzip -9 -c "$ROOT/target/release/tpu-run" > "$CARRY/tpu-run.gz"
+    cp "$bench/jax_bert.py" "$bench/torch_bert.py" "$CARRY/shared/bench/"
+    du -sh "$CARRY"
+}
+
+run() {
+    [ -f "$CARRY/tpu-run.gz" ] || { echo "run: $CARRY/tpu-run.gz is missing; run \`$0 prepare\` and carry .device-carry/bench" >&2; exit 1; }
+    local out=${OUT:-$ROOT/bench-out} work
+    work=$(mktemp -d)
+    mkdir -p "$out"
+    gzip -dc "$CARRY/tpu-run.gz" > "$work/tpu-run"
+    chmod +x "$work/tpu-run"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/$GROUP.txt"
+    local common=(bench --backend cuda --precision bf16 --attention cudnn
+                  --repeat "${REPEAT:-2}" --steps "${STEPS:-20}")
+    local anchors=(--anchors --anchors-dir "$CARRY/shared/bench" --anchor-timeout "${ANCHOR_TIMEOUT:-300}")
+    # Each invocation appends its records, so a group cut short keeps what it measured.
+    invoke() {
+        (cd "$work" && ./tpu-run "$@" --out "$work/part.jsonl") 2>&1 | tee -a "$out/$GROUP.txt" \
+            || echo "== this invocation failed (its records say why)" | tee -a "$out/$GROUP.txt"
+        cat "$work/part.jsonl" >> "$out/$GROUP.jsonl" 2>/dev/null || true
+        rm -f "$work/part.jsonl"
+    }
+    case "$GROUP" in
+        pretrain)
+            invoke "${common[@]}" "${anchors[@]}" --model base --task pretrain --seq 128 \
+                --batch 256 --profile "$work/profile"
+            cp "$work/profile/"*/layers.tsv "$out/base_s128_layers.tsv" 2>/dev/null || true
+            invoke "${common[@]}" "${anchors[@]}" --model large --task pretrain --seq 512 --batch 32
+            ;;
+        squad)
+            invoke "${common[@]}" "${anchors[@]}" --model base,large --task squad --seq 384 --batch 32
+            ;;
+        flags)
+            local f
+            for f in "" xla_gpu_enable_latency_hiding_scheduler=true xla_gpu_autotune_level=0 \
+                     xla_gpu_enable_command_buffer= ; do
+                echo "== xla flag: ${f:-(none)}" | tee -a "$out/$GROUP.txt"
+                if [ -n "$f" ]; then
+                    invoke "${common[@]}" --repeat 1 --dropout 0 --model base --task pretrain \
+                        --seq 128 --batch 256 --xla-flag "$f"
+                else
+                    invoke "${common[@]}" --repeat 1 --dropout 0 --model base --task pretrain \
+                        --seq 128 --batch 256
+                fi
+            done
+            ;;
+        *) echo "run: unknown group $GROUP" >&2; exit 2 ;;
+    esac
+    # The flag variants share one configuration key, so only the other groups get a combined
+    # table and plot.
+    if [ "$GROUP" != flags ]; then
+        "$work/tpu-run" bench --compare "$out/$GROUP.jsonl" --baseline "$out/$GROUP.jsonl" \
+            --plot "$out/$GROUP.svg" | tee -a "$out/$GROUP.txt"
+    fi
+}
+
+"$cmd"
