@@ -49,6 +49,8 @@ fn tpu_run(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
         .args(args)
         .env("RUST_BACKTRACE", "0")
+        // Every command compiles what it built, and the user's compile cache stays untouched.
+        .env("TPU_RUN_COMPILE_CACHE", "off")
         .output()
         .expect("running tpu-run");
     let text = format!(
@@ -106,7 +108,10 @@ fn compile_hands_the_compiler_the_bytes_pretrain_does() {
     let cosine = tmp.path().join("cosine.toml");
     std::fs::write(&cosine, run_toml(&tmp.path().join("out"), "cosine")).unwrap();
     let other = compile_step(&cosine, &tmp.path().join("cosine.pb"), &[]);
-    assert!(other != trained, "the cosine schedule compiled the same step");
+    assert!(
+        other != trained,
+        "the cosine schedule compiled the same step"
+    );
     let other = compile_step(
         &run,
         &tmp.path().join("adam.pb"),
@@ -123,5 +128,8 @@ fn compile_refuses_a_bert_config_as_the_run_config() {
         .expect("running tpu-run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("give a BERT config file with --model-config"), "{stderr}");
+    assert!(
+        stderr.contains("give a BERT config file with --model-config"),
+        "{stderr}"
+    );
 }

@@ -6,18 +6,18 @@
 //! and the same overrides; both call [`crate::pretrain::program::train_step_module`]),
 //! data-parallel (`num_replicas` = `--replicas`, by default the run's devices or every device
 //! of the TPU slice).
+use super::compile_report::{gib, replicas_text, report};
 use crate::model::ComputeDtype;
 use crate::pretrain::program::write_program;
 use crate::pretrain::{Overrides, PretrainConfig};
 use crate::tpu_target::{
-    bert_program, element_types, reexec_without_network, tpu_shape, tpu_shape_notes,
-    BertProgram, Program, TpuTarget, What,
+    bert_program, element_types, reexec_without_network, tpu_shape, tpu_shape_notes, BertProgram,
+    Program, TpuTarget, What,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
-use super::compile_report::{gib, replicas_text, report};
 use tpu::{Plugin, PluginKind, Topology, Value};
 
 /// The slice to compile for, opened: libtpu, the topology and what it says about its devices.
@@ -279,7 +279,10 @@ fn build_bert(
             t.optimizer,
             t.schedule,
             if t.accumulation_steps > 1 {
-                format!(", {} micro-batches of {}", t.accumulation_steps, shapes.batch_size)
+                format!(
+                    ", {} micro-batches of {}",
+                    t.accumulation_steps, shapes.batch_size
+                )
             } else {
                 String::new()
             }
