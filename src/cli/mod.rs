@@ -1,5 +1,6 @@
 //! The `tpu-run` command line: argument definitions and dispatch to one module per command.
 mod compile;
+mod compile_program;
 mod compile_report;
 mod create_data;
 mod demo;
