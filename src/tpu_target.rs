@@ -1,22 +1,20 @@
 //! Cloud TPU as a compile target: topology names and options as libtpu spells them, the
-//! TPU-shaped model settings, the programs `tpu-run compile` builds (BERT forward, BERT train
-//! step, the example programs) and a memory estimate to compare with the compiler's report.
+//! TPU-shaped run settings, the programs `tpu-run compile` builds (the pretraining train step,
+//! built by the same function `tpu-run pretrain` uses, the BERT forward pass, the example
+//! programs) and a memory estimate to compare with the compiler's report.
 //!
 //! Compiling needs no TPU: [`tpu::Topology::create`] describes any slice by name and
 //! [`tpu::Topology::compile`] runs libtpu's compiler for it (see docs/tpu.md for what was
 //! measured). libtpu must run without network where there is no TPU ([`tpu::tpu_safety`]);
 //! [`reexec_without_network`] restarts the command in a fresh network namespace.
+use crate::backend::compile_options_for;
 use crate::model::params::param_specs;
-use crate::model::{
-    pretraining_forward, pretraining_loss, BatchShapes, BatchValues, BertConfig, ComputeDtype,
-    ParamValues,
-};
-use crate::train::{
-    autodiff, build_train_step, AdamWeightDecay, ParamSpec, Schedule, StepConfig, TrainProgram,
-};
+use crate::model::{pretraining_forward, BatchShapes, BertConfig, ComputeDtype, ParamValues};
+use crate::pretrain::program::train_step_module;
+use crate::pretrain::PretrainConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ElementType, Module, ModuleBuilder, Shape};
-use tpu::Value;
+use tpu::{CompileOptions, Value};
 
 /// A TPU slice to compile for: the topology name libtpu takes (`v5e:2x2`, `v4:2x2x1`,
 /// `v5p:2x2x1`, `v6e:2x2`, `tpu7x:2x2x1`; `_twisted` / `_untwisted` suffixes) and the
@@ -84,17 +82,18 @@ fn option_value(v: &str) -> Value {
     Value::Str(v.to_string())
 }
 
-/// The TPU-shaped form of a model: bf16 matmul inputs with f32 accumulation (the model keeps
-/// layer-norm and softmax statistics and the loss in f32, and f32 master weights) and the
+/// Pads the vocabulary to a multiple of this on TPU: the matrix units are 128 x 128.
+pub const TPU_VOCAB_MULTIPLE: usize = 128;
+
+/// The TPU-shaped form of a pretraining run, in the run's own settings (`train.precision =
+/// "bf16"`, `model.pad_vocab_to = 128`): bf16 matmul inputs with f32 accumulation (the model
+/// keeps layer-norm and softmax statistics and the loss in f32, and f32 master weights) and the
 /// vocabulary padded to a multiple of 128 (30,522 -> 30,592) with the padded logits masked out
-/// of the loss. Shapes stay static and nothing is f64.
-pub fn tpu_shaped(cfg: &BertConfig) -> BertConfig {
-    BertConfig {
-        pad_vocab_to: Some(128),
-        compute_dtype: ComputeDtype::Bf16,
-        attention: crate::model::AttentionKernel::Graph,
-        ..cfg.clone()
-    }
+/// of the loss. Shapes stay static and nothing is f64. `tpu-run pretrain --backend tpu` does not
+/// do this by itself; the config asks for it.
+pub fn tpu_shape(run: &mut PretrainConfig) {
+    run.train.precision = "bf16".into();
+    run.model.pad_vocab_to = Some(TPU_VOCAB_MULTIPLE);
 }
 
 /// Sizes that do not tile onto the TPU matrix units (128x128) and vector lanes (8 sublanes x
@@ -123,7 +122,7 @@ pub fn tpu_shape_notes(cfg: &BertConfig, shapes: &BatchShapes) -> Vec<String> {
 /// What to build for a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum What {
-    /// The whole pretraining step: forward, backward, clipping, AdamWeightDecay, schedule.
+    /// The whole pretraining step: forward, backward, clipping, optimizer, schedule.
     TrainStep,
     /// The pretraining forward pass at eval (no dropout): loss, MLM and NSP logits.
     Forward,
@@ -142,64 +141,31 @@ impl What {
 /// A program to compile, with what is known about its memory.
 pub struct Program {
     pub module: Module,
+    /// `module` lowered: the bytes handed to the compiler.
+    pub proto: Vec<u8>,
+    pub options: CompileOptions,
     pub estimate: MemoryEstimate,
 }
 
-/// BERT's original optimizer settings: AdamWeightDecay, the schedule of the original
-/// pretraining (1e-4, 10k warmup steps, 1M steps), clipping at 1.
-pub fn bert_step_config() -> StepConfig {
-    StepConfig::new(
-        AdamWeightDecay::default(),
-        Schedule::bert(1e-4, 10_000, 1_000_000),
-    )
-}
-
-/// BERT's pretraining step (see [`crate::train::step`]) with `config`'s optimizer (and
-/// replicas): the batch is the seven pretraining fields of one replica's `shapes`, then
-/// `rng_key` (u64[2], the dropout key).
-pub fn bert_train_program(
-    cfg: &BertConfig,
-    shapes: &BatchShapes,
-    config: &StepConfig,
-) -> Result<TrainProgram> {
-    let params: Vec<ParamSpec> = param_specs(cfg)
-        .iter()
-        .map(|s| {
-            let dims: Vec<i64> = s.dims.iter().map(|&d| d as i64).collect();
-            ParamSpec::new(s.name.clone(), &dims)
+impl Program {
+    /// A one-device program with no memory estimate (the examples).
+    pub fn plain(module: Module) -> Result<Self> {
+        Ok(Self {
+            proto: module.to_proto_bytes()?,
+            module,
+            options: CompileOptions::replicas(1),
+            estimate: MemoryEstimate::default(),
         })
-        .collect();
-    let batch = crate::pretrain::program::step_batch_specs(shapes)?;
-    let model_cfg = cfg.clone();
-    let source = autodiff(move |b, p, batch| {
-        let params = ParamValues::from_pairs(p.iter());
-        let values = BatchValues::from_lookup(|n| batch.get(n).ok())?;
-        let key = batch.get(crate::pretrain::program::RNG_KEY)?;
-        let (loss, m) = pretraining_loss(b, &model_cfg, &params, &values, key, true)?;
-        Ok((
-            loss,
-            vec![
-                ("mlm_loss".to_string(), m.mlm_loss),
-                ("nsp_loss".to_string(), m.nsp_loss),
-                ("mlm_accuracy".to_string(), m.mlm_accuracy),
-                ("nsp_accuracy".to_string(), m.nsp_accuracy),
-            ],
-        ))
-    });
-    build_train_step("bert_train_step", &params, &batch, config, &source)
-        .context("building the BERT train step")
+    }
 }
 
-/// BERT's pretraining train step with [`bert_step_config`] on `replicas` data-parallel replicas
-/// (`shapes` is one replica's batch), and its memory estimate (per device).
-pub fn bert_train_step(cfg: &BertConfig, shapes: &BatchShapes, replicas: u32) -> Result<Program> {
-    let config = bert_step_config().with_replicas(replicas);
-    let program = bert_train_program(cfg, shapes, &config)?;
-    let slots = config.optimizer.slot_names().len() as u64;
-    Ok(Program {
-        estimate: MemoryEstimate::for_model(cfg, shapes, What::TrainStep, slots),
-        module: program.module,
-    })
+/// A BERT program and the model and batch it was built for.
+pub struct BertProgram {
+    pub program: Program,
+    /// The model as the run configures it (precision, vocabulary padding, attention kernel).
+    pub model: BertConfig,
+    /// One replica's micro-batch (train step) or the batch (forward pass).
+    pub shapes: BatchShapes,
 }
 
 /// BERT's pretraining forward pass at eval: `(params..., batch...) -> (loss, mlm_logits,
@@ -213,24 +179,52 @@ pub fn bert_forward(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Program> {
     let out = pretraining_forward(&b, cfg, &params, &batch, key, false)?;
     let root = b.tuple(&[out.loss, out.mlm_logits, out.nsp_logits])?;
     let entry = b.finish(root)?;
+    let module = mb.build(entry)?;
     Ok(Program {
-        module: mb.build(entry)?,
+        proto: module.to_proto_bytes()?,
+        module,
+        options: compile_options_for(cfg, CompileOptions::replicas(1)),
         estimate: MemoryEstimate::for_model(cfg, shapes, What::Forward, 0),
     })
 }
 
-/// Builds `what` for `cfg`; `shapes` is one device's batch. The train step is data-parallel over
-/// `replicas` devices (1: a one-device program); the forward pass has no collective, so it
-/// takes only 1.
-pub fn bert_program(
-    cfg: &BertConfig,
-    shapes: &BatchShapes,
-    what: What,
-    replicas: u32,
-) -> Result<Program> {
+/// Builds `what` for the pretraining run `run`. The train step is the one `tpu-run pretrain`
+/// compiles for `run` on `replicas` data-parallel devices
+/// ([`crate::pretrain::program::train_step_module`]; `train.batch_size` is the global batch);
+/// the forward pass has no collective, so it takes only 1 replica and the whole batch.
+pub fn bert_program(run: &PretrainConfig, what: What, replicas: u32) -> Result<BertProgram> {
     match what {
-        What::TrainStep => bert_train_step(cfg, shapes, replicas),
-        What::Forward if replicas == 1 => bert_forward(cfg, shapes),
+        What::TrainStep => {
+            let step = train_step_module(run, replicas as usize)?;
+            let slots = run.step_config()?.optimizer.slot_names().len() as u64;
+            let mut estimate =
+                MemoryEstimate::for_model(&step.model, &step.micro, What::TrainStep, slots);
+            // The step takes its micro-batches stacked, all at once.
+            estimate.batch *= u64::from(run.train.accumulation_steps);
+            Ok(BertProgram {
+                program: Program {
+                    module: step.program.module,
+                    proto: step.proto,
+                    options: step.options,
+                    estimate,
+                },
+                model: step.model,
+                shapes: step.micro,
+            })
+        }
+        What::Forward if replicas == 1 => {
+            let model = run.bert_config()?;
+            let shapes = BatchShapes {
+                batch_size: run.train.batch_size,
+                seq_len: run.data.seq_len,
+                max_predictions: run.data.max_predictions,
+            };
+            Ok(BertProgram {
+                program: bert_forward(&model, &shapes)?,
+                model,
+                shapes,
+            })
+        }
         What::Forward => {
             bail!("the forward pass is a one-device program; it takes 1 replica, not {replicas}")
         }
@@ -426,7 +420,10 @@ mod tests {
 
     #[test]
     fn tpu_shaped_pads_the_vocabulary_and_uses_bf16() {
-        let cfg = tpu_shaped(&BertConfig::preset("base").unwrap());
+        let mut run = PretrainConfig::default();
+        run.model.preset = "base".into();
+        tpu_shape(&mut run);
+        let cfg = run.bert_config().unwrap();
         assert_eq!(cfg.padded_vocab_size(), 30592);
         assert_eq!(cfg.compute_dtype, ComputeDtype::Bf16);
         let shapes = BatchShapes {

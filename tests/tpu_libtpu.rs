@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use tpu::{CompileOptions, Plugin, PluginKind, Topology, Value};
 use tpu_run::model::params::param_specs;
-use tpu_run::model::{BatchShapes, BertConfig};
-use tpu_run::tpu_target::{bert_program, tpu_shaped, What};
+use tpu_run::pretrain::PretrainConfig;
+use tpu_run::tpu_target::{bert_program, tpu_shape, What};
 
 const CHILD_ENV: &str = "TPU_RUN_LIBTPU_TEST_CHILD";
 
@@ -255,28 +255,34 @@ fn a_small_program_compiles_without_a_tpu() {
     }
 }
 
+/// The TPU-shaped tiny BERT run (`tpu-run compile --tpu-shaped`), global batch `batch`, seq
+/// 128, 20 predictions.
+fn tpu_run_config(batch: usize) -> PretrainConfig {
+    let mut run = PretrainConfig::default();
+    tpu_shape(&mut run);
+    run.device.backend = "tpu".into();
+    run.train.batch_size = batch;
+    run
+}
+
 #[test]
 fn the_tiny_bert_train_step_compiles_for_v5e() {
     let Some(plugin) = in_network_namespace("the_tiny_bert_train_step_compiles_for_v5e") else {
         return;
     };
-    let cfg = tpu_shaped(&BertConfig::preset("tiny").unwrap());
-    let shapes = BatchShapes {
-        batch_size: 8,
-        seq_len: 128,
-        max_predictions: 20,
-    };
+    let run = tpu_run_config(8);
     let topo = Topology::create(&plugin, "v5e:2x2", &[]).unwrap();
     for what in [What::TrainStep, What::Forward] {
-        let program = bert_program(&cfg, &shapes, what, 1).unwrap();
+        let built = bert_program(&run, what, 1).unwrap();
+        let (cfg, program) = (&built.model, &built.program);
         let exe = topo
-            .compile_module(&program.module, &CompileOptions::default())
+            .compile(&program.proto, &program.options)
             .unwrap_or_else(|e| panic!("{what:?}: {e}"));
         let mem = exe.memory_stats().unwrap().expect("memory stats");
         let est = &program.estimate;
 
         // The arguments are exactly what the sizes say, up to tile padding of small vectors.
-        let params: i64 = param_specs(&cfg)
+        let params: i64 = param_specs(cfg)
             .iter()
             .map(|s| 4 * s.num_elements() as i64)
             .sum();
@@ -330,14 +336,11 @@ fn the_tiny_bert_train_step_compiles_data_parallel_for_v5e() {
         return;
     };
     // 4 replicas, one per chip of v5e:2x2, each with batch 8 (a global batch of 32).
-    let cfg = tpu_shaped(&BertConfig::preset("tiny").unwrap());
-    let shapes = BatchShapes {
-        batch_size: 8,
-        seq_len: 128,
-        max_predictions: 20,
-    };
+    let run = tpu_run_config(32);
     let topo = Topology::create(&plugin, "v5e:2x2", &[]).unwrap();
-    let program = bert_program(&cfg, &shapes, What::TrainStep, 4).unwrap();
+    let built = bert_program(&run, What::TrainStep, 4).unwrap();
+    let (cfg, program) = (&built.model, &built.program);
+    assert_eq!(built.shapes.batch_size, 8);
     let text = hlo::text::to_text(&program.module);
     assert!(
         text.contains("all-reduce("),
@@ -347,12 +350,13 @@ fn the_tiny_bert_train_step_compiles_data_parallel_for_v5e() {
         text.contains("replica-id("),
         "dropout keys differ per replica"
     );
+    assert_eq!(program.options.num_replicas, 4);
     let exe = topo
-        .compile_module(&program.module, &CompileOptions::replicas(4))
+        .compile(&program.proto, &program.options)
         .unwrap_or_else(|e| panic!("4 replicas: {e}"));
     let mem = exe.memory_stats().unwrap().expect("memory stats");
     // Per device: the parameters, Adam's m and v, one replica's batch, the key and the step.
-    let params: i64 = param_specs(&cfg)
+    let params: i64 = param_specs(cfg)
         .iter()
         .map(|s| 4 * s.num_elements() as i64)
         .sum();
@@ -365,9 +369,9 @@ fn the_tiny_bert_train_step_compiles_data_parallel_for_v5e() {
     );
     assert!(mem.alias_size_in_bytes >= 3 * params, "{mem:?}");
     // More replicas than the slice has devices: libtpu refuses.
-    let program = bert_program(&cfg, &shapes, What::TrainStep, 8).unwrap();
+    let program = bert_program(&run, What::TrainStep, 8).unwrap().program;
     let e = topo
-        .compile_module(&program.module, &CompileOptions::replicas(8))
+        .compile(&program.proto, &program.options)
         .err()
         .expect("8 replicas on 4 devices");
     eprintln!("8 replicas on v5e:2x2: {e}");

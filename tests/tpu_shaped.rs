@@ -12,7 +12,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tpu_run::model::params::{names, param_specs};
 use tpu_run::model::{BatchShapes, BertConfig, ComputeDtype, HiddenAct};
-use tpu_run::tpu_target::{bert_train_program, element_types, tpu_shaped};
+use tpu_run::pretrain::program::train_program;
+use tpu_run::pretrain::PretrainConfig;
+use tpu_run::tpu_target::{bert_program, element_types, tpu_shape, What};
 use tpu_run::train::{AdamWeightDecay, Schedule, StepConfig, Trainer};
 
 const VOCAB: usize = 100;
@@ -127,7 +129,7 @@ fn f32s(l: &Literal) -> Vec<f64> {
 /// Runs two steps; returns the (loss, metrics) of each, the parameters and optimizer state.
 fn run(cfg: &BertConfig) -> (Vec<Vec<f64>>, Vec<Literal>, Vec<Literal>) {
     let config = StepConfig::new(AdamWeightDecay::default(), Schedule::Constant { lr: 1e-2 });
-    let program = bert_train_program(cfg, &SHAPES, &config).unwrap();
+    let program = train_program(cfg, &SHAPES, &config).unwrap();
     let mut t = Trainer::new(common::client(), &program, &params(cfg, 5)).unwrap();
     let mut history = Vec::new();
     for seed in [1, 2] {
@@ -200,16 +202,16 @@ fn vocab_padding_changes_neither_losses_nor_updates() {
 
 #[test]
 fn the_tpu_shaped_step_is_bf16_dots_into_f32_without_f64() {
-    let cfg = tpu_shaped(&BertConfig::preset("tiny").unwrap());
-    assert_eq!(cfg.compute_dtype, ComputeDtype::Bf16);
-    assert_eq!(cfg.padded_vocab_size(), 30592);
-    let shapes = BatchShapes {
-        batch_size: 8,
-        seq_len: 128,
-        max_predictions: 20,
-    };
-    let config = StepConfig::new(AdamWeightDecay::default(), Schedule::Constant { lr: 1e-4 });
-    let program = bert_train_program(&cfg, &shapes, &config).unwrap();
+    // The run settings `tpu-run compile --tpu-shaped` gives, on a TPU backend.
+    let mut run = PretrainConfig::default();
+    tpu_shape(&mut run);
+    run.device.backend = "tpu".into();
+    run.train.batch_size = 8;
+    let program = bert_program(&run, What::TrainStep, 1).unwrap();
+    assert_eq!(program.model.compute_dtype, ComputeDtype::Bf16);
+    assert_eq!(program.model.padded_vocab_size(), 30592);
+    assert_eq!(program.shapes.seq_len, 128);
+    let program = program.program;
     let module = &program.module;
     let types = element_types(module);
     assert!(!types.contains(&ElementType::F64), "{types:?}");

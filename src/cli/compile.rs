@@ -2,18 +2,19 @@
 //! compiles it ahead of time for a TPU topology with no TPU present (libtpu's
 //! `PJRT_TopologyDescription_Create` + `PJRT_Compile`), or for the CPU plugin; reports the
 //! compiler's memory sizes and cost analysis and optionally writes the serialized executable.
-//! The train step is compiled data-parallel (`num_replicas` = `--replicas`, by default every
-//! device of the TPU slice), as `tpu-run pretrain` runs it.
-use crate::model::{BatchShapes, BertConfig, ComputeDtype};
-use crate::tpu_target::{
-    bert_program, element_types, reexec_without_network, tpu_shape_notes, tpu_shaped,
-    MemoryEstimate, Program, TpuTarget, What,
-};
-use anyhow::{bail, Context, Result};
+//! The train step is the one `tpu-run pretrain` compiles for the same run config (`--config`
+//! and the same overrides; both call [`crate::pretrain::program::train_step_module`]),
+//! data-parallel (`num_replicas` = `--replicas`, by default the run's devices or every device
+//! of the TPU slice).
+use super::compile_program::{build_bert, build_example, replicas, run_config};
+use super::compile_report::{gib, replicas_text, report};
+use crate::pretrain::program::write_program;
+use crate::tpu_target::{element_types, reexec_without_network, Program, TpuTarget};
+use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
-use tpu::{CompileOptions, CompiledMemoryStats, Plugin, PluginKind, Topology, Value};
+use tpu::{Plugin, PluginKind, Topology, Value};
 
 /// The slice to compile for, opened: libtpu, the topology and what it says about its devices.
 struct OpenTarget {
@@ -27,35 +28,59 @@ struct OpenTarget {
 #[derive(Args, Clone)]
 pub struct CompileArgs {
     /// tpu:<topology> as libtpu names slices (tpu:v5e:2x2, tpu:v4:2x2x1, tpu:v5p:2x2x1,
-    /// tpu:v6e:2x2), or cpu.
+    /// tpu:v6e:2x2), or cpu. The run's backend is the target's (tpu or cpu).
     #[arg(long)]
     pub target: String,
-    /// A BERT preset (tiny, mini, small, medium, base, large).
-    #[arg(long, default_value = "tiny", conflicts_with_all = ["config", "example"])]
-    pub model: String,
-    /// A BERT config file (bert_config.json or Hugging Face config.json) instead of a preset.
-    #[arg(long)]
+    /// A pretraining run config (the TOML `tpu-run pretrain --config` reads): the train step
+    /// is the one that run compiles. The flags below override it as they do for pretrain;
+    /// without it, pretrain's defaults apply.
+    #[arg(long, value_name = "RUN.toml", conflicts_with = "example")]
     pub config: Option<PathBuf>,
     /// Compile an example program (mlp, softmax, embedding, bf16-dot, while) instead of BERT.
     #[arg(long)]
     pub example: Option<String>,
-    /// train-step (forward, backward, clipping, AdamWeightDecay) or forward.
+    /// A BERT preset (tiny, mini, small, medium, base, large); pretrain's --preset [default:
+    /// the run config's, else tiny].
+    #[arg(long, visible_alias = "preset", conflicts_with_all = ["model_config", "example"])]
+    pub model: Option<String>,
+    /// A BERT config file (bert_config.json or Hugging Face config.json) instead of a preset.
+    #[arg(long, value_name = "FILE", conflicts_with = "example")]
+    pub model_config: Option<PathBuf>,
+    /// train-step (the pretraining step: forward, backward, clipping, optimizer, schedule) or
+    /// forward (the eval forward pass, one device, the whole batch).
     #[arg(long, default_value = "train-step")]
     pub what: String,
-    /// The global batch: split into `--replicas` equal shards, one per device.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
+    /// The global batch, split into --replicas equal shards of --accumulation-steps
+    /// micro-batches [default: the run config's, else pretrain's 32].
+    #[arg(long, conflicts_with = "example")]
+    pub batch_size: Option<usize>,
     /// Data-parallel replicas of the train step (`num_replicas`; gradients all-reduced inside
-    /// the step). Default: every device of the TPU topology for train-step; 1 for cpu, forward
-    /// and examples.
+    /// the step). Default, as pretrain: the run config's device.num_devices x
+    /// device.num_processes when set, else every device of a TPU topology, else one per
+    /// process on cpu; always 1 for forward and the examples.
     #[arg(long, value_name = "N")]
     pub replicas: Option<u32>,
-    #[arg(long, default_value_t = 128)]
-    pub seq_len: usize,
-    #[arg(long, default_value_t = 20)]
-    pub max_predictions: usize,
-    /// Keep the model as configured (f32, unpadded vocabulary) for a TPU target; by default a
-    /// TPU target gets bf16 matmuls with f32 accumulation and the vocabulary padded to 128.
+    /// Tokens per sequence [default: the run config's, else 128].
+    #[arg(long, conflicts_with = "example")]
+    pub seq_len: Option<usize>,
+    /// Masked-LM predictions per sequence [default: the run config's, else 20].
+    #[arg(long, conflicts_with = "example")]
+    pub max_predictions: Option<usize>,
+    /// f32 or bf16 (bf16 matmul inputs, f32 accumulation and master weights).
+    #[arg(long, conflicts_with = "example")]
+    pub precision: Option<String>,
+    /// adam_weight_decay, adamw, lamb or sgd.
+    #[arg(long, conflicts_with = "example")]
+    pub optimizer: Option<String>,
+    /// Micro-batches per step (gradient accumulation).
+    #[arg(long, conflicts_with = "example")]
+    pub accumulation_steps: Option<u32>,
+    /// bf16 matmuls with f32 accumulation and the vocabulary padded to 128: the run settings
+    /// precision = "bf16" and pad_vocab_to = 128. Off by default, as in `tpu-run pretrain
+    /// --backend tpu`, so the program is the one pretrain runs from the same config.
+    #[arg(long, conflicts_with_all = ["no_tpu_shaped", "example"])]
+    pub tpu_shaped: bool,
+    /// Keep the run's precision and vocabulary (the default; kept for older command lines).
     #[arg(long)]
     pub no_tpu_shaped: bool,
     /// A PJRT_TopologyDescription_Create option name=value (repeatable), e.g. num_slices=2,
@@ -68,6 +93,10 @@ pub struct CompileArgs {
     /// Write the program's HLO text here (XLA's syntax) before compiling.
     #[arg(long)]
     pub dump_hlo: Option<PathBuf>,
+    /// Write the HloModuleProto bytes handed to the compiler here; for the train step they are
+    /// those `tpu-run pretrain --dump-program` writes for the same config.
+    #[arg(long, value_name = "FILE")]
+    pub dump_program: Option<PathBuf>,
     /// Path of the PJRT plugin (libtpu.so for TPU targets); overrides discovery.
     #[arg(long)]
     pub plugin: Option<PathBuf>,
@@ -82,13 +111,20 @@ pub fn run(a: &CompileArgs) -> Result<()> {
             std::process::exit(code);
         }
     }
+    let run_cfg = match &a.example {
+        Some(_) => None,
+        None => Some(run_config(a, tpu_target)?),
+    };
     let target = if tpu_target {
         Some(open_target(a)?)
     } else {
         None
     };
-    let replicas = replicas(a, target.as_ref().map(|t| t.devices))?;
-    let (program, title) = build(a, tpu_target, replicas)?;
+    let replicas = replicas(a, target.as_ref().map(|t| t.devices), run_cfg.as_ref())?;
+    let (program, title) = match &run_cfg {
+        Some(cfg) => build_bert(a, cfg, tpu_target, replicas)?,
+        None => build_example(a)?,
+    };
     let m = &program.module;
     let types: Vec<String> = element_types(m).iter().map(|t| t.to_string()).collect();
     println!(
@@ -102,111 +138,14 @@ pub fn run(a: &CompileArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote the HLO text to {}", path.display());
     }
-    let bytes = m.to_proto_bytes()?;
-    let options = CompileOptions::replicas(i64::from(replicas));
+    if let Some(path) = &a.dump_program {
+        write_program(path, &program.proto)?;
+        println!("wrote the HloModuleProto to {}", path.display());
+    }
     match &target {
-        Some(t) => compile_for_tpu(a, t, &bytes, &options, &program.estimate),
-        None => compile_for_cpu(a, &bytes, &options, &program.estimate),
+        Some(t) => compile_for_tpu(a, t, &program),
+        None => compile_for_cpu(a, &program),
     }
-}
-
-/// `--replicas`, or its default: every device of the slice for a TPU train step, else 1. Only
-/// the train step is data-parallel, and there may not be more replicas than devices.
-fn replicas(a: &CompileArgs, tpu_devices: Option<usize>) -> Result<u32> {
-    let train_step = a.example.is_none() && What::parse(&a.what)? == What::TrainStep;
-    let n = match (a.replicas, tpu_devices) {
-        (Some(n), _) => n,
-        (None, Some(devices)) if train_step => u32::try_from(devices)
-            .map_err(|_| anyhow::anyhow!("the topology has {devices} devices"))?,
-        (None, _) => 1,
-    };
-    if n == 0 {
-        bail!("--replicas must be at least 1");
-    }
-    if n > 1 && !train_step {
-        bail!("--replicas {n}: only the train step is data-parallel; the forward pass and the examples compile for 1 replica");
-    }
-    if let Some(devices) = tpu_devices {
-        if n as usize > devices {
-            bail!("--replicas {n}: the topology has {devices} devices (one replica per device)");
-        }
-    }
-    Ok(n)
-}
-
-fn build(a: &CompileArgs, tpu_target: bool, replicas: u32) -> Result<(Program, String)> {
-    if let Some(name) = &a.example {
-        let ex = crate::examples::example(name, 0)?;
-        return Ok((
-            Program {
-                module: ex.module,
-                estimate: MemoryEstimate::default(),
-            },
-            format!("example {name}"),
-        ));
-    }
-    let what = What::parse(&a.what)?;
-    let mut cfg = match &a.config {
-        Some(p) => BertConfig::from_file(p)?,
-        None => BertConfig::preset(&a.model)?,
-    };
-    if a.batch_size == 0 || a.seq_len == 0 || a.max_predictions == 0 {
-        bail!("--batch-size, --seq-len and --max-predictions must be at least 1");
-    }
-    if !a.batch_size.is_multiple_of(replicas as usize) {
-        bail!(
-            "--batch-size {} (the global batch) does not split into {replicas} equal replica \
-             shards; make it a multiple of --replicas {replicas}",
-            a.batch_size
-        );
-    }
-    // The program is one replica's: its shard of the global batch.
-    let shapes = BatchShapes {
-        batch_size: a.batch_size / replicas as usize,
-        seq_len: a.seq_len,
-        max_predictions: a.max_predictions,
-    };
-    if shapes.seq_len > cfg.max_position_embeddings {
-        bail!(
-            "--seq-len {} exceeds the model's max_position_embeddings {}",
-            shapes.seq_len,
-            cfg.max_position_embeddings
-        );
-    }
-    if tpu_target && !a.no_tpu_shaped {
-        cfg = tpu_shaped(&cfg);
-        for note in tpu_shape_notes(&cfg, &shapes) {
-            eprintln!("tpu-run: note: {note} (compiles, but pads TPU tiles)");
-        }
-    }
-    let title = format!(
-        "BERT {} {} (L{} H{} A{}, vocab {}, {}), batch {} x seq {} ({} predictions){}",
-        a.config
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| a.model.clone()),
-        a.what,
-        cfg.num_hidden_layers,
-        cfg.hidden_size,
-        cfg.num_attention_heads,
-        cfg.padded_vocab_size(),
-        match cfg.compute_dtype {
-            ComputeDtype::F32 => "f32",
-            ComputeDtype::Bf16 => "bf16 matmuls, f32 accumulation",
-        },
-        a.batch_size,
-        shapes.seq_len,
-        shapes.max_predictions,
-        if replicas > 1 {
-            format!(
-                ", data-parallel over {replicas} replicas of batch {}",
-                shapes.batch_size
-            )
-        } else {
-            String::new()
-        },
-    );
-    Ok((bert_program(&cfg, &shapes, what, replicas)?, title))
 }
 
 /// Loads libtpu and creates the topology `--target` names; prints what it is.
@@ -248,13 +187,8 @@ fn open_target(a: &CompileArgs) -> Result<OpenTarget> {
     })
 }
 
-fn compile_for_tpu(
-    a: &CompileArgs,
-    open: &OpenTarget,
-    module: &[u8],
-    options: &CompileOptions,
-    estimate: &MemoryEstimate,
-) -> Result<()> {
+fn compile_for_tpu(a: &CompileArgs, open: &OpenTarget, program: &Program) -> Result<()> {
+    let options = &program.options;
     let OpenTarget {
         target,
         plugin,
@@ -264,7 +198,7 @@ fn compile_for_tpu(
     } = open;
     let t = Instant::now();
     let exe = topology
-        .compile(module, options)
+        .compile(&program.proto, options)
         .context("compiling with libtpu for the topology (PJRT_Compile, no TPU needed)")?;
     println!(
         "compiled for {} in {:.2} s ({}; no TPU used)",
@@ -272,7 +206,12 @@ fn compile_for_tpu(
         t.elapsed().as_secs_f64(),
         replicas_text(options.num_replicas)
     );
-    report(exe.memory_stats()?, exe.cost_analysis()?, estimate, *hbm);
+    report(
+        exe.memory_stats()?,
+        exe.cost_analysis()?,
+        &program.estimate,
+        *hbm,
+    );
     if let Some(out) = &a.out {
         let bytes = exe.serialize()?;
         std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
@@ -288,12 +227,8 @@ fn compile_for_tpu(
     Ok(())
 }
 
-fn compile_for_cpu(
-    a: &CompileArgs,
-    module: &[u8],
-    options: &CompileOptions,
-    estimate: &MemoryEstimate,
-) -> Result<()> {
+fn compile_for_cpu(a: &CompileArgs, program: &Program) -> Result<()> {
+    let options = &program.options;
     // The CPU plugin makes as many virtual devices as there are replicas.
     let client = crate::backend::open_client(
         crate::backend::Backend::Cpu,
@@ -301,13 +236,18 @@ fn compile_for_cpu(
         options.num_replicas,
     )?;
     let t = Instant::now();
-    let exe = client.compile(module, options)?;
+    let exe = client.compile(&program.proto, options)?;
     println!(
         "compiled for cpu in {:.2} s ({})",
         t.elapsed().as_secs_f64(),
         replicas_text(options.num_replicas)
     );
-    report(exe.memory_stats()?, exe.cost_analysis()?, estimate, None);
+    report(
+        exe.memory_stats()?,
+        exe.cost_analysis()?,
+        &program.estimate,
+        None,
+    );
     if let Some(out) = &a.out {
         let bytes = exe.serialize()?;
         std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
@@ -318,109 +258,4 @@ fn compile_for_cpu(
         );
     }
     Ok(())
-}
-
-fn replicas_text(n: i64) -> String {
-    if n == 1 {
-        "one device".into()
-    } else {
-        format!("{n} replicas, one per device")
-    }
-}
-
-fn gib(bytes: i64) -> String {
-    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.2} MiB", bytes as f64 / (1u64 << 20) as f64)
-}
-
-/// Bytes of device memory the executable needs at its peak, as far as the compiler's stats tell:
-/// arguments and outputs (an aliased output reuses its argument's buffer) plus temporaries.
-pub fn compiled_total(m: &CompiledMemoryStats) -> i64 {
-    m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
-}
-
-fn report(
-    mem: Option<CompiledMemoryStats>,
-    cost: Option<Vec<(String, Value)>>,
-    estimate: &MemoryEstimate,
-    hbm: Option<i64>,
-) {
-    match mem {
-        Some(m) => {
-            let total = compiled_total(&m);
-            println!("memory per device (compiler):");
-            println!(
-                "  arguments       {:>14} B  {}",
-                m.argument_size_in_bytes,
-                mib(m.argument_size_in_bytes.max(0) as u64)
-            );
-            println!(
-                "  outputs         {:>14} B  {}",
-                m.output_size_in_bytes,
-                mib(m.output_size_in_bytes.max(0) as u64)
-            );
-            println!(
-                "  aliased (donated) {:>12} B  {}",
-                m.alias_size_in_bytes,
-                mib(m.alias_size_in_bytes.max(0) as u64)
-            );
-            println!(
-                "  temporaries     {:>14} B  {}",
-                m.temp_size_in_bytes,
-                mib(m.temp_size_in_bytes.max(0) as u64)
-            );
-            println!(
-                "  generated code  {:>14} B  {}",
-                m.generated_code_size_in_bytes,
-                mib(m.generated_code_size_in_bytes.max(0) as u64)
-            );
-            let share = hbm
-                .filter(|&h| h > 0)
-                .map(|h| {
-                    format!(
-                        " = {:.1}% of the device's memory",
-                        100.0 * total as f64 / h as f64
-                    )
-                })
-                .unwrap_or_default();
-            println!(
-                "  total (args + outputs - aliased + temps) {}{share}",
-                mib(total.max(0) as u64)
-            );
-            if estimate.total() > 0 {
-                println!(
-                    "  estimate from sizes: {} (params {}, optimizer {}, gradients {}, batch {}, activations {}, outputs {}); compiler/estimate = {:.2}",
-                    mib(estimate.total()),
-                    mib(estimate.params),
-                    mib(estimate.optimizer),
-                    mib(estimate.gradients),
-                    mib(estimate.batch),
-                    mib(estimate.activations),
-                    mib(estimate.outputs),
-                    total as f64 / estimate.total() as f64
-                );
-            }
-        }
-        None => println!("memory: the plugin does not report compiled memory sizes"),
-    }
-    match cost {
-        Some(props) if !props.is_empty() => {
-            let mut shown: Vec<&(String, Value)> = props
-                .iter()
-                .filter(|(n, v)| match (n.as_str(), v) {
-                    ("flops" | "transcendentals" | "bytes accessed", _) => true,
-                    // libtpu reports a negative placeholder when it has no estimate.
-                    ("optimal_seconds", Value::Float(s)) => *s >= 0.0,
-                    _ => false,
-                })
-                .collect();
-            shown.sort_by(|x, y| x.0.cmp(&y.0));
-            let text: Vec<String> = shown.iter().map(|(n, v)| format!("{n} {v}")).collect();
-            println!("cost analysis: {}", text.join(", "));
-        }
-        _ => println!("cost analysis: not offered by the plugin"),
-    }
 }

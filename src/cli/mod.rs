@@ -1,6 +1,8 @@
 //! The `tpu-run` command line: argument definitions and dispatch to one module per command.
 mod bench;
 mod compile;
+mod compile_program;
+mod compile_report;
 mod create_data;
 mod demo;
 mod devices;

@@ -152,6 +152,10 @@ pub struct PretrainArgs {
     pub output_dir: Option<PathBuf>,
     #[arg(long)]
     pub log_every: Option<u64>,
+    /// Write the train step's HloModuleProto bytes, as handed to the compiler, to FILE (the
+    /// run goes on); `tpu-run compile --config` with the same config writes the same bytes.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["demo", "bench_steps", "data_only_ids"])]
+    pub dump_program: Option<PathBuf>,
     /// For tests: run only the data path of a multi-process run, writing each step's example
     /// ids to this file (src/pretrain/data_only.rs).
     #[arg(long, hide = true, value_name = "FILE")]
@@ -288,6 +292,7 @@ pub fn run_cmd(a: &PretrainArgs) -> Result<()> {
             stop_after: a.stop_after,
             print: true,
             stop: Some(StopSignal::install()?),
+            dump_program: a.dump_program.clone(),
         },
     )?;
     s.print(cfg.train.batch_size);

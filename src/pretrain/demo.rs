@@ -376,6 +376,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<Verdict> {
             stop_after: None,
             print: true,
             stop: opts.stop.clone(),
+            dump_program: None,
         },
     )?;
     summary.print(cfg.train.batch_size);

@@ -1,15 +1,25 @@
 //! The two programs of a pretraining run: the train step (one donated HLO module: forward with
 //! dropout, backward, clipping, optimizer, schedule) and the evaluation pass (no dropout, sums
 //! that aggregate exactly over many batches).
+//!
+//! [`train_step_module`] turns a run's settings into the lowered step. `tpu-run pretrain`
+//! ([`super::run::Session`]) and `tpu-run compile` both call it, so the two hand the compiler
+//! the same bytes for the same config.
+use super::config::PretrainConfig;
+use crate::backend::compile_options_for;
 use crate::model::batch::BATCH_FIELDS;
 use crate::model::loss::{correct, label_nll};
 use crate::model::params::param_specs;
 use crate::model::{
     pretraining_forward, pretraining_loss, BatchShapes, BatchValues, BertConfig, ParamValues,
 };
+use crate::train::lowered::{lower, BuildStats};
 use crate::train::{autodiff, build_train_step, BatchSpec, ParamSpec, StepConfig, TrainProgram};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ElementType, Module, ModuleBuilder, Shape};
+use std::path::Path;
+use std::time::Instant;
+use tpu::CompileOptions;
 
 /// The batch input that carries the dropout key (`u64[2]`: stream word, counter) of each step.
 pub const RNG_KEY: &str = "rng_key";
@@ -72,6 +82,66 @@ pub fn train_program(
     });
     build_train_step("bert_pretrain_step", &params, &batch, step, &source)
         .context("building the BERT pretraining step")
+}
+
+/// The train step of a run, built and lowered: what the compiler is handed.
+pub struct LoweredStep {
+    /// The model as the run trains it (precision, vocabulary padding and attention kernel
+    /// resolved for the run's backend).
+    pub model: BertConfig,
+    /// One replica's micro-batch.
+    pub micro: BatchShapes,
+    /// The step module and the layout of its inputs and outputs.
+    pub program: TrainProgram,
+    /// `program.module` as HloModuleProto bytes.
+    pub proto: Vec<u8>,
+    /// `num_replicas` and the backend's option overrides; a multi-process run adds its process
+    /// index and device assignment, which do not change the program.
+    pub options: CompileOptions,
+    pub build: BuildStats,
+}
+
+/// The train step a run of `cfg` compiles for `replicas` data-parallel replicas (the devices
+/// of every process together): the global batch `train.batch_size` splits into `replicas`
+/// shards of `train.accumulation_steps` micro-batches each.
+pub fn train_step_module(cfg: &PretrainConfig, replicas: usize) -> Result<LoweredStep> {
+    let model = cfg.bert_config()?;
+    let k = cfg.train.accumulation_steps as usize;
+    let parts = k * replicas;
+    let batch = cfg.train.batch_size;
+    if parts == 0 || batch == 0 || !batch.is_multiple_of(parts) {
+        bail!(
+            "train.batch_size (--batch-size) {batch} does not split into {replicas} replica(s) x \
+             {k} micro-batch(es) (train.accumulation_steps); make it a positive multiple of \
+             {parts}"
+        );
+    }
+    let micro = BatchShapes {
+        batch_size: batch / parts,
+        seq_len: cfg.data.seq_len,
+        max_predictions: cfg.data.max_predictions,
+    };
+    let replicas = u32::try_from(replicas).map_err(|_| anyhow!("{replicas} replicas"))?;
+    let step = cfg.step_config()?.with_replicas(replicas);
+    let started = Instant::now();
+    let program = train_program(&model, &micro, &step)?;
+    let (proto, build) = lower(&program.module, started)?;
+    let options = compile_options_for(&model, program.layout.compile_options());
+    Ok(LoweredStep {
+        model,
+        micro,
+        program,
+        proto,
+        options,
+        build,
+    })
+}
+
+/// Writes a program's HloModuleProto bytes (`--dump-program` of `pretrain` and `compile`), so
+/// that what two commands hand the compiler can be compared byte for byte.
+pub fn write_program(path: &Path, proto: &[u8]) -> Result<()> {
+    std::fs::write(path, proto)
+        .with_context(|| format!("writing the program's HloModuleProto to {}", path.display()))
 }
 
 /// The outputs of [`eval_program`], in order: sums over the batch's real rows. The `mask_*`

@@ -28,9 +28,9 @@ use super::distributed::{process_seed, Distributed};
 use super::eval::{EvalResult, Evaluator};
 use super::interrupt::StopSignal;
 use super::metrics::{supersede_after, MetricsSink, SUPERSEDED_FILE};
-use super::program::train_program;
+use super::program::{train_step_module, write_program, LoweredStep};
 use super::progress::{Progress, Shown};
-use crate::backend::{compile_options_for, open_client};
+use crate::backend::open_client;
 use crate::ckpt::{Checkpoint, Spec, Store};
 use crate::data::{Batch, Reader, ReaderConfig};
 use crate::model::{init_params, BatchShapes, BertConfig};
@@ -38,7 +38,7 @@ use crate::train::{StepLayout, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::Literal;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tpu::Client;
 
@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// Installed by the CLI: a SIGINT/SIGTERM stops the run at the next step boundary with a
     /// checkpoint (see [`super::interrupt`]).
     pub stop: Option<StopSignal>,
+    /// Write the train step's HloModuleProto bytes, as handed to the compiler, to this file
+    /// (`--dump-program`; `tpu-run compile --config` writes the same bytes for the same run).
+    pub dump_program: Option<PathBuf>,
 }
 
 /// One step's numbers.
@@ -183,19 +186,20 @@ impl Session {
                  for `tpu-run pretrain` training runs"
             );
         }
-        Self::open_in(cfg, None, start)
+        Self::open_in(cfg, None, None, start)
     }
 
     /// [`Session::open`] as one process of a multi-process run when `dist` is given: the step
-    /// is compiled for the replicas of every process and runs on this process's devices.
+    /// is compiled for the replicas of every process and runs on this process's devices. The
+    /// step's HloModuleProto bytes are written to `dump_program` first, when given.
     pub fn open_in(
         cfg: &PretrainConfig,
         dist: Option<&Distributed>,
+        dump_program: Option<&Path>,
         start: impl FnOnce(&StepLayout) -> Result<Option<(Vec<Literal>, Vec<Literal>, u64)>>,
     ) -> Result<Self> {
-        let model = cfg.bert_config()?;
         let need = super::memory::host_memory_need(
-            &model,
+            &cfg.bert_config()?,
             &cfg.train.optimizer,
             cfg.backend()? == crate::backend::Backend::Cpu,
         );
@@ -203,17 +207,17 @@ impl Session {
         let (client, num_devices) = open_devices(cfg, dist)?;
         let processes = dist.map_or(1, Distributed::num_processes) as usize;
         let replicas = num_devices * processes;
-        let k = cfg.train.accumulation_steps as usize;
-        let micro = BatchShapes {
-            batch_size: cfg.train.batch_size / (k * replicas),
-            seq_len: cfg.data.seq_len,
-            max_predictions: cfg.data.max_predictions,
-        };
-        let step_config = cfg.step_config()?.with_replicas(replicas as u32);
-        let t_build = Instant::now();
-        let program = train_program(&model, &micro, &step_config)?;
-        let (proto, build) = crate::train::lowered::lower(&program.module, t_build)?;
-        let mut options = compile_options_for(&model, program.layout.compile_options());
+        let LoweredStep {
+            model,
+            micro,
+            program,
+            proto,
+            mut options,
+            build,
+        } = train_step_module(cfg, replicas)?;
+        if let Some(path) = dump_program {
+            write_program(path, &proto)?;
+        }
         if let Some(d) = dist {
             // As XLA's multi-host runners do: this process's place, and replica r on the
             // (r % n)-th device of process r / n, so each process's replicas are its own.
@@ -474,7 +478,7 @@ fn run_in(
     };
     let mut resumed: Option<(crate::ckpt::State, PathBuf)> = None;
     let mut skipped_checkpoints = Vec::new();
-    let session = Session::open_in(cfg, dist, |layout| {
+    let session = Session::open_in(cfg, dist, opts.dump_program.as_deref(), |layout| {
         let spec = Spec::from_layout(layout);
         let loaded = match &resume_point {
             // Several processes: the checkpoint process 0 chose (or none).
