@@ -180,13 +180,14 @@ pub fn required(metadata: &Metadata, name: &str) -> Result<String> {
         Ok(v) => Ok(v),
         Err(AttributeError::Missing) => bail!(
             "the TPU VM metadata attribute {name} is not set ({} answered 404 Not Found); this \
-             does not look like a Cloud TPU VM. Give --num-processes, --process-id and \
-             --coordinator yourself",
+             does not look like a Cloud TPU VM. Give --num-processes 1 for a one-host run, or \
+             --num-processes, --process-id and --coordinator",
             metadata.url(name)
         ),
         Err(AttributeError::Failed(e)) => Err(e.context(format!(
-            "reading the TPU VM metadata attribute {name} from {}; give --num-processes, \
-             --process-id and --coordinator yourself if this machine has no metadata server",
+            "reading the TPU VM metadata attribute {name} from {}; if this machine has no \
+             metadata server, give --num-processes 1 for a one-host run, or --num-processes, \
+             --process-id and --coordinator",
             metadata.url(name)
         ))),
     }
