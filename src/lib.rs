@@ -16,6 +16,7 @@ pub mod pretrain;
 pub mod profile;
 pub mod run;
 pub mod squad;
+pub mod tpu_pod;
 pub mod tpu_target;
 pub mod train;
 pub mod xla_flags;

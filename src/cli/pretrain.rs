@@ -4,8 +4,10 @@ use crate::pretrain::bench::bench;
 use crate::pretrain::data_only::{run_data_only, DataOnlyOptions};
 use crate::pretrain::demo::{run_demo, DemoOptions};
 use crate::pretrain::interrupt::StopSignal;
+use crate::pretrain::pod_setup::{explicit_flags, place_on_tpu_pod};
 use crate::pretrain::{run, Overrides, PretrainConfig, RunOptions};
-use anyhow::Result;
+use crate::tpu_pod::PodEnv;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -244,11 +246,28 @@ pub fn run_cmd(a: &PretrainArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let mut cfg = match &a.config {
-        Some(path) => PretrainConfig::from_file(path)?,
+    let file = match &a.config {
+        Some(path) => Some((
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?,
+            path,
+        )),
+        None => None,
+    };
+    let mut cfg = match &file {
+        Some((text, path)) => PretrainConfig::from_toml_str(text, &path.display().to_string())?,
         None => PretrainConfig::default(),
     };
-    cfg.apply(&a.overrides());
+    let overrides = a.overrides();
+    cfg.apply(&overrides);
+    if a.bench_steps.is_none() {
+        let flags = explicit_flags(file.as_ref().map(|(t, _)| t.as_str()), &overrides)?;
+        let token_in_env = std::env::var_os(crate::coord::TOKEN_ENV).is_some();
+        if let Some(p) = place_on_tpu_pod(&mut cfg, &flags, &PodEnv::from_process(), token_in_env)?
+        {
+            tracing::info!("{}", p.describe());
+        }
+    }
     if let Some(ids_out) = &a.data_only_ids {
         return run_data_only(
             &cfg,

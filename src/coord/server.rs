@@ -418,8 +418,14 @@ pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
+    /// The serving task, which ends after its graceful shutdown.
+    serving: Option<tokio::task::JoinHandle<()>>,
     runtime: Option<tokio::runtime::Runtime>,
 }
+
+/// How long a stopping coordinator lets calls in flight finish (the last processes' Shutdown
+/// answers: without them a process that left cleanly would see its call fail).
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -476,7 +482,7 @@ pub fn serve(addr: SocketAddr, config: ServerConfig) -> Result<Server, CoordErro
     let builder = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(limits.max_streams_per_connection));
     let builder = tls(builder, shared.config.tls.as_ref()).map_err(serve_err)?;
-    runtime.spawn(async move {
+    let serving = runtime.spawn(async move {
         let result = builder
             .serve_with_incoming_shutdown(service, incoming, async {
                 let _ = stopped.await;
@@ -497,6 +503,7 @@ pub fn serve(addr: SocketAddr, config: ServerConfig) -> Result<Server, CoordErro
         addr: local,
         shared,
         stop: Some(stop),
+        serving: Some(serving),
         runtime: Some(runtime),
     })
 }
@@ -590,6 +597,11 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let (Some(rt), Some(serving)) = (&self.runtime, self.serving.take()) {
+            // Graceful: no new connections, calls in flight answered, then idle connections
+            // closed; bounded, since a client may keep its connection busy.
+            let _ = rt.block_on(async { tokio::time::timeout(STOP_GRACE, serving).await });
         }
         if let Some(rt) = self.runtime.take() {
             // Open blocking calls are dropped with the runtime; their clients see the

@@ -10,6 +10,7 @@
 //! - [`bench`]: `--bench-steps` on synthetic batches.
 //! - [`demo`]: `--demo`, a complete small run from nothing but the machine's own text.
 //! - [`distributed`]: runs over several processes (hosts of a pod slice, or one per GPU).
+//! - [`pod_setup`]: the zero-flag start of a pod run: process settings from the TPU VM.
 //! - [`data_cursor`]: their training data, work units handed out by the coordinator.
 //! - [`data_only`]: that data path without a model (a hidden flag, for the accounting test).
 pub mod batches;
@@ -26,6 +27,7 @@ pub mod eval;
 pub mod interrupt;
 pub mod memory;
 pub mod metrics;
+pub mod pod_setup;
 pub mod program;
 pub mod progress;
 pub mod rng;

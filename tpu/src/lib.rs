@@ -61,6 +61,7 @@ pub mod plugin;
 pub mod profiler;
 pub mod profiler_ffi;
 pub mod topology;
+pub mod tpu_host;
 pub mod tpu_safety;
 
 pub use buffer::Buffer;

@@ -168,16 +168,10 @@ impl Plugin {
         }
         let kind = PluginKind::from_path(&canonical);
         if kind == Some(PluginKind::Tpu) || kind.is_none() {
-            // libtpu safety rule: never query the cloud metadata server. Set before the library
-            // is loaded, while we hold the registry lock (no other plugin load runs concurrently).
-            std::env::set_var("TPU_SKIP_MDS_QUERY", "1");
-            // libtpu takes /tmp/libtpu_lockfile for exclusive use of the TPU; without a TPU
-            // there is nothing to guard, and the lock would make a second process that only
-            // compiles (tests, two `tpu-run compile`s) fail to initialize.
-            if !tpu_devices_present_here() && std::env::var_os(ALLOW_MULTIPLE_LIBTPU_ENV).is_none()
-            {
-                std::env::set_var(ALLOW_MULTIPLE_LIBTPU_ENV, "1");
-            }
+            // libtpu safety rule: off a TPU host, never query the cloud metadata server. Set
+            // before the library is loaded, while we hold the registry lock (no other plugin
+            // load runs concurrently).
+            crate::tpu_safety::prepare_libtpu_env();
         }
         if kind == Some(PluginKind::Cuda) {
             crate::cuda_libs::preload_for(&canonical);
