@@ -9,6 +9,7 @@ mod finetune_glue;
 mod hlo_dump;
 mod plot;
 mod plugin;
+mod pod;
 mod pretrain;
 mod selftest;
 mod squad_eval;
@@ -78,6 +79,10 @@ enum Command {
     ExtractFeatures(extract_features::ExtractFeaturesArgs),
     /// Draw the training and eval curves of runs (their metrics.jsonl) into one SVG chart.
     Plot(plot::PlotArgs),
+    /// A Cloud TPU slice through gcloud: create, run pretraining on every worker, status,
+    /// logs, stop, delete (--dry-run prints the gcloud commands).
+    #[command(subcommand)]
+    Pod(pod::PodCommand),
 }
 
 #[derive(Subcommand)]
@@ -117,5 +122,6 @@ pub fn main() -> Result<()> {
         Command::SquadSplit(a) => finetune::run_split(&a),
         Command::ExtractFeatures(a) => extract_features::run(&a),
         Command::Plot(a) => plot::run(&a),
+        Command::Pod(c) => pod::run(&c),
     }
 }
