@@ -3,16 +3,28 @@
 
 /// `s` as one shell word: as is when every character is one no shell treats specially, else in
 /// single quotes (an inner `'` becomes `'\''`, the only character single quotes cannot hold).
+/// A `--flag=value` word keeps its flag outside the quotes (`--command='...'`), as people write it.
 pub fn quote(s: &str) -> String {
-    let plain = !s.is_empty()
+    if is_plain(s) {
+        return s.to_string();
+    }
+    if let Some((flag, value)) = s.split_once('=') {
+        if flag.starts_with("--") && is_plain(flag) {
+            return format!("{flag}={}", single_quoted(value));
+        }
+    }
+    single_quoted(s)
+}
+
+fn is_plain(s: &str) -> bool {
+    !s.is_empty()
         && !s.starts_with('=') // zsh expands a leading `=word`
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+}
+
+fn single_quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// The words quoted and joined with spaces: one command line.
@@ -39,6 +51,8 @@ mod tests {
         assert_eq!(quote("=x"), "'=x'");
         assert_eq!(quote("*.tfrecord"), "'*.tfrecord'");
         assert_eq!(join(&["echo", "a;b", "c"]), "echo 'a;b' c");
+        assert_eq!(quote("--command=ls -l"), "--command='ls -l'");
+        assert_eq!(quote("--a b=c"), "'--a b=c'");
     }
 
     /// What bash makes of the quoted words is the words themselves.
@@ -54,6 +68,8 @@ mod tests {
             "new\nline",
             "*",
             "~",
+            "--command=cd d && echo 'x'",
+            "--x=",
         ];
         let script = format!("printf '%s\\0' {}", join(&words));
         let out = std::process::Command::new("bash")
