@@ -479,6 +479,80 @@ fn a_preempted_spot_vm_is_recreated_and_the_run_resumes() {
 }
 
 #[test]
+fn a_suspended_queued_resource_is_recreated_and_waited_for_in_the_queue() {
+    let f = Fake::new(2);
+    // READY; then worker 0's ssh fails, the node is gone and its queued resource SUSPENDED;
+    // once created again, the request waits for capacity before the node is READY.
+    for n in [2, 3, 4] {
+        f.respond("tpu-vm-describe", Some(n), NOT_FOUND);
+    }
+    let qr = |state: &str| format!("echo '{{\"state\": {{\"state\": \"{state}\"}}}}'\n");
+    f.respond("queued-resources-describe", Some(1), &qr("SUSPENDED"));
+    f.respond("queued-resources-describe", Some(2), &qr("SUSPENDED"));
+    f.respond(
+        "queued-resources-describe",
+        Some(3),
+        &qr("WAITING_FOR_RESOURCES"),
+    );
+    std::fs::write(f.dir().join("ssh-fail-once.0"), "").unwrap();
+    let o = f
+        .command(&as_strs(&run_args(&[
+            "--queued-resource",
+            "bert-qr",
+            "--max-restarts",
+            "1",
+        ])))
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(err.contains("waiting for bert-pod: queued resource bert-qr WAITING_FOR_RESOURCES"));
+    let calls = f.calls();
+    let of = |verb: &str| -> Vec<&Vec<String>> {
+        calls
+            .iter()
+            .filter(|c| c[2] == "queued-resources" && c[3] == verb)
+            .collect()
+    };
+    assert_eq!(
+        of("delete"),
+        [&words(&[
+            "compute",
+            "tpus",
+            "queued-resources",
+            "delete",
+            "bert-qr",
+            ZONE,
+            "--force",
+            "--quiet"
+        ])]
+    );
+    // The spec is the one describe showed while the node was READY (spot).
+    assert_eq!(
+        of("create"),
+        [&words(&[
+            "compute",
+            "tpus",
+            "queued-resources",
+            "create",
+            "bert-qr",
+            ZONE,
+            "--node-id=bert-pod",
+            "--accelerator-type=v5litepod-16",
+            "--runtime-version=v2-alpha-tpuv5-lite",
+            "--spot"
+        ])]
+    );
+    assert!(f.calls_of("tpu-vm", "delete").is_empty() && f.calls_of("tpu-vm", "create").is_empty());
+    let resumed = calls
+        .iter()
+        .filter(|c| c[3] == "ssh" && worker_of(c) != "all")
+        .filter(|c| ssh_command(c).contains("--resume"))
+        .count();
+    assert_eq!(resumed, 2, "both workers restarted with --resume");
+}
+
+#[test]
 fn a_failed_worker_has_every_log_fetched_and_named() {
     let f = Fake::new(2);
     let o = f

@@ -46,13 +46,16 @@ pub fn run(g: &Gcloud, t: &Target, o: &RunOptions) -> Result<()> {
     }
     o.local.fill(&o.binary, &o.config)?;
     let mut seen: Option<Spec> = None;
-    let mut restarts = 0u32;
-    let mut charged = false;
+    let mut restarts = Restarts {
+        max: o.max_restarts,
+        used: 0,
+        recovering: false,
+    };
     let mut attempt = 0u32;
     // Ends by returning: success, a failure, or the restart budget spent.
     loop {
         attempt += 1;
-        let node = ensure_ready(g, t, o, &mut seen, &mut restarts, &mut charged)?;
+        let node = ensure_ready(g, t, o, &mut seen, &mut restarts)?;
         let ends = start(g, t, o, &node, attempt)?;
         if ends.iter().all(Outcome::ok) {
             println!(
@@ -66,7 +69,7 @@ pub fn run(g: &Gcloud, t: &Target, o: &RunOptions) -> Result<()> {
         match tpu::probe(g, t)? {
             Probe::Ready(_) => return Err(failed(g, t, o, attempt, &ends, &summary)),
             Probe::Pending(state) | Probe::Lost(tpu::Lost { state, .. }) => {
-                if restarts >= o.max_restarts {
+                if !restarts.interrupted() {
                     bail!(
                         "{} was interrupted ({state}) while pretrain ran ({summary}), and \
                          --max-restarts {} allows no more restarts; rerun `tpu-run pod run` with \
@@ -75,48 +78,75 @@ pub fn run(g: &Gcloud, t: &Target, o: &RunOptions) -> Result<()> {
                         o.max_restarts
                     );
                 }
-                restarts += 1;
-                charged = true;
                 eprintln!(
-                    "tpu-run pod: {} was interrupted ({state}); restart {restarts} of at most {}, \
+                    "tpu-run pod: {} was interrupted ({state}); restart {} of at most {}, \
                      resuming from the last checkpoint",
-                    t.node, o.max_restarts
+                    t.node, restarts.used, o.max_restarts
                 );
             }
         }
     }
 }
 
+/// Restarts after preemptions, at most `max`. An interrupted attempt is one restart; creating
+/// the TPU again for that same interruption is part of it, not another; a TPU lost again while
+/// waiting for it to come up is another.
+struct Restarts {
+    max: u32,
+    used: u32,
+    /// An interruption was counted and the TPU has not been READY since.
+    recovering: bool,
+}
+
+impl Restarts {
+    /// Counts the interruption of a running attempt; false when none are left.
+    fn interrupted(&mut self) -> bool {
+        if self.used >= self.max {
+            return false;
+        }
+        self.used += 1;
+        self.recovering = true;
+        true
+    }
+
+    /// Counts a TPU found lost, unless that belongs to the interruption just counted; false
+    /// when none are left.
+    fn lost(&mut self) -> bool {
+        if std::mem::take(&mut self.recovering) {
+            return true;
+        }
+        if self.used >= self.max {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
+}
+
 /// Waits for the TPU to be READY, creating it again when it is lost and the budget allows.
-/// `charged`: the restart this recovery belongs to is already counted.
 fn ensure_ready(
     g: &Gcloud,
     t: &Target,
     o: &RunOptions,
     seen: &mut Option<Spec>,
-    restarts: &mut u32,
-    charged: &mut bool,
+    restarts: &mut Restarts,
 ) -> Result<Node> {
     loop {
         match tpu::wait_settled(g, t, o.waits)? {
             Settled::Ready(n) => {
                 *seen = Some(n.spec.clone());
-                *charged = false;
+                restarts.recovering = false;
                 return Ok(*n);
             }
             Settled::Lost(lost) => {
-                if !*charged {
-                    if *restarts >= o.max_restarts {
-                        bail!(
-                            "{} is lost ({}): preempted or deleted. Pass --max-restarts N to let \
-                             `tpu-run pod run` create it again, or create it with `tpu-run pod create`",
-                            t.node,
-                            lost.state
-                        );
-                    }
-                    *restarts += 1;
+                if !restarts.lost() {
+                    bail!(
+                        "{} is lost ({}): preempted or deleted. Pass --max-restarts N to let \
+                         `tpu-run pod run` create it again, or create it with `tpu-run pod create`",
+                        t.node,
+                        lost.state
+                    );
                 }
-                *charged = false;
                 let spec = tpu::spec_for(&lost, seen.as_ref(), t)?;
                 eprintln!(
                     "tpu-run pod: {} is lost ({}); creating it again ({}, {})",
@@ -251,4 +281,27 @@ fn dry_run(g: &Gcloud, t: &Target, o: &RunOptions) -> Result<()> {
     println!("# after a failure on a READY TPU, every worker's log:");
     logs::fetch(g, t, n, &o.local.attempt_logs(1))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Restarts;
+
+    #[test]
+    fn a_preemption_is_one_restart_however_many_times_the_tpu_is_recreated_for_it() {
+        let mut r = Restarts {
+            max: 2,
+            used: 0,
+            recovering: false,
+        };
+        assert!(r.interrupted());
+        assert!(
+            r.lost(),
+            "recreating after the interruption: the same restart"
+        );
+        assert_eq!(r.used, 1);
+        assert!(r.lost(), "lost again before READY: another");
+        assert_eq!(r.used, 2);
+        assert!(!r.lost() && !r.interrupted(), "the budget is spent");
+    }
 }
