@@ -12,6 +12,7 @@ pub mod glue;
 pub mod import;
 pub mod model;
 pub mod plot;
+pub mod pod;
 pub mod pretrain;
 pub mod profile;
 pub mod run;

@@ -12,6 +12,7 @@ mod finetune_glue;
 mod hlo_dump;
 mod plot;
 mod plugin;
+mod pod;
 mod pretrain;
 mod selftest;
 mod squad_eval;
@@ -88,6 +89,10 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Draw the training and eval curves of runs (their metrics.jsonl) into one SVG chart.
     Plot(plot::PlotArgs),
+    /// A Cloud TPU slice through gcloud: create, run pretraining on every worker, status,
+    /// logs, stop, delete (--dry-run prints the gcloud commands).
+    #[command(subcommand)]
+    Pod(pod::PodCommand),
 }
 
 #[derive(Subcommand)]
@@ -129,5 +134,6 @@ pub fn main() -> Result<()> {
         Command::ExtractFeatures(a) => extract_features::run(&a),
         Command::Plot(a) => plot::run(&a),
         Command::Bench(a) => bench::run_cmd(&a),
+        Command::Pod(c) => pod::run(&c),
     }
 }

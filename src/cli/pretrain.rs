@@ -149,6 +149,10 @@ pub struct PretrainArgs {
     /// Never resume: start from scratch (refused when the checkpoint directory has checkpoints).
     #[arg(long)]
     pub no_resume: bool,
+    /// Resume from the latest checkpoint when there is one (the default; overrides
+    /// `checkpoint.resume = false` in the config). `tpu-run pod run` restarts with it.
+    #[arg(long, conflicts_with = "no_resume")]
+    pub resume: bool,
     /// Where metrics.jsonl, TensorBoard events and (by default) checkpoints go.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
@@ -210,6 +214,7 @@ impl PretrainArgs {
             checkpoint_interval: self.checkpoint_interval,
             keep_last: self.keep_last,
             no_resume: self.no_resume,
+            resume: self.resume,
             output_dir: self.output_dir.clone(),
             log_every: self.log_every,
         }

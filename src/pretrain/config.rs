@@ -361,6 +361,8 @@ pub struct Overrides {
     pub checkpoint_interval: Option<u64>,
     pub keep_last: Option<usize>,
     pub no_resume: bool,
+    /// Resume even where the file says `resume = false`.
+    pub resume: bool,
     pub output_dir: Option<PathBuf>,
     pub log_every: Option<u64>,
 }
@@ -464,6 +466,9 @@ impl PretrainConfig {
         set(&mut self.checkpoint.keep_last, &o.keep_last);
         if o.no_resume {
             self.checkpoint.resume = false;
+        }
+        if o.resume {
+            self.checkpoint.resume = true;
         }
         set(&mut self.output.dir, &o.output_dir);
         set(&mut self.output.log_every, &o.log_every);
@@ -887,6 +892,11 @@ mod tests {
         });
         assert_eq!(c.train.batch_size, 16);
         assert!(!c.checkpoint.resume);
+        c.apply(&Overrides {
+            resume: true,
+            ..Default::default()
+        });
+        assert!(c.checkpoint.resume, "--resume overrides resume = false");
         c.validate().unwrap();
         assert_eq!(c.bert_config().unwrap().hidden_size, 256);
 
