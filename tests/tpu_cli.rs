@@ -151,3 +151,67 @@ fn compile_for_cpu_needs_no_libtpu() {
     assert!(!out.status.success());
     assert!(stderr.contains("expected tpu:<topology>"), "{stderr}");
 }
+
+#[test]
+fn bench_with_a_topology_compiles_the_pretraining_step_for_the_slice_only() {
+    if libtpu_ready().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("tpu.jsonl");
+    let (out, _) = tpu_run(&[
+        "bench",
+        "--backend",
+        "tpu",
+        "--topology",
+        "v5e:2x2",
+        "--model",
+        "tiny",
+        "--task",
+        "pretrain,squad",
+        "--seq",
+        "32",
+        "--batch",
+        "8,6",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&out_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4);
+    let pretrain = &records[0];
+    assert_eq!(pretrain["key"], "tiny pretrain s32 b8 bf16 auto x4");
+    assert_eq!(
+        pretrain["config"]["devices"], 4,
+        "every device of the 2x2 slice"
+    );
+    assert!(pretrain["rust"]["ir_instructions"].as_u64().unwrap() > 100);
+    assert!(pretrain["xla"]["compile_s"].as_f64().unwrap() > 0.0);
+    assert!(pretrain["xla"]["temp_bytes"].as_i64().is_some());
+    assert!(
+        pretrain["runtime"].is_null(),
+        "nothing is timed without a TPU"
+    );
+    assert!(pretrain["env"]["device_kind"]
+        .as_str()
+        .unwrap()
+        .contains("v5e:2x2"));
+    assert!(records[1]["skipped"]
+        .as_str()
+        .unwrap()
+        .contains("does not split over 4 devices"));
+    assert!(records[2]["skipped"]
+        .as_str()
+        .unwrap()
+        .contains("one device"));
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("tiny pretrain s32 b8"))
+        .unwrap();
+    assert!(row.contains("compile only"), "{row}");
+}

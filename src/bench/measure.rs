@@ -78,18 +78,8 @@ impl XlaReport {
         }
         match exe.cost_analysis() {
             Ok(Some(props)) => {
-                let get = |name: &str| {
-                    props
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .and_then(|(_, v)| match v {
-                            Value::Float(f) => Some(f64::from(*f)),
-                            Value::Int64(i) => Some(*i as f64),
-                            _ => None,
-                        })
-                };
-                r.flops = get("flops");
-                r.bytes_accessed = get("bytes accessed");
+                r.flops = cost_value(&props, "flops");
+                r.bytes_accessed = cost_value(&props, "bytes accessed");
             }
             Ok(None) => r
                 .notes
@@ -102,6 +92,18 @@ impl XlaReport {
         }
         r
     }
+}
+
+/// A number of XLA's cost analysis by property name ("flops", "bytes accessed").
+pub fn cost_value(props: &[(String, Value)], name: &str) -> Option<f64> {
+    props
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| match v {
+            Value::Float(f) => Some(f64::from(*f)),
+            Value::Int64(i) => Some(*i as f64),
+            _ => None,
+        })
 }
 
 /// One run: build, compile, first step, timed steps.

@@ -2,6 +2,7 @@
 //! compiling and running each configuration of a cross product costs, what XLA made of it, its
 //! MFU, side by side with the JAX and PyTorch anchors and with an earlier run.
 pub mod anchors;
+pub mod aot;
 pub mod environment;
 pub mod flops;
 pub mod matrix;

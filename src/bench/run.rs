@@ -2,6 +2,7 @@
 //! compiled and timed `repeat` times (afresh each time), then compared with the anchors and a
 //! baseline. A configuration that fails is recorded with its error and the others go on.
 use super::anchors::{set_ratios, Anchors};
+use super::aot::AotTarget;
 use super::environment::environment;
 use super::matrix::{BenchConfig, Planned, Task};
 use super::measure::{MeasureOptions, Measurement};
@@ -36,7 +37,12 @@ pub struct BenchOptions {
 
 /// Runs every planned configuration; returns the records (also written to `opts.out` one line
 /// at a time, so a long invocation cut short keeps what it measured).
-pub fn run(planned: &[Planned], opts: &BenchOptions) -> Result<Vec<BenchRecord>> {
+/// With `aot`, nothing runs: each configuration is compiled for that TPU slice only.
+pub fn run(
+    planned: &[Planned],
+    opts: &BenchOptions,
+    aot: Option<&AotTarget>,
+) -> Result<Vec<BenchRecord>> {
     let baseline = match &opts.baseline {
         Some(p) => Some(read_jsonl(p).context("--baseline")?),
         None => None,
@@ -47,9 +53,10 @@ pub fn run(planned: &[Planned], opts: &BenchOptions) -> Result<Vec<BenchRecord>>
         )),
         None => None,
     };
-    let plugin = load_plugin(opts)?;
-    let env = environment(opts.backend, Some(&plugin));
-    drop(plugin);
+    let env = match aot {
+        Some(t) => environment(opts.backend, Some(&t.plugin)),
+        None => environment(opts.backend, Some(&load_plugin(opts)?)),
+    };
     let mut anchor_cache: BTreeMap<(Task, String, usize, usize), Vec<AnchorResult>> =
         BTreeMap::new();
     let mut records = vec![];
@@ -62,6 +69,7 @@ pub fn run(planned: &[Planned], opts: &BenchOptions) -> Result<Vec<BenchRecord>>
                 r.skipped = Some(why.clone());
                 r
             }
+            Planned::Run(c) if aot.is_some() => compile_only(aot, c, opts, &env, &progress),
             Planned::Run(c) => {
                 let mut r = measure_config(c, opts, &env, &progress);
                 if let (Some(rt), Some(anchors)) = (r.runtime.as_ref(), &opts.anchors) {
@@ -90,6 +98,35 @@ pub fn run(planned: &[Planned], opts: &BenchOptions) -> Result<Vec<BenchRecord>>
     Ok(records)
 }
 
+/// `c` compiled for the TPU slice `aot` (no timing).
+fn compile_only(
+    aot: Option<&AotTarget>,
+    c: &BenchConfig,
+    opts: &BenchOptions,
+    env: &Environment,
+    progress: &str,
+) -> BenchRecord {
+    let r = match (aot, pretrain_config(c, opts)) {
+        (Some(t), Ok(run)) => t.compile(c, &run, env),
+        (_, Err(e)) => failed(c, env, &e),
+        (None, Ok(_)) => failed(c, env, &anyhow!("no TPU topology to compile for")),
+    };
+    let outcome = match (&r.xla, &r.skipped, &r.error) {
+        (Some(x), _, _) => format!("compiled in {:.1} s", x.compile_s),
+        (_, Some(why), _) => format!("skipped: {why}"),
+        (_, _, Some(e)) => format!("failed: {e}"),
+        _ => String::new(),
+    };
+    eprintln!("{progress} {}: {outcome}", c.key());
+    r
+}
+
+fn failed(c: &BenchConfig, env: &Environment, e: &anyhow::Error) -> BenchRecord {
+    let mut r = BenchRecord::new(c.clone(), env.clone());
+    r.error = Some(format!("{e:#}"));
+    r
+}
+
 fn load_plugin(opts: &BenchOptions) -> Result<Plugin> {
     let kind = opts.backend.plugin_kind();
     let plugin = opts.plugin.as_deref();
@@ -111,10 +148,7 @@ fn measure_config(
     let mut record = BenchRecord::new(c.clone(), env.clone());
     let model = match model_config(c, opts) {
         Ok(m) => m,
-        Err(e) => {
-            record.error = Some(format!("{e:#}"));
-            return record;
-        }
+        Err(e) => return failed(c, env, &e),
     };
     let mut runs = vec![];
     for rep in 0..opts.repeat {

@@ -53,6 +53,24 @@ pub fn render(records: &[BenchRecord]) -> String {
 
 fn row(r: &BenchRecord) -> Vec<String> {
     let mut cells = vec![r.key.clone()];
+    if let (Some(rust), Some(xla), None) = (&r.rust, &r.xla, &r.runtime) {
+        // Compile only (a TPU topology): our build and XLA's compile, nothing timed.
+        cells.push(format!("{:.2}", rust.build_s));
+        cells.push(format!("{:.1}", xla.compile_s));
+        cells.extend(std::iter::repeat_n("-".to_string(), HEADER.len() - 4));
+        let gib = |b: Option<i64>| {
+            b.map_or("?".into(), |b| {
+                format!("{:.2}", b as f64 / (1u64 << 30) as f64)
+            })
+        };
+        cells.push(format!(
+            "compile only: arguments {} GiB, temporaries {} GiB, {:.3} TFLOP by XLA's cost analysis",
+            gib(xla.argument_bytes),
+            gib(xla.temp_bytes),
+            xla.cost_flops.unwrap_or(0.0) / 1e12
+        ));
+        return cells;
+    }
     let (Some(rust), Some(xla), Some(rt)) = (&r.rust, &r.xla, &r.runtime) else {
         let why = match (&r.skipped, &r.error) {
             (Some(s), _) => format!("skipped: {s}"),

@@ -3,12 +3,14 @@
 //! configuration, and optionally the anchors, a baseline comparison, a plot and a trace.
 use crate::backend::{AttentionChoice, Backend};
 use crate::bench::anchors::Anchors;
+use crate::bench::aot::AotTarget;
 use crate::bench::matrix::{plan, Axes, Task};
 use crate::bench::record::{read_jsonl, BenchRecord};
 use crate::bench::run::{plot_entries, run, BenchOptions};
 use crate::bench::table::render;
 use crate::finetune::default_precision;
 use crate::model::{ComputeDtype, PRESETS};
+use crate::tpu_target::reexec_without_network;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -39,6 +41,13 @@ pub struct BenchArgs {
     /// Self-attention kernels, comma-separated: graph, cudnn, auto.
     #[arg(long, default_value = "auto", value_delimiter = ',')]
     pub attention: Vec<String>,
+    /// Compile only, for this TPU slice (v5e:2x2, v4:2x2x1, ...; no TPU needed): the pretraining
+    /// step over every device of the slice, its build and compile figures, nothing timed.
+    #[arg(long, value_name = "TOPOLOGY")]
+    pub topology: Option<String>,
+    /// A PJRT_TopologyDescription_Create option name=value for --topology (repeatable).
+    #[arg(long = "topology-option", requires = "topology")]
+    pub topology_options: Vec<String>,
     /// Data-parallel devices of the pretraining step (the batch is split over them).
     #[arg(long, default_value_t = 1)]
     pub devices: usize,
@@ -64,9 +73,10 @@ pub struct BenchArgs {
     /// are flagged as regressions or improvements.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
-    /// Judge the records of an earlier `--out` file against `--baseline` instead of running
-    /// anything (results of two commits, flags or machines compared after the fact).
-    #[arg(long, value_name = "FILE", requires = "baseline")]
+    /// Read the records of an earlier `--out` file instead of running anything: its table,
+    /// `--plot`, and with `--baseline` the comparison (two commits, flags or machines after
+    /// the fact).
+    #[arg(long, value_name = "FILE")]
     pub compare: Option<PathBuf>,
     /// Exit with an error when a configuration regressed against `--baseline`.
     #[arg(long, requires = "baseline")]
@@ -98,11 +108,8 @@ pub struct BenchArgs {
 }
 
 pub fn run_cmd(a: &BenchArgs) -> Result<()> {
-    if a.backend == Backend::Tpu {
-        bail!(
-            "tpu-run bench --backend tpu: timing needs a TPU; for compile-only figures of a TPU \
-             slice use `tpu-run compile --target tpu:<topology>`"
-        );
+    if a.topology.is_some() && a.backend != Backend::Tpu {
+        bail!("--topology is a TPU slice: use it with --backend tpu");
     }
     if a.repeat == 0 || a.steps == 0 || a.devices == 0 {
         bail!("--repeat, --steps and --devices must be at least 1");
@@ -124,7 +131,22 @@ pub fn run_cmd(a: &BenchArgs) -> Result<()> {
         crate::backend::disable_compile_cache();
     }
     let axes = axes(a)?;
-    let planned = plan(&axes, a.backend, a.devices, a.dropout)?;
+    let aot = match &a.topology {
+        Some(topology) => {
+            // libtpu must not reach the network where there is no TPU: restart without it.
+            if let Some(code) = reexec_without_network()? {
+                std::process::exit(code);
+            }
+            Some(AotTarget::open(
+                topology,
+                &a.topology_options,
+                a.plugin.as_deref(),
+            )?)
+        }
+        None => None,
+    };
+    let devices = aot.as_ref().map_or(a.devices, |t| t.devices);
+    let planned = plan(&axes, a.backend, devices, a.dropout)?;
     let anchors = a.anchors.then(|| {
         if a.backend != Backend::Cuda {
             return Err("the anchors run on NVIDIA GPUs: use --backend cuda".to_string());
@@ -150,7 +172,7 @@ pub fn run_cmd(a: &BenchArgs) -> Result<()> {
         anchors,
         profile: a.profile.clone(),
     };
-    let records = run(&planned, &opts)?;
+    let records = run(&planned, &opts, aot.as_ref())?;
     print!("{}", render(&records));
     for r in &records {
         for note in r.xla.iter().flat_map(|x| &x.notes) {
