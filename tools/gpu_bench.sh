@@ -82,7 +82,7 @@ run() {
     # The flag variants share one configuration key, so only the other groups get a combined
     # table and plot.
     if [ "$GROUP" != flags ]; then
-        "$work/tpu-run" bench --compare "$out/$GROUP.jsonl" --baseline "$out/$GROUP.jsonl" \
+        "$work/tpu-run" bench --compare "$out/$GROUP.jsonl" \
             --plot "$out/$GROUP.svg" | tee -a "$out/$GROUP.txt"
     fi
 }
