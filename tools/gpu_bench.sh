@@ -8,6 +8,7 @@
 #       pretrain   BERT-base seq 128 batch 256 and BERT-large seq 512 batch 32 (profile of the first)
 #       squad      BERT-base and BERT-large SQuAD seq 384 batch 32
 #       flags      BERT-base seq 128 batch 256 (dropout 0) under XLA flag variants, no anchors
+#       profile    BERT-base seq 128 batch 256 profiled with and without command buffers
 #
 # The flag variants are told apart by their records' env.xla_flags. Every group writes GROUP.jsonl (one record per configuration), GROUP.txt (the table and the
 # log) and, for pretrain, the profile's layers.tsv into $OUT (or ./bench-out without $OUT).
@@ -65,23 +66,32 @@ run() {
             ;;
         flags)
             local f
-            for f in "" xla_gpu_enable_latency_hiding_scheduler=true xla_gpu_autotune_level=0 \
-                     xla_gpu_enable_command_buffer= ; do
+            for f in "" xla_gpu_enable_triton_gemm=false xla_gpu_enable_cublaslt=true \
+                     xla_gpu_enable_command_buffer= xla_gpu_enable_latency_hiding_scheduler=true; do
                 echo "== xla flag: ${f:-(none)}" | tee -a "$out/$GROUP.txt"
-                if [ -n "$f" ]; then
-                    invoke "${common[@]}" --repeat 1 --dropout 0 --model base --task pretrain \
-                        --seq 128 --batch 256 --xla-flag "$f"
-                else
-                    invoke "${common[@]}" --repeat 1 --dropout 0 --model base --task pretrain \
-                        --seq 128 --batch 256
-                fi
+                invoke "${common[@]}" --repeat 1 --dropout 0 --model base --task pretrain \
+                    --seq 128 --batch 256 ${f:+--xla-flag "$f"}
+            done
+            ;;
+        profile)
+            # Device time per layer with command buffers (the default) and without: events inside
+            # a CUDA graph may carry no HLO op, which leaves them unmapped.
+            local f
+            for f in "" xla_gpu_enable_command_buffer=; do
+                echo "== xla flag: ${f:-(none)}" | tee -a "$out/$GROUP.txt"
+                rm -rf "$work/profile"
+                invoke "${common[@]}" --repeat 1 --steps 5 --model base --task pretrain --seq 128 \
+                    --batch 256 --profile "$work/profile" ${f:+--xla-flag "$f"}
+                local tag=${f:+nocmdbuf}
+                cp "$work/profile/"*/layers.tsv "$out/layers_${tag:-default}.tsv" 2>/dev/null || true
+                gzip -c "$work/profile/"*/trace.json > "$out/trace_${tag:-default}.json.gz" 2>/dev/null || true
             done
             ;;
         *) echo "run: unknown group $GROUP" >&2; exit 2 ;;
     esac
     # The flag variants share one configuration key, so only the other groups get a combined
     # table and plot.
-    if [ "$GROUP" != flags ]; then
+    if [ "$GROUP" = pretrain ] || [ "$GROUP" = squad ]; then
         "$work/tpu-run" bench --compare "$out/$GROUP.jsonl" \
             --plot "$out/$GROUP.svg" | tee -a "$out/$GROUP.txt"
     fi
