@@ -291,6 +291,20 @@ fn device_time_is_summed_per_scope_and_written_three_ways() {
     assert_eq!(rows.next(), Some("(unmapped)\t0.010000\t2"));
     assert_eq!(rows.next(), None);
 
+    // unmapped.tsv: the same two events by kind, their times adding up to the unmapped row.
+    let unmapped =
+        std::fs::read_to_string(report.layers_tsv.with_file_name("unmapped.tsv")).unwrap();
+    let rows: Vec<Vec<&str>> = unmapped
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    let events: usize = rows.iter().map(|r| r[2].parse::<usize>().unwrap()).sum();
+    let ms: f64 = rows.iter().map(|r| r[1].parse::<f64>().unwrap()).sum();
+    assert_eq!(events, 2, "{unmapped}");
+    assert!((ms - 0.01).abs() < 1e-9, "{unmapped}");
+    assert!(rows.iter().all(|r| r[0].contains("hlo_op=")), "{unmapped}");
+
     check_trace(&report.trace_json, &kernels);
 }
 

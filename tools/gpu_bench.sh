@@ -59,6 +59,7 @@ run() {
             invoke "${common[@]}" "${anchors[@]}" --model base --task pretrain --seq 128 \
                 --batch 256 --profile "$work/profile"
             cp "$work/profile/"*/layers.tsv "$out/base_s128_layers.tsv" 2>/dev/null || true
+            cp "$work/profile/"*/unmapped.tsv "$out/base_s128_unmapped.tsv" 2>/dev/null || true
             invoke "${common[@]}" "${anchors[@]}" --model large --task pretrain --seq 512 --batch 32
             ;;
         squad)
@@ -84,6 +85,7 @@ run() {
                     --batch 256 --profile "$work/profile" ${f:+--xla-flag "$f"}
                 local tag=${f:+nocmdbuf}
                 cp "$work/profile/"*/layers.tsv "$out/layers_${tag:-default}.tsv" 2>/dev/null || true
+                cp "$work/profile/"*/unmapped.tsv "$out/unmapped_${tag:-default}.tsv" 2>/dev/null || true
                 gzip -c "$work/profile/"*/trace.json > "$out/trace_${tag:-default}.json.gz" 2>/dev/null || true
             done
             ;;

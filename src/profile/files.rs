@@ -102,6 +102,15 @@ pub fn layers_tsv(time: &DeviceTime) -> String {
     out
 }
 
+/// `label<TAB>device_ms<TAB>events` of the unmapped events by kind, largest first.
+pub fn unmapped_tsv(time: &DeviceTime) -> String {
+    let mut out = String::from("event\tdevice_ms\tevents\n");
+    for (label, ps, n) in &time.unmapped_kinds {
+        out.push_str(&format!("{label}\t{:.6}\t{n}\n", ps_to_ms(*ps)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! - `DIR/plugins/profile/<run>/<host>.xplane.pb`: the raw XSpace, for TensorBoard's profile
 //!   plugin or XProf (`tensorboard --logdir DIR`);
 //! - `DIR/trace.json`: Chrome trace-event JSON for Perfetto (ui.perfetto.dev) or chrome://tracing;
+//! - `DIR/unmapped.tsv`: the device events no scope was found for, by kernel and HLO op;
 //! - `DIR/layers.tsv`: device time per model scope (`encoder/layer_3/attention`, ...), the fused
 //!   kernels mapped back to the layers through the optimized module's op metadata
 //!   ([`scopes`]).
@@ -95,6 +96,9 @@ pub fn write_report(dir: &Path, bytes: &[u8], scopes: Option<&OpScopes>) -> Resu
     let layers_tsv = dir.join("layers.tsv");
     std::fs::write(&layers_tsv, files::layers_tsv(&time))
         .with_context(|| format!("writing {}", layers_tsv.display()))?;
+    let unmapped_tsv = dir.join("unmapped.tsv");
+    std::fs::write(&unmapped_tsv, files::unmapped_tsv(&time))
+        .with_context(|| format!("writing {}", unmapped_tsv.display()))?;
 
     Ok(ProfileReport {
         xplane,

@@ -138,6 +138,10 @@ pub struct DeviceTime {
     /// Device events not mapped to a scope, and their time.
     pub unmapped_events: usize,
     pub unmapped_ps: i128,
+    /// The unmapped events grouped by what they are (event name and the `hlo_op` /
+    /// `hlo_module` stats they carry), (label, picoseconds, events), largest first: what a
+    /// reader needs to see why they could not be mapped.
+    pub unmapped_kinds: Vec<(String, i128, usize)>,
     /// Device planes seen.
     pub device_planes: usize,
 }
@@ -186,6 +190,7 @@ pub const XLA_OPS_LINE: &str = "XLA Ops";
 /// is counted as unmapped.
 pub fn device_time(space: &XSpace, scopes: Option<&OpScopes>) -> DeviceTime {
     let mut sums: HashMap<String, (i128, usize)> = HashMap::new();
+    let mut unmapped: HashMap<String, (i128, usize)> = HashMap::new();
     let mut out = DeviceTime::default();
     for plane in space.planes.iter().filter(|p| p.is_device()) {
         out.device_planes += 1;
@@ -201,15 +206,46 @@ pub fn device_time(space: &XSpace, scopes: Option<&OpScopes>) -> DeviceTime {
                     None => {
                         out.unmapped_events += 1;
                         out.unmapped_ps += dur;
+                        let e = unmapped.entry(unmapped_label(plane, event)).or_default();
+                        e.0 += dur;
+                        e.1 += 1;
                     }
                 }
             }
         }
     }
-    let mut per_scope: Vec<_> = sums.into_iter().map(|(s, (ps, n))| (s, ps, n)).collect();
-    per_scope.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    out.per_scope = per_scope;
+    out.per_scope = largest_first(sums);
+    out.unmapped_kinds = largest_first(unmapped);
     out
+}
+
+fn largest_first(sums: HashMap<String, (i128, usize)>) -> Vec<(String, i128, usize)> {
+    let mut v: Vec<_> = sums.into_iter().map(|(s, (ps, n))| (s, ps, n)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+/// What an unmapped event is: its name (at most 80 characters) and its HLO stats.
+fn unmapped_label(plane: &XPlane, event: &XEvent) -> String {
+    let meta = plane.event_metadata.get(&event.metadata_id);
+    let meta_stats = meta.map_or(&[][..], |m| m.stats.as_slice());
+    let stat = |name: &str| {
+        plane
+            .find_str(&event.stats, name)
+            .or_else(|| plane.find_str(meta_stats, name))
+            .unwrap_or("-")
+            .to_string()
+    };
+    let name: String = meta
+        .map_or("?", |m| m.name.as_str())
+        .chars()
+        .take(80)
+        .collect();
+    format!(
+        "{name} hlo_op={} hlo_module={}",
+        stat("hlo_op"),
+        stat("hlo_module")
+    )
 }
 
 /// Picoseconds as milliseconds.
