@@ -25,7 +25,7 @@ pub enum FinetuneCommand {
 #[derive(Args, Clone, Debug)]
 pub struct SquadArgs {
     /// Initial weights: a Hugging Face BERT directory, a TF checkpoint (directory or prefix)
-    /// or a tpu-run checkpoint directory.
+    /// or a tpu-run checkpoint directory (local, or a gs:// / s3:// prefix).
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// SQuAD v1.1 training file.

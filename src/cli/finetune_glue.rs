@@ -19,7 +19,7 @@ pub struct GlueArgs {
     #[arg(long)]
     pub data_dir: PathBuf,
     /// Initial weights: a Hugging Face BERT directory, a TF checkpoint (directory or prefix)
-    /// or a tpu-run checkpoint directory.
+    /// or a tpu-run checkpoint directory (local, or a gs:// / s3:// prefix).
     #[arg(long)]
     pub init: PathBuf,
     /// Where eval_results.json, summary.json, submission files and checkpoints/ go.
