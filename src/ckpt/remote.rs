@@ -17,7 +17,7 @@
 use super::checkpoint::Checkpoint;
 use super::checksum::FileDigest;
 use super::error::{CkptError, Result};
-use super::manifest::{FileEntry, Manifest, MANIFEST_FILE};
+use super::manifest::{FileEntry, MANIFEST_FILE};
 use super::state::State;
 use super::store::{dir_name, parse_dir_name};
 use super::tensors::serialize;

@@ -162,7 +162,7 @@ fn run_finetune(a: &SquadArgs) -> Result<()> {
         need(&a.train, "--train FILE")?,
         need(&a.predict, "--predict FILE")?,
     );
-    s.output_dir = a.output_dir.clone();
+    s.output_dir = crate::storage::local_only(&a.output_dir, "--output-dir")?;
     s.vocab = a.vocab.clone();
     s.do_lower_case = a.do_lower_case;
     s.epochs = a.epochs;

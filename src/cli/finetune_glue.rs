@@ -96,7 +96,7 @@ pub struct GlueArgs {
 
 pub fn run_glue_command(a: &GlueArgs) -> Result<()> {
     let mut s = GlueSettings::new(a.task, a.data_dir.clone(), a.init.clone());
-    s.output_dir = a.output_dir.clone();
+    s.output_dir = crate::storage::local_only(&a.output_dir, "--output-dir")?;
     s.vocab = a.vocab.clone();
     s.do_lower_case = a.do_lower_case;
     s.do_train = a.do_train;

@@ -1040,6 +1040,40 @@ mod tests {
     }
 
     #[test]
+    fn bucket_paths_are_accepted_and_other_schemes_refused_naming_the_flag() {
+        let mut c = PretrainConfig::default();
+        c.data.synthetic = true;
+        c.data.train = Some("gs://b/shards/*.tfrecord, local/*.tfrecord".into());
+        c.data.eval = Some("s3://b/eval/*.tfrecord".into());
+        c.checkpoint.dir = Some("s3://b/ckpt".into());
+        c.output.dir = "gs://b/run".into();
+        c.validate().unwrap();
+        assert_eq!(c.checkpoint_dir(), PathBuf::from("s3://b/ckpt"));
+        c.checkpoint.dir = None;
+        assert_eq!(c.checkpoint_dir(), PathBuf::from("gs://b/run/checkpoints"));
+        for (set, flag, scheme) in [
+            (0, "data.train (--data)", "http"),
+            (1, "data.eval (--eval-data)", "gcs"),
+            (2, "checkpoint.dir (--checkpoint-dir)", "s3a"),
+            (3, "output.dir (--output-dir)", "file"),
+        ] {
+            let mut bad = c.clone();
+            let url = format!("{scheme}://b/x");
+            match set {
+                0 => bad.data.train = Some(format!("a/*.tfrecord,{url}")),
+                1 => bad.data.eval = Some(url),
+                2 => bad.checkpoint.dir = Some(url.into()),
+                _ => bad.output.dir = url.into(),
+            }
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(
+                e.contains(flag) && e.contains(&format!("'{scheme}' is not supported")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let mut c = PretrainConfig::default();
         c.data.train = Some("a/*.tfrecord".into());

@@ -599,13 +599,13 @@ fn run_in(
     };
 
     // Process 0's metrics: in output.dir, or in a staging copy uploaded to its bucket.
-    let output = match chief {
-        true => Some(
-            OutputDir::open(&cfg.output.dir, &[METRICS_FILE, SUPERSEDED_FILE]).with_context(
-                || format!("opening the output directory {}", cfg.output.dir.display()),
-            )?,
-        ),
-        false => None,
+    let output = if chief {
+        let pull = [METRICS_FILE, SUPERSEDED_FILE];
+        Some(OutputDir::open(&cfg.output.dir, &pull).with_context(|| {
+            format!("opening the output directory {}", cfg.output.dir.display())
+        })?)
+    } else {
+        None
     };
     let mut sink = match &output {
         Some(out) => {

@@ -72,6 +72,19 @@ pub fn check(path: &Path) -> Result<(), UrlError> {
     }
 }
 
+/// `path` when it is local; a bucket URL (or a bad scheme) is an error naming `flag`, for the
+/// paths that must be local directories (fine-tuning outputs): without this a `gs://` path
+/// would silently become a local directory named `gs:`.
+pub fn local_only(path: &Path, flag: &str) -> anyhow::Result<PathBuf> {
+    match Location::parse(path).map_err(|e| anyhow::anyhow!("{flag}: {e}"))? {
+        Location::Local(p) => Ok(p),
+        Location::Object(url) => Err(anyhow::anyhow!(
+            "{flag} {url}: this flag takes a local directory; write there and copy the result \
+             to the bucket (gcloud storage cp -r / aws s3 cp --recursive)"
+        )),
+    }
+}
+
 /// The whole file or object.
 pub fn read(path: &Path) -> io::Result<Vec<u8>> {
     match Location::parse(path)? {

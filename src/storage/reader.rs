@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use object_store::path::Path as Key;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use std::io::{self, Read};
 use std::sync::Arc;
 
