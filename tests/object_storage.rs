@@ -48,7 +48,8 @@ fn corpus(dir: &Path) -> (PathBuf, PathBuf) {
         let topic = rng.gen_range(0..4) * 14;
         for _ in 0..6 {
             let n = rng.gen_range(3..8);
-            let sentence: Vec<String> = (0..n).map(|_| word(topic + rng.gen_range(0..14))).collect();
+            let sentence: Vec<String> =
+                (0..n).map(|_| word(topic + rng.gen_range(0..14))).collect();
             text += &sentence.join(" ");
             text += " .\n";
         }
@@ -179,14 +180,20 @@ fn pretrain_streams_shards_from_a_bucket_and_resumes_from_it_bit_for_bit() {
     assert_eq!(whole.history.len(), 6);
     assert!(whole.history.iter().all(|r| r.loss.is_finite()));
     let whole_ckpt = whole.checkpoint.clone().unwrap();
-    assert_eq!(whole_ckpt, PathBuf::from(format!("{b}/whole/checkpoints/step-00000006")));
+    assert_eq!(
+        whole_ckpt,
+        PathBuf::from(format!("{b}/whole/checkpoints/step-00000006"))
+    );
 
     // Stopped after a checkpoint at step 3 (as a preempted job), then resumed from the bucket.
     let cfg = config(&data, &format!("{b}/split"));
     let first = run(&cfg, &quiet(Some(3))).unwrap();
     assert_eq!((first.start_step, first.end_step), (0, 3));
     let ckpt3 = first.checkpoint.clone().unwrap();
-    assert_eq!(ckpt3, PathBuf::from(format!("{b}/split/checkpoints/step-00000003")));
+    assert_eq!(
+        ckpt3,
+        PathBuf::from(format!("{b}/split/checkpoints/step-00000003"))
+    );
     let second = run(&cfg, &quiet(None)).unwrap();
     assert_eq!(second.resumed_from.as_ref(), Some(&ckpt3));
     assert_eq!((second.start_step, second.end_step), (3, 6));
@@ -194,7 +201,11 @@ fn pretrain_streams_shards_from_a_bucket_and_resumes_from_it_bit_for_bit() {
     let split: Vec<_> = bits(&first).into_iter().chain(bits(&second)).collect();
     assert_eq!(split, bits(&whole), "losses and metrics, bit for bit");
     let end = second.checkpoint.clone().unwrap();
-    assert_eq!(tensor_bytes(&end), tensor_bytes(&whole_ckpt), "final parameters and state");
+    assert_eq!(
+        tensor_bytes(&end),
+        tensor_bytes(&whole_ckpt),
+        "final parameters and state"
+    );
 
     // keep_last = 2 on the bucket: steps 3 and 6 stay.
     let kept = Store::new(format!("{b}/split/checkpoints")).list().unwrap();
@@ -203,13 +214,17 @@ fn pretrain_streams_shards_from_a_bucket_and_resumes_from_it_bit_for_bit() {
     // The metrics reached the bucket, each step once.
     let metrics = storage::read(Path::new(&format!("{b}/split/metrics.jsonl"))).unwrap();
     assert_eq!(train_steps(&metrics), [1, 2, 3, 4, 5, 6]);
-    assert_eq!(second.metrics_file, Some(PathBuf::from(format!("{b}/split/metrics.jsonl"))));
+    assert_eq!(
+        second.metrics_file,
+        Some(PathBuf::from(format!("{b}/split/metrics.jsonl")))
+    );
 
     // Fine-tuning can start from the bucket's checkpoints.
     let init = tpu_run::finetune::init::load_init(Path::new(&format!("{b}/split/checkpoints")), 1)
         .unwrap();
     assert!(
-        init.report.contains(&format!("from {b}/split/checkpoints/step-00000006")),
+        init.report
+            .contains(&format!("from {b}/split/checkpoints/step-00000006")),
         "{}",
         init.report
     );
@@ -247,7 +262,10 @@ fn damaged_or_truncated_shards_in_a_bucket_are_named_in_the_error() {
     storage::write(&bad, flipped).unwrap();
     let e = read_all(vec![bad.clone()]).unwrap_err();
     assert!(
-        e.contains(&format!("{}: corrupt TFRecord data at byte 0", bad.display())),
+        e.contains(&format!(
+            "{}: corrupt TFRecord data at byte 0",
+            bad.display()
+        )),
         "{e}"
     );
 
@@ -261,7 +279,9 @@ fn damaged_or_truncated_shards_in_a_bucket_are_named_in_the_error() {
 
     // Globs match one path segment; nothing matching is an error naming the pattern.
     let none = format!("{b}/*.tfrecord");
-    let e = ReaderConfig::files_from_patterns(&none).unwrap_err().to_string();
+    let e = ReaderConfig::files_from_patterns(&none)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("matches no file"), "{e}");
     let e = ReaderConfig::files_from_patterns("gcs://x/y.tfrecord").unwrap_err();
     assert!(format!("{e:#}").contains("'gcs' is not supported"), "{e:#}");
@@ -280,28 +300,46 @@ fn a_checkpoint_in_a_bucket_exists_only_with_its_manifest_and_is_checked_on_load
     let Some(b) = bucket("ckpt") else { return };
     let root = format!("{b}/run/checkpoints");
     let store = Store::new(&root).with_keep_last(2).unwrap();
-    assert!(store.latest().unwrap().is_none(), "an empty prefix holds no checkpoint");
+    assert!(
+        store.latest().unwrap().is_none(),
+        "an empty prefix holds no checkpoint"
+    );
     for step in 1..=3 {
         store.save(&state(step, step as f32)).unwrap();
     }
     // keep_last = 2: step 1 was evicted, manifest and files.
     let listed: Vec<u64> = store.list().unwrap().into_iter().map(|(s, _)| s).collect();
     assert_eq!(listed, [2, 3]);
-    assert!(!storage::exists(Path::new(&format!("{root}/step-00000001/params.safetensors"))).unwrap());
+    assert!(!storage::exists(Path::new(&format!(
+        "{root}/step-00000001/params.safetensors"
+    )))
+    .unwrap());
     let spec = Spec::of_state(&state(3, 3.0));
     assert_eq!(store.load_latest(&spec).unwrap(), Some(state(3, 3.0)));
 
     // A save cut short before its manifest (files, no manifest) is not a checkpoint.
     let step4 = format!("{root}/step-00000004");
-    let params = storage::read(Path::new(&format!("{root}/step-00000003/params.safetensors"))).unwrap();
+    let params = storage::read(Path::new(&format!(
+        "{root}/step-00000003/params.safetensors"
+    )))
+    .unwrap();
     storage::write(Path::new(&format!("{step4}/params.safetensors")), params).unwrap();
     let (latest, skipped) = store.latest_with_skipped().unwrap();
     assert_eq!(latest.unwrap().step(), 3);
     assert_eq!(skipped.len(), 1);
-    assert!(skipped[0].reason.contains("no manifest.json"), "{:?}", skipped[0]);
+    assert!(
+        skipped[0].reason.contains("no manifest.json"),
+        "{:?}",
+        skipped[0]
+    );
 
     // Deleting a checkpoint's manifest takes it away: the run resumes from the one before.
-    storage::objects::delete(&storage::ObjectUrl::parse(&format!("{root}/step-00000003/manifest.json")).unwrap().unwrap()).unwrap();
+    storage::objects::delete(
+        &storage::ObjectUrl::parse(&format!("{root}/step-00000003/manifest.json"))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
     let (latest, skipped) = store.latest_with_skipped().unwrap();
     assert_eq!(latest.unwrap().step(), 2);
     assert_eq!(skipped.len(), 2);
@@ -314,7 +352,12 @@ fn a_checkpoint_in_a_bucket_exists_only_with_its_manifest_and_is_checked_on_load
     storage::write(&p2, full[..full.len() - 5].to_vec()).unwrap();
     let e = store.load_latest(&spec).unwrap_err().to_string();
     assert!(
-        e.contains(&format!("{}: is {} bytes, the manifest records {}", p2.display(), full.len() - 5, full.len())),
+        e.contains(&format!(
+            "{}: is {} bytes, the manifest records {}",
+            p2.display(),
+            full.len() - 5,
+            full.len()
+        )),
         "{e}"
     );
 
@@ -331,7 +374,9 @@ fn object_streams_read_skip_and_reopen_like_files() {
     let Some(b) = bucket("stream") else { return };
     // 3 MiB of a known pattern, read through the streaming reader in odd-sized pieces, with a
     // short skip (read through) and a long one (a new ranged GET).
-    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let path = PathBuf::from(format!("{b}/blob.bin"));
     storage::write(&path, data.clone()).unwrap();
     assert_eq!(storage::size(&path).unwrap(), data.len() as u64);

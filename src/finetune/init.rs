@@ -61,7 +61,9 @@ fn latest_in_store(path: &Path) -> Result<Option<Checkpoint>> {
 /// manifest, or a prefix of them). Hugging Face and TF checkpoints are read from local disk.
 fn our_checkpoint_in_bucket(path: &Path) -> Result<Checkpoint> {
     let manifest = path.join(crate::ckpt::manifest::MANIFEST_FILE);
-    if crate::storage::exists(&manifest).with_context(|| format!("reading {}", manifest.display()))? {
+    if crate::storage::exists(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?
+    {
         return Ok(Checkpoint::open(path)?);
     }
     latest_in_store(path)?.ok_or_else(|| {

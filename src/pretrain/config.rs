@@ -589,7 +589,10 @@ impl PretrainConfig {
             }
         }
         for (field, path) in [
-            ("checkpoint.dir (--checkpoint-dir)", self.checkpoint.dir.as_deref()),
+            (
+                "checkpoint.dir (--checkpoint-dir)",
+                self.checkpoint.dir.as_deref(),
+            ),
             ("output.dir (--output-dir)", Some(self.output.dir.as_path())),
         ] {
             if let Some(p) = path {

@@ -870,8 +870,9 @@ fn run_in(
 /// preempted run's bucket holds its numbers up to the checkpoint it resumes from).
 fn upload_output(output: Option<&OutputDir>) -> Result<()> {
     if let Some(out) = output {
-        out.sync()
-            .with_context(|| format!("uploading the run's metrics from {}", out.local().display()))?;
+        out.sync().with_context(|| {
+            format!("uploading the run's metrics from {}", out.local().display())
+        })?;
     }
     Ok(())
 }

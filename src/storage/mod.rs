@@ -132,10 +132,7 @@ pub fn list_dir(url: &ObjectUrl) -> io::Result<Listing> {
 pub fn remove_prefix(url: &ObjectUrl, first: &str) -> io::Result<()> {
     objects::delete(&url.join(first))?;
     for (key, _) in objects::list_all(url)? {
-        objects::delete(&ObjectUrl {
-            key,
-            ..url.clone()
-        })?;
+        objects::delete(&ObjectUrl { key, ..url.clone() })?;
     }
     Ok(())
 }

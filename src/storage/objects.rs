@@ -186,8 +186,8 @@ pub struct Listing {
 pub fn list_dir(url: &ObjectUrl) -> io::Result<Listing> {
     let c = client(url)?;
     let prefix = (!url.key.is_empty()).then(|| key(url));
-    let r = block_on(async move { c.list_with_delimiter(prefix.as_ref()).await })?
-        .map_err(io_error)?;
+    let r =
+        block_on(async move { c.list_with_delimiter(prefix.as_ref()).await })?.map_err(io_error)?;
     let name = |k: &Key| k.filename().unwrap_or_default().to_string();
     Ok(Listing {
         dirs: r.common_prefixes.iter().map(name).collect(),
@@ -200,8 +200,7 @@ pub fn list_all(url: &ObjectUrl) -> io::Result<Vec<(String, u64)>> {
     let c = client(url)?;
     let prefix = (!url.key.is_empty()).then(|| key(url));
     let metas: Vec<object_store::ObjectMeta> =
-        block_on(async move { c.list(prefix.as_ref()).try_collect().await })?
-            .map_err(io_error)?;
+        block_on(async move { c.list(prefix.as_ref()).try_collect().await })?.map_err(io_error)?;
     let mut out: Vec<(String, u64)> = metas
         .into_iter()
         .map(|m| (m.location.to_string(), m.size))

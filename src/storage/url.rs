@@ -161,7 +161,10 @@ mod tests {
             (Scheme::S3, "data.example_1", "run")
         );
         assert_eq!(u.to_string(), "s3://data.example_1/run");
-        assert_eq!(u.join("step-00000003").to_string(), "s3://data.example_1/run/step-00000003");
+        assert_eq!(
+            u.join("step-00000003").to_string(),
+            "s3://data.example_1/run/step-00000003"
+        );
         assert_eq!(u.dir_prefix(), "run/");
         let root = url("s3://b");
         assert_eq!((root.key.as_str(), root.dir_prefix()), ("", String::new()));
@@ -171,7 +174,13 @@ mod tests {
 
     #[test]
     fn plain_paths_are_not_urls() {
-        for p in ["runs/pretrain", "/data/shards/*.tfrecord", "gs:/one-slash", "./s3://x", ""] {
+        for p in [
+            "runs/pretrain",
+            "/data/shards/*.tfrecord",
+            "gs:/one-slash",
+            "./s3://x",
+            "",
+        ] {
             assert_eq!(ObjectUrl::parse(p).unwrap(), None, "{p}");
         }
     }
@@ -203,7 +212,9 @@ mod tests {
         }
         let e = ObjectUrl::parse("gs:///x").unwrap_err().to_string();
         assert!(e.contains("no bucket name after 'gs://'"), "{e}");
-        let e = ObjectUrl::parse("s3://My_Bucket/x").unwrap_err().to_string();
+        let e = ObjectUrl::parse("s3://My_Bucket/x")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'My_Bucket' is not a bucket name"), "{e}");
         for s in ["s3://b/a//c", "gs://b/a/../c", "gs://b/./c", "s3://b//k"] {
             let e = ObjectUrl::parse(s).unwrap_err();

@@ -51,7 +51,9 @@ pub fn server() -> Option<&'static Moto> {
         let python = match venv() {
             Ok(p) => p,
             Err(Fetch::Unreachable(why)) => {
-                eprintln!("SKIPPED: moto cannot be fetched, the package registry is unreachable ({why})");
+                eprintln!(
+                    "SKIPPED: moto cannot be fetched, the package registry is unreachable ({why})"
+                );
                 return None;
             }
             Err(Fetch::Failed(why)) => panic!("installing moto failed: {why}"),
@@ -67,7 +69,11 @@ pub fn server() -> Option<&'static Moto> {
         ] {
             std::env::set_var(k, v);
         }
-        for k in ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] {
+        for k in [
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+        ] {
             std::env::remove_var(k);
         }
         Some(moto)
@@ -89,7 +95,10 @@ impl Moto {
         .unwrap();
         let mut answer = String::new();
         s.read_to_string(&mut answer).expect("moto's answer");
-        assert!(answer.starts_with("HTTP/1.1 200"), "creating bucket {name}: {answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "creating bucket {name}: {answer}"
+        );
     }
 }
 
@@ -122,7 +131,10 @@ fn start(python: &Path) -> Moto {
         Ok(l) => l,
         Err(_) => {
             let _ = child.kill();
-            panic!("moto did not start within {STARTUP:?}; its log: {}", log.display());
+            panic!(
+                "moto did not start within {STARTUP:?}; its log: {}",
+                log.display()
+            );
         }
     };
     let port: u16 = line
@@ -131,7 +143,10 @@ fn start(python: &Path) -> Moto {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| {
             let _ = child.kill();
-            panic!("moto printed {line:?}, not its port; its log: {}", log.display())
+            panic!(
+                "moto printed {line:?}, not its port; its log: {}",
+                log.display()
+            )
         });
     Moto {
         endpoint: format!("http://127.0.0.1:{port}"),
@@ -178,13 +193,21 @@ fn venv() -> Result<PathBuf, Fetch> {
 }
 
 fn install(work: &Path) -> Result<(), Fetch> {
-    run(Command::new("python3").args(["-m", "venv"]).arg(work), "python3 -m venv")?;
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(work),
+        "python3 -m venv",
+    )?;
     let lock = work.join("requirements.txt");
     std::fs::write(&lock, LOCK).map_err(|e| Fetch::Failed(e.to_string()))?;
     run(
         Command::new(work.join("bin").join("python"))
             .args(["-m", "pip", "install", "--require-hashes", "--no-deps"])
-            .args(["--only-binary", ":all:", "--disable-pip-version-check", "-r"])
+            .args([
+                "--only-binary",
+                ":all:",
+                "--disable-pip-version-check",
+                "-r",
+            ])
             .arg(&lock)
             .env("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
         "pip install (moto, pinned)",
@@ -217,7 +240,9 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), Fetch> {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Fetch::Failed(format!("{what} did not finish within {INSTALL:?}")));
+                return Err(Fetch::Failed(format!(
+                    "{what} did not finish within {INSTALL:?}"
+                )));
             }
         }
     };
@@ -237,7 +262,15 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), Fetch> {
         "No route to host",
         "Could not fetch URL",
     ];
-    let tail: String = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let tail: String = text
+        .lines()
+        .rev()
+        .take(15)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
     if NETWORK.iter().any(|n| text.contains(n)) {
         Err(Fetch::Unreachable(tail))
     } else {
