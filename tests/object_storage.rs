@@ -401,3 +401,37 @@ fn object_streams_read_skip_and_reopen_like_files() {
     let e = storage::read(&missing).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
 }
+
+#[test]
+fn large_objects_go_up_in_parts_and_come_back_whole() {
+    let Some(b) = bucket("large") else { return };
+    // Past the 32 MiB single-PUT limit of src/storage/objects.rs: a multipart upload, from
+    // memory (checkpoint files) and from a file (create-data's shards, the output mirror).
+    let data: Vec<u8> = (0..(33u32 << 20) + 12345)
+        .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
+        .collect();
+    let path = PathBuf::from(format!("{b}/big.bin"));
+    storage::write(&path, data.clone()).unwrap();
+    assert!(
+        storage::read(&path).unwrap() == data,
+        "the object read back differs"
+    );
+
+    let out = storage::OutputDir::open(Path::new(&format!("{b}/out")), &["absent.jsonl"]).unwrap();
+    assert!(!out.local().join("absent.jsonl").exists());
+    let local = out.local().join("sub").join("big.bin");
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(&local, &data).unwrap();
+    std::fs::write(out.local().join("small.txt"), b"x").unwrap();
+    assert_eq!(out.sync().unwrap(), 2);
+    let shown = out.shown(&local);
+    assert_eq!(shown, PathBuf::from(format!("{b}/out/sub/big.bin")));
+    assert_eq!(storage::size(&shown).unwrap(), data.len() as u64);
+    assert!(
+        storage::read(&shown).unwrap() == data,
+        "the uploaded file read back differs"
+    );
+    let staging = out.local().to_path_buf();
+    drop(out);
+    assert!(!staging.exists(), "the staging copy is removed");
+}

@@ -144,8 +144,14 @@ pub fn put_file(url: &ObjectUrl, local: &Path) -> io::Result<()> {
         if n == 0 {
             break;
         }
-        block_on(w.wait_for_capacity(PARTS_IN_FLIGHT))?.map_err(io_error)?;
-        w.write(&buf[..n]);
+        // Inside the runtime: `write` spawns the part's upload as a task.
+        let part = &buf[..n];
+        block_on(async {
+            w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            w.write(part);
+            Ok::<(), object_store::Error>(())
+        })?
+        .map_err(io_error)?;
     }
     block_on(w.finish())?.map(|_| ()).map_err(io_error)
 }
