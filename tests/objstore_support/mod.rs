@@ -271,8 +271,12 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), Fetch> {
         .rev()
         .collect::<Vec<_>>()
         .join("\n");
-    if NETWORK.iter().any(|n| text.contains(n)) {
-        Err(Fetch::Unreachable(tail))
+    let network_line = text
+        .lines()
+        .rev()
+        .find(|l| NETWORK.iter().any(|n| l.contains(n)));
+    if let Some(line) = network_line {
+        Err(Fetch::Unreachable(format!("{what}: {}", line.trim())))
     } else {
         Err(Fetch::Failed(format!("{what} failed ({status}):\n{tail}")))
     }
