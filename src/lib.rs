@@ -17,6 +17,7 @@ pub mod pretrain;
 pub mod profile;
 pub mod run;
 pub mod squad;
+pub mod storage;
 pub mod tpu_pod;
 pub mod tpu_target;
 pub mod train;

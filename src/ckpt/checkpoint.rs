@@ -52,7 +52,9 @@ impl Checkpoint {
 
     pub(crate) fn probe(path: &Path) -> Result<Probe> {
         let mpath = path.join(MANIFEST_FILE);
-        let text = match std::fs::read(&mpath) {
+        // Read first: a checkpoint without its manifest does not exist (on object storage the
+        // manifest is written last and deleted first).
+        let text = match crate::storage::read(&mpath) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Probe::Incomplete(format!("no {MANIFEST_FILE}")))
@@ -85,7 +87,8 @@ impl Checkpoint {
             }
         }
         for f in &manifest.files {
-            if !path.join(&f.name).is_file() {
+            let file = path.join(&f.name);
+            if !crate::storage::exists(&file).map_err(CkptError::io("reading", &file))? {
                 return Ok(Probe::Incomplete(format!(
                     "'{}' (listed in the manifest) is missing",
                     f.name
@@ -148,9 +151,7 @@ impl Checkpoint {
             CkptError::manifest(&self.path.join(MANIFEST_FILE), format!("lists no '{name}'"))
         })?;
         let path = self.path.join(name);
-        let len = std::fs::metadata(&path)
-            .map_err(CkptError::io("reading", &path))?
-            .len();
+        let len = crate::storage::size(&path).map_err(CkptError::io("reading", &path))?;
         if len != entry.bytes {
             return Err(CkptError::corrupt(
                 &path,
@@ -160,7 +161,7 @@ impl Checkpoint {
                 ),
             ));
         }
-        let bytes = std::fs::read(&path).map_err(CkptError::io("reading", &path))?;
+        let bytes = crate::storage::read(&path).map_err(CkptError::io("reading", &path))?;
         let digest = FileDigest::of_bytes(&bytes);
         if digest != entry.digest() {
             return Err(CkptError::corrupt(

@@ -170,12 +170,17 @@ impl Manifest {
         Ok(())
     }
 
+    /// The manifest file's bytes: pretty JSON with its checksum line.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let body = serde_json::to_vec_pretty(self)
+            .map_err(|e| CkptError::Invalid(format!("serializing the manifest: {e}")))?;
+        Ok(with_checksum(&body))
+    }
+
     /// Writes `dir/manifest.json` and fsyncs it.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
-        let body = serde_json::to_vec_pretty(self)
-            .map_err(|e| CkptError::Invalid(format!("serializing the manifest: {e}")))?;
-        let json = with_checksum(&body);
+        let json = self.to_bytes()?;
         let mut f = std::fs::File::create(&path).map_err(CkptError::io("creating", &path))?;
         f.write_all(&json)
             .and_then(|()| f.sync_all())

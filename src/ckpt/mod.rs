@@ -9,7 +9,9 @@
 //!                                             wall time, size + CRC-32C + tensor list per file
 //! ```
 //! - [`Checkpoint::save`] / [`Checkpoint::load_latest`]: the resume API of the training loop.
-//! - [`store`]: atomic writes, keep-last-N, latest complete checkpoint, listing.
+//! - [`store`]: atomic writes, keep-last-N, latest complete checkpoint, listing; a root that
+//!   is a `gs://` / `s3://` URL keeps its checkpoints in a bucket, with the manifest written
+//!   last and read first as the commit point (`remote.rs`).
 //! - [`checkpoint`]: one directory, opened and loaded with every check.
 //! - [`manifest`], [`tensors`] (safetensors I/O for any element type), [`checksum`].
 //! - [`hf_export`]: `model.safetensors` + `config.json` in Hugging Face's names and layouts.
@@ -38,6 +40,7 @@ pub mod checksum;
 mod error;
 pub mod hf_export;
 pub mod manifest;
+mod remote;
 mod state;
 pub mod store;
 pub mod tensors;

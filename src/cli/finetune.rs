@@ -25,7 +25,7 @@ pub enum FinetuneCommand {
 #[derive(Args, Clone, Debug)]
 pub struct SquadArgs {
     /// Initial weights: a Hugging Face BERT directory, a TF checkpoint (directory or prefix)
-    /// or a tpu-run checkpoint directory.
+    /// or a tpu-run checkpoint directory (local, or a gs:// / s3:// prefix).
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// SQuAD v1.1 training file.
@@ -162,7 +162,7 @@ fn run_finetune(a: &SquadArgs) -> Result<()> {
         need(&a.train, "--train FILE")?,
         need(&a.predict, "--predict FILE")?,
     );
-    s.output_dir = a.output_dir.clone();
+    s.output_dir = crate::storage::local_only(&a.output_dir, "--output-dir")?;
     s.vocab = a.vocab.clone();
     s.do_lower_case = a.do_lower_case;
     s.epochs = a.epochs;

@@ -19,7 +19,7 @@ pub struct GlueArgs {
     #[arg(long)]
     pub data_dir: PathBuf,
     /// Initial weights: a Hugging Face BERT directory, a TF checkpoint (directory or prefix)
-    /// or a tpu-run checkpoint directory.
+    /// or a tpu-run checkpoint directory (local, or a gs:// / s3:// prefix).
     #[arg(long)]
     pub init: PathBuf,
     /// Where eval_results.json, summary.json, submission files and checkpoints/ go.
@@ -96,7 +96,7 @@ pub struct GlueArgs {
 
 pub fn run_glue_command(a: &GlueArgs) -> Result<()> {
     let mut s = GlueSettings::new(a.task, a.data_dir.clone(), a.init.clone());
-    s.output_dir = a.output_dir.clone();
+    s.output_dir = crate::storage::local_only(&a.output_dir, "--output-dir")?;
     s.vocab = a.vocab.clone();
     s.do_lower_case = a.do_lower_case;
     s.do_train = a.do_train;

@@ -34,10 +34,11 @@ pub struct PretrainArgs {
     /// Model config file (bert_config.json or Hugging Face config.json); replaces the preset.
     #[arg(long)]
     pub model_config: Option<PathBuf>,
-    /// Training shards: paths or glob patterns, comma-separated.
+    /// Training shards: paths or glob patterns, comma-separated; gs://BUCKET/... and
+    /// s3://BUCKET/... patterns are matched against the bucket's listing and read as streams.
     #[arg(long)]
     pub data: Option<String>,
-    /// Held-out shards for evaluation.
+    /// Held-out shards for evaluation (same forms).
     #[arg(long)]
     pub eval_data: Option<String>,
     /// Random batches instead of files.
@@ -139,6 +140,8 @@ pub struct PretrainArgs {
     /// Batches per evaluation (0: the whole eval set).
     #[arg(long)]
     pub eval_batches: Option<usize>,
+    /// Where checkpoints go (default: <output-dir>/checkpoints); a gs:// or s3:// prefix
+    /// keeps them in a bucket (each committed by a manifest written last).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
     #[arg(long)]
@@ -153,7 +156,8 @@ pub struct PretrainArgs {
     /// `checkpoint.resume = false` in the config). `tpu-run pod run` restarts with it.
     #[arg(long, conflicts_with = "no_resume")]
     pub resume: bool,
-    /// Where metrics.jsonl, TensorBoard events and (by default) checkpoints go.
+    /// Where metrics.jsonl, TensorBoard events and (by default) checkpoints go; a gs:// or
+    /// s3:// prefix gets them uploaded at every checkpoint and at the end.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
     #[arg(long)]

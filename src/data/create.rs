@@ -8,7 +8,7 @@ use super::pyrandom::PyRandom;
 pub use super::sentences::InputFormat;
 use super::tokenize::BertTokenizer;
 use super::writer::{ShardWriter, WrittenShard};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
@@ -240,7 +240,8 @@ pub fn create_instances(
 }
 
 /// The whole command: expand `inputs` (paths, globs, comma lists), tokenize with `vocab`, build
-/// instances and write `cfg.num_shards` shards into `output_dir`.
+/// instances and write `cfg.num_shards` shards into `output_dir` (a directory, or a `gs://` /
+/// `s3://` prefix the shards are uploaded to once written).
 pub fn create_pretraining_data(
     inputs: &[String],
     vocab: &Path,
@@ -258,8 +259,11 @@ pub fn create_pretraining_data(
         documents,
         ..Default::default()
     };
+    // A bucket output (gs:// / s3://) is written locally first, then uploaded shard by shard.
+    let out = crate::storage::OutputDir::open(output_dir, &[])
+        .with_context(|| format!("opening the output directory {}", output_dir.display()))?;
     let mut writer = ShardWriter::create(
-        output_dir,
+        out.local(),
         cfg.num_shards,
         cfg.max_seq_length,
         cfg.max_predictions_per_seq,
@@ -272,5 +276,10 @@ pub fn create_pretraining_data(
     }
     pb.finish_and_clear();
     summary.shards = writer.finish()?;
+    out.sync()
+        .with_context(|| format!("uploading the shards to {}", output_dir.display()))?;
+    for shard in &mut summary.shards {
+        shard.path = out.shown(&shard.path);
+    }
     Ok(summary)
 }

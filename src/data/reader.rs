@@ -7,6 +7,7 @@ use super::batch::Batch;
 use super::error::DataError;
 pub use super::shard_stream::{OnCorrupt, ShardCursor};
 use super::shard_stream::{StreamPosition, StreamSpec, WindowedStream};
+use crate::storage::{self, Location};
 use anyhow::{anyhow, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,15 +72,23 @@ impl ReaderConfig {
         }
     }
 
-    /// The shard files matching comma-separated paths or glob patterns, sorted.
+    /// The shard files matching comma-separated paths or glob patterns, sorted. A pattern may
+    /// be a `gs://` / `s3://` URL, matched against the bucket's listing.
     pub fn files_from_patterns(patterns: &str) -> Result<Vec<PathBuf>> {
         let mut files = Vec::new();
         for p in patterns.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let before = files.len();
-            for entry in glob::glob(p).with_context(|| format!("bad data pattern {p:?}"))? {
-                let path = entry.with_context(|| format!("listing {p:?}"))?;
-                if path.is_file() {
-                    files.push(path);
+            match Location::parse(Path::new(p)).with_context(|| format!("data pattern {p:?}"))? {
+                Location::Object(url) => {
+                    files.extend(storage::glob(&url).with_context(|| format!("listing {p:?}"))?)
+                }
+                Location::Local(_) => {
+                    for entry in glob::glob(p).with_context(|| format!("bad data pattern {p:?}"))? {
+                        let path = entry.with_context(|| format!("listing {p:?}"))?;
+                        if path.is_file() {
+                            files.push(path);
+                        }
+                    }
                 }
             }
             if files.len() == before {
@@ -197,9 +206,8 @@ fn shard_ids(files: &[PathBuf]) -> Result<Vec<ShardId>> {
     files
         .iter()
         .map(|p| {
-            let bytes = std::fs::metadata(p)
-                .with_context(|| format!("reading shard {}", p.display()))?
-                .len();
+            let bytes =
+                storage::size(p).with_context(|| format!("reading shard {}", p.display()))?;
             let name = p
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -4,7 +4,8 @@
 //! core/lib/hash/crc32c.h and record_writer.cc). Reading verifies both CRCs and names the file and
 //! byte offset of any damage.
 use super::error::{DataError, Result};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use crate::storage::Input;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 const MASK_DELTA: u32 = 0xa282_ead8;
@@ -99,17 +100,17 @@ pub struct RecordReader<R: Read> {
     verify_data: bool,
 }
 
-impl RecordReader<BufReader<std::fs::File>> {
-    /// Opens `path` and positions the reader at byte `offset` (0, or the start of a record as
-    /// reported by [`RecordReader::offset`]).
+impl RecordReader<Input> {
+    /// Opens `path` (a file, or a `gs://` / `s3://` object read as a stream) and positions the
+    /// reader at byte `offset` (0, or the start of a record as reported by
+    /// [`RecordReader::offset`]).
     pub fn open_at(path: &Path, offset: u64, verify_data: bool) -> Result<Self> {
         let io = |source| DataError::Io {
             path: path.to_path_buf(),
             offset,
             source,
         };
-        let mut f = std::fs::File::open(path).map_err(io)?;
-        let size = f.metadata().map_err(io)?.len();
+        let (mut input, size) = Input::open(path).map_err(io)?;
         if offset > size {
             return Err(DataError::Truncated {
                 path: path.to_path_buf(),
@@ -119,15 +120,13 @@ impl RecordReader<BufReader<std::fs::File>> {
                 available: size,
             });
         }
-        f.seek(SeekFrom::Start(offset)).map_err(io)?;
-        let mut r = RecordReader::new(BufReader::with_capacity(1 << 20, f), path, verify_data);
+        input.seek_to(offset).map_err(io)?;
+        let mut r = RecordReader::new(input, path, verify_data);
         r.offset = offset;
         r.remaining = Some(size - offset);
         Ok(r)
     }
-}
 
-impl RecordReader<BufReader<std::fs::File>> {
     /// Steps over the next record without reading its data: its start offset, `None` at a
     /// clean end of the file. The length and its CRC are checked (a bad one is an error as in
     /// [`RecordReader::next_record`]); the data CRC is not. For indexing a file's records.
@@ -138,14 +137,11 @@ impl RecordReader<BufReader<std::fs::File>> {
         };
         // read_header checked that the data and its CRC are within the file.
         let body = len + FOOTER_LEN;
-        let jump = i64::try_from(body).map_err(|_| self.truncated("a record", body, 0))?;
-        self.input
-            .seek_relative(jump)
-            .map_err(|source| DataError::Io {
-                path: self.path.clone(),
-                offset: start + HEADER_LEN,
-                source,
-            })?;
+        self.input.skip(body).map_err(|source| DataError::Io {
+            path: self.path.clone(),
+            offset: start + HEADER_LEN,
+            source,
+        })?;
         let total = HEADER_LEN + body;
         self.offset = start + total;
         if let Some(rem) = self.remaining.as_mut() {

@@ -12,8 +12,6 @@ use super::tfrecord::RecordReader;
 use super::units::{ExampleId, Piece};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -129,7 +127,7 @@ impl UnitReader {
 /// The piece being read: records `passed` of it are behind the reader.
 struct Current {
     piece: Piece,
-    reader: RecordReader<BufReader<File>>,
+    reader: RecordReader<crate::storage::Input>,
     passed: u64,
 }
 

@@ -61,13 +61,11 @@ pub fn index_file(
             Err(e) => return Err(e),
         }
     }
-    let bytes = std::fs::metadata(path)
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            offset: 0,
-            source,
-        })?
-        .len();
+    let bytes = crate::storage::size(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        offset: 0,
+        source,
+    })?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

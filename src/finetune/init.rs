@@ -1,7 +1,8 @@
 //! Where fine-tuning starts: a Hugging Face BERT directory, a google-research TF checkpoint (both
 //! through [`crate::import::Pretrained`]) or one of our own checkpoints (`tpu-run pretrain` or an
 //! earlier `finetune`: a checkpoint directory with `manifest.json`, or a directory of
-//! `step-*` checkpoints, whose latest complete one is used).
+//! `step-*` checkpoints, whose latest complete one is used). Our checkpoints may also be in a
+//! bucket (`gs://` / `s3://`, see src/storage).
 //!
 //! The encoder must come from the checkpoint; an absent task head (QA, classifier) or pooler is
 //! initialized (truncated normal / zeros, from the seed) and reported, and every checkpoint
@@ -38,6 +39,11 @@ fn our_checkpoint(path: &Path) -> Result<Option<Checkpoint>> {
     if path.join(crate::ckpt::manifest::MANIFEST_FILE).is_file() {
         return Ok(Some(Checkpoint::open(path)?));
     }
+    latest_in_store(path)
+}
+
+/// The latest complete checkpoint of the store `path`; `None` when it holds no `step-*`.
+fn latest_in_store(path: &Path) -> Result<Option<Checkpoint>> {
     let store = Store::new(path);
     if store.list()?.is_empty() {
         return Ok(None);
@@ -49,6 +55,26 @@ fn our_checkpoint(path: &Path) -> Result<Option<Checkpoint>> {
             path.display()
         ),
     }
+}
+
+/// `--init gs://…` / `s3://…`: a tpu-run checkpoint in a bucket (a `step-*` prefix with its
+/// manifest, or a prefix of them). Hugging Face and TF checkpoints are read from local disk.
+fn our_checkpoint_in_bucket(path: &Path) -> Result<Checkpoint> {
+    let manifest = path.join(crate::ckpt::manifest::MANIFEST_FILE);
+    if crate::storage::exists(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?
+    {
+        return Ok(Checkpoint::open(path)?);
+    }
+    latest_in_store(path)?.ok_or_else(|| {
+        anyhow!(
+            "--init {}: no tpu-run checkpoint there (no {} and no step-* prefixes); from a \
+             bucket --init reads tpu-run checkpoints only: copy a Hugging Face or TF checkpoint \
+             to local disk first (gcloud storage cp -r / aws s3 cp --recursive)",
+            path.display(),
+            crate::ckpt::manifest::MANIFEST_FILE
+        )
+    })
 }
 
 /// Whether `path` is the prefix of a TF checkpoint (`.../bert_model.ckpt`, the form Google's
@@ -72,6 +98,10 @@ pub fn load_init_for(
     seed: u64,
     specs_of: &dyn Fn(&BertConfig) -> Vec<ParamSpec>,
 ) -> Result<InitWeights> {
+    if crate::storage::is_object(path) {
+        return load_ours(&our_checkpoint_in_bucket(path)?, seed, specs_of);
+    }
+    crate::storage::check(path).map_err(|e| anyhow!("--init: {e}"))?;
     if !path.exists() && !is_tf_prefix(path) {
         bail!(
             "--init {}: no such file or directory, nor a TF checkpoint prefix ({0}.index) (give \

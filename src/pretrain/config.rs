@@ -80,7 +80,8 @@ impl Default for ModelSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataSection {
-    /// Training shards: comma-separated paths or glob patterns (create-data's output).
+    /// Training shards: comma-separated paths or glob patterns (create-data's output); each
+    /// may be a `gs://` / `s3://` URL, globbed over the bucket's listing.
     pub train: Option<String>,
     /// Held-out shards for evaluation (same forms).
     pub eval: Option<String>,
@@ -184,7 +185,8 @@ pub struct EvalSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CheckpointSection {
-    /// Defaults to `<output.dir>/checkpoints`.
+    /// Defaults to `<output.dir>/checkpoints`. A `gs://` / `s3://` URL keeps the checkpoints
+    /// in a bucket.
     pub dir: Option<PathBuf>,
     /// Save every this many steps (and at the end); 0: only at the end.
     pub interval: u64,
@@ -297,7 +299,8 @@ pub fn default_num_devices(backend: Backend, available: usize) -> usize {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputSection {
-    /// metrics.jsonl, TensorBoard events and (by default) checkpoints go here.
+    /// metrics.jsonl, TensorBoard events and (by default) checkpoints go here; a `gs://` /
+    /// `s3://` URL is written through a local staging copy uploaded at each checkpoint.
     pub dir: PathBuf,
     /// Log and record training metrics every this many steps.
     pub log_every: u64,
@@ -514,6 +517,7 @@ impl PretrainConfig {
         if self.device.num_devices == Some(0) {
             bail!("config: device.num_devices must be at least 1");
         }
+        self.check_locations()?;
         self.check_processes()?;
         self.check_batch_split(self.device.num_devices.unwrap_or(1) as usize)?;
         if d.max_predictions > d.seq_len {
@@ -567,6 +571,33 @@ impl PretrainConfig {
                 d.seq_len,
                 model.max_position_embeddings
             );
+        }
+        Ok(())
+    }
+
+    /// Paths that may be `gs://` / `s3://` URLs: any other scheme, or a malformed bucket or
+    /// key, is refused before anything runs.
+    fn check_locations(&self) -> Result<()> {
+        let d = &self.data;
+        for (field, patterns) in [
+            ("data.train (--data)", &d.train),
+            ("data.eval (--eval-data)", &d.eval),
+        ] {
+            let each = patterns.iter().flat_map(|s| s.split(',')).map(str::trim);
+            for p in each.filter(|p| !p.is_empty()) {
+                crate::storage::check(Path::new(p)).map_err(|e| anyhow!("config: {field}: {e}"))?;
+            }
+        }
+        for (field, path) in [
+            (
+                "checkpoint.dir (--checkpoint-dir)",
+                self.checkpoint.dir.as_deref(),
+            ),
+            ("output.dir (--output-dir)", Some(self.output.dir.as_path())),
+        ] {
+            if let Some(p) = path {
+                crate::storage::check(p).map_err(|e| anyhow!("config: {field}: {e}"))?;
+            }
         }
         Ok(())
     }
@@ -1009,6 +1040,40 @@ mod tests {
         c.device.num_processes = 1;
         let e = c.check_batch_split(3).unwrap_err().to_string();
         assert!(e.contains("over 3 device(s) x 2 micro-batch(es)"), "{e}");
+    }
+
+    #[test]
+    fn bucket_paths_are_accepted_and_other_schemes_refused_naming_the_flag() {
+        let mut c = PretrainConfig::default();
+        c.data.synthetic = true;
+        c.data.train = Some("gs://b/shards/*.tfrecord, local/*.tfrecord".into());
+        c.data.eval = Some("s3://b/eval/*.tfrecord".into());
+        c.checkpoint.dir = Some("s3://b/ckpt".into());
+        c.output.dir = "gs://b/run".into();
+        c.validate().unwrap();
+        assert_eq!(c.checkpoint_dir(), PathBuf::from("s3://b/ckpt"));
+        c.checkpoint.dir = None;
+        assert_eq!(c.checkpoint_dir(), PathBuf::from("gs://b/run/checkpoints"));
+        for (set, flag, scheme) in [
+            (0, "data.train (--data)", "http"),
+            (1, "data.eval (--eval-data)", "gcs"),
+            (2, "checkpoint.dir (--checkpoint-dir)", "s3a"),
+            (3, "output.dir (--output-dir)", "file"),
+        ] {
+            let mut bad = c.clone();
+            let url = format!("{scheme}://b/x");
+            match set {
+                0 => bad.data.train = Some(format!("a/*.tfrecord,{url}")),
+                1 => bad.data.eval = Some(url),
+                2 => bad.checkpoint.dir = Some(url.into()),
+                _ => bad.output.dir = url.into(),
+            }
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(
+                e.contains(flag) && e.contains(&format!("'{scheme}' is not supported")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

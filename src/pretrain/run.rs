@@ -27,13 +27,14 @@ use super::data_cursor::{is_cursor, CursorData};
 use super::distributed::{process_seed, Distributed};
 use super::eval::{EvalResult, Evaluator};
 use super::interrupt::StopSignal;
-use super::metrics::{supersede_after, MetricsSink, SUPERSEDED_FILE};
+use super::metrics::{supersede_after, MetricsSink, METRICS_FILE, SUPERSEDED_FILE};
 use super::program::{train_step_module, write_program, LoweredStep};
 use super::progress::{Progress, Shown};
 use crate::backend::open_client;
 use crate::ckpt::{Checkpoint, Spec, Store};
 use crate::data::{Batch, Reader, ReaderConfig};
 use crate::model::{init_params, BatchShapes, BertConfig};
+use crate::storage::OutputDir;
 use crate::train::{StepLayout, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::Literal;
@@ -597,17 +598,28 @@ fn run_in(
         _ => None,
     };
 
-    let mut sink = if chief {
-        let moved = supersede_after(&cfg.output.dir, start_step)?;
-        if moved > 0 && opts.print {
-            tracing::info!(
-                "{moved} metrics record(s) after step {start_step} are computed again: moved to {}",
-                cfg.output.dir.join(SUPERSEDED_FILE).display()
-            );
-        }
-        Some(MetricsSink::open(&cfg.output.dir, cfg.output.tensorboard)?)
+    // Process 0's metrics: in output.dir, or in a staging copy uploaded to its bucket.
+    let output = if chief {
+        let pull = [METRICS_FILE, SUPERSEDED_FILE];
+        Some(OutputDir::open(&cfg.output.dir, &pull).with_context(|| {
+            format!("opening the output directory {}", cfg.output.dir.display())
+        })?)
     } else {
         None
+    };
+    let mut sink = match &output {
+        Some(out) => {
+            let moved = supersede_after(out.local(), start_step)?;
+            if moved > 0 && opts.print {
+                tracing::info!(
+                    "{moved} metrics record(s) after step {start_step} are computed again: moved \
+                     to {}",
+                    out.shown(&out.local().join(SUPERSEDED_FILE)).display()
+                );
+            }
+            Some(MetricsSink::open(out.local(), cfg.output.tensorboard)?)
+        }
+        None => None,
     };
     let end_step = match opts.stop_after {
         Some(n) => (start_step + n).min(cfg.train.steps),
@@ -646,7 +658,10 @@ fn run_in(
         resumed_from: resumed.as_ref().map(|(_, d)| d.clone()),
         skipped_checkpoints,
         compile_time,
-        metrics_file: sink.as_ref().map(|s| s.jsonl_path().to_path_buf()),
+        metrics_file: sink
+            .as_ref()
+            .zip(output.as_ref())
+            .map(|(s, out)| out.shown(s.jsonl_path())),
         ..Default::default()
     };
     let mut window_start = Instant::now();
@@ -800,6 +815,7 @@ fn run_in(
                     log(&progress, format!("checkpoint {}", path.display()));
                 }
                 last_checkpoint = Some(path);
+                upload_output(output.as_ref())?;
             }
         }
         if let Some(sig) = signal {
@@ -807,6 +823,7 @@ fn run_in(
             if let Some(sink) = &mut sink {
                 sink.record("stopped", done, &[("signal", Value::from(sig))])?;
             }
+            upload_output(output.as_ref())?;
             bail!(
                 "stopped by {sig} after step {done} of {}; checkpoint {}: run the same command \
                  again to resume",
@@ -845,7 +862,19 @@ fn run_in(
     if let Some(sink) = &mut sink {
         sink.record("summary", end_step, &fields)?;
     }
+    upload_output(output.as_ref())?;
     Ok(summary)
+}
+
+/// Uploads the metrics written so far when output.dir is a bucket (at each checkpoint, so a
+/// preempted run's bucket holds its numbers up to the checkpoint it resumes from).
+fn upload_output(output: Option<&OutputDir>) -> Result<()> {
+    if let Some(out) = output {
+        out.sync().with_context(|| {
+            format!("uploading the run's metrics from {}", out.local().display())
+        })?;
+    }
+    Ok(())
 }
 
 /// Reads the loss and metrics of a step (the outputs after the state: loss, then metrics).
