@@ -512,7 +512,6 @@ fn run_in(
     })?;
     let Session {
         client,
-        micro,
         num_devices,
         replicas,
         layout,
@@ -580,10 +579,7 @@ fn run_in(
         Some(pattern) if chief => {
             let files = ReaderConfig::files_from_patterns(pattern).context("data.eval")?;
             // Evaluation runs on replica 0's device with its copy of the parameters.
-            let shapes = BatchShapes {
-                batch_size: cfg.eval_batch_size(),
-                ..micro
-            };
+            let shapes = cfg.eval_shapes();
             Some(Evaluator::new(
                 &client,
                 &model,
