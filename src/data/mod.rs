@@ -18,6 +18,7 @@ pub mod example;
 pub mod instances;
 pub mod masking;
 pub mod normalizer;
+pub mod packed_reader;
 pub mod packing;
 pub mod pyrandom;
 pub mod reader;

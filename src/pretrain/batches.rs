@@ -1,10 +1,12 @@
 //! Host batches as the programs take them: the reader's [`Batch`] (or a synthetic one), or a
 //! [`PackedBatch`], as literals in the step's input order, with the step's dropout key.
 use super::rng::dropout_keys;
-use crate::data::packing::PackedBatch;
-use crate::data::Batch;
+use crate::data::packed_reader::{chunk_size, PackedReader};
+use crate::data::packing::{PackLimits, PackedBatch};
+use crate::data::{Batch, Reader, ReaderConfig, ReaderState};
 use crate::model::batch::{BATCH_FIELDS, PACKED_FIELDS};
-use anyhow::{bail, Result};
+use crate::model::BatchShapes;
+use anyhow::{anyhow, bail, Result};
 use hlo::Literal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -88,6 +90,34 @@ pub fn packed_field_literals(batch: &PackedBatch, micro_batches: usize) -> Resul
         }
     }
     Ok(out)
+}
+
+/// The packed training feed (`data.pack`): the reader `rc` describes (resumed from `saved`),
+/// read in small chunks and packed into batches of `rows` rows shaped as `micro` (one replica's
+/// packed micro-batch: its seq_len, prediction slots and instances per row).
+pub fn packed_source(
+    mut rc: ReaderConfig,
+    saved: Option<ReaderState>,
+    micro: &BatchShapes,
+    rows: usize,
+) -> Result<PackedReader> {
+    let k = micro
+        .max_instances_per_row
+        .ok_or_else(|| anyhow!("a packed feed for a padded step"))?;
+    let chunk = chunk_size(rows);
+    // Keep as many examples ready as before: up to k per row, for each prefetched batch.
+    rc.prefetch_batches = rc.prefetch_batches.max(1) * (rows * k).div_ceil(chunk);
+    rc.batch_size = chunk;
+    let reader = match saved {
+        Some(st) => Reader::resume(rc, st)?,
+        None => Reader::new(rc)?,
+    };
+    let limits = PackLimits {
+        seq_len: micro.seq_len,
+        max_predictions: micro.max_predictions,
+        max_instances: k,
+    };
+    PackedReader::new(reader, limits, rows)
 }
 
 /// One step's host batch: padded rows from the reader (or synthetic), or packed rows.

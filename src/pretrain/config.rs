@@ -568,6 +568,12 @@ impl PretrainConfig {
                 t.adam_beta2
             );
         }
+        if d.pack && (d.synthetic || self.device.num_processes > 1) {
+            bail!(
+                "config: data.pack (--pack) packs the shards of data.train as one process reads \
+                 them; it takes neither synthetic data nor several processes yet"
+            );
+        }
         if !d.synthetic && d.train.is_none() {
             bail!("config: no training data; set data.train (or --data), or use --synthetic-data");
         }
