@@ -1,7 +1,7 @@
 //! Packing at load time: the reader's examples, in stream order, packed into batches of a fixed
 //! number of rows (src/data/packing.rs), with exact resume.
 //!
-//! The reader hands out small chunks (reader batches of [`PACK_CHUNK`] examples). Each batch
+//! The reader hands out small chunks (reader batches of [`chunk_size`] examples). Each batch
 //! takes whole chunks, each chunk's examples placed longest first into the first row with room,
 //! until a chunk does not fit whole; that chunk is kept for the next batch. So a batch always
 //! ends at a chunk boundary of the stream, and [`PackedReader::state`] (the reader's position
@@ -13,14 +13,15 @@ use super::packing::{decreasing, Footprint, PackLimits, PackedBatch, Packer};
 use super::reader::{Reader, ReaderState, ReaderStats};
 use anyhow::{anyhow, bail, Result};
 
-/// Examples per chunk: small, so a batch stops close to full (a batch ends at the first chunk
-/// that finds no room), and large enough that the reader's per-batch overhead stays small.
+/// The largest chunk: each chunk costs a copy of the reader's state, and sorting within a
+/// chunk helps first fit a little.
 pub const PACK_CHUNK: usize = 8;
 
-/// The reader batch size a packed reader of `rows` rows needs: chunks of at most `rows`
-/// examples always fit an empty batch (each example fills at most one row).
+/// The reader batch size (examples per chunk) for batches of `rows` packed rows: small against
+/// `rows`, since a batch ends at the first chunk that does not fit whole (chunks of a quarter of
+/// the rows or more would end most batches after one chunk), and at most [`PACK_CHUNK`].
 pub fn chunk_size(rows: usize) -> usize {
-    PACK_CHUNK.min(rows).max(1)
+    (rows / 32).clamp(1, PACK_CHUNK)
 }
 
 /// Batches of packed rows from a [`Reader`] of [`chunk_size`]-example batches.
