@@ -110,7 +110,10 @@ fn a_finite_read_packs_every_example_once_into_fewer_rows() {
         rows * 10 < total * 7,
         "{total} examples took {rows} packed rows; packing should save a third here"
     );
-    assert!(batches < total.div_ceil(ROWS), "fewer steps than padded batches");
+    assert!(
+        batches < total.div_ceil(ROWS),
+        "fewer steps than padded batches"
+    );
 }
 
 #[test]

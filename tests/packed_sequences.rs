@@ -32,7 +32,8 @@ use tpu_run::data::Batch;
 use tpu_run::model::params::param_specs;
 use tpu_run::model::{pretraining_loss, BatchShapes, BertConfig, ParamSet, ParamValues};
 use tpu_run::pretrain::batches::{field_literals, packed_field_literals};
-use tpu_run::pretrain::program::train_program;
+use tpu_run::pretrain::program::{train_program, train_step_module};
+use tpu_run::pretrain::PretrainConfig;
 use tpu_run::train::{Schedule, Sgd, StepConfig, Trainer, WeightDecay};
 
 const SEQ: usize = 32;
@@ -322,4 +323,41 @@ fn the_packed_train_step_updates_like_the_padded_one() {
         // p - g rounds to the ulp of p (|p| < 4 here): 1e-6 absolute covers it.
         assert_close(&g, &w, 1e-6, 1e-5, &format!("updated {}", spec.name));
     }
+}
+
+/// cuDNN's fused attention takes the packed rows' block-diagonal mask as its bias operand:
+/// the `[batch, seq, seq]` mask broadcast to `[batch, 1, seq, seq]` (the padded step broadcasts
+/// its `[batch, seq]` key mask instead). XLA:CPU cannot run the call; this checks the program
+/// built for CUDA.
+#[test]
+fn packed_rows_reach_cudnn_attention_as_a_full_bias() {
+    let step_text = |data: &str| {
+        let toml = format!(
+            "[model]\npreset = \"tiny\"\n[data]\n{data}\nseq_len = {SEQ}\n\
+             max_predictions = {PREDS}\n[train]\nbatch_size = 4\nprecision = \"bf16\"\n\
+             [device]\nbackend = \"cuda\"\nattention = \"cudnn\"\n"
+        );
+        let cfg = PretrainConfig::from_toml_str(&toml, "test").unwrap();
+        train_step_module(&cfg, 1)
+            .unwrap()
+            .program
+            .module
+            .to_string()
+    };
+    // Broadcasts to the bias shape along `dims`, and the fused attention calls.
+    let count = |text: &str, needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    let bias = format!("[4,1,{SEQ},{SEQ}]");
+    let along = |text: &str, dims: &str| {
+        text.lines()
+            .filter(|l| l.contains(&bias) && l.contains("broadcast(") && l.contains(dims))
+            .count()
+    };
+    let packed = step_text("train = \"shards\"\npack = true");
+    let padded = step_text("synthetic = true");
+    for text in [&packed, &padded] {
+        assert!(count(text, "custom_call_target=\"__cudnn$fmhaScaleBiasSoftmax") >= 4);
+    }
+    assert!(along(&packed, "dimensions={0,2,3}") >= 1, "{packed}");
+    assert_eq!(along(&packed, "dimensions={0,3}"), 0);
+    assert!(along(&padded, "dimensions={0,3}") >= 1);
 }

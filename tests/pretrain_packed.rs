@@ -42,7 +42,9 @@ fn write_shards(dir: &Path, shards: usize, per_shard: usize) -> (String, f64) {
             let ex = PretrainingExample {
                 input_ids: ids,
                 input_mask: (0..SEQ).map(|t| i64::from(t < len)).collect(),
-                segment_ids: (0..SEQ).map(|t| i64::from(t >= len / 2 && t < len)).collect(),
+                segment_ids: (0..SEQ)
+                    .map(|t| i64::from(t >= len / 2 && t < len))
+                    .collect(),
                 masked_lm_positions: positions,
                 masked_lm_ids: labels,
                 masked_lm_weights: weights,
@@ -104,7 +106,10 @@ fn quiet(stop_after: Option<u64>) -> RunOptions {
 }
 
 fn loss_bits(s: &RunSummary) -> Vec<(u64, u32)> {
-    s.history.iter().map(|r| (r.step, r.loss.to_bits())).collect()
+    s.history
+        .iter()
+        .map(|r| (r.step, r.loss.to_bits()))
+        .collect()
 }
 
 #[test]

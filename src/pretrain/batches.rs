@@ -40,7 +40,7 @@ pub fn field_literals(batch: &Batch, micro_batches: usize) -> Result<Vec<Literal
 /// micro-batches, `[rows, inner]` otherwise; no inner dim for `None`).
 fn row_dims(rows: usize, micro_batches: usize) -> Result<impl Fn(Option<usize>) -> Vec<i64>> {
     let k = micro_batches.max(1);
-    if rows % k != 0 {
+    if !rows.is_multiple_of(k) {
         bail!("batch of {rows} rows does not split into {k} micro-batches");
     }
     let lead: Vec<i64> = if k > 1 {

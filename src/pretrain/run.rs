@@ -605,6 +605,12 @@ fn run_in(
         }
     };
 
+    if micro.max_instances_per_row.is_some() && !matches!(source, Source::Packed(_)) {
+        bail!(
+            "data.pack trains on packed rows, but this run's data comes from a multi-process \
+             run's work units or from synthetic batches, which are padded; run without --pack"
+        );
+    }
     let evaluator = match &cfg.data.eval {
         Some(pattern) if chief => {
             let files = ReaderConfig::files_from_patterns(pattern).context("data.eval")?;
@@ -865,7 +871,10 @@ fn run_in(
         ("compile_s", Value::from(compile_time.as_secs_f64())),
         ("seq_per_s", Value::from(summary.seq_per_s)),
         ("real_tokens_per_s", Value::from(summary.real_tokens_per_s)),
-        ("real_token_fraction", Value::from(summary.real_token_fraction())),
+        (
+            "real_token_fraction",
+            Value::from(summary.real_token_fraction()),
+        ),
     ];
     if let Some(r) = summary.history.last() {
         fields.push(("loss", Value::from(r.loss)));
