@@ -974,6 +974,31 @@ mod tests {
     }
 
     #[test]
+    fn packing_shapes_the_train_batch_only_and_is_checked() {
+        let mut c = PretrainConfig::from_toml_str("[data]\ntrain = \"x\"\n", "t").unwrap();
+        c.apply(&Overrides {
+            pack: true,
+            max_instances_per_row: Some(4),
+            ..Overrides::default()
+        });
+        c.validate().unwrap();
+        let s = c.batch_shapes(8);
+        assert_eq!((s.max_predictions, s.max_instances_per_row), (24, Some(4)));
+        let e = c.eval_shapes();
+        assert_eq!((e.max_predictions, e.max_instances_per_row), (20, None));
+        c.data.pack = false;
+        assert_eq!(c.batch_shapes(8).max_instances_per_row, None);
+        c.data.pack = true;
+        c.data.synthetic = true;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("data.pack"), "{err}");
+        c.data.synthetic = false;
+        c.data.max_instances_per_row = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("data.max_instances_per_row"), "{err}");
+    }
+
+    #[test]
     fn end_learning_rate_and_adam_beta2_reach_the_step_and_are_checked() {
         let text = "[data]\nsynthetic = true\n[train]\nsteps = 50\nwarmup_steps = 5\n\
                     learning_rate = 1e-3\nend_learning_rate = 4e-4\nadam_beta2 = 0.98\n";
