@@ -12,8 +12,10 @@
 //! other slot layouts, the position-embedding gradient as a scatter-add instead of a sum over
 //! rows). Each differs by a few ulps (~1e-7 relative) per op, so after two layers and the
 //! backward pass values agree to ~1e-6 relative: rtol 1e-5. A gradient entry that is a sum of
-//! cancelling terms has rounding error relative to its terms, not to itself: atol 1e-6 times the
-//! largest entry of its tensor (1e-6 absolute for the losses).
+//! cancelling terms has rounding error relative to its terms, not to itself (the key bias's
+//! gradient is 0 analytically and ~1e-8 computed): atol 1e-6 times the largest gradient entry
+//! of the model (1e-6 absolute for the losses). Measured: the largest gradient difference is
+//! 5e-7 against gradients up to 0.84.
 mod common;
 mod model_support;
 
