@@ -70,6 +70,13 @@ impl Footprint {
                 tokens + i
             ));
         }
+        if ex.input_ids.len() < tokens || ex.segment_ids.len() < tokens {
+            return Err(format!(
+                "input_ids ({}) or segment_ids ({}) are shorter than the {tokens} real tokens",
+                ex.input_ids.len(),
+                ex.segment_ids.len()
+            ));
+        }
         let mut predictions = 0;
         for (&p, &w) in ex.masked_lm_positions.iter().zip(&ex.masked_lm_weights) {
             if w == 0.0 {
