@@ -214,11 +214,7 @@ pub fn bert_program(run: &PretrainConfig, what: What, replicas: u32) -> Result<B
         }
         What::Forward if replicas == 1 => {
             let model = run.bert_config()?;
-            let shapes = BatchShapes {
-                batch_size: run.train.batch_size,
-                seq_len: run.data.seq_len,
-                max_predictions: run.data.max_predictions,
-            };
+            let shapes = run.batch_shapes(run.train.batch_size);
             Ok(BertProgram {
                 program: bert_forward(&model, &shapes)?,
                 model,
@@ -430,12 +426,14 @@ mod tests {
             batch_size: 32,
             seq_len: 128,
             max_predictions: 20,
+            max_instances_per_row: None,
         };
         assert!(tpu_shape_notes(&cfg, &shapes).is_empty());
         let odd = BatchShapes {
             batch_size: 3,
             seq_len: 100,
             max_predictions: 20,
+            max_instances_per_row: None,
         };
         assert_eq!(tpu_shape_notes(&cfg, &odd).len(), 2);
     }

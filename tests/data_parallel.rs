@@ -53,6 +53,7 @@ fn trainer(model: &BertConfig, micro_rows: usize, k: u32, replicas: u32) -> Trai
         batch_size: micro_rows,
         seq_len: SEQ,
         max_predictions: PREDS,
+        max_instances_per_row: None,
     };
     let step = StepConfig::new(
         AdamWeightDecay {

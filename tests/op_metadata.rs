@@ -42,6 +42,7 @@ fn bert_step_names_every_op_by_layer_and_compiles() {
         batch_size: 2,
         seq_len: 16,
         max_predictions: 4,
+        max_instances_per_row: None,
     };
     let step = StepConfig::new(AdamWeightDecay::default(), Schedule::bert(1e-4, 1, 10));
     let program = train_program(&cfg, &micro, &step).unwrap();

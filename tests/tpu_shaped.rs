@@ -22,6 +22,7 @@ const SHAPES: BatchShapes = BatchShapes {
     batch_size: 2,
     seq_len: 8,
     max_predictions: 3,
+    max_instances_per_row: None,
 };
 
 /// L1 H32 A2 I64, vocab 100 (128 padded), no dropout (the padded and unpadded runs must see

@@ -118,6 +118,13 @@ pub struct PretrainArgs {
     pub seq_len: Option<usize>,
     #[arg(long)]
     pub max_predictions: Option<usize>,
+    /// Pack several short instances into each row (data.pack): --batch-size then counts packed
+    /// rows.
+    #[arg(long)]
+    pub pack: bool,
+    /// Instances per packed row (data.max_instances_per_row, default 3).
+    #[arg(long, value_name = "K")]
+    pub max_instances_per_row: Option<usize>,
     #[arg(long)]
     pub steps: Option<u64>,
     #[arg(long)]
@@ -205,6 +212,8 @@ impl PretrainArgs {
             batch_size: self.batch_size,
             seq_len: self.seq_len,
             max_predictions: self.max_predictions,
+            pack: self.pack,
+            max_instances_per_row: self.max_instances_per_row,
             steps: self.steps,
             warmup_steps: self.warmup_steps,
             learning_rate: self.learning_rate,

@@ -6,6 +6,7 @@
 //! text files ─► sentences ─► tokenize (WordPiece) ─► documents ─► instances + masking ─► writer
 //!                                                                              (TFRecord shards)
 //! shards ─► reader (parallel shard threads, seeded shuffle, worker split) ─► Batch (host arrays)
+//!                                                         └─► packing ─► PackedBatch (data.pack)
 //! ```
 //! Every stage is a plain function or iterator that tests drive on its own.
 pub mod assets;
@@ -17,6 +18,8 @@ pub mod example;
 pub mod instances;
 pub mod masking;
 pub mod normalizer;
+pub mod packed_reader;
+pub mod packing;
 pub mod pyrandom;
 pub mod reader;
 pub mod sentences;

@@ -1,12 +1,19 @@
 //! Embeddings: word + position + token type, layer norm, dropout (google-research/bert's
-//! `embedding_lookup` + `embedding_postprocessor`). Positions are `0..seq`.
+//! `embedding_lookup` + `embedding_postprocessor`). Positions are `0..seq`, or a packed batch's
+//! `position_ids` (restarting at each instance).
 use super::layers::Ctx;
 use super::params::names;
 use super::{ModelError, Result};
 use hlo::{ElementType, Value};
 
-/// `[batch, seq]` ids and segment ids to `[batch, seq, hidden]` in the compute dtype.
-pub(crate) fn embeddings(ctx: &Ctx, input_ids: Value, segment_ids: Value) -> Result<Value> {
+/// `[batch, seq]` ids and segment ids (and position ids, when given) to `[batch, seq, hidden]`
+/// in the compute dtype.
+pub(crate) fn embeddings(
+    ctx: &Ctx,
+    input_ids: Value,
+    segment_ids: Value,
+    position_ids: Option<Value>,
+) -> Result<Value> {
     let (b, cfg) = (ctx.b, ctx.cfg);
     let h = cfg.hidden_size;
     let dims = b.dims(input_ids)?;
@@ -35,8 +42,13 @@ pub(crate) fn embeddings(ctx: &Ctx, input_ids: Value, segment_ids: Value) -> Res
     let out = [batch, seq, h as i64];
     // Gather, then convert: a 16-bit table is never converted whole.
     let word = f32(b.take(word, input_ids, 0)?)?;
-    let pos = f32(b.slice_in_dim(pos, 0, seq, 0)?)?;
-    let pos = b.broadcast_in_dim(pos, &out, &[1, 2])?;
+    let pos = match position_ids {
+        Some(ids) => f32(b.take(pos, ids, 0)?)?,
+        None => {
+            let pos = f32(b.slice_in_dim(pos, 0, seq, 0)?)?;
+            b.broadcast_in_dim(pos, &out, &[1, 2])?
+        }
+    };
     let types = f32(b.take(types, segment_ids, 0)?)?;
     let sum = b.add(b.add(word, pos)?, types)?;
     let x = ctx.layer_norm(sum, names::EMBEDDINGS_LN)?;

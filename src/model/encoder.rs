@@ -5,6 +5,8 @@
 //!
 //! Attention: scores = q k^T / sqrt(head_size) + bias, with bias = (1 - input_mask) * -10000 on
 //! padded keys (the original constant), softmax over keys in f32, dropout on the probabilities.
+//! Packed rows (src/model/packed.rs) bring a `[batch, seq, seq]` bias instead, -10000 on every
+//! key outside the query's instance; both kernels take either.
 //! Under bf16 the q.k and probs.v matmuls output bf16 (f32 accumulation inside).
 //!
 //! With [`AttentionKernel::CudnnFused`] (CUDA, bf16) the scores-softmax-dropout-context chain is
@@ -23,6 +25,16 @@ pub(crate) fn attention_bias(ctx: &Ctx, input_mask: Value) -> Result<Value> {
     let m = b.convert(input_mask, ElementType::F32)?;
     let one_minus = b.sub(b.scalar(1.0f32)?, m)?;
     Ok(b.mul(one_minus, b.scalar(-10000.0f32)?)?)
+}
+
+/// Where `bias` (`[batch, key]`, or `[batch, query, key]` for packed rows) goes in the
+/// `[batch, heads, query, key]` scores.
+fn bias_dims(b: &hlo::Builder, bias: Value) -> Result<&'static [i64]> {
+    Ok(if b.dims(bias)?.len() == 3 {
+        &[0, 2, 3]
+    } else {
+        &[0, 3]
+    })
 }
 
 /// One encoder layer `l` on `x: [batch, seq, hidden]` (compute dtype).
@@ -73,7 +85,7 @@ fn self_attention(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
         };
         // One generator stream per layer: the same seed would repeat the mask across layers.
         let seed = seed.wrapping_add((l as i64).wrapping_mul(0x9E37_79B9));
-        let bias = b.broadcast_in_dim(bias, &[batch, 1, seq, seq], &[0, 3])?;
+        let bias = b.broadcast_in_dim(bias, &[batch, 1, seq, seq], bias_dims(b, bias)?)?;
         let bias = b.convert(bias, ctx.ct)?;
         let attn = FusedAttention {
             scale,
@@ -94,7 +106,7 @@ fn self_attention(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
     // the bytes); scale, mask and softmax then run in f32 inside one fusion.
     let scores = b.convert(ctx.dot_ct(q, k, score_dims)?, ElementType::F32)?;
     let scores = b.mul(scores, b.scalar_of(ElementType::F32, scale)?)?;
-    let bias = b.broadcast_in_dim(bias, &[batch, heads, seq, seq], &[0, 3])?;
+    let bias = b.broadcast_in_dim(bias, &[batch, heads, seq, seq], bias_dims(b, bias)?)?;
     let probs = b.softmax(b.add(scores, bias)?, -1)?;
     let probs = ctx.dropout(b.convert(probs, ctx.ct)?, cfg.attention_probs_dropout_prob)?;
     // context[b, n, i, d] = sum_j probs[b, n, i, j] v[b, j, n, d]

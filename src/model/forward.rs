@@ -1,6 +1,7 @@
 //! The whole model: [`encoder_forward`] (embeddings, encoder layers, pooler; SQuAD builds on it),
 //! [`encoder_layer_outputs`] (every layer's hidden states, no pooler; feature extraction) and
-//! [`pretraining_forward`] / [`pretraining_loss`] (MLM + NSP heads, losses, metrics).
+//! [`pretraining_forward`] / [`pretraining_loss`] (MLM + NSP heads, losses, metrics), on padded
+//! or packed batches (see [`super::packed`]).
 //!
 //! `train` turns dropout on; it draws from `key` (the `u64[2]` dropout RNG state, see hlo's
 //! dropout), which advances at every dropout and comes back as [`EncoderOutput::key`]. With `train == false` the key is not
@@ -8,9 +9,10 @@
 use super::batch::{dims_of, BatchValues};
 use super::embeddings::embeddings;
 use super::encoder::{attention_bias, encoder_layer};
-use super::heads::{mlm_logits, nsp_logits, pooler};
+use super::heads::{mlm_logits, nsp_logits, pooler, pooler_at};
 use super::layers::Ctx;
-use super::loss::{mlm_loss, nsp_loss, Metrics};
+use super::loss::{mlm_loss, nsp_loss, nsp_loss_weighted, Metrics};
+use super::packed::{instance_attention_bias, PackedValues};
 use super::params::ParamValues;
 use super::{BertConfig, ModelError, Result};
 use hlo::{Builder, ElementType, Value};
@@ -27,7 +29,8 @@ pub struct EncoderInputs {
 pub struct EncoderOutput {
     /// The last layer's hidden states, `[batch, seq, hidden]` in the compute dtype.
     pub sequence: Value,
-    /// tanh(dense(first token)), `[batch, hidden]` in the compute dtype.
+    /// tanh(dense(first token)), `[batch, hidden]` in the compute dtype; for packed rows the
+    /// first token of every NSP slot, `[batch * k, hidden]`.
     pub pooled: Value,
     /// The RNG key after the encoder's dropouts (the input key when none ran).
     pub key: Value,
@@ -41,7 +44,7 @@ pub struct PretrainingOutput {
     pub encoder: EncoderOutput,
     /// f32 `[batch * max_predictions, padded_vocab]` (padded ids at the masked constant).
     pub mlm_logits: Value,
-    /// f32 `[batch, 2]`.
+    /// f32 `[batch, 2]` (packed: `[batch * k, 2]`, one row per NSP slot).
     pub nsp_logits: Value,
     /// The RNG key after every dropout.
     pub key: Value,
@@ -57,7 +60,7 @@ pub fn encoder_forward(
     train: bool,
 ) -> Result<EncoderOutput> {
     let ctx = Ctx::new(b, cfg, params, key, train)?;
-    encoder(&ctx, inputs)
+    encoder(&ctx, inputs, None)
 }
 
 /// The output of every encoder layer, first to last, `[batch, seq, hidden]` each in the compute
@@ -72,18 +75,26 @@ pub fn encoder_layer_outputs(
     train: bool,
 ) -> Result<Vec<Value>> {
     let ctx = Ctx::new(b, cfg, params, key, train)?;
-    layer_outputs(&ctx, inputs)
+    layer_outputs(&ctx, inputs, None)
 }
 
-fn encoder(ctx: &Ctx, inputs: &EncoderInputs) -> Result<EncoderOutput> {
-    let layers = layer_outputs(ctx, inputs)?;
+/// The encoder and the pooler (at each instance's first token when `packed`).
+fn encoder(
+    ctx: &Ctx,
+    inputs: &EncoderInputs,
+    packed: Option<&PackedValues>,
+) -> Result<EncoderOutput> {
+    let layers = layer_outputs(ctx, inputs, packed)?;
     let Some(&x) = layers.last() else {
         return Err(ModelError::Config {
             field: "num_hidden_layers",
             msg: "must be at least 1".into(),
         });
     };
-    let pooled = ctx.b.with_scope("pooler", |_| pooler(ctx, x))?;
+    let pooled = ctx.b.with_scope("pooler", |_| match packed {
+        None => pooler(ctx, x),
+        Some(p) => pooler_at(ctx, x, p.next_sentence_positions),
+    })?;
     Ok(EncoderOutput {
         sequence: x,
         pooled,
@@ -94,7 +105,13 @@ fn encoder(ctx: &Ctx, inputs: &EncoderInputs) -> Result<EncoderOutput> {
 /// Embeddings, then every layer; each layer's output, in order. Built in the name scopes
 /// `embeddings` and `encoder/layer_{l}` (with `pooler`, `mlm_head`, `nsp_head` and `loss`
 /// around them), which lowering writes into each op's `op_name` for XLA dumps and profiles.
-fn layer_outputs(ctx: &Ctx, inputs: &EncoderInputs) -> Result<Vec<Value>> {
+/// Packed rows (`packed`, with instance numbers in `input_mask`) take their positions from
+/// `position_ids` and attend within their instance only.
+fn layer_outputs(
+    ctx: &Ctx,
+    inputs: &EncoderInputs,
+    packed: Option<&PackedValues>,
+) -> Result<Vec<Value>> {
     let b = ctx.b;
     let ids = dims_of(b, inputs.input_ids, "input_ids", ElementType::S32, 2)?;
     for (field, v) in [
@@ -108,11 +125,23 @@ fn layer_outputs(ctx: &Ctx, inputs: &EncoderInputs) -> Result<Vec<Value>> {
             });
         }
     }
+    let position_ids = packed.map(|p| p.position_ids);
+    if let Some(v) = position_ids {
+        if dims_of(b, v, "position_ids", ElementType::S32, 2)? != ids {
+            return Err(ModelError::Batch {
+                field: "position_ids",
+                msg: format!("must have input_ids' dims {ids:?}"),
+            });
+        }
+    }
     let mut x = b.with_scope("embeddings", |_| {
-        embeddings(ctx, inputs.input_ids, inputs.segment_ids)
+        embeddings(ctx, inputs.input_ids, inputs.segment_ids, position_ids)
     })?;
     let _encoder = b.scope("encoder");
-    let bias = attention_bias(ctx, inputs.input_mask)?;
+    let bias = match packed {
+        None => attention_bias(ctx, inputs.input_mask)?,
+        Some(_) => instance_attention_bias(ctx, inputs.input_mask)?,
+    };
     let mut outputs = Vec::with_capacity(ctx.cfg.num_hidden_layers);
     for l in 0..ctx.cfg.num_hidden_layers {
         let _layer = b.scope(&format!("layer_{l}"));
@@ -138,7 +167,7 @@ pub fn pretraining_forward(
         segment_ids: batch.segment_ids,
         input_mask: batch.input_mask,
     };
-    let enc = encoder(&ctx, &inputs)?;
+    let enc = encoder(&ctx, &inputs, batch.packed.as_ref())?;
     let mlm = b.with_scope("mlm_head", |_| {
         mlm_logits(&ctx, enc.sequence, batch.masked_lm_positions)
     })?;
@@ -148,7 +177,15 @@ pub fn pretraining_forward(
     let labels = b.reshape(batch.masked_lm_ids, &[n])?;
     let weights = b.reshape(batch.masked_lm_weights, &[n])?;
     let (mlm_l, mlm_acc, weight_sum, mlm_correct) = mlm_loss(b, mlm, labels, weights)?;
-    let (nsp_l, nsp_acc, nsp_correct) = nsp_loss(b, nsp, batch.next_sentence_labels)?;
+    let (nsp_l, nsp_acc, nsp_correct) = match batch.packed {
+        None => nsp_loss(b, nsp, batch.next_sentence_labels)?,
+        Some(p) => {
+            let slots = b.dims(nsp)?[0];
+            let labels = b.reshape(batch.next_sentence_labels, &[slots])?;
+            let weights = b.reshape(p.next_sentence_weights, &[slots])?;
+            nsp_loss_weighted(b, nsp, labels, weights)?
+        }
+    };
     Ok(PretrainingOutput {
         loss: b.add(mlm_l, nsp_l)?,
         metrics: Metrics {

@@ -1,7 +1,7 @@
 //! The pooler and the pretraining heads (google-research/bert's `get_masked_lm_output` and
 //! `get_next_sentence_output`).
 //!
-//!   pooled     = tanh(dense(sequence[:, 0]))
+//!   pooled     = tanh(dense(sequence[:, 0]))   (packed: at each instance's first token)
 //!   mlm_logits = LN(act(dense(sequence at masked_lm_positions))) E^T + b   (E: word embeddings)
 //!   nsp_logits = pooled W + b,  W: [hidden, 2]
 //!
@@ -24,6 +24,14 @@ pub(crate) fn pooler(ctx: &Ctx, sequence: Value) -> Result<Value> {
     let dims = b.dims(sequence)?;
     let first = b.reshape(b.slice_in_dim(sequence, 0, 1, 1)?, &[dims[0], h as i64])?;
     Ok(b.tanh(ctx.dense(first, names::POOLER, h, h)?)?)
+}
+
+/// Dense + tanh on the tokens at `positions: s32[batch, k]` (each packed instance's `[CLS]`):
+/// `[batch, seq, hidden]` -> `[batch * k, hidden]`.
+pub(crate) fn pooler_at(ctx: &Ctx, sequence: Value, positions: Value) -> Result<Value> {
+    let h = ctx.cfg.hidden_size;
+    let first = gather_positions(ctx, sequence, positions)?;
+    Ok(ctx.b.tanh(ctx.dense(first, names::POOLER, h, h)?)?)
 }
 
 /// The hidden states at `positions: s32[batch, p]`, as `[batch * p, hidden]` (the original's

@@ -1,7 +1,7 @@
 //! Losses and metrics, in f32, as google-research/bert computes them:
 //!
 //!   mlm_loss = sum(w * nll) / (sum(w) + 1e-5)     nll = -log_softmax(logits)[label]
-//!   nsp_loss = mean(nll)
+//!   nsp_loss = mean(nll)                          packed: sum(w * nll) / sum(w) over NSP slots
 //!   loss     = mlm_loss + nsp_loss
 //!
 //! Accuracies are weighted like `tf.metrics.accuracy`: sum(w * [argmax == label]) / sum(w)
@@ -23,7 +23,7 @@ pub struct Metrics {
     pub mlm_weight_sum: Value,
     /// sum(masked_lm_weights * correct).
     pub mlm_correct_sum: Value,
-    /// The number of examples whose NSP argmax is right.
+    /// The number of examples (packed: instances) whose NSP argmax is right.
     pub nsp_correct_sum: Value,
 }
 
@@ -95,5 +95,21 @@ pub fn nsp_loss(b: &Builder, logits: Value, labels: Value) -> Result<(Value, Val
     let count = b.scalar(n as f32)?;
     let loss = b.div(b.reduce_sum(label_nll(b, logits, labels)?, &[0])?, count)?;
     let correct_sum = b.reduce_sum(correct(b, logits, labels)?, &[0])?;
+    Ok((loss, b.div(correct_sum, count)?, correct_sum))
+}
+
+/// NSP loss and metrics over weighted slots (a packed batch's instances, weight 0 for unused
+/// slots): `(loss, accuracy, correct_sum)` for `logits: f32[n, 2]`, `labels: s32[n]`,
+/// `weights: f32[n]`. With every weight 1 this is [`nsp_loss`].
+pub fn nsp_loss_weighted(
+    b: &Builder,
+    logits: Value,
+    labels: Value,
+    weights: Value,
+) -> Result<(Value, Value, Value)> {
+    let count = b.max(b.reduce_sum(weights, &[0])?, b.scalar(f32::MIN_POSITIVE)?)?;
+    let nll = b.mul(weights, label_nll(b, logits, labels)?)?;
+    let loss = b.div(b.reduce_sum(nll, &[0])?, count)?;
+    let correct_sum = b.reduce_sum(b.mul(weights, correct(b, logits, labels)?)?, &[0])?;
     Ok((loss, b.div(correct_sum, count)?, correct_sum))
 }

@@ -4,6 +4,7 @@
 //! - [`params`]: the named parameter list, host storage, graph values by name, HF/TF mapping.
 //! - [`init`]: deterministic truncated-normal initialization.
 //! - [`batch`]: the pretraining batch (google-research/bert's feature names) as graph values.
+//! - [`packed`]: the packed layout (several instances per row, block-diagonal attention).
 //! - `embeddings`, `encoder`, [`heads`], [`loss`]: the pieces; [`forward`] puts them together:
 //!   [`encoder_forward`] (sequence and pooled output, reused by SQuAD) and
 //!   [`pretraining_loss`] (MLM + NSP loss and metrics, what the train step differentiates).
@@ -20,6 +21,7 @@ pub mod heads;
 pub mod init;
 mod layers;
 pub mod loss;
+pub mod packed;
 pub mod params;
 
 pub use batch::{BatchShapes, BatchValues};
@@ -30,6 +32,7 @@ pub use forward::{
 };
 pub use init::init_params;
 pub use loss::Metrics;
+pub use packed::PackedValues;
 pub use params::{param_specs, HostTensor, ParamSet, ParamSpec, ParamValues};
 
 use thiserror::Error;

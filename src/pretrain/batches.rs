@@ -1,9 +1,12 @@
-//! Host batches as the programs take them: the reader's [`Batch`] (or a synthetic one) as
-//! literals in the step's input order, with the step's dropout key.
+//! Host batches as the programs take them: the reader's [`Batch`] (or a synthetic one), or a
+//! [`PackedBatch`], as literals in the step's input order, with the step's dropout key.
 use super::rng::dropout_keys;
-use crate::data::Batch;
-use crate::model::batch::BATCH_FIELDS;
-use anyhow::{bail, Result};
+use crate::data::packed_reader::{chunk_size, PackedReader};
+use crate::data::packing::{PackLimits, PackedBatch};
+use crate::data::{Batch, Reader, ReaderConfig, ReaderState};
+use crate::model::batch::{BATCH_FIELDS, PACKED_FIELDS};
+use crate::model::BatchShapes;
+use anyhow::{anyhow, bail, Result};
 use hlo::Literal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -13,20 +16,7 @@ use rand::{Rng, SeedableRng};
 /// micro-batch i is rows `i*batch/k ..`.
 pub fn field_literals(batch: &Batch, micro_batches: usize) -> Result<Vec<Literal>> {
     let (b, s, p) = (batch.batch_size, batch.seq_len, batch.max_predictions);
-    let k = micro_batches.max(1);
-    if b % k != 0 {
-        bail!("batch of {b} rows does not split into {k} micro-batches");
-    }
-    let lead: Vec<i64> = if k > 1 {
-        vec![k as i64, (b / k) as i64]
-    } else {
-        vec![b as i64]
-    };
-    let dims = |inner: Option<usize>| {
-        let mut d = lead.clone();
-        d.extend(inner.map(|n| n as i64));
-        d
-    };
+    let dims = row_dims(b, micro_batches)?;
     let fields = [
         Literal::from_slice(&batch.input_ids, &dims(Some(s))),
         Literal::from_slice(&batch.input_mask, &dims(Some(s))),
@@ -44,6 +34,138 @@ pub fn field_literals(batch: &Batch, micro_batches: usize) -> Result<Vec<Literal
         }
     }
     Ok(out)
+}
+
+/// `dims(inner)`: the dims of a field of `rows` rows (`[k, rows/k, inner]` with k > 1
+/// micro-batches, `[rows, inner]` otherwise; no inner dim for `None`).
+fn row_dims(rows: usize, micro_batches: usize) -> Result<impl Fn(Option<usize>) -> Vec<i64>> {
+    let k = micro_batches.max(1);
+    if !rows.is_multiple_of(k) {
+        bail!("batch of {rows} rows does not split into {k} micro-batches");
+    }
+    let lead: Vec<i64> = if k > 1 {
+        vec![k as i64, (rows / k) as i64]
+    } else {
+        vec![rows as i64]
+    };
+    Ok(move |inner: Option<usize>| {
+        let mut d = lead.clone();
+        d.extend(inner.map(|n| n as i64));
+        d
+    })
+}
+
+/// The ten packed fields of `batch` as literals, in `BatchShapes::fields` order (the seven of
+/// [`BATCH_FIELDS`], then [`PACKED_FIELDS`]), stacked as [`field_literals`] stacks them.
+pub fn packed_field_literals(batch: &PackedBatch, micro_batches: usize) -> Result<Vec<Literal>> {
+    let l = batch.limits;
+    let (b, s, p, n) = (
+        batch.batch_size,
+        l.seq_len,
+        l.max_predictions,
+        l.max_instances,
+    );
+    let dims = row_dims(b, micro_batches)?;
+    let fields = [
+        Literal::from_slice(&batch.input_ids, &dims(Some(s))),
+        Literal::from_slice(&batch.input_mask, &dims(Some(s))),
+        Literal::from_slice(&batch.segment_ids, &dims(Some(s))),
+        Literal::from_slice(&batch.masked_lm_positions, &dims(Some(p))),
+        Literal::from_slice(&batch.masked_lm_ids, &dims(Some(p))),
+        Literal::from_slice(&batch.masked_lm_weights, &dims(Some(p))),
+        Literal::from_slice(&batch.next_sentence_labels, &dims(Some(n))),
+        Literal::from_slice(&batch.position_ids, &dims(Some(s))),
+        Literal::from_slice(&batch.next_sentence_positions, &dims(Some(n))),
+        Literal::from_slice(&batch.next_sentence_weights, &dims(Some(n))),
+    ];
+    let names = BATCH_FIELDS.iter().chain(&PACKED_FIELDS);
+    let mut out = Vec::with_capacity(fields.len());
+    for (name, lit) in names.zip(fields) {
+        match lit {
+            Ok(l) => out.push(l),
+            Err(e) => bail!(
+                "packed batch field {name}: {e} (the batch is not {b} rows of {s} tokens, {p} \
+                 predictions, {n} instances; call PackedBatch::pad before)"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// The packed training feed (`data.pack`): the reader `rc` describes (resumed from `saved`),
+/// read in small chunks and packed into batches of `rows` rows shaped as `micro` (one replica's
+/// packed micro-batch: its seq_len, prediction slots and instances per row).
+pub fn packed_source(
+    mut rc: ReaderConfig,
+    saved: Option<ReaderState>,
+    micro: &BatchShapes,
+    rows: usize,
+) -> Result<PackedReader> {
+    let k = micro
+        .max_instances_per_row
+        .ok_or_else(|| anyhow!("a packed feed for a padded step"))?;
+    let chunk = chunk_size(rows);
+    // Keep as many examples ready as before: up to k per row, for each prefetched batch.
+    rc.prefetch_batches = rc.prefetch_batches.max(1) * (rows * k).div_ceil(chunk);
+    rc.batch_size = chunk;
+    let reader = match saved {
+        Some(st) => Reader::resume(rc, st)?,
+        None => Reader::new(rc)?,
+    };
+    let limits = PackLimits {
+        seq_len: micro.seq_len,
+        max_predictions: micro.max_predictions,
+        max_instances: k,
+    };
+    PackedReader::new(reader, limits, rows)
+}
+
+/// One step's host batch: padded rows from the reader (or synthetic), or packed rows.
+#[derive(Clone, Debug)]
+pub enum StepBatch {
+    Padded(Batch),
+    Packed(PackedBatch),
+}
+
+impl StepBatch {
+    /// The batch fields as the step takes them (see [`field_literals`]).
+    pub fn field_literals(&self, micro_batches: usize) -> Result<Vec<Literal>> {
+        match self {
+            StepBatch::Padded(b) => field_literals(b, micro_batches),
+            StepBatch::Packed(b) => packed_field_literals(b, micro_batches),
+        }
+    }
+
+    /// The step's batch inputs: the fields, then the dropout key(s) (see [`step_literals`]).
+    pub fn step_literals(
+        &self,
+        micro_batches: usize,
+        seed: u64,
+        step: u64,
+    ) -> Result<Vec<Literal>> {
+        let mut out = self.field_literals(micro_batches)?;
+        out.push(key_literal(seed, step, micro_batches)?);
+        Ok(out)
+    }
+
+    /// Pretraining instances in the batch (padding rows and unused slots excluded).
+    pub fn examples(&self) -> usize {
+        match self {
+            StepBatch::Padded(b) => b.real_rows,
+            StepBatch::Packed(b) => b.instances,
+        }
+    }
+
+    /// `(real tokens, all token slots)`: real tokens are those with a non-zero `input_mask`.
+    pub fn token_counts(&self) -> (usize, usize) {
+        match self {
+            StepBatch::Padded(b) => {
+                let real = b.input_mask.iter().filter(|&&m| m != 0).count();
+                (real, b.batch_size * b.seq_len)
+            }
+            StepBatch::Packed(b) => (b.real_tokens, b.batch_size * b.limits.seq_len),
+        }
+    }
 }
 
 /// The train step's batch inputs for step `step`: the fields, then the dropout key(s)

@@ -3,7 +3,8 @@
 //!
 //! ```toml
 //! [model]        # preset = "tiny" | ... | "large", or config_file = "bert_config.json"
-//! [data]         # train = "shards/*.tfrecord", eval = "...", seq_len, max_predictions
+//! [data]         # train = "shards/*.tfrecord", eval = "...", seq_len, max_predictions,
+//!                # pack, max_instances_per_row
 //! [train]        # batch_size, steps, warmup_steps, learning_rate, end_learning_rate, schedule,
 //!                # optimizer, adam_beta2, precision, seed
 //! [eval]         # interval, batches
@@ -16,7 +17,7 @@
 //! ```
 //! See `configs/pretrain-tiny.toml` for a complete, commented example.
 use crate::backend::{AttentionChoice, Backend};
-use crate::model::{BertConfig, ComputeDtype, HiddenAct};
+use crate::model::{BatchShapes, BertConfig, ComputeDtype, HiddenAct};
 use crate::train::{
     AdamW, AdamWeightDecay, Lamb, Optimizer, Policy, Schedule, Sgd, StepConfig, WeightDecay,
 };
@@ -98,6 +99,12 @@ pub struct DataSection {
     /// Records of a work unit in a multi-process run (the coordinator hands out units of
     /// this many consecutive records of one file; see src/data/units.rs).
     pub unit_records: u64,
+    /// Pack several short instances into each training row (src/data/packing.rs):
+    /// `train.batch_size` then counts packed rows, each with up to `max_instances_per_row`
+    /// instances and `max_predictions + max_instances_per_row` prediction slots.
+    pub pack: bool,
+    /// Instances (NSP slots) per packed row.
+    pub max_instances_per_row: usize,
 }
 
 impl Default for DataSection {
@@ -113,6 +120,8 @@ impl Default for DataSection {
             cycle_length: 4,
             prefetch_batches: 4,
             unit_records: crate::data::units::DEFAULT_UNIT_RECORDS,
+            pack: false,
+            max_instances_per_row: 3,
         }
     }
 }
@@ -351,6 +360,8 @@ pub struct Overrides {
     pub batch_size: Option<usize>,
     pub seq_len: Option<usize>,
     pub max_predictions: Option<usize>,
+    pub pack: bool,
+    pub max_instances_per_row: Option<usize>,
     pub steps: Option<u64>,
     pub warmup_steps: Option<u64>,
     pub learning_rate: Option<f64>,
@@ -453,6 +464,11 @@ impl PretrainConfig {
         set(&mut self.train.batch_size, &o.batch_size);
         set(&mut self.data.seq_len, &o.seq_len);
         set(&mut self.data.max_predictions, &o.max_predictions);
+        self.data.pack |= o.pack;
+        set(
+            &mut self.data.max_instances_per_row,
+            &o.max_instances_per_row,
+        );
         set(&mut self.train.steps, &o.steps);
         set(&mut self.train.warmup_steps, &o.warmup_steps);
         set(&mut self.train.learning_rate, &o.learning_rate);
@@ -506,6 +522,7 @@ impl PretrainConfig {
             ("data.shuffle_buffer", d.shuffle_buffer as u64),
             ("data.cycle_length", d.cycle_length as u64),
             ("data.unit_records", d.unit_records),
+            ("data.max_instances_per_row", d.max_instances_per_row as u64),
             ("checkpoint.keep_last", self.checkpoint.keep_last as u64),
             ("output.log_every", self.output.log_every),
         ];
@@ -553,6 +570,12 @@ impl PretrainConfig {
             bail!(
                 "config: train.adam_beta2 must be in [0, 1), got {} (BERT: 0.999)",
                 t.adam_beta2
+            );
+        }
+        if d.pack && (d.synthetic || self.device.num_processes > 1) {
+            bail!(
+                "config: data.pack (--pack) packs the shards of data.train as one process reads \
+                 them; it takes neither synthetic data nor several processes yet"
             );
         }
         if !d.synthetic && d.train.is_none() {
@@ -868,6 +891,30 @@ impl PretrainConfig {
         self.eval.mask_token_id.unwrap_or(103)
     }
 
+    /// The training batch of `rows` rows as the step takes it: padded, or packed
+    /// (`data.pack`) with `max_instances_per_row` NSP slots and, as Graphcore's packed BERT,
+    /// one more prediction slot per instance (each instance rounds its 15% up by at most one).
+    pub fn batch_shapes(&self, rows: usize) -> BatchShapes {
+        let d = &self.data;
+        let k = d.pack.then_some(d.max_instances_per_row);
+        BatchShapes {
+            batch_size: rows,
+            seq_len: d.seq_len,
+            max_predictions: d.max_predictions + k.unwrap_or(0),
+            max_instances_per_row: k,
+        }
+    }
+
+    /// Evaluation's batch: always padded (the eval program reads the shards as they are).
+    pub fn eval_shapes(&self) -> BatchShapes {
+        BatchShapes {
+            batch_size: self.eval_batch_size(),
+            seq_len: self.data.seq_len,
+            max_predictions: self.data.max_predictions,
+            max_instances_per_row: None,
+        }
+    }
+
     pub fn eval_batch_size(&self) -> usize {
         self.eval.batch_size.unwrap_or(self.train.batch_size)
     }
@@ -955,6 +1002,31 @@ mod tests {
         defaults.data.eval = c.data.eval.clone();
         defaults.eval.interval = c.eval.interval;
         assert_eq!(c, defaults, "the sample's other values are the defaults");
+    }
+
+    #[test]
+    fn packing_shapes_the_train_batch_only_and_is_checked() {
+        let mut c = PretrainConfig::from_toml_str("[data]\ntrain = \"x\"\n", "t").unwrap();
+        c.apply(&Overrides {
+            pack: true,
+            max_instances_per_row: Some(4),
+            ..Overrides::default()
+        });
+        c.validate().unwrap();
+        let s = c.batch_shapes(8);
+        assert_eq!((s.max_predictions, s.max_instances_per_row), (24, Some(4)));
+        let e = c.eval_shapes();
+        assert_eq!((e.max_predictions, e.max_instances_per_row), (20, None));
+        c.data.pack = false;
+        assert_eq!(c.batch_shapes(8).max_instances_per_row, None);
+        c.data.pack = true;
+        c.data.synthetic = true;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("data.pack"), "{err}");
+        c.data.synthetic = false;
+        c.data.max_instances_per_row = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("data.max_instances_per_row"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! the same bytes for the same config.
 use super::config::PretrainConfig;
 use crate::backend::compile_options_for;
-use crate::model::batch::BATCH_FIELDS;
 use crate::model::loss::{correct, label_nll};
 use crate::model::params::param_specs;
 use crate::model::{
@@ -28,15 +27,16 @@ pub const RNG_KEY: &str = "rng_key";
 /// `grad_norm` follow them).
 pub const STEP_METRICS: [&str; 4] = ["mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy"];
 
-/// The train step's batch inputs for one micro-batch: the seven pretraining fields (rows split
-/// across data-parallel replicas), then [`RNG_KEY`] (every replica gets it, with its replica id
-/// folded in by the step).
+/// The train step's batch inputs for one micro-batch: the pretraining fields (seven, or ten when
+/// packed; rows split across data-parallel replicas), then [`RNG_KEY`] (every replica gets it,
+/// with its replica id folded in by the step).
 pub fn step_batch_specs(shapes: &BatchShapes) -> Result<Vec<BatchSpec>> {
-    let mut specs = BATCH_FIELDS
-        .iter()
+    let mut specs = shapes
+        .fields()
+        .into_iter()
         .zip(shapes.shapes())
         .map(|(name, s)| match s {
-            Shape::Array(a) => Ok(BatchSpec::new(*name, a.ty, &a.dims)),
+            Shape::Array(a) => Ok(BatchSpec::new(name, a.ty, &a.dims)),
             other => Err(anyhow!("batch field {name} has a non-array shape {other}")),
         })
         .collect::<Result<Vec<_>>>()?;
@@ -116,11 +116,7 @@ pub fn train_step_module(cfg: &PretrainConfig, replicas: usize) -> Result<Lowere
              {parts}"
         );
     }
-    let micro = BatchShapes {
-        batch_size: batch / parts,
-        seq_len: cfg.data.seq_len,
-        max_predictions: cfg.data.max_predictions,
-    };
+    let micro = cfg.batch_shapes(batch / parts);
     let replicas = u32::try_from(replicas).map_err(|_| anyhow!("{replicas} replicas"))?;
     let step = cfg.step_config()?.with_replicas(replicas);
     let started = Instant::now();
@@ -164,6 +160,9 @@ pub const EVAL_SUMS: [&str; 8] = [
 /// in no sum: their MLM weights are zero and their NSP term is masked here. `mask_id` is the
 /// vocab's `[MASK]` id.
 pub fn eval_program(cfg: &BertConfig, shapes: &BatchShapes, mask_id: i32) -> Result<Module> {
+    if shapes.max_instances_per_row.is_some() {
+        bail!("evaluation reads padded batches; build the eval program without packing");
+    }
     let mb = ModuleBuilder::new("bert_pretrain_eval");
     let b = mb.builder("eval");
     let params = ParamValues::declare(&b, &param_specs(cfg))?;

@@ -17,7 +17,7 @@
 //! data reader continues from its saved position, and the dropout key of each step derives from
 //! the seed and the step number alone, so the resumed run computes the same steps, bit for bit
 //! on CPU, as the uninterrupted one.
-use super::batches::{step_literals, synthetic_batch};
+use super::batches::{packed_source, synthetic_batch, StepBatch};
 use super::checkpoint::{
     capture, data_position, load_checkpoint, load_for_resume, process_positions, reader_state_for,
     save,
@@ -32,7 +32,8 @@ use super::program::{train_step_module, write_program, LoweredStep};
 use super::progress::{Progress, Shown};
 use crate::backend::open_client;
 use crate::ckpt::{Checkpoint, Spec, Store};
-use crate::data::{Batch, Reader, ReaderConfig};
+use crate::data::packed_reader::PackedReader;
+use crate::data::{Reader, ReaderConfig};
 use crate::model::{init_params, BatchShapes, BertConfig};
 use crate::storage::OutputDir;
 use crate::train::{StepLayout, Trainer};
@@ -91,8 +92,13 @@ pub struct RunSummary {
     /// From the start of the run to the first step's results.
     pub time_to_first_step: Duration,
     pub wall_time: Duration,
-    /// Sequences per second over the steps after the first.
+    /// Sequences (instances, when packed) per second over the steps after the first.
     pub seq_per_s: f64,
+    /// This process's real (non-padding) tokens and all token slots of the batches it fed.
+    pub real_tokens: u64,
+    pub token_slots: u64,
+    /// Real (non-padding) tokens per second over the steps after the first, all processes.
+    pub real_tokens_per_s: f64,
     pub checkpoint: Option<PathBuf>,
     pub metrics_file: Option<PathBuf>,
     /// Damaged training records skipped by this process (`data.skip_corrupt`), each logged.
@@ -102,6 +108,14 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// Real (non-padding) tokens over all token slots of the batches fed (0 before any).
+    pub fn real_token_fraction(&self) -> f64 {
+        if self.token_slots == 0 {
+            return 0.0;
+        }
+        self.real_tokens as f64 / self.token_slots as f64
+    }
+
     /// The final summary: steps, wall time, seq/s, final metrics, checkpoint path.
     pub fn print(&self, batch_size: usize) {
         let s = self;
@@ -118,7 +132,16 @@ impl RunSummary {
             s.compile_time.as_secs_f64(),
             s.time_to_first_step.as_secs_f64()
         );
-        println!("throughput:   {:.1} seq/s", s.seq_per_s);
+        println!(
+            "throughput:   {:.1} seq/s, {:.0} real tokens/s",
+            s.seq_per_s, s.real_tokens_per_s
+        );
+        if s.token_slots > 0 {
+            println!(
+                "real tokens:  {:.1}% of the batches' token slots (the rest is padding)",
+                100.0 * s.real_token_fraction()
+            );
+        }
         if let Some(r) = s.history.last() {
             println!(
                 "final train:  loss {:.4} mlm_acc {:.4} nsp_acc {:.4}",
@@ -338,6 +361,8 @@ fn initial_params(model: &BertConfig, layout: &StepLayout, seed: u64) -> Result<
 /// Where batches come from.
 enum Source {
     Files(Box<Reader>),
+    /// `data.pack`: the files' examples packed into rows as they are read.
+    Packed(Box<PackedReader>),
     /// A multi-process run's work units from the coordinator's cursor.
     Units(Box<CursorData>),
     /// Random batches derived from (seed, step): reproducible on resume.
@@ -354,30 +379,32 @@ impl Source {
     fn skipped_records(&self) -> u64 {
         match self {
             Source::Files(r) => r.stats().skipped_corrupt,
+            Source::Packed(p) => p.stats().skipped_corrupt,
             Source::Units(c) => c.skipped_records(),
             Source::Synthetic { .. } => 0,
         }
     }
 
-    fn next(&mut self, cfg: &PretrainConfig, step: u64) -> Result<Batch> {
-        match self {
-            Source::Files(r) => r
-                .next_batch()
-                .ok_or_else(|| anyhow!("the training data ended (the reader repeats forever)"))?,
-            Source::Units(c) => Ok(c.next_batch()?.batch),
-            Source::Synthetic { vocab, seed, rows } => Ok(synthetic_batch(
+    fn next(&mut self, cfg: &PretrainConfig, step: u64) -> Result<StepBatch> {
+        let ended = || anyhow!("the training data ended (the reader repeats forever)");
+        Ok(match self {
+            Source::Files(r) => StepBatch::Padded(r.next_batch().ok_or_else(ended)??),
+            Source::Packed(p) => StepBatch::Packed(p.next_batch()?.ok_or_else(ended)?),
+            Source::Units(c) => StepBatch::Padded(c.next_batch()?.batch),
+            Source::Synthetic { vocab, seed, rows } => StepBatch::Padded(synthetic_batch(
                 *rows,
                 cfg.data.seq_len,
                 cfg.data.max_predictions,
                 *vocab,
                 seed.wrapping_add(step),
             )),
-        }
+        })
     }
 
     fn state(&self) -> Option<crate::data::ReaderState> {
         match self {
             Source::Files(r) => Some(r.state()),
+            Source::Packed(p) => Some(p.state()),
             Source::Units(_) | Source::Synthetic { .. } => None,
         }
     }
@@ -569,22 +596,27 @@ fn run_in(
                 Some((s, dir)) => reader_state_for(&s.data_position, dir, process_id, processes)?,
                 None => None,
             };
-            let reader = match saved {
-                Some(st) => Reader::resume(rc, st)?,
-                None => Reader::new(rc)?,
-            };
-            Source::Files(Box::new(reader))
+            match micro.max_instances_per_row {
+                Some(_) => Source::Packed(Box::new(packed_source(rc, saved, &micro, rows)?)),
+                None => Source::Files(Box::new(match saved {
+                    Some(st) => Reader::resume(rc, st)?,
+                    None => Reader::new(rc)?,
+                })),
+            }
         }
     };
 
+    if micro.max_instances_per_row.is_some() && !matches!(source, Source::Packed(_)) {
+        bail!(
+            "data.pack trains on packed rows, but this run's data comes from a multi-process \
+             run's work units or from synthetic batches, which are padded; run without --pack"
+        );
+    }
     let evaluator = match &cfg.data.eval {
         Some(pattern) if chief => {
             let files = ReaderConfig::files_from_patterns(pattern).context("data.eval")?;
             // Evaluation runs on replica 0's device with its copy of the parameters.
-            let shapes = BatchShapes {
-                batch_size: cfg.eval_batch_size(),
-                ..micro
-            };
+            let shapes = cfg.eval_shapes();
             Some(Evaluator::new(
                 &client,
                 &model,
@@ -666,6 +698,7 @@ fn run_in(
     };
     let mut window_start = Instant::now();
     let mut window_seqs = 0u64;
+    let mut window_tokens = 0u64;
     let mut first_done: Option<Instant> = None;
     let mut last_checkpoint = None;
     for step in start_step..end_step {
@@ -674,8 +707,11 @@ fn run_in(
         }
         let batch = source.next(cfg, step)?;
         // Every process reads as many rows (readers repeat forever, so batches are full).
-        let real = batch.real_rows as u64 * u64::from(processes);
-        let lits = step_literals(&batch, k, cfg.train.seed, step)?;
+        let real = batch.examples() as u64 * u64::from(processes);
+        let (real_tokens, token_slots) = batch.token_counts();
+        summary.real_tokens += real_tokens as u64;
+        summary.token_slots += token_slots as u64;
+        let lits = batch.step_literals(k, cfg.train.seed, step)?;
         let shards = trainer.upload_shards(0, &lits)?;
         let outs = trainer
             .step_sharded(&[&shards])
@@ -689,6 +725,7 @@ fn run_in(
             window_start = Instant::now();
         } else {
             window_seqs += real;
+            window_tokens += real_tokens as u64 * u64::from(processes);
         }
         if !rec.loss.is_finite() {
             bail!(
@@ -837,7 +874,8 @@ fn run_in(
         let secs = first.elapsed().as_secs_f64();
         let steps_after_first = summary.history.len().saturating_sub(1) as f64;
         if secs > 0.0 && steps_after_first > 0.0 {
-            summary.seq_per_s = steps_after_first * cfg.train.batch_size as f64 / secs;
+            summary.seq_per_s = window_seqs as f64 / secs;
+            summary.real_tokens_per_s = window_tokens as f64 / secs;
         }
     }
     summary.wall_time = t_start.elapsed();
@@ -849,6 +887,11 @@ fn run_in(
         ("wall_time_s", Value::from(summary.wall_time.as_secs_f64())),
         ("compile_s", Value::from(compile_time.as_secs_f64())),
         ("seq_per_s", Value::from(summary.seq_per_s)),
+        ("real_tokens_per_s", Value::from(summary.real_tokens_per_s)),
+        (
+            "real_token_fraction",
+            Value::from(summary.real_token_fraction()),
+        ),
     ];
     if let Some(r) = summary.history.last() {
         fields.push(("loss", Value::from(r.loss)));

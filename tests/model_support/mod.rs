@@ -37,6 +37,7 @@ pub fn shapes() -> BatchShapes {
         batch_size: BATCH,
         seq_len: SEQ,
         max_predictions: PREDS,
+        max_instances_per_row: None,
     }
 }
 
