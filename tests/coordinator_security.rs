@@ -323,9 +323,10 @@ fn every_rpc_is_refused_without_the_token_and_with_a_wrong_one() {
             token: Some(wrong.expose().into()),
             ..Meta::default()
         },
-        // The right token with one byte changed, and a prefix of it.
+        // The right token with its last byte changed (to a different character: appending a
+        // fixed '0' left it unchanged 1 time in 16), and a prefix of it.
         Meta {
-            token: Some(format!("{}0", &token.expose()[..63])),
+            token: Some(with_last_byte_changed(token.expose())),
             ..Meta::default()
         },
         Meta {
@@ -561,4 +562,11 @@ fn the_server_listens_on_the_address_given_and_no_other() {
 
 fn server_at(addr: std::net::SocketAddr, token: &Token) -> coord::Server {
     coord::serve(addr, ServerConfig::new(1, token.clone())).unwrap()
+}
+
+/// `token` with its last character replaced by another hex digit.
+fn with_last_byte_changed(token: &str) -> String {
+    let (head, last) = token.split_at(token.len() - 1);
+    let other = if last == "0" { "1" } else { "0" };
+    format!("{head}{other}")
 }
