@@ -66,15 +66,13 @@ impl Anchors {
     /// bf16 autocast, their attention variants).
     pub fn run(&self, c: &BenchConfig) -> Vec<AnchorResult> {
         if !ANCHOR_MODELS.contains(&c.model.as_str()) {
-            return vec![AnchorResult {
-                name: "anchors".into(),
-                seq_per_s: None,
-                ratio: None,
-                error: Some(format!(
+            return vec![AnchorResult::unavailable(
+                "anchors",
+                format!(
                     "the anchor scripts define BERT {ANCHOR_MODELS:?} only, not {:?}",
                     c.model
-                )),
-            }];
+                ),
+            )];
         }
         let (size, b, s) = (c.model.as_str(), c.batch, c.seq);
         let mut runs: Vec<(&str, Vec<String>)> = vec![];

@@ -108,6 +108,18 @@ pub struct AnchorResult {
     pub error: Option<String>,
 }
 
+impl AnchorResult {
+    /// An anchor that gave no figure, and why.
+    pub fn unavailable(name: &str, why: String) -> Self {
+        AnchorResult {
+            name: name.into(),
+            seq_per_s: None,
+            ratio: None,
+            error: Some(why),
+        }
+    }
+}
+
 /// The comparison with the same configuration in a `--baseline` file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BaselineComparison {
@@ -265,7 +277,7 @@ impl BenchRecord {
         };
         let (new, before) = (self.repeat_medians(), old.repeat_medians());
         let verdict = super::stats::compare(&new, &before);
-        let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+        let mean = |xs: &[f64]| super::stats::mean_sd(xs).map_or(0.0, |(m, _)| m);
         let old_mean = mean(&before);
         self.baseline = Some(BaselineComparison {
             verdict: verdict.name().into(),

@@ -263,12 +263,7 @@ fn run_anchors(
             }
             results
         }
-        Err(why) => vec![AnchorResult {
-            name: "anchors".into(),
-            seq_per_s: None,
-            ratio: None,
-            error: Some(why.clone()),
-        }],
+        Err(why) => vec![AnchorResult::unavailable("anchors", why.clone())],
     }
 }
 
