@@ -16,9 +16,11 @@
 //! ```
 //! See `configs/pretrain-tiny.toml` for a complete, commented example.
 use crate::backend::{AttentionChoice, Backend};
+use crate::model::fp8::fp8_setup;
 use crate::model::{BertConfig, ComputeDtype, HiddenAct};
 use crate::train::{
-    AdamW, AdamWeightDecay, Lamb, Optimizer, Policy, Schedule, Sgd, StepConfig, WeightDecay,
+    AdamW, AdamWeightDecay, DelayedScaling, Lamb, Optimizer, Policy, Schedule, Sgd, StepConfig,
+    WeightDecay,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -140,8 +142,14 @@ pub struct TrainSection {
     /// Decay of Adam's second-moment average (adam_weight_decay, adamw, lamb; BERT: 0.999).
     /// 0.98 (RoBERTa's choice) tolerates a higher learning rate in short runs.
     pub adam_beta2: f64,
-    /// `f32` or `bf16` (bf16 matmul inputs and activations, f32 master weights and statistics).
+    /// `f32`, `bf16` (bf16 matmul inputs and activations, f32 master weights and statistics) or
+    /// `fp8` (bf16, with the encoder's dense layers as FP8 matmuls under delayed scaling).
     pub precision: String,
+    /// fp8: steps of amax history each per-tensor scale is computed from (Transformer Engine's
+    /// `amax_history_len`).
+    pub fp8_amax_history: usize,
+    /// fp8: the scaled amax lands at `fp8_max * 2^-margin` (Transformer Engine's `margin`).
+    pub fp8_margin: f64,
     pub accumulation_steps: u32,
     /// Seeds initialization, data order and dropout.
     pub seed: u64,
@@ -161,6 +169,8 @@ impl Default for TrainSection {
             clip_norm: 1.0,
             adam_beta2: 0.999,
             precision: "f32".into(),
+            fp8_amax_history: 16,
+            fp8_margin: 0.0,
             accumulation_steps: 1,
             seed: 12345,
         }
@@ -707,7 +717,7 @@ impl PretrainConfig {
     pub fn compute_dtype(&self) -> Result<ComputeDtype> {
         ComputeDtype::parse(&self.train.precision).ok_or_else(|| {
             anyhow!(
-                "config: train.precision {:?}: choose f32 or bf16",
+                "config: train.precision {:?}: choose f32, bf16 or fp8",
                 self.train.precision
             )
         })
@@ -766,8 +776,8 @@ impl PretrainConfig {
             .map_err(|_| anyhow!("config: device.attention {a:?}: choose auto, graph or cudnn"))
     }
 
-    /// Optimizer, schedule, clipping and accumulation of the train step. Parameters stay f32
-    /// (the policy); bf16 is the model's compute dtype.
+    /// Optimizer, schedule, clipping, accumulation and FP8 scaling of the train step.
+    /// Parameters stay f32 (the policy); bf16 and fp8 are the model's compute dtype.
     pub fn step_config(&self) -> Result<StepConfig> {
         let t = &self.train;
         let decay = WeightDecay::bert(t.weight_decay);
@@ -823,6 +833,10 @@ impl PretrainConfig {
             },
             other => bail!("config: train.schedule {other:?}: choose linear, cosine or constant"),
         };
+        let recipe = DelayedScaling {
+            history_len: t.fp8_amax_history,
+            margin: t.fp8_margin,
+        };
         Ok(StepConfig {
             optimizer,
             schedule,
@@ -830,6 +844,7 @@ impl PretrainConfig {
             accumulation_steps: t.accumulation_steps,
             policy: Policy::f32(),
             replicas: 1,
+            fp8: fp8_setup(&self.bert_config()?, &recipe),
         })
     }
 
