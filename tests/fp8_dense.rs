@@ -4,13 +4,16 @@
 //! rounding of their bf16 results, and the lowered HLO in the form XLA:GPU's FP8 GEMM rewriter
 //! matches (every dot fed by `multiply(convert(f8), broadcast(scale))`).
 mod common;
+#[path = "fp8_support/pattern.rs"]
+mod pattern;
 use common::check::assert_close;
 use common::inputs::*;
 use common::*;
 use half::bf16;
-use hlo::proto::{HloInstructionProto, HloModuleProto, PrimitiveType};
+use hlo::proto::PrimitiveType;
 use hlo::ElementType::{self, *};
 use hlo::{F8E4M3FN as E4, F8E5M2 as E5};
+use pattern::{dequantized_from, entry, ty};
 use rand::Rng;
 use tpu_run::model::fp8::fp8_matmul;
 
@@ -274,54 +277,6 @@ fn fp8_matmul_forward_and_backward_match_the_reference() {
     let c64: Vec<f64> = c32.iter().map(|&v| f64::from(v)).collect();
     let (dw_plain, _) = matmul_ref(&transpose(&xq, rows, k), &c64, k, rows, n);
     assert!(off(&f64s(&out[2]), &dw) * 4.0 < off(&f64s(&out[2]), &dw_plain));
-}
-
-/// The entry computation's instructions by id.
-fn entry(p: &HloModuleProto) -> std::collections::HashMap<i64, HloInstructionProto> {
-    let c = p
-        .computations
-        .iter()
-        .find(|c| c.id == p.entry_computation_id)
-        .expect("entry computation");
-    c.instructions.iter().map(|i| (i.id, i.clone())).collect()
-}
-
-fn ty(i: &HloInstructionProto) -> i32 {
-    i.shape.as_ref().map_or(0, |s| s.element_type)
-}
-
-/// The f8 type a dot operand is dequantized from, if it has the rewriter's form: ops that
-/// commute with dequantization (copy, reshape, transpose, bitcast), then
-/// `multiply(convert(f8), broadcast(scalar))` in either order.
-fn dequantized_from(
-    ins: &std::collections::HashMap<i64, HloInstructionProto>,
-    mut id: i64,
-) -> Option<i32> {
-    let f8 = [PrimitiveType::F8e4m3fn as i32, PrimitiveType::F8e5m2 as i32];
-    while matches!(
-        ins[&id].opcode.as_str(),
-        "copy" | "reshape" | "transpose" | "bitcast"
-    ) {
-        id = ins[&id].operand_ids[0];
-    }
-    let mul = &ins[&id];
-    if mul.opcode != "multiply" {
-        return None;
-    }
-    let (a, b) = (&ins[&mul.operand_ids[0]], &ins[&mul.operand_ids[1]]);
-    let (conv, bcast) = if a.opcode == "convert" {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    let scalar =
-        |i: &HloInstructionProto| i.shape.as_ref().is_some_and(|s| s.dimensions.is_empty());
-    let src = &ins[&conv.operand_ids[0]];
-    (conv.opcode == "convert"
-        && bcast.opcode == "broadcast"
-        && scalar(&ins[&bcast.operand_ids[0]])
-        && f8.contains(&ty(src)))
-    .then(|| ty(src))
 }
 
 #[test]
