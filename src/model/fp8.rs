@@ -13,6 +13,7 @@
 use super::params::names;
 use super::{BertConfig, ComputeDtype, ModelError, Result};
 use crate::train::fp8::{DelayedScaling, Fp8Setup, Fp8Tensor};
+use crate::train::StepConfig;
 use hlo::ir::{DotDims, Precision};
 use hlo::{Builder, ElementType, Value};
 
@@ -39,6 +40,23 @@ pub fn fp8_setup(cfg: &BertConfig, recipe: &DelayedScaling) -> Option<Fp8Setup> 
         recipe: recipe.clone(),
         layers: fp8_layer_names(cfg),
     })
+}
+
+/// Errors unless `step` carries the FP8 scaling state `cfg`'s FP8 matmuls need (a step built
+/// for an fp8 model without it would not find their scales).
+pub fn require_fp8_setup(cfg: &BertConfig, step: &StepConfig) -> anyhow::Result<()> {
+    match (cfg.compute_dtype, &step.fp8) {
+        (ComputeDtype::Fp8, None) => anyhow::bail!(
+            "the model computes in fp8 but the train step carries no FP8 scaling state; set \
+             StepConfig::fp8 (model::fp8::fp8_setup)"
+        ),
+        (ComputeDtype::Fp8, Some(f)) if f.layers != fp8_layer_names(cfg) => anyhow::bail!(
+            "the train step's FP8 matmuls ({}) are not the model's ({})",
+            f.layers.len(),
+            fp8_layer_names(cfg).len()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// `x[..., k] w[k, n]` as an FP8 matmul (see the module docs) with `scales` for x, w and the

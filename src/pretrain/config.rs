@@ -5,7 +5,7 @@
 //! [model]        # preset = "tiny" | ... | "large", or config_file = "bert_config.json"
 //! [data]         # train = "shards/*.tfrecord", eval = "...", seq_len, max_predictions
 //! [train]        # batch_size, steps, warmup_steps, learning_rate, end_learning_rate, schedule,
-//!                # optimizer, adam_beta2, precision, seed
+//!                # optimizer, adam_beta2, precision, fp8_amax_history, fp8_margin, seed
 //! [eval]         # interval, batches
 //! [checkpoint]   # dir, interval, keep_last, resume
 //! [device]       # backend = "cpu" | "cuda" | "tpu", plugin = "/path/to/pjrt_plugin.so", num_devices,
@@ -569,7 +569,10 @@ impl PretrainConfig {
         }
         self.backend()?;
         self.compute_dtype()?;
-        self.step_config()?;
+        if let Some(f) = self.step_config()?.fp8 {
+            f.check()
+                .context("config: train.fp8_amax_history and train.fp8_margin")?;
+        }
         let model = self.bert_config()?;
         if d.seq_len > model.max_position_embeddings {
             bail!(
@@ -972,6 +975,25 @@ mod tests {
             (d.train.end_learning_rate, d.train.adam_beta2),
             (0.0, 0.999)
         );
+    }
+
+    #[test]
+    fn fp8_precision_gives_the_step_its_scaling_state() {
+        let text = "[data]\nsynthetic = true\n[model]\npreset = \"tiny\"\n[train]\n\
+                    precision = \"fp8\"\nfp8_amax_history = 8\nfp8_margin = 1.0\n";
+        let mut c = PretrainConfig::from_toml_str(text, "t.toml").unwrap();
+        c.validate().unwrap();
+        let f = c.step_config().unwrap().fp8.unwrap();
+        assert_eq!((f.recipe.history_len, f.recipe.margin), (8, 1.0));
+        // tiny: 2 layers of query, key, value, attention output, FFN in and out.
+        assert_eq!(f.layers.len(), 12);
+        assert_eq!(f.state_specs().len(), 12 * 3 * 2);
+        c.train.fp8_amax_history = 0;
+        let e = format!("{:#}", c.validate().unwrap_err());
+        assert!(e.contains("train.fp8_amax_history"), "{e}");
+        c.train.precision = "bf16".into();
+        c.validate().unwrap();
+        assert!(c.step_config().unwrap().fp8.is_none());
     }
 
     #[test]
