@@ -175,8 +175,8 @@ fn fp8_losses_track_bf16() {
 
 /// Transformer Engine's scale update, as its `amax_and_scale_update` computes it in f32.
 fn te_scale(history: &[f32], prev: f32, fp8_max: f32) -> f32 {
-    let amax = history.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if amax.is_finite() && amax > 0.0 {
+    let amax = history.iter().copied().fold(0.0f32, f32::max);
+    if amax.is_finite() && amax >= f32::MIN_POSITIVE {
         (fp8_max / amax).min(f32::MAX)
     } else {
         prev

@@ -9,7 +9,11 @@
 //!
 //! 1. computes this step's scale from the state, before seeing the tensors (delayed scaling):
 //!    `scale = min(fp8_max * 2^-margin / max(history), f32::MAX)` when `max(history)` is finite
-//!    and > 0, else the previous scale (so the initial scale, 1, holds until a history exists);
+//!    and > 0, else the previous scale (so the initial scale, 1, holds until a history exists).
+//!    NaN amaxes in the history are ignored (TE's `fmaxf`). One deviation: an amax below f32's
+//!    smallest normal value counts as none (TE would divide and clamp to f32::MAX); backends
+//!    that flush subnormals (XLA:CPU) see zero there anyway, and the explicit test makes every
+//!    backend agree;
 //! 2. quantizes with it and measures each tensor's amax (the maximum over the micro-batches of
 //!    gradient accumulation and over the data-parallel replicas, so every replica keeps the same
 //!    state);
@@ -159,12 +163,17 @@ impl Fp8Setup {
     /// TE's scale update for one tensor (see the module docs).
     fn scale(&self, b: &Builder, t: Fp8Tensor, history: Value, prev: Value) -> Result<Value> {
         let f32 = ElementType::F32;
-        let amax = b.reduce_max(history, &[0])?;
+        // NaN entries count as 0, as TE's fmaxf-from-0 reduction has it (XLA's max may or may
+        // not propagate NaN, by backend).
+        let zeros = b.zeros_like(history)?;
+        let clean = b.select(b.ne(history, history)?, zeros, history)?;
+        let amax = b.reduce_max(clean, &[0])?;
         let target = t.fp8_max() * (-self.recipe.margin).exp2();
         let fresh = b.div(b.scalar_of(f32, target)?, amax)?;
-        // A subnormal amax overflows the division; TE then uses f32's largest value.
+        // A tiny amax overflows the division; TE then uses f32's largest value.
         let fresh = b.min(fresh, b.scalar_of(f32, f64::from(f32::MAX))?)?;
-        let usable = b.and(b.is_finite(amax)?, b.gt(amax, b.scalar_of(f32, 0.0)?)?)?;
+        let smallest_normal = b.scalar_of(f32, f64::from(f32::MIN_POSITIVE))?;
+        let usable = b.and(b.is_finite(amax)?, b.ge(amax, smallest_normal)?)?;
         Ok(b.select(usable, fresh, prev)?)
     }
 
