@@ -107,7 +107,10 @@ fn scales_and_histories_follow_transformer_engine() {
             shifted.extend(&h[..LEN - 1]);
             let got_h = vals::<f32>(&out[2 * j]);
             assert!(
-                got_h.iter().zip(&shifted).all(|(a, b)| a.to_bits() == b.to_bits()),
+                got_h
+                    .iter()
+                    .zip(&shifted)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{layer} {}: history {got_h:?}, want {shifted:?}",
                 t.name()
             );

@@ -355,3 +355,64 @@ fn every_encoder_matmul_of_the_lowered_step_is_an_fp8_gemm() {
     let (fp8, _) = pattern::fp8_dots(&hlo::lower::to_proto(&program.module).unwrap());
     assert!(fp8.is_empty());
 }
+
+/// The tiny model without dropout, trained on 4 rows a step as `k` micro-batches on `replicas`
+/// replicas.
+fn fp8_trainer(k: u32, replicas: u32) -> (Trainer, usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config("fp8", None, tmp.path(), 10);
+    cfg.model.hidden_dropout_prob = Some(0.0);
+    cfg.model.attention_probs_dropout_prob = Some(0.0);
+    let model = cfg.bert_config().unwrap();
+    let micro = BatchShapes {
+        batch_size: 4 / (k * replicas) as usize,
+        seq_len: SEQ,
+        max_predictions: PREDS,
+    };
+    let step = cfg
+        .step_config()
+        .unwrap()
+        .with_accumulation(k)
+        .with_replicas(replicas);
+    let program = train_program(&model, &micro, &step).unwrap();
+    let set = init_params(&model, 7);
+    let params: Vec<Literal> = program
+        .layout
+        .params
+        .iter()
+        .map(|p| Literal::from_slice(&set.get(&p.name).unwrap().data, &p.shape.dims).unwrap())
+        .collect();
+    let first = program
+        .layout
+        .opt_state
+        .iter()
+        .position(|s| s.name.starts_with("fp8/"))
+        .unwrap();
+    (Trainer::new(client(), &program, &params).unwrap(), first)
+}
+
+#[test]
+fn amaxes_are_the_max_over_micro_batches_and_replicas() {
+    let (mut one, first) = fp8_trainer(1, 1);
+    let (mut split, _) = fp8_trainer(2, 2);
+    for step in 0..3u64 {
+        let batch = synthetic_batch(4, SEQ, PREDS, 96, 200 + step);
+        one.step_host(&step_literals(&batch, 1, 7, step).unwrap())
+            .unwrap();
+        split
+            .step_host(&step_literals(&batch, 2, 7, step).unwrap())
+            .unwrap();
+    }
+    let fp8 = |t: &Trainer, r: usize| -> Vec<Vec<f32>> {
+        t.replica_opt_state(r).unwrap()[first..]
+            .iter()
+            .map(f32s)
+            .collect()
+    };
+    // Every replica holds the same FP8 state.
+    assert_eq!(fp8(&split, 0), fp8(&split, 1));
+    // The first layer's query input is the embeddings' layer norm, row by row: its amax over 4
+    // rows in one piece equals the max over 2 micro-batches of 2 replicas of 1 row.
+    let (a, b) = (fp8(&one, 0)[0][0], fp8(&split, 0)[0][0]);
+    assert!(a > 0.0 && ((a - b) / a).abs() < 1e-6, "x amax {a} vs {b}");
+}
