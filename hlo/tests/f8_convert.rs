@@ -130,7 +130,11 @@ fn inputs(spec: &Spec, seed: u64) -> Vec<f32> {
     for _ in 0..20000 {
         let e = lo + (rng.next() % (hi - lo) as u64) as i32;
         let x = (1.0 + rng.unit()) * 2f64.powi(e);
-        let s = if rng.next().is_multiple_of(2) { 1.0 } else { -1.0 };
+        let s = if rng.next().is_multiple_of(2) {
+            1.0
+        } else {
+            -1.0
+        };
         v.push((s * x) as f32);
     }
     let c = spec.candidates();
