@@ -2,8 +2,9 @@
 //! bf16 step's; over 20 steps the fp8 losses track bf16; the delayed-scaling state (amax
 //! histories and scales) follows Transformer Engine's recipe, computed here in Rust; a run
 //! stopped and resumed from a checkpoint repeats the uninterrupted one bit for bit, FP8 state
-//! included; and every encoder matmul of the lowered step is in the form XLA:GPU rewrites into
-//! an FP8 GEMM.
+//! included; amaxes are maxima over micro-batches and replicas, whose FP8 state stays
+//! identical; every encoder matmul of the lowered step (pretraining and SQuAD) is in the form
+//! XLA:GPU rewrites into an FP8 GEMM; and the pretraining benchmark runs in fp8.
 mod common;
 #[path = "fp8_support/pattern.rs"]
 mod pattern;
@@ -415,4 +416,43 @@ fn amaxes_are_the_max_over_micro_batches_and_replicas() {
     // rows in one piece equals the max over 2 micro-batches of 2 replicas of 1 row.
     let (a, b) = (fp8(&one, 0)[0][0], fp8(&split, 0)[0][0]);
     assert!(a > 0.0 && ((a - b) / a).abs() < 1e-6, "x amax {a} vs {b}");
+}
+
+#[test]
+fn squad_builds_and_the_pretrain_benchmark_runs_in_fp8() {
+    use tpu_run::bench::measure::MeasureOptions;
+    let opts = MeasureOptions {
+        steps: 2,
+        warmup: 1,
+        profile: None,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut model = config("fp8", None, tmp.path(), 10).bert_config().unwrap();
+    model.max_position_embeddings = 64;
+    // SQuAD: the fine-tuning step carries the FP8 state too. (It is built, not run: its QA
+    // head's bf16 x bf16 -> f32 dot has no XLA:CPU kernel, under bf16 as under fp8.)
+    let hyper = tpu_run::finetune::squad_train::Hyper {
+        learning_rate: 3e-5,
+        warmup_steps: 1,
+        total_steps: 10,
+        weight_decay: 0.01,
+        clip_norm: Some(1.0),
+    };
+    let program = tpu_run::finetune::squad_train::train_program(
+        &model,
+        2,
+        64,
+        &hyper.step_config_for_model(&model, 1),
+    )
+    .unwrap();
+    let (fp8, _) = pattern::fp8_dots(&hlo::lower::to_proto(&program.module).unwrap());
+    assert_eq!(fp8.len(), 3 * 6 * model.num_hidden_layers);
+    // Without the FP8 state an fp8 model's step is refused, naming what is missing.
+    let e = tpu_run::finetune::squad_train::train_program(&model, 2, 64, &hyper.step_config())
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("FP8 scaling state"), "{e:#}");
+    // Pretraining through the bench's own entry point.
+    let cfg = config("fp8", None, tmp.path(), 10);
+    let m = tpu_run::pretrain::bench::measure(&cfg, &opts).unwrap();
+    assert!(m.last_loss.is_finite());
 }
