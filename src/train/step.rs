@@ -543,7 +543,11 @@ pub(crate) fn forward_backward(
             scales.values.len()
         );
     }
-    let amaxes = lg.grads.split_off(lg.grads.len().min(params.len()));
+    let amaxes = if scales.values.is_empty() {
+        vec![]
+    } else {
+        lg.grads.split_off(params.len())
+    };
     check_loss_and_grads(b, &lg, params)?;
     let f32 = |v: Value| b.convert(v, ElementType::F32);
     Ok(ForwardBackward {
