@@ -6,6 +6,7 @@
 #                                             -> REPO_ROOT/.device-carry/fp8 (git-ignored)
 #   tools/gpu_fp8.sh run GROUP [REPO_ROOT]    on the GPU machine (no network needed); GROUP:
 #       bench      BERT-base and BERT-large pretraining, seq 128 batch 256, bf16 and fp8
+#                  (base128 and large128: one model each, to fit 10-minute device commands)
 #       large512   BERT-large pretraining, seq 512 batch 32, bf16 and fp8
 #       converge   500 steps of BERT-base (seq 128, batch 256) in bf16 and in fp8 on TFRecord
 #                  shards made here by `tpu-run create-data` from ../shared/data/corpus (train:
@@ -173,9 +174,12 @@ print(json.dumps(v))
 PY
     }
     case "$GROUP" in
-        bench)
-            invoke bench "${bench[@]}" --model base,large --task pretrain --seq 128 --batch 256
-            fp8_report "$out/bench.jsonl"
+        bench | base128 | large128)
+            local models=base,large
+            [ "$GROUP" = base128 ] && models=base
+            [ "$GROUP" = large128 ] && models=large
+            invoke "$GROUP" "${bench[@]}" --model "$models" --task pretrain --seq 128 --batch 256
+            fp8_report "$out/$GROUP.jsonl"
             ;;
         large512)
             invoke large512 "${bench[@]}" --model large --task pretrain --seq 512 --batch 32
@@ -188,7 +192,7 @@ PY
 }
 
 if [ "$cmd" = run ] && [ "$GROUP" = all ]; then
-    for g in bench large512 converge; do
+    for g in base128 large128 large512 converge; do
         "$0" run "$g" "$ROOT"
     done
     exit 0
