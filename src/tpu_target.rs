@@ -264,7 +264,8 @@ impl MemoryEstimate {
     pub fn for_model(cfg: &BertConfig, shapes: &BatchShapes, what: What, slots: u64) -> Self {
         let c: u64 = match cfg.compute_dtype {
             ComputeDtype::F32 => 4,
-            ComputeDtype::Bf16 => 2,
+            // fp8 keeps bf16 activations (the f8 copies are transient).
+            ComputeDtype::Bf16 | ComputeDtype::Fp8 => 2,
         };
         let n_params: u64 = param_specs(cfg)
             .iter()

@@ -200,6 +200,8 @@ fn safetensors_bytes_read_by_hand_match() {
         (ElementType::Bf16, "BF16"),
         (ElementType::F32, "F32"),
         (ElementType::F64, "F64"),
+        (ElementType::F8E4M3FN, "F8_E4M3"),
+        (ElementType::F8E5M2, "F8_E5M2"),
     ];
     let mut covered = 0;
     for (name, lit) in &state.params {
@@ -764,7 +766,7 @@ fn from_parts_names_trainer_tensors_after_the_spec() {
         .unwrap_err()
         .to_string();
     assert!(
-        msg.contains("parameters: got 14 tensors, the spec names 15"),
+        msg.contains("parameters: got 16 tensors, the spec names 17"),
         "{msg}"
     );
 

@@ -16,10 +16,14 @@ pub enum ElementType {
     Bf16,
     F32,
     F64,
+    /// 8-bit float, 4 exponent and 3 mantissa bits, finite and NaN only (see [`crate::f8`]).
+    F8E4M3FN,
+    /// 8-bit float, 5 exponent and 2 mantissa bits, with infinities (see [`crate::f8`]).
+    F8E5M2,
 }
 
 impl ElementType {
-    pub const ALL: [ElementType; 11] = [
+    pub const ALL: [ElementType; 13] = [
         Self::Pred,
         Self::S8,
         Self::S32,
@@ -31,6 +35,8 @@ impl ElementType {
         Self::Bf16,
         Self::F32,
         Self::F64,
+        Self::F8E4M3FN,
+        Self::F8E5M2,
     ];
 
     /// XLA's text spelling: `pred`, `s32`, `bf16`, ...
@@ -47,13 +53,15 @@ impl ElementType {
             Self::Bf16 => "bf16",
             Self::F32 => "f32",
             Self::F64 => "f64",
+            Self::F8E4M3FN => "f8e4m3fn",
+            Self::F8E5M2 => "f8e5m2",
         }
     }
 
     /// Bytes per element on the host and on device (pred is one byte).
     pub fn byte_size(self) -> usize {
         match self {
-            Self::Pred | Self::S8 | Self::U8 => 1,
+            Self::Pred | Self::S8 | Self::U8 | Self::F8E4M3FN | Self::F8E5M2 => 1,
             Self::F16 | Self::Bf16 => 2,
             Self::S32 | Self::U32 | Self::F32 => 4,
             Self::S64 | Self::U64 | Self::F64 => 8,
@@ -61,7 +69,16 @@ impl ElementType {
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, Self::F16 | Self::Bf16 | Self::F32 | Self::F64)
+        matches!(
+            self,
+            Self::F16 | Self::Bf16 | Self::F32 | Self::F64 | Self::F8E4M3FN | Self::F8E5M2
+        )
+    }
+
+    /// The 8-bit float types (storage formats: XLA computes on them by converting to wider
+    /// types).
+    pub fn is_f8(self) -> bool {
+        matches!(self, Self::F8E4M3FN | Self::F8E5M2)
     }
 
     pub fn is_integer(self) -> bool {
@@ -97,6 +114,8 @@ impl ElementType {
             Self::Bf16 => PrimitiveType::Bf16,
             Self::F32 => PrimitiveType::F32,
             Self::F64 => PrimitiveType::F64,
+            Self::F8E4M3FN => PrimitiveType::F8e4m3fn,
+            Self::F8E5M2 => PrimitiveType::F8e5m2,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Constant arrays: typed data held as little-endian bytes with an array shape.
 use crate::dtype::{from_le_bytes, to_le_bytes, ElementType, NativeType};
 use crate::error::HloError;
+use crate::f8::{F8E4M3FN, F8E5M2};
 use crate::shape::ArrayShape;
 use half::{bf16, f16};
 
@@ -48,6 +49,8 @@ impl Literal {
             ElementType::Bf16 => to_le_bytes(&[bf16::from_f64(v)]),
             ElementType::F32 => to_le_bytes(&[v as f32]),
             ElementType::F64 => to_le_bytes(&[v]),
+            ElementType::F8E4M3FN => to_le_bytes(&[F8E4M3FN::from_f64(v)]),
+            ElementType::F8E5M2 => to_le_bytes(&[F8E5M2::from_f64(v)]),
         };
         Self {
             shape: ArrayShape::scalar(ty),
@@ -110,6 +113,8 @@ impl Literal {
                 ElementType::Bf16 => bf16::read_le(c).to_f64(),
                 ElementType::F32 => f64::from(f32::read_le(c)),
                 ElementType::F64 => f64::read_le(c),
+                ElementType::F8E4M3FN => F8E4M3FN::read_le(c).to_f64(),
+                ElementType::F8E5M2 => F8E5M2::read_le(c).to_f64(),
             })
             .collect()
     }

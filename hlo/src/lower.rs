@@ -70,6 +70,8 @@ fn literal_fields(l: &Literal) -> std::result::Result<p::LiteralProto, String> {
         ElementType::U8 => out.u8s = b.to_vec(),
         ElementType::F16 => out.f16s = b.to_vec(),
         ElementType::Bf16 => out.bf16s = b.to_vec(),
+        ElementType::F8E4M3FN => out.f8e4m3fns = b.to_vec(),
+        ElementType::F8E5M2 => out.f8e5m2s = b.to_vec(),
         ElementType::S32 => out.s32s = typed(l)?,
         ElementType::S64 => out.s64s = typed(l)?,
         ElementType::U32 => out.u32s = typed(l)?,

@@ -5,6 +5,7 @@
 //! Attributes are spelled and ordered as XLA's printer does; operands are printed as `%name`
 //! only (XLA's short parsable form), and constants always with all their values.
 use crate::dtype::{ElementType, NativeType};
+use crate::f8::{F8E4M3FN, F8E5M2};
 use crate::ir::{CollectiveAttrs, CompId, Computation, Instruction, Module, Op, WindowDim};
 use crate::literal::Literal;
 use half::{bf16, f16};
@@ -661,6 +662,12 @@ fn element_strings(l: &Literal) -> Vec<String> {
         ElementType::Bf16 => floats(l.to_vec::<bf16>(), |v| (v.to_f32().to_string(), v.to_f64())),
         ElementType::F32 => floats(l.to_vec::<f32>(), |v| (v.to_string(), f64::from(v))),
         ElementType::F64 => floats(l.to_vec::<f64>(), |v| (v.to_string(), v)),
+        ElementType::F8E4M3FN => floats(l.to_vec::<F8E4M3FN>(), |v| {
+            (v.to_f32().to_string(), v.to_f64())
+        }),
+        ElementType::F8E5M2 => floats(l.to_vec::<F8E5M2>(), |v| {
+            (v.to_f32().to_string(), v.to_f64())
+        }),
     }
 }
 
@@ -713,6 +720,35 @@ mod tests {
         assert_eq!(literal_text(&col), "{ {1}, {2} }");
         let e = Literal::from_slice::<f32>(&[], &[0]).unwrap();
         assert_eq!(literal_text(&e), "{}");
+    }
+
+    #[test]
+    fn f8_types_print_as_xla_spells_them() {
+        let q = Literal::from_slice(
+            &[F8E4M3FN::from_f32(448.0), F8E4M3FN::from_f32(-0.0625)],
+            &[2],
+        )
+        .unwrap();
+        assert_eq!(literal_text(&q), "{448, -0.0625}");
+        assert_eq!(
+            literal_text(&Literal::scalar(F8E4M3FN::from_bits(0x7F))),
+            "nan"
+        );
+        assert_eq!(
+            literal_text(&Literal::scalar(F8E5M2::from_f32(-1e9))),
+            "-inf"
+        );
+        let m = crate::ModuleBuilder::new("q");
+        let b = m.builder("main");
+        let x = b
+            .parameter(crate::Shape::array(ElementType::F32, vec![4]), "x")
+            .unwrap();
+        let y = b.convert(x, ElementType::F8E4M3FN).unwrap();
+        let z = b.convert(y, ElementType::F8E5M2).unwrap();
+        let e = b.finish(z).unwrap();
+        let t = to_text(&m.build(e).unwrap());
+        assert!(t.contains("f8e4m3fn[4]{0} convert("), "{t}");
+        assert!(t.contains("f8e5m2[4]{0} convert("), "{t}");
     }
 
     #[test]

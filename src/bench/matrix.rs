@@ -54,7 +54,7 @@ pub struct BenchConfig {
     pub seq: usize,
     /// The global batch (split over `devices` for pretraining).
     pub batch: usize,
-    /// "f32" or "bf16".
+    /// "f32", "bf16" or "fp8".
     pub precision: String,
     /// "graph", "cudnn" or "auto".
     pub attention: String,
@@ -185,8 +185,8 @@ fn skip_reason(
         if backend != Backend::Cuda {
             return Some("cudnn attention needs --backend cuda".into());
         }
-        if precision != ComputeDtype::Bf16 {
-            return Some("cudnn attention needs bf16".into());
+        if precision == ComputeDtype::F32 {
+            return Some("cudnn attention needs bf16 (or fp8, bf16 outside the matmuls)".into());
         }
         let mut fused = model.clone();
         fused.compute_dtype = precision;

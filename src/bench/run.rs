@@ -188,7 +188,7 @@ fn measure_config(
 fn model_config(c: &BenchConfig, opts: &BenchOptions) -> Result<BertConfig> {
     let mut m = BertConfig::preset(&c.model)?;
     m.compute_dtype = ComputeDtype::parse(&c.precision)
-        .ok_or_else(|| anyhow!("precision {:?}: choose f32 or bf16", c.precision))?;
+        .ok_or_else(|| anyhow!("precision {:?}: choose f32, bf16 or fp8", c.precision))?;
     if let Some(p) = c.dropout {
         m.hidden_dropout_prob = p;
         m.attention_probs_dropout_prob = p;

@@ -3,7 +3,7 @@
 //! The file format is the `safetensors` crate's (the reference implementation Hugging Face's
 //! Python package wraps), so our files open in `safetensors.numpy.load_file` and theirs here.
 //! Every [`ElementType`] maps to a safetensors dtype (`pred` is `BOOL`, `s32` is `I32`, ...);
-//! safetensors dtypes we have no element type for (I16, U16, F8 variants, ...) are an error
+//! safetensors dtypes we have no element type for (I16, U16, other F8 variants, ...) are an error
 //! naming the tensor.
 use super::error::{CkptError, Result};
 use hlo::{ArrayShape, ElementType, Literal};
@@ -29,6 +29,8 @@ pub fn dtype_of(ty: ElementType) -> Dtype {
         ElementType::Bf16 => Dtype::BF16,
         ElementType::F32 => Dtype::F32,
         ElementType::F64 => Dtype::F64,
+        ElementType::F8E4M3FN => Dtype::F8_E4M3,
+        ElementType::F8E5M2 => Dtype::F8_E5M2,
     }
 }
 

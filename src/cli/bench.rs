@@ -35,7 +35,8 @@ pub struct BenchArgs {
     /// Global batch sizes, comma-separated.
     #[arg(long, default_value = "8", value_delimiter = ',')]
     pub batch: Vec<usize>,
-    /// f32 and/or bf16, comma-separated (default: f32 on cpu, bf16 on cuda and tpu).
+    /// f32, bf16 and/or fp8, comma-separated (default: f32 on cpu, bf16 on cuda and tpu); fp8
+    /// is bf16 with the encoder's dense layers as FP8 matmuls under delayed scaling.
     #[arg(long, value_delimiter = ',')]
     pub precision: Vec<String>,
     /// Self-attention kernels, comma-separated: graph, cudnn, auto.
@@ -245,7 +246,7 @@ fn axes(a: &BenchArgs) -> Result<Axes> {
             .iter()
             .map(|p| {
                 ComputeDtype::parse(p)
-                    .ok_or_else(|| anyhow!("--precision {p:?}: choose f32 or bf16"))
+                    .ok_or_else(|| anyhow!("--precision {p:?}: choose f32, bf16 or fp8"))
             })
             .collect::<Result<_>>()?
     };

@@ -66,7 +66,8 @@ pub struct CompileArgs {
     /// Masked-LM predictions per sequence [default: the run config's, else 20].
     #[arg(long, conflicts_with = "example")]
     pub max_predictions: Option<usize>,
-    /// f32 or bf16 (bf16 matmul inputs, f32 accumulation and master weights).
+    /// f32, bf16 (bf16 matmul inputs, f32 accumulation and master weights) or fp8 (bf16 with
+    /// the encoder's dense layers as FP8 matmuls under delayed scaling).
     #[arg(long, conflicts_with = "example")]
     pub precision: Option<String>,
     /// adam_weight_decay, adamw, lamb or sgd.

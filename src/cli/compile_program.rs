@@ -160,6 +160,7 @@ pub(super) fn build_bert(
         match model.compute_dtype {
             ComputeDtype::F32 => "f32",
             ComputeDtype::Bf16 => "bf16 matmuls, f32 accumulation",
+            ComputeDtype::Fp8 => "fp8 encoder matmuls (delayed scaling), bf16 elsewhere",
         },
         t.batch_size,
         shapes.seq_len,

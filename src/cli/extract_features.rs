@@ -51,7 +51,10 @@ pub fn run(a: &ExtractFeaturesArgs) -> Result<()> {
         None => None,
         Some(p) => Some(
             ComputeDtype::parse(p)
-                .ok_or_else(|| anyhow!("--precision {p:?}: choose f32 or bf16"))?,
+                .filter(|d| *d != ComputeDtype::Fp8)
+                .ok_or_else(|| {
+                    anyhow!("--precision {p:?}: choose f32 or bf16 (fp8 applies to training)")
+                })?,
         ),
     };
     let settings = ExtractSettings {

@@ -69,7 +69,8 @@ pub struct SquadArgs {
     pub n_best_size: usize,
     #[arg(long, default_value_t = 30)]
     pub max_answer_length: usize,
-    /// f32 or bf16 (default: bf16 on cuda/tpu, f32 on cpu).
+    /// f32, bf16 or fp8 (bf16 with the encoder's dense layers as FP8 matmuls under delayed
+    /// scaling; default: bf16 on cuda/tpu, f32 on cpu).
     #[arg(long)]
     pub precision: Option<String>,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -138,9 +139,8 @@ fn precision(args: &SquadArgs) -> Result<ComputeDtype> {
 pub fn parse_precision(given: Option<&str>, backend: Backend) -> Result<ComputeDtype> {
     match given {
         None => Ok(default_precision(backend)),
-        Some(p) => {
-            ComputeDtype::parse(p).ok_or_else(|| anyhow!("--precision {p:?}: choose f32 or bf16"))
-        }
+        Some(p) => ComputeDtype::parse(p)
+            .ok_or_else(|| anyhow!("--precision {p:?}: choose f32, bf16 or fp8")),
     }
 }
 

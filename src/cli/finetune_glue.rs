@@ -57,7 +57,8 @@ pub struct GlueArgs {
     /// AdamWeightDecay's decoupled weight decay (not applied to LayerNorm and biases).
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
-    /// f32 or bf16 (default: bf16 on cuda/tpu, f32 on cpu).
+    /// f32, bf16 or fp8 (bf16 with the encoder's dense layers as FP8 matmuls under delayed
+    /// scaling; default: bf16 on cuda/tpu, f32 on cpu).
     #[arg(long)]
     pub precision: Option<String>,
     #[arg(long, value_enum, default_value = "cpu")]

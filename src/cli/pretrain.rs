@@ -134,7 +134,8 @@ pub struct PretrainArgs {
     /// adam_weight_decay, adamw, lamb or sgd.
     #[arg(long)]
     pub optimizer: Option<String>,
-    /// f32 or bf16.
+    /// f32, bf16 or fp8 (bf16 with the encoder's dense layers as FP8 matmuls under delayed
+    /// scaling, train.fp8_amax_history and train.fp8_margin).
     #[arg(long)]
     pub precision: Option<String>,
     /// Micro-batches per step (gradient accumulation).

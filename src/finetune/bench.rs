@@ -152,7 +152,7 @@ pub fn measure(
         weight_decay: 0.01,
         clip_norm: Some(1.0),
     };
-    let program = train_program(cfg, batch, seq, &hyper.step_config())?;
+    let program = train_program(cfg, batch, seq, &hyper.step_config_for_model(cfg, 1))?;
     let (proto, build) = lower(&program.module, t_start)?;
     let t0 = Instant::now();
     let exe = client

@@ -46,6 +46,7 @@ pub fn glue_train_program(
     seq: usize,
     step: &StepConfig,
 ) -> Result<TrainProgram> {
+    crate::model::fp8::require_fp8_setup(cfg, step)?;
     let params = step_param_specs(&classifier_param_specs(cfg, output.num_outputs()));
     let specs = glue_batch_specs(batch, seq, output);
     let model = cfg.clone();
@@ -95,7 +96,7 @@ pub fn glue_task<'a>(
             output,
             per_replica,
             features.seq_len,
-            &hyper.step_config_for(replicas),
+            &hyper.step_config_for_model(cfg, replicas),
         )?,
         batch_inputs: Box::new(move |rows: &[usize]| {
             let mut v = features_literals(features, rows, rows.len())?;

@@ -3,6 +3,7 @@
 use super::batches::{FeatureArrays, ENCODER_FIELDS, LABEL_FIELDS};
 use super::qa_head::{qa_loss, squad_logits, squad_param_specs};
 use super::train_loop::{rows_per_replica, step_param_specs, TrainTask};
+use crate::model::fp8::require_fp8_setup;
 use crate::model::{BertConfig, EncoderInputs, ParamValues};
 use crate::train::{autodiff, build_train_step, BatchSpec, ParamSpec, StepConfig, TrainProgram};
 use anyhow::{Context, Result};
@@ -42,6 +43,7 @@ pub fn train_program(
     seq: usize,
     step: &StepConfig,
 ) -> Result<TrainProgram> {
+    require_fp8_setup(cfg, step)?;
     let params = train_param_specs(cfg);
     let specs = train_batch_specs(batch, seq);
     let model = cfg.clone();
@@ -89,7 +91,7 @@ pub fn squad_task<'a>(
             cfg,
             per_replica,
             features.seq_len,
-            &hyper.step_config_for(replicas),
+            &hyper.step_config_for_model(cfg, replicas),
         )?,
         batch_inputs: Box::new(move |rows: &[usize]| features.train_literals(rows)),
     })

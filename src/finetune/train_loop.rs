@@ -11,10 +11,11 @@ use super::progress::Console;
 use super::rng::dropout_key;
 use crate::backend::compile_options_for;
 use crate::ckpt::{OptimizerInfo, RngState, Spec, State, Store};
+use crate::model::fp8::fp8_setup;
 use crate::model::{BertConfig, ParamSet};
 use crate::train::{
-    AdamWeightDecay, ParamSpec, Policy, Schedule, ShardedBatch, StepConfig, StepLayout,
-    TrainProgram, Trainer, WeightDecay,
+    AdamWeightDecay, DelayedScaling, ParamSpec, Policy, Schedule, ShardedBatch, StepConfig,
+    StepLayout, TrainProgram, Trainer, WeightDecay,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::Literal;
@@ -69,6 +70,14 @@ impl Hyper {
     /// [`Self::step_config`] for a step data parallel over `replicas` devices.
     pub fn step_config_for(&self, replicas: u32) -> StepConfig {
         self.step_config().with_replicas(replicas)
+    }
+
+    /// [`Self::step_config_for`] for the model `cfg`: with the FP8 scaling state of its FP8
+    /// matmuls under `precision = fp8` (Transformer Engine's recipe with its defaults here: a
+    /// 16-step amax history, no margin).
+    pub fn step_config_for_model(&self, cfg: &BertConfig, replicas: u32) -> StepConfig {
+        self.step_config_for(replicas)
+            .with_fp8(fp8_setup(cfg, &DelayedScaling::default()))
     }
 
     pub fn to_json(&self) -> serde_json::Value {

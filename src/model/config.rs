@@ -64,6 +64,12 @@ pub enum ComputeDtype {
     /// bf16 matmul inputs and activations, f32 accumulation (dot_general's preferred type), layer
     /// norm and softmax statistics, logits and losses in f32.
     Bf16,
+    /// [`ComputeDtype::Bf16`] with the encoder's dense layers (query, key, value, attention
+    /// output, FFN in and out) as FP8 matmuls in training steps: e4m3fn inputs and weights,
+    /// e5m2 output gradients, per-tensor delayed scaling whose state the step carries
+    /// (`crate::train::fp8`). Embeddings, attention scores, heads and programs that do not
+    /// train (evaluation, prediction) stay bf16.
+    Fp8,
 }
 
 impl ComputeDtype {
@@ -71,6 +77,7 @@ impl ComputeDtype {
         match self {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
+            Self::Fp8 => "fp8",
         }
     }
 
@@ -78,6 +85,7 @@ impl ComputeDtype {
         match s {
             "f32" | "float32" => Some(Self::F32),
             "bf16" | "bfloat16" => Some(Self::Bf16),
+            "fp8" => Some(Self::Fp8),
             _ => None,
         }
     }
@@ -261,7 +269,7 @@ impl BertConfig {
             return err("pad_vocab_to", "the padded vocabulary overflows s32".into());
         }
         if let AttentionKernel::CudnnFused { .. } = self.attention {
-            if self.compute_dtype != ComputeDtype::Bf16 {
+            if self.compute_dtype == ComputeDtype::F32 {
                 return err(
                     "attention",
                     "cuDNN fused attention needs bf16 compute; use the graph kernel for f32".into(),
@@ -389,7 +397,7 @@ impl RawConfig {
             None => ComputeDtype::F32,
             Some(s) => ComputeDtype::parse(s).ok_or_else(|| ModelError::Config {
                 field: "compute_dtype",
-                msg: format!("unknown compute dtype '{s}'; use f32 or bf16"),
+                msg: format!("unknown compute dtype '{s}'; use f32, bf16 or fp8"),
             })?,
         };
         let cfg = BertConfig {

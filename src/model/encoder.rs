@@ -7,7 +7,8 @@
 //! padded keys (the original constant), softmax over keys in f32, dropout on the probabilities.
 //! Packed rows (src/model/packed.rs) bring a `[batch, seq, seq]` bias instead, -10000 on every
 //! key outside the query's instance; both kernels take either.
-//! Under bf16 the q.k and probs.v matmuls output bf16 (f32 accumulation inside).
+//! Under bf16 the q.k and probs.v matmuls output bf16 (f32 accumulation inside). Under fp8 the
+//! six dense layers of a training graph are FP8 matmuls (`super::fp8`); attention stays bf16.
 //!
 //! With [`AttentionKernel::CudnnFused`] (CUDA, bf16) the scores-softmax-dropout-context chain is
 //! one cuDNN flash-attention call instead, with the same mask bias (rounded to bf16: -9984) and
@@ -45,7 +46,7 @@ pub(crate) fn encoder_layer(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Resul
     let a = {
         let _attention = b.scope("attention");
         let context = self_attention(ctx, x, bias, l)?;
-        let attn = ctx.dense(context, &names::layer(l, "attention.output.dense"), h, h)?;
+        let attn = ctx.encoder_dense(context, &names::layer(l, "attention.output.dense"), h, h)?;
         let attn = ctx.dropout(attn, cfg.hidden_dropout_prob)?;
         ctx.layer_norm(
             b.add(attn, x)?,
@@ -53,8 +54,8 @@ pub(crate) fn encoder_layer(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Resul
         )?
     };
     let _ffn = b.scope("ffn");
-    let inter = ctx.act(ctx.dense(a, &names::layer(l, "intermediate.dense"), h, i)?)?;
-    let out = ctx.dense(inter, &names::layer(l, "output.dense"), i, h)?;
+    let inter = ctx.act(ctx.encoder_dense(a, &names::layer(l, "intermediate.dense"), h, i)?)?;
+    let out = ctx.encoder_dense(inter, &names::layer(l, "output.dense"), i, h)?;
     let out = ctx.dropout(out, cfg.hidden_dropout_prob)?;
     ctx.layer_norm(b.add(out, a)?, &names::layer(l, "output.LayerNorm"))
 }
@@ -72,7 +73,7 @@ fn self_attention(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
     // [batch, seq, heads, head_size]
     let project = |part: &str| -> Result<Value> {
         let name = names::layer(l, &format!("attention.self.{part}"));
-        let y = ctx.dense(x, &name, h as usize, h as usize)?;
+        let y = ctx.encoder_dense(x, &name, h as usize, h as usize)?;
         Ok(b.reshape(y, &[batch, seq, heads, d])?)
     };
     let (q, k, v) = (project("query")?, project("key")?, project("value")?);

@@ -1,8 +1,10 @@
 //! The building context shared by the model pieces: parameter lookup with shape checks, dense
 //! layers in the compute dtype with f32 accumulation, layer norm, activation, and dropout that
 //! threads the RNG key.
+use super::fp8::fp8_matmul;
 use super::params::{hlo_dims, names, ParamValues};
 use super::{BertConfig, ComputeDtype, HiddenAct, ModelError, Result};
+use crate::train::fp8::{scale_name, Fp8Tensor};
 use hlo::ir::{DotDims, Precision};
 use hlo::{Builder, ElementType, Value};
 use std::cell::Cell;
@@ -15,6 +17,8 @@ pub(crate) struct Ctx<'a, 'm> {
     pub ct: ElementType,
     precision: Precision,
     train: bool,
+    /// The encoder's dense layers are FP8 matmuls (fp8 compute, training graph).
+    fp8: bool,
     key: Cell<Value>,
 }
 
@@ -36,7 +40,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
         }
         let (ct, precision) = match cfg.compute_dtype {
             ComputeDtype::F32 => (ElementType::F32, Precision::Highest),
-            ComputeDtype::Bf16 => (ElementType::Bf16, Precision::Default),
+            ComputeDtype::Bf16 | ComputeDtype::Fp8 => (ElementType::Bf16, Precision::Default),
         };
         Ok(Self {
             b,
@@ -45,6 +49,7 @@ impl<'a, 'm> Ctx<'a, 'm> {
             ct,
             precision,
             train,
+            fp8: train && cfg.compute_dtype == ComputeDtype::Fp8,
             key: Cell::new(key),
         })
     }
@@ -133,6 +138,32 @@ impl<'a, 'm> Ctx<'a, 'm> {
         let b = self.b;
         let (w, bias, rank, dims) = self.dense_parts(x, prefix, n_in, n_out)?;
         let y = self.dot_ct(x, w, dims)?;
+        let out_dims = b.dims(y)?;
+        let bias = b.broadcast_in_dim(b.convert(bias, self.ct)?, &out_dims, &[rank - 1])?;
+        Ok(b.add(y, bias)?)
+    }
+
+    /// An encoder dense layer: [`Ctx::dense`], or an FP8 matmul (plus the bias in bf16) when
+    /// the encoder's dense layers are FP8; their scales are the values named after `prefix`.
+    pub fn encoder_dense(
+        &self,
+        x: Value,
+        prefix: &str,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Value> {
+        if !self.fp8 {
+            return self.dense(x, prefix, n_in, n_out);
+        }
+        let b = self.b;
+        let (w, bias, rank, _) = self.dense_parts(x, prefix, n_in, n_out)?;
+        let scale = |t: Fp8Tensor| self.params.get(&scale_name(prefix, t));
+        let scales = [
+            scale(Fp8Tensor::X)?,
+            scale(Fp8Tensor::W)?,
+            scale(Fp8Tensor::Grad)?,
+        ];
+        let y = fp8_matmul(b, x, w, scales)?;
         let out_dims = b.dims(y)?;
         let bias = b.broadcast_in_dim(b.convert(bias, self.ct)?, &out_dims, &[rank - 1])?;
         Ok(b.add(y, bias)?)

@@ -10,13 +10,15 @@
 //!   [`pretraining_loss`] (MLM + NSP loss and metrics, what the train step differentiates).
 //!
 //! Parameters enter the graph as f32 (master weights); [`ComputeDtype::Bf16`] casts them to bf16
-//! at each use. Dropout draws from an explicit `u64[2]` key (a fused counter-based hash, see
+//! at each use; [`ComputeDtype::Fp8`] also quantizes the encoder's dense layers to FP8 in
+//! training graphs ([`fp8`]). Dropout draws from an explicit `u64[2]` key (a fused counter-based hash, see
 //! hlo/src/ops/dropout.rs).
 pub mod batch;
 pub mod config;
 mod embeddings;
 mod encoder;
 pub mod forward;
+pub mod fp8;
 pub mod heads;
 pub mod init;
 mod layers;

@@ -6,7 +6,7 @@
 //! [data]         # train = "shards/*.tfrecord", eval = "...", seq_len, max_predictions,
 //!                # pack, max_instances_per_row
 //! [train]        # batch_size, steps, warmup_steps, learning_rate, end_learning_rate, schedule,
-//!                # optimizer, adam_beta2, precision, seed
+//!                # optimizer, adam_beta2, precision, fp8_amax_history, fp8_margin, seed
 //! [eval]         # interval, batches
 //! [checkpoint]   # dir, interval, keep_last, resume
 //! [device]       # backend = "cpu" | "cuda" | "tpu", plugin = "/path/to/pjrt_plugin.so", num_devices,
@@ -17,9 +17,11 @@
 //! ```
 //! See `configs/pretrain-tiny.toml` for a complete, commented example.
 use crate::backend::{AttentionChoice, Backend};
+use crate::model::fp8::fp8_setup;
 use crate::model::{BatchShapes, BertConfig, ComputeDtype, HiddenAct};
 use crate::train::{
-    AdamW, AdamWeightDecay, Lamb, Optimizer, Policy, Schedule, Sgd, StepConfig, WeightDecay,
+    AdamW, AdamWeightDecay, DelayedScaling, Lamb, Optimizer, Policy, Schedule, Sgd, StepConfig,
+    WeightDecay,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -150,8 +152,14 @@ pub struct TrainSection {
     /// Decay of Adam's second-moment average (adam_weight_decay, adamw, lamb; BERT: 0.999).
     /// 0.98 (RoBERTa's choice) tolerates a higher learning rate in short runs.
     pub adam_beta2: f64,
-    /// `f32` or `bf16` (bf16 matmul inputs and activations, f32 master weights and statistics).
+    /// `f32`, `bf16` (bf16 matmul inputs and activations, f32 master weights and statistics) or
+    /// `fp8` (bf16, with the encoder's dense layers as FP8 matmuls under delayed scaling).
     pub precision: String,
+    /// fp8: steps of amax history each per-tensor scale is computed from (Transformer Engine's
+    /// `amax_history_len`).
+    pub fp8_amax_history: usize,
+    /// fp8: the scaled amax lands at `fp8_max * 2^-margin` (Transformer Engine's `margin`).
+    pub fp8_margin: f64,
     pub accumulation_steps: u32,
     /// Seeds initialization, data order and dropout.
     pub seed: u64,
@@ -171,6 +179,8 @@ impl Default for TrainSection {
             clip_norm: 1.0,
             adam_beta2: 0.999,
             precision: "f32".into(),
+            fp8_amax_history: 16,
+            fp8_margin: 0.0,
             accumulation_steps: 1,
             seed: 12345,
         }
@@ -586,7 +596,10 @@ impl PretrainConfig {
         }
         self.backend()?;
         self.compute_dtype()?;
-        self.step_config()?;
+        if let Some(f) = self.step_config()?.fp8 {
+            f.check()
+                .context("config: train.fp8_amax_history and train.fp8_margin")?;
+        }
         let model = self.bert_config()?;
         if d.seq_len > model.max_position_embeddings {
             bail!(
@@ -761,7 +774,7 @@ impl PretrainConfig {
     pub fn compute_dtype(&self) -> Result<ComputeDtype> {
         ComputeDtype::parse(&self.train.precision).ok_or_else(|| {
             anyhow!(
-                "config: train.precision {:?}: choose f32 or bf16",
+                "config: train.precision {:?}: choose f32, bf16 or fp8",
                 self.train.precision
             )
         })
@@ -820,8 +833,8 @@ impl PretrainConfig {
             .map_err(|_| anyhow!("config: device.attention {a:?}: choose auto, graph or cudnn"))
     }
 
-    /// Optimizer, schedule, clipping and accumulation of the train step. Parameters stay f32
-    /// (the policy); bf16 is the model's compute dtype.
+    /// Optimizer, schedule, clipping, accumulation and FP8 scaling of the train step.
+    /// Parameters stay f32 (the policy); bf16 and fp8 are the model's compute dtype.
     pub fn step_config(&self) -> Result<StepConfig> {
         let t = &self.train;
         let decay = WeightDecay::bert(t.weight_decay);
@@ -877,6 +890,10 @@ impl PretrainConfig {
             },
             other => bail!("config: train.schedule {other:?}: choose linear, cosine or constant"),
         };
+        let recipe = DelayedScaling {
+            history_len: t.fp8_amax_history,
+            margin: t.fp8_margin,
+        };
         Ok(StepConfig {
             optimizer,
             schedule,
@@ -884,6 +901,7 @@ impl PretrainConfig {
             accumulation_steps: t.accumulation_steps,
             policy: Policy::f32(),
             replicas: 1,
+            fp8: fp8_setup(&self.bert_config()?, &recipe),
         })
     }
 
@@ -1060,6 +1078,25 @@ mod tests {
             (d.train.end_learning_rate, d.train.adam_beta2),
             (0.0, 0.999)
         );
+    }
+
+    #[test]
+    fn fp8_precision_gives_the_step_its_scaling_state() {
+        let text = "[data]\nsynthetic = true\n[model]\npreset = \"tiny\"\n[train]\n\
+                    precision = \"fp8\"\nfp8_amax_history = 8\nfp8_margin = 1.0\n";
+        let mut c = PretrainConfig::from_toml_str(text, "t.toml").unwrap();
+        c.validate().unwrap();
+        let f = c.step_config().unwrap().fp8.unwrap();
+        assert_eq!((f.recipe.history_len, f.recipe.margin), (8, 1.0));
+        // tiny: 2 layers of query, key, value, attention output, FFN in and out.
+        assert_eq!(f.layers.len(), 12);
+        assert_eq!(f.state_specs().len(), 12 * 3 * 2);
+        c.train.fp8_amax_history = 0;
+        let e = format!("{:#}", c.validate().unwrap_err());
+        assert!(e.contains("train.fp8_amax_history"), "{e}");
+        c.train.precision = "bf16".into();
+        c.validate().unwrap();
+        assert!(c.step_config().unwrap().fp8.is_none());
     }
 
     #[test]

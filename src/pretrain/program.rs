@@ -7,6 +7,7 @@
 //! the same bytes for the same config.
 use super::config::PretrainConfig;
 use crate::backend::compile_options_for;
+use crate::model::fp8::require_fp8_setup;
 use crate::model::loss::{correct, label_nll};
 use crate::model::params::param_specs;
 use crate::model::{
@@ -62,6 +63,7 @@ pub fn train_program(
     micro: &BatchShapes,
     step: &StepConfig,
 ) -> Result<TrainProgram> {
+    require_fp8_setup(cfg, step)?;
     let params = train_param_specs(cfg);
     let batch = step_batch_specs(micro)?;
     let model = cfg.clone();

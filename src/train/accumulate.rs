@@ -11,71 +11,93 @@
 //! same executable, with no extra launches or host round trips per micro-batch.
 //!
 //! The forward and backward pass of one micro-batch is its own computation
-//! (`(masters..., seed, micro-batch...) -> (loss, metrics..., grads...)`) called from the loop
-//! body, because the loop state's shape depends on how many metrics the loss function returns,
-//! which is only known once it has been built.
+//! (`(masters..., seed, fp8 scales..., micro-batch...) -> (loss, metrics..., grads..., amaxes...)`)
+//! called from the loop body, because the loop state's shape depends on how many metrics the
+//! loss function returns, which is only known once it has been built. Under FP8 every
+//! micro-batch quantizes with the step's scales, and the step records the largest amax of any
+//! micro-batch (a max, not a mean).
+use super::fp8::StepScales;
 use super::gradients::{GradientSource, LossAndGrads};
-use super::step::check_loss_and_grads;
+use super::step::{check_loss_and_grads, ForwardBackward};
 use super::{BatchSpec, ParamSpec, Policy};
 use anyhow::{anyhow, Result};
 use hlo::{Builder, ElementType, ModuleBuilder, Shape, Value};
 
 /// Builds the micro-batch computation and the loop in `b`; returns the mean loss, the mean
-/// metrics and the mean f32 gradients over the `k` micro-batches stacked in `stacked`.
+/// metrics and the mean f32 gradients over the `k` micro-batches stacked in `stacked`, and the
+/// largest amax of each FP8 scale.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn accumulate(
     mb: &ModuleBuilder,
     b: &Builder,
     params: &[ParamSpec],
     masters: &[Value],
+    scales: &StepScales,
     micro_specs: &[BatchSpec],
     stacked: &[Value],
     seed: Value,
     k: u32,
     policy: &Policy,
     source: &dyn GradientSource,
-) -> Result<LossAndGrads> {
-    // micro(masters..., seed, micro-batch...) -> (loss, metrics..., grads...), all in f32.
+) -> Result<ForwardBackward> {
+    // micro(masters..., seed, scales..., micro-batch...) -> (loss, metrics..., grads...,
+    // amaxes...), all in f32.
+    let f32s = Shape::scalar(ElementType::F32);
     let mc = mb.builder("micro_batch");
     let m_masters = params
         .iter()
         .map(|p| mc.parameter(p.shape.clone(), &p.name))
         .collect::<hlo::Result<Vec<_>>>()?;
-    let m_seed = mc.parameter(Shape::scalar(ElementType::F32), "seed")?;
+    let m_seed = mc.parameter(f32s.clone(), "seed")?;
+    let m_scales = StepScales {
+        names: scales.names.clone(),
+        values: scales
+            .names
+            .iter()
+            .map(|n| mc.parameter(f32s.clone(), n))
+            .collect::<hlo::Result<Vec<_>>>()?,
+    };
     let m_batch = micro_specs
         .iter()
         .map(|s| mc.parameter(s.shape.clone(), &s.name))
         .collect::<hlo::Result<Vec<_>>>()?;
-    let lg = super::step::forward_backward(
+    let fb = super::step::forward_backward(
         &mc,
         params,
         &m_masters,
+        &m_scales,
         micro_specs,
         &m_batch,
         m_seed,
         policy,
         source,
     )?;
+    let lg = &fb.lg;
     let n_metrics = lg.metrics.len();
+    let na = fb.amaxes.len();
     let mut outs = vec![lg.loss];
     outs.extend(lg.metrics.iter().map(|(_, v)| *v));
     outs.extend(&lg.grads);
+    outs.extend(&fb.amaxes);
     let micro = mc.finish(mc.tuple(&outs)?)?;
 
-    // Loop state: (i, masters..., seed, stacked batch..., loss_acc, metric_accs..., grad_accs...).
+    // Loop state: (i, masters..., seed, scales..., stacked batch..., loss_acc, metric_accs...,
+    // grad_accs..., amax_accs...).
     let np = params.len();
+    let ns = scales.values.len();
     let nb = stacked.len();
-    let f32s = Shape::scalar(ElementType::F32);
     let mut state_shapes = vec![Shape::scalar(ElementType::S32)];
     state_shapes.extend(params.iter().map(|p| Shape::Array(p.shape.clone())));
-    state_shapes.push(f32s.clone());
+    state_shapes.extend(vec![f32s.clone(); 1 + ns]);
     for &s in stacked {
         state_shapes.push(b.shape(s)?);
     }
-    state_shapes.extend(vec![f32s; 1 + n_metrics]);
+    state_shapes.extend(vec![f32s.clone(); 1 + n_metrics]);
     state_shapes.extend(params.iter().map(|p| Shape::Array(p.shape.clone())));
+    state_shapes.extend(vec![f32s; na]);
     let state_shape = Shape::Tuple(state_shapes);
-    let acc0 = 2 + np + nb; // index of loss_acc in the state
+    let batch0 = 2 + np + ns; // index of the first stacked batch input in the state
+    let acc0 = batch0 + nb; // index of loss_acc
 
     let cb = mb.builder("accumulate_cond");
     let st = cb.parameter(state_shape.clone(), "state")?;
@@ -86,9 +108,9 @@ pub(crate) fn accumulate(
     let st = bb.parameter(state_shape, "state")?;
     let gte = |j: usize| bb.get_tuple_element(st, j as i64);
     let i = gte(0)?;
-    let mut args = (1..=np + 1).map(gte).collect::<hlo::Result<Vec<_>>>()?;
+    let mut args = (1..batch0).map(gte).collect::<hlo::Result<Vec<_>>>()?;
     for (j, spec) in micro_specs.iter().enumerate() {
-        let whole = gte(2 + np + j)?;
+        let whole = gte(batch0 + j)?;
         let zero = bb.scalar_of(ElementType::S32, 0.0)?;
         let mut starts = vec![i];
         starts.extend(vec![zero; spec.shape.rank()]);
@@ -103,17 +125,25 @@ pub(crate) fn accumulate(
     for j in 0..1 + n_metrics + np {
         next.push(bb.add(gte(acc0 + j)?, bb.get_tuple_element(r, j as i64)?)?);
     }
+    for j in 1 + n_metrics + np..1 + n_metrics + np + na {
+        next.push(bb.max(gte(acc0 + j)?, bb.get_tuple_element(r, j as i64)?)?);
+    }
     let body = bb.finish(bb.tuple(&next)?)?;
 
     let mut init = vec![b.scalar_of(ElementType::S32, 0.0)?];
     init.extend(masters);
     init.push(seed);
+    init.extend(&scales.values);
     init.extend(stacked);
     for _ in 0..1 + n_metrics {
         init.push(b.scalar_of(ElementType::F32, 0.0)?);
     }
     for &m in masters {
         init.push(b.zeros_like(m)?);
+    }
+    // amaxes are >= 0 (or NaN, which max keeps), so 0 is max's identity here.
+    for _ in 0..na {
+        init.push(b.scalar_of(ElementType::F32, 0.0)?);
     }
     let out = b.while_loop(cond, body, b.tuple(&init)?)?;
     let inv_k = b.scalar_of(ElementType::F32, 1.0 / f64::from(k))?;
@@ -130,13 +160,16 @@ pub(crate) fn accumulate(
     let grads = (0..np)
         .map(|j| mean(1 + n_metrics + j))
         .collect::<Result<Vec<_>>>()?;
+    let amaxes = (0..na)
+        .map(|j| b.get_tuple_element(out, (acc0 + 1 + n_metrics + np + j) as i64))
+        .collect::<hlo::Result<Vec<_>>>()?;
     let lg = LossAndGrads {
         loss,
         metrics,
         grads,
     };
     check_loss_and_grads(b, &lg, params).map_err(|e| anyhow!("gradient accumulation: {e}"))?;
-    Ok(lg)
+    Ok(ForwardBackward { lg, amaxes })
 }
 
 /// The specs of the stacked batch inputs `[k, ...]` the program takes for micro-batch specs.

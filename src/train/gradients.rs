@@ -15,14 +15,16 @@ pub struct LossAndGrads {
 
 /// Emits the loss, the metrics and the gradient of `seed * loss` with respect to each parameter.
 pub trait GradientSource {
-    /// `masters` are the f32 master parameters (entry or loop values); `params` are the values
-    /// the loss function sees (the masters cast to the compute type), in the same order. `seed`
-    /// is an f32 scalar (the loss scale, 1 without scaling). Gradients may come back in the
-    /// compute type; the step converts them to f32.
+    /// `wrt` are the values to differentiate with respect to: the f32 master parameters (entry
+    /// or loop values), then under FP8 the step's scales, whose "gradients" are the amaxes
+    /// delayed scaling records (see [`super::fp8`]). `params` are the values the loss function
+    /// sees: the masters cast to the compute type, in the same order, then the scales by name.
+    /// `seed` is an f32 scalar (the loss scale, 1 without scaling). Gradients may come back in
+    /// the compute type; the step converts them to f32.
     fn loss_and_grads(
         &self,
         b: &Builder,
-        masters: &[Value],
+        wrt: &[Value],
         params: &Params,
         batch: &Batch,
         seed: Value,
@@ -47,7 +49,7 @@ where
     fn loss_and_grads(
         &self,
         b: &Builder,
-        _masters: &[Value],
+        _wrt: &[Value],
         params: &Params,
         batch: &Batch,
         seed: Value,
@@ -64,7 +66,8 @@ pub struct Autodiff<F>(F);
 
 /// Differentiates `f` with [`Builder::vjp`]: the backward pass is appended to the same
 /// computation, with respect to the f32 master parameters (so under a bf16/f16 policy the
-/// gradient flows back through the casts and arrives in f32), seeded with the loss scale.
+/// gradient flows back through the casts and arrives in f32) and any FP8 scales, seeded with
+/// the loss scale.
 pub fn autodiff<F>(f: F) -> Autodiff<F>
 where
     F: Fn(&Builder, &Params, &Batch) -> Result<LossAndMetrics>,
@@ -79,7 +82,7 @@ where
     fn loss_and_grads(
         &self,
         b: &Builder,
-        masters: &[Value],
+        wrt: &[Value],
         params: &Params,
         batch: &Batch,
         seed: Value,
@@ -90,7 +93,7 @@ where
             bail!("the loss function must return a floating-point scalar loss, got {a}");
         }
         let loss = b.convert(loss, ElementType::F32)?;
-        let grads = b.vjp(&[loss], &[seed], masters)?;
+        let grads = b.vjp(&[loss], &[seed], wrt)?;
         Ok(LossAndGrads {
             loss,
             metrics,

@@ -8,12 +8,14 @@
 //! - [`schedule`]: learning rate from the step, computed in the program.
 //! - [`clip`]: global-norm clipping and the all-finite test.
 //! - [`precision`]: compute-type policy (f32 master weights) and loss scaling.
+//! - [`fp8`]: FP8 delayed scaling (per-tensor amax histories and scales as step state).
 //! - [`accumulate`]: gradient accumulation over micro-batches in a while loop.
 //! - [`replicas`]: data parallelism inside the step (cross-replica means, per-replica keys).
 //! - [`runtime`]: [`Trainer`] holds the device state (one copy per replica) and runs the step.
 //! - [`shard`]: splitting host batches into per-replica shards.
 pub mod accumulate;
 pub mod clip;
+pub mod fp8;
 pub mod gradients;
 pub mod lowered;
 pub mod optimizer;
@@ -24,6 +26,7 @@ pub mod schedule;
 pub mod shard;
 pub mod step;
 
+pub use fp8::{DelayedScaling, Fp8Setup, Fp8Tensor};
 pub use gradients::{autodiff, manual_gradients, GradientSource, LossAndGrads, LossAndMetrics};
 pub use optimizer::{AdamW, AdamWeightDecay, Lamb, Optimizer, Sgd, WeightDecay};
 pub use precision::{DynamicLossScale, LossScale, Policy};

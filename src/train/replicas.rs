@@ -18,6 +18,13 @@ pub fn mean_over_replicas(b: &Builder, x: Value, replicas: u32) -> Result<Value>
     Ok(b.mul(sum, inv)?)
 }
 
+/// The largest `x` of any replica, on every replica.
+pub fn max_over_replicas(b: &Builder, x: Value) -> Result<Value> {
+    let ty = b.element_type(x)?;
+    let max = b.module().scalar_reducer(hlo::ir::BinaryOp::Max, ty)?;
+    Ok(b.all_reduce(x, max, Default::default())?)
+}
+
 /// A pred scalar that is true on every replica iff `ok` is true on all of them (an all-reduce of
 /// the count of replicas where it is false).
 pub fn all_replicas(b: &Builder, ok: Value) -> Result<Value> {

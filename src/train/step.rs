@@ -5,7 +5,9 @@
 //! ```
 //! - `params`: f32 master weights, in [`ParamSpec`] order.
 //! - `opt_state`: the optimizer's slots, parameter-major (`p0/slot0, p0/slot1, p1/slot0, ...`),
-//!   then the loss-scale state under dynamic loss scaling (`loss_scale` f32, `loss_scale_good_steps` s32).
+//!   then the loss-scale state under dynamic loss scaling (`loss_scale` f32, `loss_scale_good_steps` s32),
+//!   then under FP8 the delayed-scaling state ([`super::fp8`]: per FP8 matmul and quantized
+//!   tensor an amax history and a scale).
 //! - `batch`: the batch inputs in [`BatchSpec`] order; with accumulation over k micro-batches
 //!   each is stacked on a new leading dim of size k.
 //! - `step`: s32 scalar, updates applied so far.
@@ -19,9 +21,10 @@
 //! learning rate from the step before its increment, optimizer update, step + 1.
 use super::accumulate::{accumulate, stacked_specs};
 use super::clip::{all_finite, clip_by_global_norm, global_norm};
+use super::fp8::{Fp8Setup, StepScales};
 use super::gradients::{GradientSource, LossAndGrads};
 use super::optimizer::{Optimizer, UpdateInputs};
-use super::replicas::{all_replicas, fold_replica_id, mean_over_replicas};
+use super::replicas::{all_replicas, fold_replica_id, max_over_replicas, mean_over_replicas};
 use super::{check_names, BatchSpec, InputRole, Named, ParamSpec, Policy, Schedule};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ArrayShape, Builder, ElementType, Literal, Module, ModuleBuilder, Shape, Value};
@@ -48,6 +51,8 @@ pub struct StepConfig {
     /// scaling a step is skipped on every replica if any replica's gradient is not finite.
     /// Dropout keys ([`InputRole::RngKey`]) get the replica id folded in.
     pub replicas: u32,
+    /// FP8 delayed scaling of the model's FP8 matmuls (`None`: the model has none).
+    pub fp8: Option<Fp8Setup>,
 }
 
 impl StepConfig {
@@ -60,6 +65,7 @@ impl StepConfig {
             accumulation_steps: 1,
             policy: Policy::f32(),
             replicas: 1,
+            fp8: None,
         }
     }
 
@@ -80,6 +86,11 @@ impl StepConfig {
 
     pub fn with_replicas(mut self, replicas: u32) -> Self {
         self.replicas = replicas;
+        self
+    }
+
+    pub fn with_fp8(mut self, fp8: Option<Fp8Setup>) -> Self {
+        self.fp8 = fp8;
         self
     }
 }
@@ -219,6 +230,8 @@ pub fn build_train_step(
         shape: s.shape.clone(),
         initial: s.initial,
     }));
+    let fp8 = config.fp8.as_ref();
+    opt_state.extend(fp8.map(Fp8Setup::state_specs).unwrap_or_default());
 
     let mb = ModuleBuilder::new(name);
     let b = mb.builder("train_step");
@@ -249,15 +262,24 @@ pub fn build_train_step(
         batch_values
     };
     let n_slots = opt.slot_names().len();
-    let (slots, scale_vals) = state.split_at(params.len() * n_slots);
+    let (slots, rest) = state.split_at(params.len() * n_slots);
+    let (scale_vals, fp8_vals) = rest.split_at(scale_state.len());
 
     let seed = policy.loss_scale.scale(&b, scale_vals)?;
-    let lg = if k > 1 {
+    let scales = match fp8 {
+        Some(f) => StepScales {
+            names: f.scale_names(),
+            values: b.with_scope("fp8_scaling", |b| f.scales(b, fp8_vals))?,
+        },
+        None => StepScales::default(),
+    };
+    let fb = if k > 1 {
         accumulate(
             &mb,
             &b,
             params,
             &masters,
+            &scales,
             batch,
             &batch_values,
             seed,
@@ -270,6 +292,7 @@ pub fn build_train_step(
             &b,
             params,
             &masters,
+            &scales,
             batch,
             &batch_values,
             seed,
@@ -278,7 +301,7 @@ pub fn build_train_step(
         )?
     };
 
-    let mut lg = lg;
+    let ForwardBackward { mut lg, mut amaxes } = fb;
     let mut grads = std::mem::take(&mut lg.grads);
     // Name scopes label the step's parts in XLA dumps and profiles (the model names its own).
     if !matches!(policy.loss_scale, super::LossScale::None) {
@@ -296,6 +319,11 @@ pub fn build_train_step(
         for (_, v) in lg.metrics.iter_mut() {
             *v = mean(*v)?;
         }
+        // Every replica records the same amaxes, so their FP8 state stays identical.
+        amaxes = amaxes
+            .into_iter()
+            .map(|a| max_over_replicas(&b, a))
+            .collect::<Result<Vec<_>>>()?;
     }
     let finite = if policy.loss_scale.is_dynamic() {
         let _loss_scale = b.scope("loss_scale");
@@ -370,6 +398,16 @@ pub fn build_train_step(
     if let Some(ok) = finite {
         let _loss_scale = b.scope("loss_scale");
         outputs.extend(policy.loss_scale.next_state(&b, scale_vals, ok)?);
+    }
+    if let Some(f) = fp8 {
+        let _fp8 = b.scope("fp8_scaling");
+        let mut next = f.next_state(&b, fp8_vals, &scales.values, &amaxes)?;
+        if let Some(ok) = finite {
+            for (new, old) in next.iter_mut().zip(fp8_vals) {
+                *new = b.select(ok, *new, *old)?;
+            }
+        }
+        outputs.extend(next);
     }
     outputs.push(new_step);
     outputs.push(lg.loss);
@@ -452,50 +490,83 @@ fn check_inputs(params: &[ParamSpec], batch: &[BatchSpec], config: &StepConfig) 
         }
     }
     config.policy.check()?;
+    if let Some(f) = &config.fp8 {
+        f.check()?;
+    }
     Ok(())
 }
 
-/// Casts the masters per the policy, runs the gradient source, checks what it returned and
-/// brings loss, metrics and gradients to f32.
+/// What one forward-backward pass yields: loss, metrics and f32 gradients, and under FP8 the
+/// amax of each quantized tensor (f32 scalars, in [`Fp8Setup::tensors`] order).
+pub(crate) struct ForwardBackward {
+    pub lg: LossAndGrads,
+    pub amaxes: Vec<Value>,
+}
+
+/// Casts the masters per the policy, runs the gradient source (with respect to the masters and
+/// the FP8 scales, which the loss function sees by name after the parameters), checks what it
+/// returned and brings loss, metrics and gradients to f32; the scales' "gradients" are their
+/// tensors' amaxes.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_backward(
     b: &Builder,
     params: &[ParamSpec],
     masters: &[Value],
+    scales: &StepScales,
     batch: &[BatchSpec],
     batch_values: &[Value],
     seed: Value,
     policy: &Policy,
     source: &dyn GradientSource,
-) -> Result<LossAndGrads> {
-    let cast = masters
+) -> Result<ForwardBackward> {
+    let mut seen = masters
         .iter()
         .map(|&m| policy.cast(b, m))
         .collect::<Result<Vec<_>>>()?;
-    let p = Named::new(
-        "parameter",
-        params.iter().map(|p| p.name.clone()).collect(),
-        cast,
-    );
+    seen.extend(&scales.values);
+    let mut names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+    names.extend(scales.names.iter().cloned());
+    let p = Named::new("parameter", names, seen);
     let bt = Named::new(
         "batch input",
         batch.iter().map(|s| s.name.clone()).collect(),
         batch_values.to_vec(),
     );
-    let lg = source.loss_and_grads(b, masters, &p, &bt, seed)?;
+    let wrt: Vec<Value> = masters.iter().chain(&scales.values).copied().collect();
+    let mut lg = source.loss_and_grads(b, &wrt, &p, &bt, seed)?;
+    if lg.grads.len() != wrt.len() && !scales.values.is_empty() {
+        bail!(
+            "the gradient source returned {} gradients for {} parameters and {} FP8 scales; FP8 \
+             scaling needs the gradients with respect to the scales (autodiff)",
+            lg.grads.len(),
+            params.len(),
+            scales.values.len()
+        );
+    }
+    let amaxes = if scales.values.is_empty() {
+        vec![]
+    } else {
+        lg.grads.split_off(params.len())
+    };
     check_loss_and_grads(b, &lg, params)?;
     let f32 = |v: Value| b.convert(v, ElementType::F32);
-    Ok(LossAndGrads {
-        loss: f32(lg.loss)?,
-        metrics: lg
-            .metrics
-            .iter()
-            .map(|(n, v)| Ok((n.clone(), f32(*v)?)))
-            .collect::<Result<Vec<_>>>()?,
-        grads: lg
-            .grads
-            .iter()
-            .map(|&g| f32(g))
+    Ok(ForwardBackward {
+        lg: LossAndGrads {
+            loss: f32(lg.loss)?,
+            metrics: lg
+                .metrics
+                .iter()
+                .map(|(n, v)| Ok((n.clone(), f32(*v)?)))
+                .collect::<Result<Vec<_>>>()?,
+            grads: lg
+                .grads
+                .iter()
+                .map(|&g| f32(g))
+                .collect::<hlo::Result<Vec<_>>>()?,
+        },
+        amaxes: amaxes
+            .into_iter()
+            .map(f32)
             .collect::<hlo::Result<Vec<_>>>()?,
     })
 }

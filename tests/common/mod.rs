@@ -141,6 +141,20 @@ pub fn lit_as(ty: hlo::ElementType, values: &[f64], dims: &[i64]) -> Literal {
         E::U32 => lit(&values.iter().map(|&x| x as u32).collect::<Vec<_>>(), dims),
         E::U64 => lit(&values.iter().map(|&x| x as u64).collect::<Vec<_>>(), dims),
         E::Pred => lit(&values.iter().map(|&x| x != 0.0).collect::<Vec<_>>(), dims),
+        E::F8E4M3FN => lit(
+            &values
+                .iter()
+                .map(|&x| hlo::F8E4M3FN::from_f64(x))
+                .collect::<Vec<_>>(),
+            dims,
+        ),
+        E::F8E5M2 => lit(
+            &values
+                .iter()
+                .map(|&x| hlo::F8E5M2::from_f64(x))
+                .collect::<Vec<_>>(),
+            dims,
+        ),
     }
 }
 

@@ -21,6 +21,8 @@ pub fn to_pjrt_type(t: ElementType) -> ffi::PJRT_Buffer_Type {
         ElementType::Bf16 => ffi::PJRT_Buffer_Type_BF16,
         ElementType::F32 => ffi::PJRT_Buffer_Type_F32,
         ElementType::F64 => ffi::PJRT_Buffer_Type_F64,
+        ElementType::F8E5M2 => ffi::PJRT_Buffer_Type_F8E5M2,
+        ElementType::F8E4M3FN => ffi::PJRT_Buffer_Type_F8E4M3FN,
     }
 }
 
@@ -277,6 +279,8 @@ mod tests {
         assert_eq!(to_pjrt_type(ElementType::Bf16), 13);
         assert_eq!(to_pjrt_type(ElementType::F32), 11);
         assert_eq!(from_pjrt_type(14), None); // C64
+                                              // F8E4M3FN: XLA PrimitiveType 20, PJRT_Buffer_Type 17.
+        assert_eq!(to_pjrt_type(ElementType::F8E4M3FN), 17);
     }
 
     #[test]

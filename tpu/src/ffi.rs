@@ -92,6 +92,8 @@ pub const PJRT_Buffer_Type_F16: c_int = 10;
 pub const PJRT_Buffer_Type_F32: c_int = 11;
 pub const PJRT_Buffer_Type_F64: c_int = 12;
 pub const PJRT_Buffer_Type_BF16: c_int = 13;
+pub const PJRT_Buffer_Type_F8E5M2: c_int = 16;
+pub const PJRT_Buffer_Type_F8E4M3FN: c_int = 17;
 
 pub type PJRT_HostBufferSemantics = c_int;
 pub const PJRT_HostBufferSemantics_kImmutableOnlyDuringCall: c_int = 0;

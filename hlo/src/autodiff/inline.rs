@@ -8,10 +8,10 @@ use crate::shape::Shape;
 impl Builder<'_> {
     /// Re-emits the instructions of finished computation `comp` into this one, with `args` as
     /// its parameters, and returns the value of its root. Shardings, name scopes (an unscoped
-    /// instruction takes the current one) and `stop_gradient` marks are kept; sub-computations
-    /// (reducers, ...) are shared, not copied.
+    /// instruction takes the current one), `stop_gradient` marks and custom-gradient sites are
+    /// kept; sub-computations (reducers, ...) are shared, not copied.
     pub fn inline(&self, comp: CompId, args: &[Value]) -> Result<Value> {
-        let (c, no_grad) = self.module().finished_computation(comp)?;
+        let (c, marks) = self.module().finished_computation(comp)?;
         let want: Vec<&Shape> = c.param_shapes();
         let got = args
             .iter()
@@ -56,8 +56,31 @@ impl Builder<'_> {
             if let Some(s) = &ins.sharding {
                 self.set_sharding(v, s.clone())?;
             }
-            if no_grad.contains(&crate::ir::InstrId(i as u32)) {
+            let id = crate::ir::InstrId(i as u32);
+            if marks.no_grad.contains(&id) {
                 self.mark_no_grad(v);
+            }
+            if let Some(site) = marks.custom.get(&id) {
+                // Inputs come before the site, so they are already mapped.
+                let inputs = site
+                    .inputs
+                    .iter()
+                    .map(|o| map.get(o.index()).copied().flatten().map(|x| x.id()))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        shape_err(
+                            "inline",
+                            format!("computation '{}': a custom_vjp input is missing", c.name),
+                            &[],
+                        )
+                    })?;
+                self.mark_custom(
+                    v,
+                    super::CustomSite {
+                        inputs,
+                        rule: site.rule.clone(),
+                    },
+                );
             }
             map[i] = Some(v);
         }

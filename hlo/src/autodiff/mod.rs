@@ -16,10 +16,12 @@
 //! One rule per op lives in the family files (`elementwise`, `shape`, `dot`, `reduce`,
 //! `indexing`, `misc`); an op without a rule fails with [`HloError::NoGradient`] naming it.
 //! Custom calls are differentiated only through a rule registered with
-//! [`ModuleBuilder::register_vjp`].
+//! [`ModuleBuilder::register_vjp`]; a composite defines its own gradient with
+//! [`Builder::custom_vjp`] (module `custom`).
 //!
 //! The backward instructions of a forward instruction in name scope `s` are built in scope
 //! `grad/s` (`grad` for an unscoped one), so a profile tells each layer's backward apart.
+mod custom;
 mod dot;
 mod elementwise;
 mod indexing;
@@ -28,6 +30,8 @@ mod misc;
 mod reduce;
 mod shape;
 
+pub use custom::{CustomRule, CustomVjpArgs};
+pub(crate) use custom::{CustomSite, GradMarks};
 pub use inline::grad_computation;
 
 use crate::builder::{Builder, ModuleBuilder, Value};
@@ -197,7 +201,16 @@ impl Builder<'_> {
             self.shape(w)?;
         }
         let instrs = self.instructions();
-        let relevant = relevant_set(&instrs, &self.no_grad_ids(), outputs, wrt);
+        let marks = self.grad_marks();
+        // What each instruction's cotangent flows to: a custom site's declared inputs, else
+        // its operands.
+        let deps = |i: usize| -> &[InstrId] {
+            match marks.custom.get(&InstrId(i as u32)) {
+                Some(site) => &site.inputs,
+                None => &instrs[i].operands,
+            }
+        };
+        let relevant = relevant_set(&instrs, &marks.no_grad, &deps, outputs, wrt);
         let mut adj: Vec<Option<Cot>> = vec![None; instrs.len()];
         for (&o, &c) in outputs.iter().zip(cotangents) {
             if relevant[o.id().index()] {
@@ -218,7 +231,7 @@ impl Builder<'_> {
                 continue;
             };
             let ins = &instrs[i];
-            let wants: Vec<bool> = ins.operands.iter().map(|o| relevant[o.index()]).collect();
+            let wants: Vec<bool> = deps(i).iter().map(|o| relevant[o.index()]).collect();
             if !wants.iter().any(|&w| w) {
                 continue;
             }
@@ -226,6 +239,17 @@ impl Builder<'_> {
             let _scope = self
                 .module()
                 .enter_scope_path(Some(grad_scope(ins.scope.as_deref())));
+            if let Some(site) = marks.custom.get(&InstrId(i as u32)) {
+                let g = self.materialize(Some(&g), &ins.shape)?;
+                let out = self.value_at(InstrId(i as u32));
+                let cots = custom::apply(self, site, out, g)?;
+                for (k, ct) in cots.into_iter().enumerate() {
+                    if let (Some(ct), true) = (ct, wants[k]) {
+                        accumulate(self, &mut adj[site.inputs[k].index()], Cot::Array(ct))?;
+                    }
+                }
+                continue;
+            }
             let ctx = Ctx {
                 b: *self,
                 op: &ins.op,
@@ -304,10 +328,11 @@ fn grad_scope(forward: Option<&str>) -> Arc<str> {
 }
 
 /// Instructions on a path from a `wrt` value to an output, through differentiable values that
-/// are not `stop_gradient` marks.
-fn relevant_set(
+/// are not `stop_gradient` marks, where instruction i depends on `deps(i)`.
+fn relevant_set<'a>(
     instrs: &[Instruction],
     no_grad: &std::collections::HashSet<InstrId>,
+    deps: &dyn Fn(usize) -> &'a [InstrId],
     outputs: &[Value],
     wrt: &[Value],
 ) -> Vec<bool> {
@@ -321,7 +346,7 @@ fn relevant_set(
         if !fwd[i]
             && !no_grad.contains(&InstrId(i as u32))
             && differentiable(&ins.shape)
-            && ins.operands.iter().any(|o| fwd[o.index()])
+            && deps(i).iter().any(|o| fwd[o.index()])
         {
             fwd[i] = true;
         }
@@ -332,7 +357,7 @@ fn relevant_set(
     }
     for i in (0..n).rev() {
         if bwd[i] && fwd[i] {
-            for o in &instrs[i].operands {
+            for o in deps(i) {
                 bwd[o.index()] = true;
             }
         }

@@ -23,13 +23,14 @@ mod shape_ops;
 #[cfg(test)]
 mod test_util;
 
+use crate::autodiff::{CustomSite, GradMarks};
 use crate::dtype::{ElementType, NativeType};
 use crate::error::{shape_err, HloError, Result};
 use crate::ir::{BinaryOp, CompId, Computation, InstrId, Instruction, Module, Op, Sharding};
 use crate::literal::Literal;
 use crate::shape::{ArrayShape, Shape};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A handle to one instruction of a computation under construction.
@@ -49,8 +50,8 @@ struct Draft {
     name: String,
     instrs: Vec<Instruction>,
     params: Vec<InstrId>,
-    /// Instructions autodiff treats as constants (`stop_gradient`).
-    no_grad: HashSet<InstrId>,
+    /// `stop_gradient` marks and custom-gradient sites.
+    marks: GradMarks,
     done: bool,
 }
 
@@ -58,8 +59,8 @@ struct Draft {
 struct State {
     drafts: Vec<Draft>,
     finished: Vec<Computation>,
-    /// The `stop_gradient` marks of each finished computation (by `CompId`), kept for inlining.
-    finished_no_grad: Vec<HashSet<InstrId>>,
+    /// The autodiff marks of each finished computation (by `CompId`), kept for inlining.
+    finished_marks: Vec<GradMarks>,
     reducers: HashMap<(BinaryOp, ElementType), CompId>,
     /// Gradient rules of custom-call targets (`ModuleBuilder::register_vjp`).
     vjp_rules: HashMap<String, Arc<crate::autodiff::VjpRule>>,
@@ -106,7 +107,7 @@ impl ModuleBuilder {
             name: name.into(),
             instrs: vec![],
             params: vec![],
-            no_grad: HashSet::new(),
+            marks: GradMarks::default(),
             done: false,
         });
         Builder {
@@ -170,15 +171,12 @@ impl ModuleBuilder {
         ))
     }
 
-    /// A copy of a finished computation and its `stop_gradient` marks (for inlining).
-    pub(crate) fn finished_computation(
-        &self,
-        comp: CompId,
-    ) -> Result<(Computation, HashSet<InstrId>)> {
+    /// A copy of a finished computation and its autodiff marks (for inlining).
+    pub(crate) fn finished_computation(&self, comp: CompId) -> Result<(Computation, GradMarks)> {
         let st = self.state.borrow();
         match (
             st.finished.get(comp.index()),
-            st.finished_no_grad.get(comp.index()),
+            st.finished_marks.get(comp.index()),
         ) {
             (Some(c), Some(ng)) => Ok((c.clone(), ng.clone())),
             _ => Err(HloError::Computation {
@@ -351,12 +349,22 @@ impl<'m> Builder<'m> {
     /// Marks `v` as a constant for autodiff (see `Builder::stop_gradient`).
     pub(crate) fn mark_no_grad(&self, v: Value) {
         let mut st = self.m.state.borrow_mut();
-        st.drafts[self.draft as usize].no_grad.insert(v.id);
+        st.drafts[self.draft as usize].marks.no_grad.insert(v.id);
     }
 
-    pub(crate) fn no_grad_ids(&self) -> HashSet<InstrId> {
+    /// Marks `v` as a custom-gradient site (see `Builder::custom_vjp`).
+    pub(crate) fn mark_custom(&self, v: Value, site: CustomSite) {
+        let mut st = self.m.state.borrow_mut();
+        st.drafts[self.draft as usize]
+            .marks
+            .custom
+            .insert(v.id, site);
+    }
+
+    /// This computation's autodiff marks so far.
+    pub(crate) fn grad_marks(&self) -> GradMarks {
         self.m.state.borrow().drafts[self.draft as usize]
-            .no_grad
+            .marks
             .clone()
     }
 
@@ -517,7 +525,7 @@ impl<'m> Builder<'m> {
             k += 1;
         }
         let params = std::mem::take(&mut draft.params);
-        let no_grad = std::mem::take(&mut draft.no_grad);
+        let marks = std::mem::take(&mut draft.marks);
         let comp = Computation {
             name,
             instrs: std::mem::take(&mut draft.instrs),
@@ -525,7 +533,7 @@ impl<'m> Builder<'m> {
             root: root.id,
         };
         st.finished.push(comp);
-        st.finished_no_grad.push(no_grad);
+        st.finished_marks.push(marks);
         Ok(CompId((st.finished.len() - 1) as u32))
     }
 

@@ -60,6 +60,9 @@ fn identity(ty: ElementType, is_max: bool) -> Option<Literal> {
         (ElementType::U32, false) => Literal::scalar(u32::MAX),
         (ElementType::U64, true) => Literal::scalar(u64::MIN),
         (ElementType::U64, false) => Literal::scalar(u64::MAX),
+        // e4m3fn has no infinity (it would convert to NaN): its largest value bounds it.
+        (ElementType::F8E4M3FN, true) => Literal::scalar(crate::f8::F8E4M3FN::from_bits(0xFE)),
+        (ElementType::F8E4M3FN, false) => Literal::scalar(crate::f8::F8E4M3FN::from_bits(0x7E)),
         (t, true) if t.is_float() => Literal::scalar_from_f64(t, f64::NEG_INFINITY),
         (t, false) if t.is_float() => Literal::scalar_from_f64(t, f64::INFINITY),
         _ => return None,

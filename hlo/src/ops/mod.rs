@@ -1,12 +1,13 @@
 //! Composite helpers built only from primitive builder ops: softmax family, normalization,
-//! activations, index ops (one_hot, argmax/argmin), dropout, and cuDNN's fused attention (a
-//! custom call with its gradient rule).
+//! activations, index ops (one_hot, argmax/argmin), dropout, FP8 quantize-dequantize (with its
+//! own gradient), and cuDNN's fused attention (a custom call with its gradient rule).
 //!
 //! Axes are `i64` and may be negative (`-1` is the last dimension), as in NumPy. Each helper
 //! validates its arguments up front and reports errors under its own name (`softmax`,
 //! `layer_norm`, ...) rather than under the primitive op that would fail later.
 mod activation;
 mod dropout;
+mod fp8;
 mod fused_attention;
 mod index;
 mod norm;
