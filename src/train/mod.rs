@@ -28,6 +28,7 @@ pub use gradients::{autodiff, manual_gradients, GradientSource, LossAndGrads, Lo
 pub use optimizer::{AdamW, AdamWeightDecay, Lamb, Optimizer, Sgd, WeightDecay};
 pub use precision::{DynamicLossScale, LossScale, Policy};
 pub use runtime::{ShardedBatch, StepMetrics, Trainer};
+pub use shard::{split_inputs, HostShards};
 pub use schedule::Schedule;
 pub use step::{build_train_step, StepConfig, StepLayout, TrainProgram};
 

@@ -1,6 +1,73 @@
-//! Host-side splitting of a whole batch into the replicas' shards (row-major literals).
-use anyhow::{bail, Result};
+//! Host-side splitting of a whole batch into the replicas' shards (row-major literals). Pure
+//! host work with no device involved, so an input feed can do it on its own thread
+//! ([`split_inputs`]) and hand the loop shards that only need uploading.
+use super::step::StepLayout;
+use anyhow::{anyhow, bail, Result};
 use hlo::{ArrayShape, Literal};
+
+/// Step inputs `first..first + len` split into the replicas' shards, still on the host:
+/// `shards[r]` are replica r's literals, in input order.
+#[derive(Clone, Debug)]
+pub struct HostShards {
+    pub first: usize,
+    pub shards: Vec<Vec<Literal>>,
+}
+
+/// Splits inputs `first..first + inputs.len()` of `layout`'s step, given for the whole batch of
+/// `replicas` replicas (see [`StepLayout::batch_shape_for`]): each input of rows into the
+/// replicas' shards, a dropout key copied to every replica as is. Checks every shape.
+pub fn split_inputs(
+    layout: &StepLayout,
+    replicas: usize,
+    first: usize,
+    inputs: Vec<Literal>,
+) -> Result<HostShards> {
+    let n = replicas;
+    if first + inputs.len() > layout.batch.len() {
+        bail!(
+            "the train step takes {} batch inputs; got inputs {first}..{}",
+            layout.batch.len(),
+            first + inputs.len()
+        );
+    }
+    let mut shards: Vec<Vec<Literal>> = (0..n).map(|_| Vec::new()).collect();
+    for (j, lit) in inputs.into_iter().enumerate() {
+        let i = first + j;
+        let spec = &layout.batch[i];
+        let what = format!("batch input '{}'", spec.name);
+        let parts = match layout.shard_dim(i) {
+            Some(dim) => {
+                let whole = layout
+                    .batch_shape_for(i, n as u32)
+                    .ok_or_else(|| anyhow!("{what}: not in the step's layout"))?;
+                if lit.shape() != &whole {
+                    bail!(
+                        "{what} is {}, the step takes {whole} for the whole batch ({} per \
+                         replica on {n} replicas; the batch size must be a multiple of {n})",
+                        lit.shape(),
+                        spec.shape
+                    );
+                }
+                // One replica takes the literal as it is (no copy).
+                if n == 1 {
+                    vec![lit]
+                } else {
+                    split_literal(&lit, dim, n, &what)?
+                }
+            }
+            None => {
+                if lit.shape() != &spec.shape {
+                    bail!("{what} is {}, the step takes {}", lit.shape(), spec.shape);
+                }
+                vec![lit; n]
+            }
+        };
+        for (dst, part) in shards.iter_mut().zip(parts) {
+            dst.push(part);
+        }
+    }
+    Ok(HostShards { first, shards })
+}
 
 /// Splits `lit` along `dim` into `n` equal, contiguous parts (part r holds indices
 /// `r*d/n .. (r+1)*d/n` of that dim, d its size). `what` names the input in errors.

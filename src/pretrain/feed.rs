@@ -1,0 +1,174 @@
+//! The training loop's input feed: a host thread takes each step's batch from the data source
+//! (the reader of files, the coordinator's work units, or synthetic batches), builds the step's
+//! inputs (the fields and the step's dropout key), splits them into the replicas' shards and
+//! hands them to the loop through a bounded channel, up to [`FEED_DEPTH`] steps ahead. Behind
+//! it the readers' own prefetch threads decode and batch records; what is left to the loop is
+//! the upload.
+//!
+//! Each step's inputs carry the data position after their batch: the feed reads ahead of the
+//! loop, so the readers' own positions are past the step a checkpoint records.
+use super::batches::{step_literals, synthetic_batch};
+use crate::data::unit_reader::{UnitPosition, UnitReader};
+use crate::data::{Batch, Reader, ReaderState};
+use crate::train::{split_inputs, HostShards, StepLayout};
+use anyhow::{anyhow, Context, Result};
+use std::ops::Range;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// Steps whose inputs wait ready in the channel: one for the loop to upload while the device
+/// runs the current step, one more to absorb a slow batch.
+pub const FEED_DEPTH: usize = 2;
+
+/// Where batches come from.
+pub enum Source {
+    Files(Box<Reader>),
+    /// A multi-process run's work units from the coordinator's cursor (whose side of it stays
+    /// with the loop, see [`super::data_cursor::CursorKeeper`]).
+    Units(Box<UnitReader>),
+    /// Random batches derived from (seed, step): reproducible on resume.
+    Synthetic {
+        vocab: usize,
+        seed: u64,
+        /// This process's rows of the batch.
+        rows: usize,
+        seq_len: usize,
+        max_predictions: usize,
+    },
+}
+
+impl Source {
+    /// Damaged records the reader skipped so far.
+    fn skipped_records(&self) -> u64 {
+        match self {
+            Source::Files(r) => r.stats().skipped_corrupt,
+            Source::Units(u) => u.skipped_records(),
+            Source::Synthetic { .. } => 0,
+        }
+    }
+
+    /// The batch of `step` and the data position after it.
+    fn next(&mut self, step: u64) -> Result<(Batch, DataPosition)> {
+        match self {
+            Source::Files(r) => {
+                let batch = r.next_batch().ok_or_else(|| {
+                    anyhow!("the training data ended (the reader repeats forever)")
+                })??;
+                Ok((batch, DataPosition::Reader(Box::new(r.state()))))
+            }
+            Source::Units(u) => {
+                let batch = u.next_batch()?.batch;
+                Ok((batch, DataPosition::Units(u.position())))
+            }
+            Source::Synthetic {
+                vocab,
+                seed,
+                rows,
+                seq_len,
+                max_predictions,
+            } => {
+                let batch = synthetic_batch(
+                    *rows,
+                    *seq_len,
+                    *max_predictions,
+                    *vocab,
+                    seed.wrapping_add(step),
+                );
+                Ok((batch, DataPosition::Synthetic))
+            }
+        }
+    }
+}
+
+/// Where the data stands after a step's batch.
+#[derive(Clone, Debug)]
+pub enum DataPosition {
+    Reader(Box<ReaderState>),
+    Units(UnitPosition),
+    /// Synthetic batches derive from the step alone.
+    Synthetic,
+}
+
+impl DataPosition {
+    /// The reader's state, for a checkpoint of a run that reads files itself.
+    pub fn reader_state(&self) -> Option<ReaderState> {
+        match self {
+            DataPosition::Reader(s) => Some((**s).clone()),
+            DataPosition::Units(_) | DataPosition::Synthetic => None,
+        }
+    }
+}
+
+/// One step's inputs, ready to upload.
+pub struct FedStep {
+    pub step: u64,
+    pub inputs: HostShards,
+    /// This process's rows that are examples (not padding).
+    pub real_rows: u64,
+    pub position: DataPosition,
+    /// Damaged records the reader had skipped when it handed this batch out.
+    pub skipped_records: u64,
+}
+
+/// What the feed needs to turn a batch into a step's inputs.
+pub struct FeedPlan {
+    /// The steps to feed, in order (0-based: the batch of step s is the (s+1)-th update's).
+    pub steps: Range<u64>,
+    pub layout: StepLayout,
+    /// This process's replicas (the shards each input splits into).
+    pub replicas: usize,
+    /// Micro-batches per step (gradient accumulation).
+    pub micro_batches: usize,
+    /// The run's seed, from which each step's dropout key derives.
+    pub seed: u64,
+}
+
+/// The loop's end of the feed.
+pub struct Feed {
+    rx: Receiver<Result<FedStep>>,
+}
+
+impl Feed {
+    /// Starts the feed thread over `source` for the steps of `plan`. The thread ends after the
+    /// last step, at the first error (which the loop receives in that step's place), or when
+    /// the loop drops its end.
+    pub fn start(mut source: Source, plan: FeedPlan) -> Result<Feed> {
+        let (tx, rx) = sync_channel::<Result<FedStep>>(FEED_DEPTH);
+        std::thread::Builder::new()
+            .name("tpu-run-feed".into())
+            .spawn(move || {
+                for step in plan.steps.clone() {
+                    let item = prepare(&mut source, &plan, step)
+                        .with_context(|| format!("the input of step {}", step + 1));
+                    let failed = item.is_err();
+                    if tx.send(item).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .context("starting the input feed thread")?;
+        Ok(Feed { rx })
+    }
+
+    /// The next step's inputs, and how long the loop waited for them.
+    pub fn next(&mut self) -> Result<(FedStep, Duration)> {
+        let t = Instant::now();
+        let item = self
+            .rx
+            .recv()
+            .map_err(|_| anyhow!("the input feed stopped before the run's last step"))?;
+        Ok((item?, t.elapsed()))
+    }
+}
+
+fn prepare(source: &mut Source, plan: &FeedPlan, step: u64) -> Result<FedStep> {
+    let (batch, position) = source.next(step)?;
+    let literals = step_literals(&batch, plan.micro_batches, plan.seed, step)?;
+    Ok(FedStep {
+        step,
+        inputs: split_inputs(&plan.layout, plan.replicas, 0, literals)?,
+        real_rows: batch.real_rows as u64,
+        position,
+        skipped_records: source.skipped_records(),
+    })
+}
