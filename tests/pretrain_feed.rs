@@ -108,8 +108,10 @@ fn options(lockstep: bool) -> RunOptions {
     }
 }
 
-/// (step, loss bits, metric bits) of every step.
-fn bits(s: &RunSummary) -> Vec<(u64, u32, Vec<(String, u32)>)> {
+/// (step, loss bits, (metric name, value bits)...) of a step.
+type StepBits = (u64, u32, Vec<(String, u32)>);
+
+fn bits(s: &RunSummary) -> Vec<StepBits> {
     s.history
         .iter()
         .map(|r| {
@@ -119,8 +121,11 @@ fn bits(s: &RunSummary) -> Vec<(u64, u32, Vec<(String, u32)>)> {
         .collect()
 }
 
-/// Every checkpoint of a run's output directory: its step name, tensors and data position.
-fn checkpoints(out: &Path) -> Vec<(String, Vec<(String, Vec<u8>)>, Value, u64)> {
+/// A checkpoint's step name, tensors (name, bytes), data position and examples seen.
+type Saved = (String, Vec<(String, Vec<u8>)>, Value, u64);
+
+/// Every checkpoint of a run's output directory.
+fn checkpoints(out: &Path) -> Vec<Saved> {
     let root = out.join("checkpoints");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
@@ -150,7 +155,14 @@ fn records(out: &Path) -> Vec<Value> {
         .map(|l| {
             let mut v: Value = serde_json::from_str(l).unwrap();
             let obj = v.as_object_mut().unwrap();
-            for k in ["seq_per_s", "elapsed_s", "seconds", "wall_time_s", "compile_s", "checkpoint"] {
+            for k in [
+                "seq_per_s",
+                "elapsed_s",
+                "seconds",
+                "wall_time_s",
+                "compile_s",
+                "checkpoint",
+            ] {
                 obj.remove(k);
             }
             obj.retain(|k, _| !k.starts_with("steady_") && !k.starts_with("host_wait"));
@@ -171,7 +183,8 @@ fn pipelined_equals_lockstep(devices: u32) {
     assert_eq!(bits(&piped), bits(&step), "losses and metrics differ");
     let evals = |s: &RunSummary| -> Vec<(u64, u64, u64)> {
         let e = s.evals.iter();
-        e.map(|(n, r)| (*n, r.mlm_loss.to_bits(), r.examples)).collect()
+        e.map(|(n, r)| (*n, r.mlm_loss.to_bits(), r.examples))
+            .collect()
     };
     assert_eq!(evals(&piped), evals(&step));
     assert_eq!(
@@ -217,7 +230,11 @@ fn so_it_does_on_two_data_parallel_devices() {
 fn a_resumed_pipelined_run_continues_the_stopped_one_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let data = write_shards(&tmp.path().join("data"), 2, 20);
-    let whole = run(&config(&data, &tmp.path().join("whole"), 1), &options(false)).unwrap();
+    let whole = run(
+        &config(&data, &tmp.path().join("whole"), 1),
+        &options(false),
+    )
+    .unwrap();
     let split = tmp.path().join("split");
     let stop = RunOptions {
         stop_after: Some(4),
@@ -285,5 +302,8 @@ fn the_cli_prints_both_figures_and_the_host_wait() {
         "{t}"
     );
     let w = line("host wait:");
-    assert!(w.contains("for the input feed") && w.contains("% of the loop"), "{w}");
+    assert!(
+        w.contains("for the input feed") && w.contains("% of the loop"),
+        "{w}"
+    );
 }

@@ -85,9 +85,7 @@ impl StepClock {
 
     pub fn host_wait(&self) -> HostWait {
         let total: Duration = self.waits.iter().sum();
-        let span = self
-            .loop_start
-            .map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let span = self.loop_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
         HostWait {
             total,
             longest: self.waits.iter().copied().max().unwrap_or_default(),

@@ -11,9 +11,7 @@
 use super::config::PretrainConfig;
 use super::distributed::Distributed;
 use crate::coord::{CursorSource, LocalCursor, OpenCursor};
-use crate::data::unit_reader::{
-    UnitBatch, UnitPosition, UnitReader, UnitReaderConfig, UnitSource,
-};
+use crate::data::unit_reader::{UnitBatch, UnitPosition, UnitReader, UnitReaderConfig, UnitSource};
 use crate::data::units::{index_file, listing_digest, CursorState, IndexedFile};
 use crate::data::OnCorrupt;
 use anyhow::{bail, Context, Result};

@@ -7,9 +7,8 @@
 //!
 //! Each step's inputs carry the data position after their batch: the feed reads ahead of the
 //! loop, so the readers' own positions are past the step a checkpoint records.
-use super::batches::{step_literals, synthetic_batch};
-use crate::data::unit_reader::{UnitPosition, UnitReader};
-use crate::data::{Batch, Reader, ReaderState};
+use super::batches::step_literals;
+use super::source::{DataPosition, Source};
 use crate::train::{split_inputs, HostShards, StepLayout};
 use anyhow::{anyhow, Context, Result};
 use std::ops::Range;
@@ -19,85 +18,6 @@ use std::time::{Duration, Instant};
 /// Steps whose inputs wait ready in the channel: one for the loop to upload while the device
 /// runs the current step, one more to absorb a slow batch.
 pub const FEED_DEPTH: usize = 2;
-
-/// Where batches come from.
-pub enum Source {
-    Files(Box<Reader>),
-    /// A multi-process run's work units from the coordinator's cursor (whose side of it stays
-    /// with the loop, see [`super::data_cursor::CursorKeeper`]).
-    Units(Box<UnitReader>),
-    /// Random batches derived from (seed, step): reproducible on resume.
-    Synthetic {
-        vocab: usize,
-        seed: u64,
-        /// This process's rows of the batch.
-        rows: usize,
-        seq_len: usize,
-        max_predictions: usize,
-    },
-}
-
-impl Source {
-    /// Damaged records the reader skipped so far.
-    fn skipped_records(&self) -> u64 {
-        match self {
-            Source::Files(r) => r.stats().skipped_corrupt,
-            Source::Units(u) => u.skipped_records(),
-            Source::Synthetic { .. } => 0,
-        }
-    }
-
-    /// The batch of `step` and the data position after it.
-    fn next(&mut self, step: u64) -> Result<(Batch, DataPosition)> {
-        match self {
-            Source::Files(r) => {
-                let batch = r.next_batch().ok_or_else(|| {
-                    anyhow!("the training data ended (the reader repeats forever)")
-                })??;
-                Ok((batch, DataPosition::Reader(Box::new(r.state()))))
-            }
-            Source::Units(u) => {
-                let batch = u.next_batch()?.batch;
-                Ok((batch, DataPosition::Units(u.position())))
-            }
-            Source::Synthetic {
-                vocab,
-                seed,
-                rows,
-                seq_len,
-                max_predictions,
-            } => {
-                let batch = synthetic_batch(
-                    *rows,
-                    *seq_len,
-                    *max_predictions,
-                    *vocab,
-                    seed.wrapping_add(step),
-                );
-                Ok((batch, DataPosition::Synthetic))
-            }
-        }
-    }
-}
-
-/// Where the data stands after a step's batch.
-#[derive(Clone, Debug)]
-pub enum DataPosition {
-    Reader(Box<ReaderState>),
-    Units(UnitPosition),
-    /// Synthetic batches derive from the step alone.
-    Synthetic,
-}
-
-impl DataPosition {
-    /// The reader's state, for a checkpoint of a run that reads files itself.
-    pub fn reader_state(&self) -> Option<ReaderState> {
-        match self {
-            DataPosition::Reader(s) => Some((**s).clone()),
-            DataPosition::Units(_) | DataPosition::Synthetic => None,
-        }
-    }
-}
 
 /// One step's inputs, ready to upload.
 pub struct FedStep {
@@ -151,7 +71,7 @@ impl Feed {
     }
 
     /// The next step's inputs, and how long the loop waited for them.
-    pub fn next(&mut self) -> Result<(FedStep, Duration)> {
+    pub fn recv(&mut self) -> Result<(FedStep, Duration)> {
         let t = Instant::now();
         let item = self
             .rx

@@ -3,7 +3,8 @@
 //! - [`config`]: the run's settings (TOML file, command-line overrides).
 //! - [`program`]: the train step (one donated module) and the evaluation pass.
 //! - [`run`]: a run's setup (devices, step, resume, data) and its summary.
-//! - [`feed`]: the input feed, a host thread preparing each step's inputs ahead of the loop.
+//! - [`source`], [`feed`]: where batches come from; the input feed, a host thread preparing
+//!   each step's inputs ahead of the loop.
 //! - [`train_loop`]: the steps, pipelined (logging, evaluation, checkpoints, exact resume);
 //!   [`clock`] its steady-state throughput and host waits.
 //! - [`batches`], [`rng`]: host batches as program inputs; the dropout key of each step.
@@ -37,6 +38,7 @@ pub mod program;
 pub mod progress;
 pub mod rng;
 pub mod run;
+pub mod source;
 pub mod train_loop;
 
 pub use config::{Overrides, PretrainConfig};

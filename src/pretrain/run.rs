@@ -17,21 +17,21 @@
 //! data reader continues from its saved position, and the dropout key of each step derives from
 //! the seed and the step number alone, so the resumed run computes the same steps, bit for bit
 //! on CPU, as the uninterrupted one.
-use super::checkpoint::{load_checkpoint, load_for_resume, reader_state_for};
+use super::checkpoint::{load_checkpoint, load_for_resume};
 use super::clock::{HostWait, Steady};
 use super::config::{default_num_devices, PretrainConfig};
-use super::data_cursor::{is_cursor, CursorData, CursorKeeper};
 use super::distributed::{process_seed, Distributed};
 use super::eval::{EvalResult, Evaluator};
-use super::feed::{Feed, FeedPlan, Source};
+use super::feed::{Feed, FeedPlan};
 use super::interrupt::StopSignal;
 use super::metrics::{supersede_after, MetricsSink, SUPERSEDED_FILE};
 use super::program::{train_step_module, write_program, LoweredStep};
 use super::progress::Progress;
+use super::source::{open_source, DataShare};
 use super::train_loop::TrainLoop;
 use crate::backend::open_client;
 use crate::ckpt::{Checkpoint, Spec, Store};
-use crate::data::{Reader, ReaderConfig};
+use crate::data::ReaderConfig;
 use crate::model::{init_params, BatchShapes, BertConfig};
 use crate::train::{StepLayout, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
@@ -361,99 +361,6 @@ fn initial_params(model: &BertConfig, layout: &StepLayout, seed: u64) -> Result<
             Ok(Literal::from_slice(&t.data, &p.shape.dims)?)
         })
         .collect()
-}
-
-/// This process's part of the data: its rows of the global batch, drawn with its own seed.
-struct DataShare {
-    rows: usize,
-    seed: u64,
-    process_id: u32,
-    processes: u32,
-    vocab: usize,
-}
-
-/// Where this process's batches come from (see [`Source`]), and the data cursor's side when
-/// they are its work units.
-fn open_source(
-    cfg: &PretrainConfig,
-    dist: Option<&Distributed>,
-    train_files: Option<Vec<PathBuf>>,
-    resumed: Option<&(crate::ckpt::State, PathBuf)>,
-    share: DataShare,
-) -> Result<(Source, Option<CursorKeeper>)> {
-    let units = |data: CursorData| {
-        let (reader, keeper) = data.into_parts();
-        (Source::Units(Box::new(reader)), Some(keeper))
-    };
-    Ok(match train_files {
-        None => (
-            Source::Synthetic {
-                vocab: share.vocab,
-                seed: share.seed,
-                rows: share.rows,
-                seq_len: cfg.data.seq_len,
-                max_predictions: cfg.data.max_predictions,
-            },
-            None,
-        ),
-        Some(files) if dist.is_some() => {
-            let d = dist.ok_or_else(|| anyhow!("a multi-process run without its coordinator"))?;
-            let resumed = resumed.map(|(s, dir)| (&s.data_position, dir.as_path()));
-            let data = CursorData::open(d, cfg, &files, resumed, share.rows, share.vocab)?;
-            units(data)
-        }
-        // One process continuing a multi-process run's checkpoint: its cursor, kept here.
-        Some(files)
-            if resumed
-                .is_some_and(|(s, _)| is_cursor(&s.data_position)) =>
-        {
-            let (s, dir) = resumed
-                .ok_or_else(|| anyhow!("no checkpoint to continue the data cursor of"))?;
-            let data = CursorData::open_local(
-                cfg,
-                &files,
-                (&s.data_position, dir),
-                share.rows,
-                share.vocab,
-            )?;
-            units(data)
-        }
-        Some(files) => {
-            let rc = reader_config(cfg, files, share.rows, share.seed, share.vocab);
-            let saved = match resumed {
-                Some((s, dir)) => {
-                    reader_state_for(&s.data_position, dir, share.process_id, share.processes)?
-                }
-                None => None,
-            };
-            let reader = match saved {
-                Some(st) => Reader::resume(rc, st)?,
-                None => Reader::new(rc)?,
-            };
-            (Source::Files(Box::new(reader)), None)
-        }
-    })
-}
-
-/// The reader of one process's files and rows (`rows` of the global batch, `seed` its own),
-/// refusing token ids outside the model's `vocab_size`.
-fn reader_config(
-    cfg: &PretrainConfig,
-    files: Vec<PathBuf>,
-    rows: usize,
-    seed: u64,
-    vocab_size: usize,
-) -> ReaderConfig {
-    let mut rc = ReaderConfig::new(files, rows, cfg.data.seq_len, cfg.data.max_predictions);
-    rc.seed = seed;
-    rc.vocab_size = Some(vocab_size);
-    if cfg.data.skip_corrupt {
-        rc.on_corrupt = crate::data::OnCorrupt::Skip;
-    }
-    rc.shuffle_buffer = cfg.data.shuffle_buffer;
-    rc.cycle_length = cfg.data.cycle_length;
-    rc.prefetch_batches = cfg.data.prefetch_batches;
-    rc
 }
 
 /// Where a stopped run can resume, for its error message.

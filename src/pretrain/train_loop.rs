@@ -19,11 +19,12 @@ use super::config::PretrainConfig;
 use super::data_cursor::{local_position, CursorKeeper};
 use super::distributed::Distributed;
 use super::eval::Evaluator;
-use super::feed::{DataPosition, Feed};
+use super::feed::Feed;
 use super::interrupt::StopSignal;
 use super::metrics::MetricsSink;
 use super::progress::{Progress, Shown};
 use super::run::{describe_checkpoint, log, read_record, RunOptions, RunSummary};
+use super::source::DataPosition;
 use crate::ckpt::{Spec, Store};
 use crate::model::BertConfig;
 use crate::train::{ShardedBatch, StepLayout, Trainer};
@@ -148,7 +149,7 @@ impl TrainLoop<'_> {
     /// Takes the inputs of `step` from the feed and uploads them (the copy is done on return;
     /// the transfer may still run while the device works on the step before).
     fn stage(&self, feed: &mut Feed, step: u64, t: &mut Tally) -> Result<Staged> {
-        let (fed, waited) = feed.next()?;
+        let (fed, waited) = feed.recv()?;
         if step > self.summary.start_step {
             t.clock.waited(waited);
         }
@@ -169,8 +170,8 @@ impl TrainLoop<'_> {
 
     fn due(&self, done: u64, last: bool) -> Due {
         let cfg = self.cfg;
-        let eval_due = cfg.eval.interval > 0 && done % cfg.eval.interval == 0;
-        let ckpt_due = cfg.checkpoint.interval > 0 && done % cfg.checkpoint.interval == 0;
+        let eval_due = cfg.eval.interval > 0 && done.is_multiple_of(cfg.eval.interval);
+        let ckpt_due = cfg.checkpoint.interval > 0 && done.is_multiple_of(cfg.checkpoint.interval);
         Due {
             eval: self.evaluator.is_some() && (eval_due || (last && done == cfg.train.steps)),
             checkpoint: ckpt_due || last,
@@ -198,7 +199,7 @@ impl TrainLoop<'_> {
             );
         }
         self.progress.set_step(done);
-        if done % self.cfg.output.log_every == 0 || done == self.summary.end_step {
+        if done.is_multiple_of(self.cfg.output.log_every) || done == self.summary.end_step {
             let secs = t.window_start.map_or(0.0, |w| w.elapsed().as_secs_f64());
             let seq_per_s = if secs > 0.0 {
                 t.window_seqs as f64 / secs
@@ -392,10 +393,7 @@ impl TrainLoop<'_> {
                 "steady_seq_per_s",
                 s.steady.map_or(Value::Null, |x| Value::from(x.seq_per_s)),
             ),
-            (
-                "steady_steps",
-                Value::from(s.steady.map_or(0, |x| x.steps)),
-            ),
+            ("steady_steps", Value::from(s.steady.map_or(0, |x| x.steps))),
             ("host_wait_s", Value::from(s.host_wait.total.as_secs_f64())),
             ("host_wait_fraction", Value::from(s.host_wait.fraction)),
         ];

@@ -236,7 +236,8 @@ impl Trainer {
     /// [`StepLayout::global_batch_shape`]): each input of rows is split into the replicas'
     /// shards, a dropout key goes to every replica as is.
     pub fn upload_shards(&self, first: usize, inputs: &[Literal]) -> Result<ShardedBatch> {
-        let split = super::shard::split_inputs(&self.layout, self.replicas(), first, inputs.to_vec())?;
+        let split =
+            super::shard::split_inputs(&self.layout, self.replicas(), first, inputs.to_vec())?;
         self.upload_split(&split)
     }
 
@@ -264,8 +265,7 @@ impl Trainer {
                         .batch
                         .get(inputs.first + j)
                         .map_or("?", |s| s.name.as_str());
-                    upload(&client, device, lit)
-                        .with_context(|| format!("batch input '{name}'"))
+                    upload(&client, device, lit).with_context(|| format!("batch input '{name}'"))
                 })
                 .collect::<Result<Vec<_>>>()?;
             shards.push(bufs);
