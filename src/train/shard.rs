@@ -117,6 +117,59 @@ pub fn split_literal(lit: &Literal, dim: usize, n: usize, what: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::BatchSpec;
+    use hlo::ElementType;
+
+    /// A step taking `ids: s32[2, 3]` per replica and a dropout key, on `replicas` replicas.
+    fn layout(replicas: u32) -> StepLayout {
+        StepLayout {
+            params: vec![],
+            opt_state: vec![],
+            batch: vec![
+                BatchSpec::new("ids", ElementType::S32, &[2, 3]),
+                BatchSpec::rng_key("key"),
+            ],
+            metric_names: vec![],
+            accumulation_steps: 1,
+            replicas,
+        }
+    }
+
+    #[test]
+    fn inputs_split_into_row_shards_and_keys_go_to_every_replica() {
+        let ids: Vec<i32> = (0..12).collect();
+        let key = Literal::from_slice(&[7u64, 9], &[2]).unwrap();
+        let whole = vec![Literal::from_slice(&ids, &[4, 3]).unwrap(), key.clone()];
+        let split = split_inputs(&layout(2), 2, 0, whole).unwrap();
+        assert_eq!(split.first, 0);
+        assert_eq!(split.shards.len(), 2);
+        for (r, shard) in split.shards.iter().enumerate() {
+            let want: Vec<i32> = (r as i32 * 6..r as i32 * 6 + 6).collect();
+            assert_eq!(shard[0].to_vec::<i32>().unwrap(), want);
+            assert_eq!(shard[1].bytes(), key.bytes());
+        }
+        // Only the key, as a step after the fields were uploaded once would give it.
+        let only_key = split_inputs(&layout(2), 2, 1, vec![key.clone()]).unwrap();
+        assert_eq!((only_key.first, only_key.shards[1].len()), (1, 1));
+        // One replica takes the rows as they are.
+        let one = Literal::from_slice(&ids[..6], &[2, 3]).unwrap();
+        let split = split_inputs(&layout(1), 1, 0, vec![one.clone(), key]).unwrap();
+        assert_eq!(split.shards[0][0].bytes(), one.bytes());
+    }
+
+    #[test]
+    fn wrong_shapes_and_ranges_are_errors_naming_the_input() {
+        let ids = Literal::from_slice(&[0i32; 6], &[2, 3]).unwrap();
+        let e = split_inputs(&layout(2), 2, 0, vec![ids.clone()]).unwrap_err();
+        assert!(e.to_string().contains("batch input 'ids'"), "{e}");
+        assert!(e.to_string().contains("multiple of 2"), "{e}");
+        let e = split_inputs(&layout(1), 1, 1, vec![ids.clone(), ids]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("takes 2 batch inputs; got inputs 1..3"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn splits_rows_of_each_outer_index() {
