@@ -67,9 +67,11 @@ run() {
     error_line() {
         "$PY" -c 'import json,sys; print(json.dumps({"error": sys.argv[1], "log_tail": open(sys.argv[2]).read()[-1500:]}))' "$1" "$2"
     }
+    # The same settings for all three, the schedule included (it is compiled into the step):
+    # one program, compiled by the bench and loaded from the compile cache by the loops.
     local model=(--backend "${BACKEND:-cuda}" --preset "${PRESET:-base}" --seq-len "$SEQ"
                  --max-predictions "$PREDS" --batch-size "${BATCH:-256}"
-                 --precision "${PRECISION:-bf16}")
+                 --precision "${PRECISION:-bf16}" --steps "${STEPS:-200}" --warmup-steps 10)
     emit "$("$PY" - "${model[*]}" <<'PY'
 import json, subprocess, sys
 env = {"settings": sys.argv[1]}
@@ -97,7 +99,7 @@ PY
         shift
         local dir="$WORK/$name"
         if timeout 600 "$BIN" pretrain "${model[@]}" --data "$WORK/shards/*.tfrecord" \
-            --steps "${STEPS:-200}" --warmup-steps 10 --log-every "${LOG_EVERY:-50}" \
+            --log-every "${LOG_EVERY:-50}" \
             --checkpoint-interval 0 --keep-last 1 --no-resume --output-dir "$dir" "$@" \
             > "$dir.out" 2> "$dir.err" && [ -f "$dir/metrics.jsonl" ]; then
             emit "$("$PY" - "$name" "$dir/metrics.jsonl" <<'PY'
