@@ -181,6 +181,10 @@ pub struct PretrainArgs {
     /// With --data-only-ids: stop after this step and wait to be killed.
     #[arg(long, hide = true, value_name = "STEP", requires = "data_only_ids")]
     pub hang_after: Option<u64>,
+    /// For measurements: run each step to its results before taking the next batch, without
+    /// the overlapped input feed (src/pretrain/train_loop.rs), as a baseline.
+    #[arg(long, hide = true, conflicts_with_all = ["demo", "bench_steps", "data_only_ids"])]
+    pub lockstep: bool,
 }
 
 impl PretrainArgs {
@@ -331,6 +335,7 @@ pub fn run_cmd(a: &PretrainArgs) -> Result<()> {
             print: true,
             stop: Some(StopSignal::install()?),
             dump_program: a.dump_program.clone(),
+            lockstep: a.lockstep,
         },
     )?;
     s.print(cfg.train.batch_size);

@@ -11,7 +11,7 @@
 use super::config::PretrainConfig;
 use super::distributed::Distributed;
 use crate::coord::{CursorSource, LocalCursor, OpenCursor};
-use crate::data::unit_reader::{UnitBatch, UnitReader, UnitReaderConfig, UnitSource};
+use crate::data::unit_reader::{UnitBatch, UnitPosition, UnitReader, UnitReaderConfig, UnitSource};
 use crate::data::units::{index_file, listing_digest, CursorState, IndexedFile};
 use crate::data::OnCorrupt;
 use anyhow::{bail, Context, Result};
@@ -32,8 +32,12 @@ enum Keeper {
 /// This process's reader of the cursor's work units.
 pub struct CursorData {
     reader: UnitReader,
-    keeper: Keeper,
+    keeper: CursorKeeper,
 }
+
+/// The cursor's side of [`CursorData`], for a reader that reads ahead on another thread (the
+/// training loop's input feed): positions are given, taken where a batch was handed out.
+pub struct CursorKeeper(Keeper);
 
 fn on_corrupt(cfg: &PretrainConfig) -> OnCorrupt {
     if cfg.data.skip_corrupt {
@@ -135,7 +139,7 @@ impl CursorData {
         let source = Arc::new(CursorSource::new(dist.client().clone(), digest));
         Ok(CursorData {
             reader: start_reader(cfg, files, rows, vocab_size, source)?,
-            keeper: Keeper::Coordinator(dist.client().clone()),
+            keeper: CursorKeeper(Keeper::Coordinator(dist.client().clone())),
         })
     }
 
@@ -160,7 +164,7 @@ impl CursorData {
         );
         Ok(CursorData {
             reader: start_reader(cfg, &files, rows, vocab_size, cursor.clone())?,
-            keeper: Keeper::Local(cursor),
+            keeper: CursorKeeper(Keeper::Local(cursor)),
         })
     }
 
@@ -172,18 +176,39 @@ impl CursorData {
         self.reader.skipped_records()
     }
 
+    /// The reader (which may move to another thread) and the cursor's side.
+    pub fn into_parts(self) -> (UnitReader, CursorKeeper) {
+        (self.reader, self.keeper)
+    }
+
     /// This process's position (JSON), its part of a coordinated checkpoint.
     pub fn local_position(&self) -> Result<Vec<u8>> {
-        Ok(serde_json::to_vec(
-            &json!({ "units": self.reader.position() }),
-        )?)
+        local_position(self.reader.position())
     }
 
     /// Every process, at checkpoint step `step` before the checkpoint: its position to the
     /// cursor.
     pub fn report(&self, step: u64) -> Result<()> {
-        let p = self.reader.position();
-        match &self.keeper {
+        self.keeper.report(step, self.reader.position())
+    }
+
+    /// Process 0, writing the checkpoint of `step` (after every process's report): its data
+    /// position (the cursor).
+    pub fn checkpoint_position(&self, step: u64) -> Result<Value> {
+        self.keeper.checkpoint_position(step)
+    }
+}
+
+/// A process's position `p` (JSON), its part of a coordinated checkpoint.
+pub fn local_position(p: UnitPosition) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&json!({ "units": p }))?)
+}
+
+impl CursorKeeper {
+    /// Every process, at checkpoint step `step` before the checkpoint: its position after the
+    /// batch of that step, `p`, to the cursor.
+    pub fn report(&self, step: u64, p: UnitPosition) -> Result<()> {
+        match &self.0 {
             Keeper::Coordinator(c) => c.report_position(step, p.consumed, p.records),
             Keeper::Local(c) => c.report(step, p.consumed, p.records),
         }
@@ -193,7 +218,7 @@ impl CursorData {
     /// Process 0, writing the checkpoint of `step` (after every process's report): its data
     /// position (the cursor).
     pub fn checkpoint_position(&self, step: u64) -> Result<Value> {
-        let state = match &self.keeper {
+        let state = match &self.0 {
             Keeper::Coordinator(c) => c.cursor_snapshot(step),
             Keeper::Local(c) => c.snapshot(step),
         }

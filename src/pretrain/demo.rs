@@ -377,6 +377,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<Verdict> {
             print: true,
             stop: opts.stop.clone(),
             dump_program: None,
+            lockstep: false,
         },
     )?;
     summary.print(cfg.train.batch_size);

@@ -2,7 +2,11 @@
 //!
 //! - [`config`]: the run's settings (TOML file, command-line overrides).
 //! - [`program`]: the train step (one donated module) and the evaluation pass.
-//! - [`run`]: the loop (data, dropout keys, logging, evaluation, checkpoints, exact resume).
+//! - [`run`]: a run's setup (devices, step, resume, data) and its summary.
+//! - [`source`], [`feed`]: where batches come from; the input feed, a host thread preparing
+//!   each step's inputs ahead of the loop.
+//! - [`train_loop`]: the steps, pipelined (logging, evaluation, checkpoints, exact resume);
+//!   [`clock`] its steady-state throughput and host waits.
 //! - [`batches`], [`rng`]: host batches as program inputs; the dropout key of each step.
 //! - [`eval`], [`metrics`], [`progress`]: held-out evaluation, JSON lines and TensorBoard
 //!   events, the progress bar.
@@ -16,6 +20,7 @@
 pub mod batches;
 pub mod bench;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod coord_setup;
 pub mod corpus;
@@ -24,6 +29,7 @@ pub mod data_only;
 pub mod demo;
 pub mod distributed;
 pub mod eval;
+pub mod feed;
 pub mod interrupt;
 pub mod memory;
 pub mod metrics;
@@ -32,6 +38,8 @@ pub mod program;
 pub mod progress;
 pub mod rng;
 pub mod run;
+pub mod source;
+pub mod train_loop;
 
 pub use config::{Overrides, PretrainConfig};
 pub use run::{run, RunOptions, RunSummary, StepRecord};

@@ -1,7 +1,7 @@
-//! The pretraining loop: open the devices, build and compile the step, start from scratch or
-//! from the latest checkpoint, then for each step feed a batch (reader or synthetic) with the
-//! step's dropout key, log, evaluate and checkpoint on schedule; at the end a checkpoint, an
-//! evaluation and a summary.
+//! A pretraining run: open the devices, build and compile the step, start from scratch or from
+//! the latest checkpoint, open the data (reader, work units or synthetic) behind the input feed
+//! ([`super::feed`]), then run the steps ([`super::train_loop`]: pipelined, logging, evaluating
+//! and checkpointing on schedule; at the end a checkpoint, an evaluation and a summary).
 //!
 //! On N devices the step is data-parallel (see [`crate::train::StepConfig::replicas`]): the
 //! reader's global batch is split into N shards, the parameters and optimizer state live on every
@@ -17,23 +17,21 @@
 //! data reader continues from its saved position, and the dropout key of each step derives from
 //! the seed and the step number alone, so the resumed run computes the same steps, bit for bit
 //! on CPU, as the uninterrupted one.
-use super::batches::{packed_source, synthetic_batch, StepBatch};
-use super::checkpoint::{
-    capture, data_position, load_checkpoint, load_for_resume, process_positions, reader_state_for,
-    save,
-};
+use super::checkpoint::{load_checkpoint, load_for_resume};
+use super::clock::{HostWait, Steady};
 use super::config::{default_num_devices, PretrainConfig};
-use super::data_cursor::{is_cursor, CursorData};
 use super::distributed::{process_seed, Distributed};
 use super::eval::{EvalResult, Evaluator};
+use super::feed::{Feed, FeedPlan};
 use super::interrupt::StopSignal;
 use super::metrics::{supersede_after, MetricsSink, METRICS_FILE, SUPERSEDED_FILE};
 use super::program::{train_step_module, write_program, LoweredStep};
-use super::progress::{Progress, Shown};
+use super::progress::Progress;
+use super::source::{open_source, DataShare, Source};
+use super::train_loop::TrainLoop;
 use crate::backend::open_client;
 use crate::ckpt::{Checkpoint, Spec, Store};
-use crate::data::packed_reader::PackedReader;
-use crate::data::{Reader, ReaderConfig};
+use crate::data::ReaderConfig;
 use crate::model::{init_params, BatchShapes, BertConfig};
 use crate::storage::OutputDir;
 use crate::train::{StepLayout, Trainer};
@@ -58,6 +56,9 @@ pub struct RunOptions {
     /// Write the train step's HloModuleProto bytes, as handed to the compiler, to this file
     /// (`--dump-program`; `tpu-run compile --config` writes the same bytes for the same run).
     pub dump_program: Option<PathBuf>,
+    /// Run each step to its results before taking the next batch (the hidden `--lockstep`):
+    /// the reference for the pipelined loop (see [`super::train_loop`]), and its baseline.
+    pub lockstep: bool,
 }
 
 /// One step's numbers.
@@ -92,13 +93,19 @@ pub struct RunSummary {
     /// From the start of the run to the first step's results.
     pub time_to_first_step: Duration,
     pub wall_time: Duration,
-    /// Sequences (instances, when packed) per second over the steps after the first.
+    /// Sequences (instances, when packed) per second over the steps after the first
+    /// (evaluations and checkpoints included).
     pub seq_per_s: f64,
     /// This process's real (non-padding) tokens and all token slots of the batches it fed.
     pub real_tokens: u64,
     pub token_slots: u64,
     /// Real (non-padding) tokens per second over the steps after the first, all processes.
     pub real_tokens_per_s: f64,
+    /// The median step after the warm-up, without evaluations or checkpoints, as the synthetic
+    /// bench measures it; `None` when too few steps ran.
+    pub steady: Option<Steady>,
+    /// Time the loop waited for its input feed.
+    pub host_wait: HostWait,
     pub checkpoint: Option<PathBuf>,
     pub metrics_file: Option<PathBuf>,
     /// Damaged training records skipped by this process (`data.skip_corrupt`), each logged.
@@ -132,8 +139,20 @@ impl RunSummary {
             s.compile_time.as_secs_f64(),
             s.time_to_first_step.as_secs_f64()
         );
+        let steady = match &s.steady {
+            Some(x) => format!(
+                "{:.1} seq/s steady state (median step {:.2} ms over {} steps)",
+                x.seq_per_s,
+                x.median_step_s * 1e3,
+                x.steps
+            ),
+            None => format!(
+                "no steady state (it starts after {} steps)",
+                super::clock::WARMUP_INTERVALS + 1
+            ),
+        };
         println!(
-            "throughput:   {:.1} seq/s, {:.0} real tokens/s",
+            "throughput:   {steady}; {:.1} seq/s, {:.0} real tokens/s over the whole run",
             s.seq_per_s, s.real_tokens_per_s
         );
         if s.token_slots > 0 {
@@ -142,6 +161,12 @@ impl RunSummary {
                 100.0 * s.real_token_fraction()
             );
         }
+        println!(
+            "host wait:    {:.3} s for the input feed ({:.2}% of the loop, longest {:.1} ms)",
+            s.host_wait.total.as_secs_f64(),
+            100.0 * s.host_wait.fraction,
+            s.host_wait.longest.as_secs_f64() * 1e3
+        );
         if let Some(r) = s.history.last() {
             println!(
                 "final train:  loss {:.4} mlm_acc {:.4} nsp_acc {:.4}",
@@ -358,81 +383,8 @@ fn initial_params(model: &BertConfig, layout: &StepLayout, seed: u64) -> Result<
         .collect()
 }
 
-/// Where batches come from.
-enum Source {
-    Files(Box<Reader>),
-    /// `data.pack`: the files' examples packed into rows as they are read.
-    Packed(Box<PackedReader>),
-    /// A multi-process run's work units from the coordinator's cursor.
-    Units(Box<CursorData>),
-    /// Random batches derived from (seed, step): reproducible on resume.
-    Synthetic {
-        vocab: usize,
-        seed: u64,
-        /// This process's rows of the batch.
-        rows: usize,
-    },
-}
-
-impl Source {
-    /// Damaged records the reader skipped so far.
-    fn skipped_records(&self) -> u64 {
-        match self {
-            Source::Files(r) => r.stats().skipped_corrupt,
-            Source::Packed(p) => p.stats().skipped_corrupt,
-            Source::Units(c) => c.skipped_records(),
-            Source::Synthetic { .. } => 0,
-        }
-    }
-
-    fn next(&mut self, cfg: &PretrainConfig, step: u64) -> Result<StepBatch> {
-        let ended = || anyhow!("the training data ended (the reader repeats forever)");
-        Ok(match self {
-            Source::Files(r) => StepBatch::Padded(r.next_batch().ok_or_else(ended)??),
-            Source::Packed(p) => StepBatch::Packed(p.next_batch()?.ok_or_else(ended)?),
-            Source::Units(c) => StepBatch::Padded(c.next_batch()?.batch),
-            Source::Synthetic { vocab, seed, rows } => StepBatch::Padded(synthetic_batch(
-                *rows,
-                cfg.data.seq_len,
-                cfg.data.max_predictions,
-                *vocab,
-                seed.wrapping_add(step),
-            )),
-        })
-    }
-
-    fn state(&self) -> Option<crate::data::ReaderState> {
-        match self {
-            Source::Files(r) => Some(r.state()),
-            Source::Packed(p) => Some(p.state()),
-            Source::Units(_) | Source::Synthetic { .. } => None,
-        }
-    }
-}
-
-/// The reader of one process's files and rows (`rows` of the global batch, `seed` its own),
-/// refusing token ids outside the model's `vocab_size`.
-fn reader_config(
-    cfg: &PretrainConfig,
-    files: Vec<PathBuf>,
-    rows: usize,
-    seed: u64,
-    vocab_size: usize,
-) -> ReaderConfig {
-    let mut rc = ReaderConfig::new(files, rows, cfg.data.seq_len, cfg.data.max_predictions);
-    rc.seed = seed;
-    rc.vocab_size = Some(vocab_size);
-    if cfg.data.skip_corrupt {
-        rc.on_corrupt = crate::data::OnCorrupt::Skip;
-    }
-    rc.shuffle_buffer = cfg.data.shuffle_buffer;
-    rc.cycle_length = cfg.data.cycle_length;
-    rc.prefetch_batches = cfg.data.prefetch_batches;
-    rc
-}
-
 /// Where a stopped run can resume, for its error message.
-fn describe_checkpoint(path: Option<&PathBuf>) -> String {
+pub(super) fn describe_checkpoint(path: Option<&PathBuf>) -> String {
     match path {
         Some(p) => p.display().to_string(),
         None => "(none yet: a rerun starts from scratch)".into(),
@@ -440,7 +392,7 @@ fn describe_checkpoint(path: Option<&PathBuf>) -> String {
 }
 
 /// Logs a line through `tracing`, around the progress bar.
-fn log(progress: &Progress, msg: String) {
+pub(super) fn log(progress: &Progress, msg: String) {
     progress.suspend(|| tracing::info!("{msg}"));
 }
 
@@ -544,13 +496,13 @@ fn run_in(
         num_devices,
         replicas,
         layout,
-        mut trainer,
+        trainer,
         compile_time,
         ..
     } = session;
     let spec = Spec::from_layout(&layout);
     let start_step = resumed.as_ref().map_or(0, |(s, _)| s.step);
-    let mut examples_seen = resumed
+    let examples_seen = resumed
         .as_ref()
         .and_then(|(s, _)| s.extra.get("examples_seen").and_then(Value::as_u64))
         .unwrap_or(0);
@@ -558,60 +510,27 @@ fn run_in(
     // This process's rows of the global batch, drawn with its own seed.
     let rows = cfg.train.batch_size / processes as usize;
     let data_seed = process_seed(cfg.train.seed, process_id);
-    let mut source = match train_files {
-        None => Source::Synthetic {
-            vocab: model.vocab_size,
-            seed: data_seed,
+    let (source, keeper) = open_source(
+        cfg,
+        dist,
+        train_files,
+        resumed.as_ref(),
+        DataShare {
             rows,
+            seed: data_seed,
+            process_id,
+            processes,
+            vocab: model.vocab_size,
+            micro,
         },
-        Some(files) if dist.is_some() => {
-            let d = dist.ok_or_else(|| anyhow!("a multi-process run without its coordinator"))?;
-            let resumed = resumed
-                .as_ref()
-                .map(|(s, dir)| (&s.data_position, dir.as_path()));
-            let data = CursorData::open(d, cfg, &files, resumed, rows, model.vocab_size)?;
-            Source::Units(Box::new(data))
-        }
-        // One process continuing a multi-process run's checkpoint: its cursor, kept here.
-        Some(files)
-            if resumed
-                .as_ref()
-                .is_some_and(|(s, _)| is_cursor(&s.data_position)) =>
-        {
-            let (s, dir) = resumed
-                .as_ref()
-                .ok_or_else(|| anyhow!("no checkpoint to continue the data cursor of"))?;
-            let data = CursorData::open_local(
-                cfg,
-                &files,
-                (&s.data_position, dir),
-                rows,
-                model.vocab_size,
-            )?;
-            Source::Units(Box::new(data))
-        }
-        Some(files) => {
-            let rc = reader_config(cfg, files, rows, data_seed, model.vocab_size);
-            let saved = match &resumed {
-                Some((s, dir)) => reader_state_for(&s.data_position, dir, process_id, processes)?,
-                None => None,
-            };
-            match micro.max_instances_per_row {
-                Some(_) => Source::Packed(Box::new(packed_source(rc, saved, &micro, rows)?)),
-                None => Source::Files(Box::new(match saved {
-                    Some(st) => Reader::resume(rc, st)?,
-                    None => Reader::new(rc)?,
-                })),
-            }
-        }
-    };
-
+    )?;
     if micro.max_instances_per_row.is_some() && !matches!(source, Source::Packed(_)) {
         bail!(
             "data.pack trains on packed rows, but this run's data comes from a multi-process \
              run's work units or from synthetic batches, which are padded; run without --pack"
         );
     }
+
     let evaluator = match &cfg.data.eval {
         Some(pattern) if chief => {
             let files = ReaderConfig::files_from_patterns(pattern).context("data.eval")?;
@@ -639,7 +558,7 @@ fn run_in(
     } else {
         None
     };
-    let mut sink = match &output {
+    let sink = match &output {
         Some(out) => {
             let moved = supersede_after(out.local(), start_step)?;
             if moved > 0 && opts.print {
@@ -658,7 +577,6 @@ fn run_in(
         None => cfg.train.steps,
     };
     let progress = Progress::new(start_step, cfg.train.steps, cfg.output.progress && print);
-    let device = trainer.device().clone();
     if opts.print {
         let resumed_msg = match &resumed {
             Some((_, dir)) => format!("resumed from {} (step {start_step})", dir.display()),
@@ -683,8 +601,7 @@ fn run_in(
         );
     }
 
-    let k = cfg.train.accumulation_steps as usize;
-    let mut summary = RunSummary {
+    let summary = RunSummary {
         start_step,
         end_step,
         resumed_from: resumed.as_ref().map(|(_, d)| d.clone()),
@@ -696,228 +613,38 @@ fn run_in(
             .map(|(s, out)| out.shown(s.jsonl_path())),
         ..Default::default()
     };
-    let mut window_start = Instant::now();
-    let mut window_seqs = 0u64;
-    let mut window_tokens = 0u64;
-    let mut first_done: Option<Instant> = None;
-    let mut last_checkpoint = None;
-    for step in start_step..end_step {
-        if let Some(d) = dist {
-            d.check()?;
-        }
-        let batch = source.next(cfg, step)?;
-        // Every process reads as many rows (readers repeat forever, so batches are full).
-        let real = batch.examples() as u64 * u64::from(processes);
-        let (real_tokens, token_slots) = batch.token_counts();
-        summary.real_tokens += real_tokens as u64;
-        summary.token_slots += token_slots as u64;
-        let lits = batch.step_literals(k, cfg.train.seed, step)?;
-        let shards = trainer.upload_shards(0, &lits)?;
-        let outs = trainer
-            .step_sharded(&[&shards])
-            .with_context(|| format!("step {}", step + 1))?;
-        let rec = read_record(&layout, step + 1, &outs)?;
-        let done = step + 1;
-        examples_seen += real;
-        if first_done.is_none() {
-            first_done = Some(Instant::now());
-            summary.time_to_first_step = t_start.elapsed();
-            window_start = Instant::now();
-        } else {
-            window_seqs += real;
-            window_tokens += real_tokens as u64 * u64::from(processes);
-        }
-        if !rec.loss.is_finite() {
-            bail!(
-                "step {done}: the loss is {} (diverged); lower train.learning_rate or check the data",
-                rec.loss
-            );
-        }
-        progress.set_step(done);
-        if done % cfg.output.log_every == 0 || done == end_step {
-            let secs = window_start.elapsed().as_secs_f64();
-            let seq_per_s = if secs > 0.0 {
-                window_seqs as f64 / secs
-            } else {
-                0.0
-            };
-            progress.show(&Shown {
-                loss: rec.loss,
-                mlm_accuracy: rec.get("mlm_accuracy").unwrap_or(0.0),
-                nsp_accuracy: rec.get("nsp_accuracy").unwrap_or(0.0),
-                seq_per_s,
-            });
-            let mut fields: Vec<(&str, Value)> = vec![("loss", Value::from(rec.loss))];
-            for (n, v) in &rec.metrics {
-                fields.push((n.as_str(), Value::from(*v)));
-            }
-            fields.push(("seq_per_s", Value::from(seq_per_s)));
-            fields.push(("examples_seen", Value::from(examples_seen)));
-            fields.push(("elapsed_s", Value::from(t_start.elapsed().as_secs_f64())));
-            if let Some(sink) = &mut sink {
-                sink.record("train", done, &fields)?;
-            }
-            if print && !progress.is_visible() {
-                log(
-                    &progress,
-                    format!(
-                        "step {done}: loss {:.4} mlm_acc {:.3} nsp_acc {:.3} lr {:.3e} {seq_per_s:.1} seq/s",
-                        rec.loss,
-                        rec.get("mlm_accuracy").unwrap_or(0.0),
-                        rec.get("nsp_accuracy").unwrap_or(0.0),
-                        rec.get("learning_rate").unwrap_or(0.0),
-                    ),
-                );
-            }
-        }
-        summary.history.push(rec);
-        let signal = opts.stop.as_ref().and_then(StopSignal::received);
-        if let (Some(sig), Some(_)) = (signal, dist) {
-            // The processes of a multi-process run would have to agree on a step to checkpoint
-            // together; this one stops now and the others stop when they miss it.
-            bail!(
-                "stopped by {sig} after step {done}; a multi-process run stops without a new \
-                 checkpoint: rerun every process to resume from {}",
-                describe_checkpoint(last_checkpoint.as_ref().or(summary.resumed_from.as_ref()))
-            );
-        }
-        let last = done == end_step || signal.is_some();
-        if let Some(ev) = &evaluator {
-            let due = cfg.eval.interval > 0 && done % cfg.eval.interval == 0;
-            if due || (last && done == cfg.train.steps) {
-                let r = ev.run(trainer.param_buffers(), &device)?;
-                if let Some(sink) = &mut sink {
-                    // The wall time too, as the train records have it (`tpu-run plot --x time`).
-                    let mut fields = r.fields();
-                    fields.push(("elapsed_s", Value::from(t_start.elapsed().as_secs_f64())));
-                    sink.record("eval", done, &fields)?;
-                }
-                if print {
-                    log(
-                        &progress,
-                        format!(
-                            "eval at step {done}: mlm_loss {:.4} mlm_acc {:.4} (at [MASK] {:.4}) nsp_loss {:.4} nsp_acc {:.4} ({} examples, {:.1}s)",
-                            r.mlm_loss, r.mlm_accuracy, r.mlm_accuracy_at_mask, r.nsp_loss, r.nsp_accuracy, r.examples, r.seconds
-                        ),
-                    );
-                }
-                summary.evals.push((done, r));
-            }
-        }
-        let due = cfg.checkpoint.interval > 0 && done % cfg.checkpoint.interval == 0;
-        if due || last {
-            let written = match dist {
-                None => {
-                    let mut state = capture(
-                        &trainer,
-                        &spec,
-                        done,
-                        cfg,
-                        &model,
-                        source.state(),
-                        examples_seen,
-                    )?;
-                    if let Source::Units(c) = &source {
-                        c.report(done)?;
-                        state.data_position = c.checkpoint_position(done)?;
-                    }
-                    Some(save(&store, &state)?)
-                }
-                Some(d) => {
-                    // Process 0 writes it with the data cursor (every process reports its
-                    // position first), or every process's synthetic position.
-                    let local = match &source {
-                        Source::Units(c) => {
-                            c.report(done)?;
-                            c.local_position()?
-                        }
-                        _ => serde_json::to_vec(&data_position(source.state())?)?,
-                    };
-                    d.checkpoint(done, &local, |positions| {
-                        let mut state =
-                            capture(&trainer, &spec, done, cfg, &model, None, examples_seen)?;
-                        state.data_position = match &source {
-                            Source::Units(c) => c.checkpoint_position(done)?,
-                            _ => process_positions(positions)?,
-                        };
-                        state.extra["num_processes"] = Value::from(processes);
-                        state.extra["replicas"] = Value::from(replicas);
-                        save(&store, &state)
-                    })
-                    .with_context(|| format!("the checkpoint of step {done}"))?
-                }
-            };
-            if let Some(path) = written {
-                if print {
-                    log(&progress, format!("checkpoint {}", path.display()));
-                }
-                last_checkpoint = Some(path);
-                upload_output(output.as_ref())?;
-            }
-        }
-        if let Some(sig) = signal {
-            progress.finish();
-            if let Some(sink) = &mut sink {
-                sink.record("stopped", done, &[("signal", Value::from(sig))])?;
-            }
-            upload_output(output.as_ref())?;
-            bail!(
-                "stopped by {sig} after step {done} of {}; checkpoint {}: run the same command \
-                 again to resume",
-                cfg.train.steps,
-                describe_checkpoint(last_checkpoint.as_ref())
-            );
-        }
+    let feed = Feed::start(
+        source,
+        FeedPlan {
+            steps: start_step..end_step,
+            layout: layout.clone(),
+            replicas: num_devices,
+            micro_batches: cfg.train.accumulation_steps as usize,
+            seed: cfg.train.seed,
+        },
+    )?;
+    TrainLoop {
+        cfg,
+        opts,
+        dist,
+        trainer,
+        layout,
+        spec,
+        model,
+        store,
+        keeper,
+        evaluator,
+        sink,
+        output,
+        progress,
+        print,
+        t_start,
+        examples_seen,
+        processes,
+        replicas,
+        summary,
     }
-    progress.finish();
-    if let Some(first) = first_done {
-        let secs = first.elapsed().as_secs_f64();
-        let steps_after_first = summary.history.len().saturating_sub(1) as f64;
-        if secs > 0.0 && steps_after_first > 0.0 {
-            summary.seq_per_s = window_seqs as f64 / secs;
-            summary.real_tokens_per_s = window_tokens as f64 / secs;
-        }
-    }
-    summary.wall_time = t_start.elapsed();
-    summary.checkpoint = last_checkpoint.or_else(|| summary.resumed_from.clone());
-    summary.skipped_records = source.skipped_records();
-    let mut fields: Vec<(&str, Value)> = vec![
-        ("start_step", Value::from(start_step)),
-        ("steps_run", Value::from(summary.history.len())),
-        ("wall_time_s", Value::from(summary.wall_time.as_secs_f64())),
-        ("compile_s", Value::from(compile_time.as_secs_f64())),
-        ("seq_per_s", Value::from(summary.seq_per_s)),
-        ("real_tokens_per_s", Value::from(summary.real_tokens_per_s)),
-        (
-            "real_token_fraction",
-            Value::from(summary.real_token_fraction()),
-        ),
-    ];
-    if let Some(r) = summary.history.last() {
-        fields.push(("loss", Value::from(r.loss)));
-    }
-    if summary.skipped_records > 0 {
-        fields.push(("skipped_records", Value::from(summary.skipped_records)));
-    }
-    if let Some(p) = &summary.checkpoint {
-        fields.push(("checkpoint", Value::from(p.display().to_string())));
-    }
-    if let Some(sink) = &mut sink {
-        sink.record("summary", end_step, &fields)?;
-    }
-    upload_output(output.as_ref())?;
-    Ok(summary)
-}
-
-/// Uploads the metrics written so far when output.dir is a bucket (at each checkpoint, so a
-/// preempted run's bucket holds its numbers up to the checkpoint it resumes from).
-fn upload_output(output: Option<&OutputDir>) -> Result<()> {
-    if let Some(out) = output {
-        out.sync().with_context(|| {
-            format!("uploading the run's metrics from {}", out.local().display())
-        })?;
-    }
-    Ok(())
+    .run(feed)
 }
 
 /// Reads the loss and metrics of a step (the outputs after the state: loss, then metrics).

@@ -32,6 +32,7 @@ pub use optimizer::{AdamW, AdamWeightDecay, Lamb, Optimizer, Sgd, WeightDecay};
 pub use precision::{DynamicLossScale, LossScale, Policy};
 pub use runtime::{ShardedBatch, StepMetrics, Trainer};
 pub use schedule::Schedule;
+pub use shard::{split_inputs, HostShards};
 pub use step::{build_train_step, StepConfig, StepLayout, TrainProgram};
 
 use anyhow::{anyhow, bail, Result};

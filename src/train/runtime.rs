@@ -2,6 +2,7 @@
 //! device buffers (one copy per data-parallel replica), feeds batches and returns the metrics.
 //! The step donates its state inputs: each run consumes the held buffers and the outputs become
 //! the new state, so parameters and optimizer state are updated in place on each device.
+use super::shard::HostShards;
 use super::step::{StepLayout, TrainProgram};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ArrayShape, Literal};
@@ -235,48 +236,44 @@ impl Trainer {
     /// [`StepLayout::global_batch_shape`]): each input of rows is split into the replicas'
     /// shards, a dropout key goes to every replica as is.
     pub fn upload_shards(&self, first: usize, inputs: &[Literal]) -> Result<ShardedBatch> {
+        let split =
+            super::shard::split_inputs(&self.layout, self.replicas(), first, inputs.to_vec())?;
+        self.upload_split(&split)
+    }
+
+    /// Uploads inputs already split into the replicas' shards (by
+    /// [`split_inputs`](super::shard::split_inputs), e.g. on an input feed's thread). The copy
+    /// out of `inputs` is done when this returns; the transfer to the device may still run
+    /// (PJRT orders it before any step that reads the buffers).
+    pub fn upload_split(&self, inputs: &HostShards) -> Result<ShardedBatch> {
         let n = self.replicas();
-        if first + inputs.len() > self.layout.batch.len() {
+        if inputs.shards.len() != n {
             bail!(
-                "the train step takes {} batch inputs; got inputs {first}..{}",
-                self.layout.batch.len(),
-                first + inputs.len()
+                "the batch was split into {} shards, the step runs on {n} replicas",
+                inputs.shards.len()
             );
         }
         let client = self.exe.client();
-        let mut shards: Vec<Vec<Buffer>> = (0..n).map(|_| Vec::new()).collect();
-        for (j, lit) in inputs.iter().enumerate() {
-            let i = first + j;
-            let spec = &self.layout.batch[i];
-            let what = format!("batch input '{}'", spec.name);
-            let parts = match self.layout.shard_dim(i) {
-                Some(dim) => {
-                    let whole = self
+        let mut shards = Vec::with_capacity(n);
+        for (part, device) in inputs.shards.iter().zip(&self.devices) {
+            let bufs = part
+                .iter()
+                .enumerate()
+                .map(|(j, lit)| {
+                    let name = self
                         .layout
-                        .batch_shape_for(i, n as u32)
-                        .ok_or_else(|| anyhow!("{what}: not in the step's layout"))?;
-                    if lit.shape() != &whole {
-                        bail!(
-                            "{what} is {}, the step takes {whole} for the whole batch ({} per \
-                             replica on {n} replicas; the batch size must be a multiple of {n})",
-                            lit.shape(),
-                            spec.shape
-                        );
-                    }
-                    super::shard::split_literal(lit, dim, n, &what)?
-                }
-                None => {
-                    if lit.shape() != &spec.shape {
-                        bail!("{what} is {}, the step takes {}", lit.shape(), spec.shape);
-                    }
-                    vec![lit.clone(); n]
-                }
-            };
-            for ((dst, part), device) in shards.iter_mut().zip(&parts).zip(&self.devices) {
-                dst.push(upload(&client, device, part).with_context(|| what.clone())?);
-            }
+                        .batch
+                        .get(inputs.first + j)
+                        .map_or("?", |s| s.name.as_str());
+                    upload(&client, device, lit).with_context(|| format!("batch input '{name}'"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            shards.push(bufs);
         }
-        Ok(ShardedBatch { first, shards })
+        Ok(ShardedBatch {
+            first: inputs.first,
+            shards,
+        })
     }
 
     /// Runs one step on batch buffers (in layout order) and reads back loss and metrics.
