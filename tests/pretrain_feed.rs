@@ -157,6 +157,7 @@ fn records(out: &Path) -> Vec<Value> {
             let obj = v.as_object_mut().unwrap();
             for k in [
                 "seq_per_s",
+                "real_tokens_per_s",
                 "elapsed_s",
                 "seconds",
                 "wall_time_s",

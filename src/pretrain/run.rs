@@ -152,7 +152,7 @@ impl RunSummary {
             ),
         };
         println!(
-            "throughput:   {steady}; {:.1} seq/s, {:.0} real tokens/s over the whole run",
+            "throughput:   {steady}; {:.1} seq/s over the whole run, {:.0} real tokens/s",
             s.seq_per_s, s.real_tokens_per_s
         );
         if s.token_slots > 0 {
