@@ -162,6 +162,7 @@ fn records(out: &Path) -> Vec<Value> {
                 "seconds",
                 "wall_time_s",
                 "compile_s",
+                "time_to_first_step_s",
                 "checkpoint",
             ] {
                 obj.remove(k);

@@ -422,6 +422,10 @@ impl TrainLoop<'_> {
             ("steps_run", Value::from(s.history.len())),
             ("wall_time_s", Value::from(s.wall_time.as_secs_f64())),
             ("compile_s", Value::from(s.compile_time.as_secs_f64())),
+            (
+                "time_to_first_step_s",
+                Value::from(s.time_to_first_step.as_secs_f64()),
+            ),
             ("seq_per_s", Value::from(s.seq_per_s)),
             (
                 "steady_seq_per_s",
