@@ -277,7 +277,11 @@ fn bad_input_is_refused_with_a_reason() {
     };
     assert!(err(&["--model", "huge"]).contains("--model \"huge\""));
     assert!(err(&["--task", "glue"]).contains("choose pretrain or squad"));
-    assert!(err(&["--precision", "fp4"]).contains("choose f32 or bf16"));
+    let e = err(&["--precision", "fp4"]);
+    assert!(
+        e.contains("fp4") && e.contains("bf16") && e.contains("fp8"),
+        "{e}"
+    );
     assert!(err(&["--attention", "flash"]).contains("choose graph, cudnn or auto"));
     assert!(err(&["--repeat", "0"]).contains("at least 1"));
     std::fs::write(dir.path().join("old.jsonl"), "{\"not\": \"a record\"}\n").unwrap();
