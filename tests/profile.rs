@@ -12,7 +12,7 @@ use hlo::{ElementType::F32, Shape};
 use prost::Message;
 use std::collections::BTreeMap;
 use tpu::CompileOptions;
-use tpu_run::profile::scopes::OpScopes;
+use tpu_run::profile::scopes::{scope_of, OpScopes};
 use tpu_run::profile::xplane::{
     x_event, x_stat, XEvent, XEventMetadata, XLine, XPlane, XSpace, XStat, XStatMetadata,
 };
@@ -371,6 +371,106 @@ fn inst(id: i64, name: &str, opcode: &str, op_name: &str, calls: &[i64]) -> HloI
         called_computation_ids: calls.to_vec(),
         ..Default::default()
     }
+}
+
+#[test]
+fn fusions_sharing_a_deduplicated_computation_take_their_neighbours_scope() {
+    // XLA's GPU compiler keeps one copy of identical fused computations: both layers' GELU
+    // fusions call computation 1, whose op names are layer 0's.
+    let shared = HloComputationProto {
+        id: 1,
+        name: "fused_gelu".into(),
+        root_id: 2,
+        instructions: vec![
+            inst(1, "param_0", "parameter", "", &[]),
+            inst(2, "tanh.2", "tanh", "encoder/layer_0/ffn/gelu/tanh", &[]),
+        ],
+        ..Default::default()
+    };
+    let with_operands = |mut i: HloInstructionProto, ops: &[i64]| {
+        i.operand_ids = ops.to_vec();
+        i
+    };
+    let main = HloComputationProto {
+        id: 2,
+        name: "main".into(),
+        root_id: 16,
+        instructions: vec![
+            inst(10, "p0", "parameter", "", &[]),
+            with_operands(
+                inst(
+                    11,
+                    "gemm.1",
+                    "custom-call",
+                    "encoder/layer_0/ffn/intermediate/dot",
+                    &[],
+                ),
+                &[10],
+            ),
+            with_operands(inst(12, "fusion.1", "fusion", "", &[1]), &[11]),
+            with_operands(
+                inst(
+                    13,
+                    "gemm.2",
+                    "custom-call",
+                    "encoder/layer_0/ffn/output/dot",
+                    &[],
+                ),
+                &[12],
+            ),
+            with_operands(
+                inst(
+                    14,
+                    "gemm.3",
+                    "custom-call",
+                    "encoder/layer_1/ffn/intermediate/dot",
+                    &[],
+                ),
+                &[13],
+            ),
+            with_operands(inst(15, "fusion.2", "fusion", "", &[1]), &[14]),
+            with_operands(
+                inst(
+                    16,
+                    "gemm.4",
+                    "custom-call",
+                    "encoder/layer_1/ffn/output/dot",
+                    &[],
+                ),
+                &[15],
+            ),
+            // Called from one place only: its computation's op name stands.
+            inst(17, "fusion.3", "fusion", "", &[3]),
+        ],
+        ..Default::default()
+    };
+    let single = HloComputationProto {
+        id: 3,
+        name: "fused_other".into(),
+        root_id: 20,
+        instructions: vec![inst(
+            20,
+            "exp.1",
+            "exponential",
+            "encoder/layer_5/attention/exp",
+            &[],
+        )],
+        ..Default::default()
+    };
+    let m = HloModuleProto {
+        name: "m".into(),
+        entry_computation_id: 2,
+        computations: vec![shared, main, single],
+        ..Default::default()
+    };
+    let s = OpScopes::from_module(&m);
+    let scope = |name: &str| s.op_name(name).map(scope_of);
+    assert_eq!(scope("fusion.1").as_deref(), Some("encoder/layer_0/ffn"));
+    assert_eq!(scope("fusion.2").as_deref(), Some("encoder/layer_1/ffn"));
+    assert_eq!(
+        scope("fusion.3").as_deref(),
+        Some("encoder/layer_5/attention")
+    );
 }
 
 #[test]

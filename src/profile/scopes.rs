@@ -16,7 +16,7 @@
 //! counts, as its other lines (modules, steps) span the same time again.
 use super::xplane::{XEvent, XLine, XPlane, XSpace};
 use anyhow::{Context, Result};
-use hlo::proto::{HloComputationProto, HloModuleProto};
+use hlo::proto::{HloComputationProto, HloInstructionProto, HloModuleProto};
 use prost::Message;
 use std::collections::HashMap;
 
@@ -40,18 +40,38 @@ impl OpScopes {
 
     /// Every instruction's op name; an instruction without one (a fusion XLA made without
     /// metadata) takes the op name of its called computation's root, else of the first named
-    /// instruction there.
+    /// instruction there. Where that computation is called from several places (XLA's GPU
+    /// compiler deduplicates identical fused computations, so the twelve layers' FFN fusions
+    /// may share one) its op names are one layer's, and the instruction takes the scope most
+    /// of its operands and users have instead.
     pub fn from_module(module: &HloModuleProto) -> OpScopes {
         let by_id: HashMap<i64, &HloComputationProto> =
             module.computations.iter().map(|c| (c.id, c)).collect();
+        let mut callers: HashMap<i64, usize> = HashMap::new();
+        for inst in module.computations.iter().flat_map(|c| &c.instructions) {
+            for id in &inst.called_computation_ids {
+                *callers.entry(*id).or_default() += 1;
+            }
+        }
         let mut op_names = HashMap::new();
         for comp in &module.computations {
+            let neighbours = Neighbours::of(comp);
             for inst in &comp.instructions {
                 let own = op_name_of(inst);
-                let name = if own.is_empty() {
-                    called_op_name(&inst.called_computation_ids, &by_id, MAX_CALL_DEPTH)
-                } else {
+                let name = if !own.is_empty() {
                     Some(own.to_string())
+                } else {
+                    let shared = inst
+                        .called_computation_ids
+                        .iter()
+                        .any(|id| callers.get(id).copied().unwrap_or(0) > 1);
+                    let called =
+                        || called_op_name(&inst.called_computation_ids, &by_id, MAX_CALL_DEPTH);
+                    if shared {
+                        neighbours.common_scope(inst).or_else(called)
+                    } else {
+                        called()
+                    }
                 };
                 if let Some(n) = name {
                     op_names.insert(inst.name.clone(), n);
@@ -70,8 +90,52 @@ impl OpScopes {
     }
 }
 
-fn op_name_of(inst: &hlo::proto::HloInstructionProto) -> &str {
+fn op_name_of(inst: &HloInstructionProto) -> &str {
     inst.metadata.as_ref().map_or("", |m| m.op_name.as_str())
+}
+
+/// The operands and users of each instruction of one computation.
+struct Neighbours<'a> {
+    by_id: HashMap<i64, &'a HloInstructionProto>,
+    users: HashMap<i64, Vec<&'a HloInstructionProto>>,
+}
+
+impl<'a> Neighbours<'a> {
+    fn of(comp: &'a HloComputationProto) -> Self {
+        let by_id = comp.instructions.iter().map(|i| (i.id, i)).collect();
+        let mut users: HashMap<i64, Vec<&HloInstructionProto>> = HashMap::new();
+        for inst in &comp.instructions {
+            for op in &inst.operand_ids {
+                users.entry(*op).or_default().push(inst);
+            }
+        }
+        Neighbours { by_id, users }
+    }
+
+    /// The scope most of `inst`'s operands and users with op names of their own are in (the
+    /// first seen among equals), as an op name in that scope; `None` if none has one.
+    fn common_scope(&self, inst: &HloInstructionProto) -> Option<String> {
+        let operands = inst.operand_ids.iter().filter_map(|id| self.by_id.get(id));
+        let users = self.users.get(&inst.id).into_iter().flatten();
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for n in operands.copied().chain(users.copied()) {
+            let own = op_name_of(n);
+            if own.is_empty() {
+                continue;
+            }
+            let scope = scope_of(own);
+            if scope == UNSCOPED {
+                continue;
+            }
+            match counts.iter_mut().find(|(s, _)| *s == scope) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((scope, 1)),
+            }
+        }
+        let best = counts.iter().map(|(_, c)| *c).max()?;
+        let (scope, _) = counts.into_iter().find(|(_, c)| *c == best)?;
+        Some(format!("{scope}/{}", inst.name))
+    }
 }
 
 fn called_op_name(
