@@ -15,6 +15,7 @@ pub mod plot;
 pub mod pod;
 pub mod pretrain;
 pub mod profile;
+pub mod rng;
 pub mod run;
 pub mod squad;
 pub mod storage;

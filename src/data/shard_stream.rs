@@ -10,6 +10,7 @@ use super::error::DataError;
 use super::example::PretrainingExample;
 use super::pyrandom::PyRandom;
 use super::tfrecord::RecordReader;
+use crate::rng::splitmix64;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -63,26 +64,19 @@ pub struct StreamSpec {
     pub read_ahead: usize,
 }
 
-/// splitmix64 finalizer: spreads (seed, epoch, window) over distinct generator seeds.
-pub(crate) fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The shard visiting order of `epoch` (indices into the file list).
 pub fn epoch_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     if shuffle {
-        PyRandom::new(mix(seed ^ mix(epoch))).shuffle(&mut order);
+        PyRandom::new(splitmix64(seed ^ splitmix64(epoch))).shuffle(&mut order);
     }
     order
 }
 
 fn window_rng(seed: u64, epoch: u64, window: u64) -> PyRandom {
-    PyRandom::new(mix(
-        mix(seed ^ mix(epoch)) ^ mix(window.wrapping_add(0x5157))
+    // SplitMix64 spreads (seed, epoch, window) over distinct generator seeds.
+    PyRandom::new(splitmix64(
+        splitmix64(seed ^ splitmix64(epoch)) ^ splitmix64(window.wrapping_add(0x5157)),
     ))
 }
 

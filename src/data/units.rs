@@ -11,8 +11,9 @@
 //! that were handed out but not consumed by the checkpointed step.
 use super::error::DataError;
 use super::pyrandom::PyRandom;
-use super::shard_stream::{mix, OnCorrupt};
+use super::shard_stream::OnCorrupt;
 use super::tfrecord::RecordReader;
+use crate::rng::splitmix64;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -178,7 +179,8 @@ impl UnitTable {
         let mut order: Vec<u64> = (0..self.len()).collect();
         if shuffle {
             // A stream of its own: distinct from the reader's shard and window shuffles.
-            PyRandom::new(mix(seed ^ mix(epoch)) ^ mix(0x756e_6974)).shuffle(&mut order);
+            PyRandom::new(splitmix64(seed ^ splitmix64(epoch)) ^ splitmix64(0x756e_6974))
+                .shuffle(&mut order);
         }
         order
     }

@@ -4,7 +4,7 @@
 //! Training order is `tf.data`'s `repeat().shuffle().batch(drop_remainder=True)` made exact:
 //! every epoch is a seeded permutation of all features, the epochs are concatenated and cut into
 //! batches, so each feature is seen once per epoch and a batch may span two epochs.
-use super::rng::SplitMix64;
+use crate::rng::{domain, splitmix64, SplitMix64};
 use crate::squad::InputFeature;
 use anyhow::{anyhow, bail, Result};
 use hlo::Literal;
@@ -172,7 +172,8 @@ pub fn batch_rows(
     let mut epoch = 0u64;
     while stream.len() < needed {
         let mut perm: Vec<usize> = (0..num_features).collect();
-        SplitMix64::for_epoch(seed, epoch).shuffle(&mut perm);
+        SplitMix64::new(splitmix64(seed ^ domain::FINETUNE_ORDER) ^ splitmix64(epoch))
+            .shuffle(&mut perm);
         stream.extend(perm);
         epoch += 1;
     }

@@ -7,8 +7,8 @@
 //! the host never idles the device; a step's time is the interval between consecutive results.
 use super::batches::FeatureArrays;
 use super::qa_head::squad_param_specs;
-use super::rng::{dropout_key, SplitMix64};
 use super::squad_train::{layout_literals, train_program, Hyper};
+use super::train_loop::finetune_dropout;
 use crate::backend::compile_options_for;
 use crate::bench::measure::{
     device_description, device_peak_bytes, median, pipelined_steps, profile_steps, step_intervals,
@@ -16,6 +16,7 @@ use crate::bench::measure::{
 };
 use crate::model::init::init_from_specs;
 use crate::model::{AttentionKernel, BertConfig};
+use crate::rng::SplitMix64;
 use crate::train::lowered::lower;
 use crate::train::Trainer;
 use anyhow::{anyhow, bail, Context, Result};
@@ -190,7 +191,7 @@ pub fn measure(
         .and_then(|_| trainer.executable().optimized_module().ok());
     let mut first_ready = None;
     let mut launch = |step: u64| {
-        let key = Literal::from_slice(&dropout_key(seed, step), &[2])?;
+        let key = Literal::from_slice(&finetune_dropout(seed).key(step), &[2])?;
         let key = trainer.upload_batch(&[key])?;
         let mut refs: Vec<&Buffer> = batches[(step % 2) as usize].iter().collect();
         refs.extend(key.iter());

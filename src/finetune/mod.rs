@@ -12,7 +12,7 @@
 //! ```
 //! - [`qa_head`]: the QA parameters, logits and loss.
 //! - [`init`]: where the weights come from.
-//! - [`batches`], [`rng`]: program inputs, feature order, dropout keys.
+//! - [`batches`]: program inputs and the feature order (randomness from [`crate::rng`]).
 //! - [`squad_train`], [`squad_predict`], [`run`]: the run; [`bench`]: `--synthetic-bench`.
 //! - [`split`]: `tpu-run squad-split`, an article-level validation split.
 pub mod batches;
@@ -26,7 +26,6 @@ pub mod head_dense;
 pub mod init;
 pub mod progress;
 pub mod qa_head;
-pub mod rng;
 pub mod run;
 pub mod setup;
 pub mod split;

@@ -3,7 +3,7 @@
 //! a SplitMix64 shuffle of the article indices from the seed, so the split is the same on every
 //! machine and version. Both outputs keep the input's article order and its JSON values as they
 //! are (the `version` key included).
-use super::rng::SplitMix64;
+use crate::rng::{domain, SplitMix64};
 use crate::squad::{SquadDataset, Warnings};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
@@ -31,7 +31,7 @@ pub fn choose_val_articles(n_articles: usize, n_val: usize, seed: u64) -> Result
         );
     }
     let mut order: Vec<usize> = (0..n_articles).collect();
-    SplitMix64::for_split(seed).shuffle(&mut order);
+    SplitMix64::new(seed ^ domain::FINETUNE_SPLIT).shuffle(&mut order);
     let mut val = order[..n_val].to_vec();
     val.sort_unstable();
     Ok(val)

@@ -8,11 +8,11 @@
 //! [`crate::train::Trainer`]) before step i's loss is read back, so reading results and
 //! preparing and uploading the next batch overlap the device's work.
 use super::progress::Console;
-use super::rng::dropout_key;
 use crate::backend::compile_options_for;
 use crate::ckpt::{OptimizerInfo, RngState, Spec, State, Store};
 use crate::model::fp8::fp8_setup;
 use crate::model::{BertConfig, ParamSet};
+use crate::rng::{domain, DropoutKeys};
 use crate::train::{
     AdamWeightDecay, DelayedScaling, ParamSpec, Policy, Schedule, ShardedBatch, StepConfig,
     StepLayout, TrainProgram, Trainer, WeightDecay,
@@ -27,6 +27,11 @@ use tpu::{Buffer, Client};
 /// The batch input carrying the step's dropout key (`u64[2]`: stream word, counter; each
 /// data-parallel replica folds its id in).
 pub const RNG_KEY: &str = "rng_key";
+
+/// The dropout keys of a fine-tuning run.
+pub fn finetune_dropout(seed: u64) -> DropoutKeys {
+    DropoutKeys::new(domain::FINETUNE_DROPOUT, seed)
+}
 
 /// A model's parameters as the step builder takes them (f32 master weights).
 pub fn step_param_specs(specs: &[crate::model::ParamSpec]) -> Vec<ParamSpec> {
@@ -270,7 +275,10 @@ pub fn train(
             let launched_at = Instant::now();
             let rows = &opts.batches[step as usize];
             let mut lits = batch_inputs(rows)?;
-            lits.push(Literal::from_slice(&dropout_key(opts.seed, step), &[2])?);
+            lits.push(Literal::from_slice(
+                &finetune_dropout(opts.seed).key(step),
+                &[2],
+            )?);
             let inputs = trainer.upload_shards(0, &lits)?;
             let outputs = trainer
                 .step_sharded(&[&inputs])
@@ -392,7 +400,7 @@ fn capture(
         hyperparameters: opts.hyper.to_json(),
     };
     state.rng = RngState {
-        dropout_key: dropout_key(opts.seed, step).to_vec(),
+        dropout_key: finetune_dropout(opts.seed).key(step).to_vec(),
         host_seed: Some(opts.seed),
         host_state: vec![],
     };

@@ -1,11 +1,11 @@
 //! Host batches as the programs take them: the reader's [`Batch`] (or a synthetic one), or a
 //! [`PackedBatch`], as literals in the step's input order, with the step's dropout key.
-use super::rng::dropout_keys;
 use crate::data::packed_reader::{chunk_size, PackedReader};
 use crate::data::packing::{PackLimits, PackedBatch};
 use crate::data::{Batch, Reader, ReaderConfig, ReaderState};
 use crate::model::batch::{BATCH_FIELDS, PACKED_FIELDS};
 use crate::model::BatchShapes;
+use crate::rng::{domain, DropoutKeys};
 use anyhow::{anyhow, bail, Result};
 use hlo::Literal;
 use rand::rngs::StdRng;
@@ -181,10 +181,15 @@ pub fn step_literals(
     Ok(out)
 }
 
+/// The dropout keys of a pretraining run.
+pub fn pretrain_dropout(seed: u64) -> DropoutKeys {
+    DropoutKeys::new(domain::PRETRAIN_DROPOUT, seed)
+}
+
 /// The dropout key input of step `step`.
 pub fn key_literal(seed: u64, step: u64, micro_batches: usize) -> Result<Literal> {
     let k = micro_batches.max(1);
-    let words: Vec<u64> = dropout_keys(seed, step, k).concat();
+    let words: Vec<u64> = pretrain_dropout(seed).step(step, k).concat();
     let dims: Vec<i64> = if k > 1 { vec![k as i64, 2] } else { vec![2] };
     Ok(Literal::from_slice(&words, &dims)?)
 }

@@ -1,8 +1,8 @@
 //! What a pretraining checkpoint holds besides the tensors, and the checks on resume: the model
 //! config, the optimizer settings, the seed (dropout keys and data order derive from it), the
 //! data reader's position in each shard.
+use super::batches::pretrain_dropout;
 use super::config::PretrainConfig;
-use super::rng::dropout_keys;
 use crate::ckpt::{Checkpoint, OptimizerInfo, RngState, Skipped, Spec, State, Store};
 use crate::data::ReaderState;
 use crate::model::BertConfig;
@@ -55,7 +55,7 @@ pub fn capture(
     let k = cfg.train.accumulation_steps as usize;
     state.rng = RngState {
         // The key(s) the next step will use (informational: they derive from seed and step).
-        dropout_key: dropout_keys(cfg.train.seed, step, k).concat(),
+        dropout_key: pretrain_dropout(cfg.train.seed).step(step, k).concat(),
         host_seed: Some(cfg.train.seed),
         host_state: vec![],
     };

@@ -7,9 +7,10 @@
 //!   each step's inputs ahead of the loop.
 //! - [`train_loop`]: the steps, pipelined (logging, evaluation, checkpoints, exact resume);
 //!   [`clock`] its steady-state throughput and host waits.
-//! - [`batches`], [`rng`]: host batches as program inputs; the dropout key of each step.
-//! - [`eval`], [`metrics`], [`progress`]: held-out evaluation, JSON lines and TensorBoard
-//!   events, the progress bar.
+//! - [`batches`]: host batches as program inputs, with the dropout key of each step
+//!   ([`crate::rng`]).
+//! - [`eval`], [`metrics`]: held-out evaluation, JSON lines and TensorBoard events (the
+//!   progress bar is [`crate::train::progress`]).
 //! - [`checkpoint`]: what a checkpoint holds besides tensors, and the checks on resume.
 //! - [`bench`]: `--bench-steps` on synthetic batches.
 //! - [`demo`]: `--demo`, a complete small run from nothing but the machine's own text.
@@ -35,8 +36,6 @@ pub mod memory;
 pub mod metrics;
 pub mod pod_setup;
 pub mod program;
-pub mod progress;
-pub mod rng;
 pub mod run;
 pub mod source;
 pub mod train_loop;

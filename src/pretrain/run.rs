@@ -26,7 +26,6 @@ use super::feed::{Feed, FeedPlan};
 use super::interrupt::StopSignal;
 use super::metrics::{supersede_after, MetricsSink, METRICS_FILE, SUPERSEDED_FILE};
 use super::program::{train_step_module, write_program, LoweredStep};
-use super::progress::Progress;
 use super::source::{open_source, DataShare, Source};
 use super::train_loop::TrainLoop;
 use crate::backend::open_client;
@@ -34,6 +33,7 @@ use crate::ckpt::{Checkpoint, Spec, Store};
 use crate::data::ReaderConfig;
 use crate::model::{init_params, BatchShapes, BertConfig};
 use crate::storage::OutputDir;
+use crate::train::progress::TrainBar;
 use crate::train::{StepLayout, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::Literal;
@@ -392,7 +392,7 @@ pub(super) fn describe_checkpoint(path: Option<&PathBuf>) -> String {
 }
 
 /// Logs a line through `tracing`, around the progress bar.
-pub(super) fn log(progress: &Progress, msg: String) {
+pub(super) fn log(progress: &TrainBar, msg: String) {
     progress.suspend(|| tracing::info!("{msg}"));
 }
 
@@ -576,7 +576,7 @@ fn run_in(
         Some(n) => (start_step + n).min(cfg.train.steps),
         None => cfg.train.steps,
     };
-    let progress = Progress::new(start_step, cfg.train.steps, cfg.output.progress && print);
+    let progress = TrainBar::new(start_step, cfg.train.steps, cfg.output.progress && print);
     if opts.print {
         let resumed_msg = match &resumed {
             Some((_, dir)) => format!("resumed from {} (step {start_step})", dir.display()),

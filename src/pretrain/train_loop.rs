@@ -22,12 +22,12 @@ use super::eval::Evaluator;
 use super::feed::Feed;
 use super::interrupt::StopSignal;
 use super::metrics::MetricsSink;
-use super::progress::{Progress, Shown};
 use super::run::{describe_checkpoint, log, read_record, RunOptions, RunSummary};
 use super::source::DataPosition;
 use crate::ckpt::{Spec, Store};
 use crate::model::BertConfig;
 use crate::storage::OutputDir;
+use crate::train::progress::TrainBar;
 use crate::train::{ShardedBatch, StepLayout, Trainer};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -51,7 +51,7 @@ pub(crate) struct TrainLoop<'a> {
     pub sink: Option<MetricsSink>,
     /// Process 0's output directory (a local staging copy when it is a bucket).
     pub output: Option<OutputDir>,
-    pub progress: Progress,
+    pub progress: TrainBar,
     /// This process prints (process 0 of a run that prints).
     pub print: bool,
     pub t_start: Instant,
@@ -220,12 +220,12 @@ impl TrainLoop<'_> {
             } else {
                 0.0
             };
-            self.progress.show(&Shown {
-                loss: rec.loss,
-                mlm_accuracy: rec.get("mlm_accuracy").unwrap_or(0.0),
-                nsp_accuracy: rec.get("nsp_accuracy").unwrap_or(0.0),
-                seq_per_s,
-            });
+            self.progress.set_message(format!(
+                "loss {:.4} mlm_acc {:.3} nsp_acc {:.3} {seq_per_s:.1} seq/s",
+                rec.loss,
+                rec.get("mlm_accuracy").unwrap_or(0.0),
+                rec.get("nsp_accuracy").unwrap_or(0.0),
+            ));
             let mut fields: Vec<(&str, Value)> = vec![("loss", Value::from(rec.loss))];
             for (n, v) in &rec.metrics {
                 fields.push((n.as_str(), Value::from(*v)));

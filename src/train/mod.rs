@@ -20,6 +20,7 @@ pub mod gradients;
 pub mod lowered;
 pub mod optimizer;
 pub mod precision;
+pub mod progress;
 pub mod replicas;
 pub mod runtime;
 pub mod schedule;
