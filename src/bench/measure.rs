@@ -127,8 +127,42 @@ pub struct Measurement {
     /// reports it.
     pub device_peak_bytes: Option<i64>,
     pub last_loss: f32,
+    /// Where the time before the first step went, where the command measures it.
+    pub startup: Option<Startup>,
     /// The device trace, when `MeasureOptions::profile` asked for one.
     pub profile: Option<ProfileOutcome>,
+}
+
+/// Where a run's time goes before its first step: seconds opening the plugin's client,
+/// building and lowering the step, compiling it (or loading it from the compile cache),
+/// making the host state (initializing or reading a checkpoint) and placing it on the devices.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Startup {
+    pub client_s: f64,
+    pub build_s: f64,
+    pub compile_s: f64,
+    pub state_s: f64,
+    pub upload_s: f64,
+}
+
+impl Startup {
+    /// One line: each phase in seconds.
+    pub fn describe(&self) -> String {
+        format!(
+            "client {:.2} s, build {:.2} s, compile {:.2} s, host state {:.2} s, upload {:.2} s",
+            self.client_s, self.build_s, self.compile_s, self.state_s, self.upload_s
+        )
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "client_s": self.client_s,
+            "build_s": self.build_s,
+            "compile_s": self.compile_s,
+            "state_s": self.state_s,
+            "upload_s": self.upload_s,
+        })
+    }
 }
 
 /// Runs `total` steps, each launched before the loss of the one before is read back, so the

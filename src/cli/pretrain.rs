@@ -319,6 +319,7 @@ pub fn run_cmd(a: &PretrainArgs) -> Result<()> {
             "time to first step: {:.2} s",
             r.time_to_first_step.as_secs_f64()
         );
+        println!("startup:            {}", r.startup.describe());
         println!(
             "median step:        {:.2} ms over {} steps ({:.1} seq/s)",
             r.median_step_s * 1e3,

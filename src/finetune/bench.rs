@@ -216,6 +216,7 @@ pub fn measure(
         None => None,
     };
     Ok(Measurement {
+        startup: None,
         platform,
         platform_version,
         device_kind,

@@ -29,6 +29,7 @@ use super::program::{train_step_module, write_program, LoweredStep};
 use super::source::{open_source, DataShare, Source};
 use super::train_loop::TrainLoop;
 use crate::backend::open_client;
+use crate::bench::measure::Startup;
 use crate::ckpt::{Checkpoint, Spec, Store};
 use crate::data::ReaderConfig;
 use crate::model::{init_params, BatchShapes, BertConfig};
@@ -220,6 +221,8 @@ pub(crate) struct Session {
     pub compile_time: Duration,
     /// Building and lowering the step (before `compile_time`).
     pub build: crate::train::lowered::BuildStats,
+    /// Where the time before the first step went.
+    pub startup: Startup,
 }
 
 impl Session {
@@ -253,7 +256,9 @@ impl Session {
             cfg.backend()? == crate::backend::Backend::Cpu,
         );
         super::memory::check_host_memory(need, super::memory::available_host_memory())?;
+        let t_client = Instant::now();
         let (client, num_devices) = open_devices(cfg, dist)?;
+        let client_s = t_client.elapsed().as_secs_f64();
         let processes = dist.map_or(1, Distributed::num_processes) as usize;
         let replicas = num_devices * processes;
         let LoweredStep {
@@ -288,6 +293,7 @@ impl Session {
         drop(proto);
         let devices = exe.addressable_devices().to_vec();
         let layout = program.layout;
+        let t_state = Instant::now();
         let (params, opt_state, step) = match start(&layout)? {
             Some(s) => s,
             None => (
@@ -297,6 +303,8 @@ impl Session {
             ),
         };
         let step = i32::try_from(step).map_err(|_| anyhow!("step {step} exceeds s32"))?;
+        let state_s = t_state.elapsed().as_secs_f64();
+        let t_upload = Instant::now();
         let trainer = Trainer::on_local_devices(
             exe,
             layout.clone(),
@@ -306,6 +314,13 @@ impl Session {
             step,
             processes as u32,
         )?;
+        let startup = Startup {
+            client_s,
+            build_s: build.build_s,
+            compile_s: compile_time.as_secs_f64(),
+            state_s,
+            upload_s: t_upload.elapsed().as_secs_f64(),
+        };
         Ok(Self {
             client,
             model,
@@ -316,6 +331,7 @@ impl Session {
             trainer,
             compile_time,
             build,
+            startup,
         })
     }
 }
