@@ -3,7 +3,7 @@
 use crate::backend::Backend;
 use crate::features::{extract_features, ExtractSettings, OutputFormat};
 use crate::model::ComputeDtype;
-use anyhow::{anyhow, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -36,9 +36,10 @@ pub struct ExtractFeaturesArgs {
     /// Lowercase and strip accents (uncased models); `false` for cased ones.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub do_lower_case: bool,
-    /// f32 or bf16 (default: bf16 on cuda/tpu, f32 on cpu).
-    #[arg(long)]
-    pub precision: Option<String>,
+    /// Compute precision, f32 or bf16 (default: bf16 on cuda/tpu, f32 on cpu; fp8 applies to
+    /// training only and is refused).
+    #[arg(long, value_enum)]
+    pub precision: Option<ComputeDtype>,
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
     /// PJRT plugin file (overrides discovery).
@@ -47,16 +48,10 @@ pub struct ExtractFeaturesArgs {
 }
 
 pub fn run(a: &ExtractFeaturesArgs) -> Result<()> {
-    let precision = match &a.precision {
-        None => None,
-        Some(p) => Some(
-            ComputeDtype::parse(p)
-                .filter(|d| *d != ComputeDtype::Fp8)
-                .ok_or_else(|| {
-                    anyhow!("--precision {p:?}: choose f32 or bf16 (fp8 applies to training)")
-                })?,
-        ),
-    };
+    if a.precision == Some(ComputeDtype::Fp8) {
+        bail!("--precision fp8: choose f32 or bf16 (fp8 applies to training)");
+    }
+    let precision = a.precision;
     let settings = ExtractSettings {
         init: a.init.clone(),
         input: a.input.clone(),

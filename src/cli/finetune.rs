@@ -69,10 +69,11 @@ pub struct SquadArgs {
     pub n_best_size: usize,
     #[arg(long, default_value_t = 30)]
     pub max_answer_length: usize,
-    /// f32, bf16 or fp8 (bf16 with the encoder's dense layers as FP8 matmuls under delayed
-    /// scaling; default: bf16 on cuda/tpu, f32 on cpu).
-    #[arg(long)]
-    pub precision: Option<String>,
+    /// Compute precision (default: bf16 on cuda/tpu, f32 on cpu); fp8 is bf16 with the
+    /// encoder's dense layers as FP8 matmuls under delayed scaling.
+    #[arg(long, value_enum)]
+    pub precision: Option<ComputeDtype>,
+    /// Device backend (its PJRT plugin is found or, for cpu, installed on first use).
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
     /// Self-attention kernel: auto (cuDNN fused attention on cuda with bf16, else graph),
@@ -131,17 +132,9 @@ pub struct SquadSplitArgs {
     pub seed: u64,
 }
 
-fn precision(args: &SquadArgs) -> Result<ComputeDtype> {
-    parse_precision(args.precision.as_deref(), args.backend)
-}
-
-/// `--precision`, or the backend's default.
-pub fn parse_precision(given: Option<&str>, backend: Backend) -> Result<ComputeDtype> {
-    match given {
-        None => Ok(default_precision(backend)),
-        Some(p) => ComputeDtype::parse(p)
-            .ok_or_else(|| anyhow!("--precision {p:?}: choose f32, bf16 or fp8")),
-    }
+fn precision(args: &SquadArgs) -> ComputeDtype {
+    args.precision
+        .unwrap_or_else(|| default_precision(args.backend))
 }
 
 pub fn run(cmd: &FinetuneCommand) -> Result<()> {
@@ -180,7 +173,7 @@ fn run_finetune(a: &SquadArgs) -> Result<()> {
         n_best_size: a.n_best_size,
         max_answer_length: a.max_answer_length,
     };
-    s.precision = Some(precision(a)?);
+    s.precision = Some(precision(a));
     s.backend = a.backend;
     s.attention = a.attention;
     s.plugin = a.plugin.clone();
@@ -235,7 +228,7 @@ fn run_bench(a: &SquadArgs) -> Result<()> {
             (BertConfig::preset(&a.preset)?, a.preset.clone())
         }
     };
-    cfg.compute_dtype = precision(a)?;
+    cfg.compute_dtype = precision(a);
     cfg.attention = a.attention.resolve(a.backend, &cfg, a.seed)?;
     let client = open_client(a.backend, a.plugin.as_deref(), 1)?;
     let steps = a.max_steps.unwrap_or(20);

@@ -1,10 +1,11 @@
 //! `tpu-run finetune glue`: run_classifier.py's fine-tuning, evaluation and prediction for the
 //! GLUE tasks.
-use super::finetune::parse_precision;
 use crate::backend::{AttentionChoice, Backend};
+use crate::finetune::default_precision;
 use crate::finetune::glue_run::{run_glue, GlueSettings};
 use crate::finetune::progress::{Console, Output};
 use crate::glue::Task;
+use crate::model::ComputeDtype;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -57,10 +58,11 @@ pub struct GlueArgs {
     /// AdamWeightDecay's decoupled weight decay (not applied to LayerNorm and biases).
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
-    /// f32, bf16 or fp8 (bf16 with the encoder's dense layers as FP8 matmuls under delayed
-    /// scaling; default: bf16 on cuda/tpu, f32 on cpu).
-    #[arg(long)]
-    pub precision: Option<String>,
+    /// Compute precision (default: bf16 on cuda/tpu, f32 on cpu); fp8 is bf16 with the
+    /// encoder's dense layers as FP8 matmuls under delayed scaling.
+    #[arg(long, value_enum)]
+    pub precision: Option<ComputeDtype>,
+    /// Device backend (its PJRT plugin is found or, for cpu, installed on first use).
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
     /// Self-attention kernel: auto (cuDNN fused attention on cuda with bf16, else graph),
@@ -110,7 +112,7 @@ pub fn run_glue_command(a: &GlueArgs) -> Result<()> {
     s.learning_rate = a.learning_rate;
     s.warmup_proportion = a.warmup_proportion;
     s.weight_decay = a.weight_decay;
-    s.precision = Some(parse_precision(a.precision.as_deref(), a.backend)?);
+    s.precision = Some(a.precision.unwrap_or_else(|| default_precision(a.backend)));
     s.backend = a.backend;
     s.attention = a.attention;
     s.plugin = a.plugin.clone();

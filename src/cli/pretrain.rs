@@ -1,5 +1,7 @@
 //! `tpu-run pretrain`: BERT pretraining from a TOML config with command-line overrides; `--demo`
 //! for a complete small run with no input files; `--bench-steps N` for step timings.
+use crate::backend::{AttentionChoice, Backend};
+use crate::model::ComputeDtype;
 use crate::pretrain::bench::bench;
 use crate::pretrain::data_only::{run_data_only, DataOnlyOptions};
 use crate::pretrain::demo::{run_demo, DemoOptions};
@@ -7,6 +9,7 @@ use crate::pretrain::interrupt::StopSignal;
 use crate::pretrain::pod_setup::{explicit_flags, place_on_tpu_pod};
 use crate::pretrain::{run, Overrides, PretrainConfig, RunOptions};
 use crate::tpu_pod::PodEnv;
+use crate::train::OptimizerKind;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -49,9 +52,9 @@ pub struct PretrainArgs {
     /// summary (the rest of a shard whose framing is broken is skipped with it).
     #[arg(long)]
     pub skip_corrupt: bool,
-    /// cpu, cuda or tpu.
-    #[arg(long)]
-    pub backend: Option<String>,
+    /// Device backend (device.backend, default cpu).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
     /// PJRT plugin file (overrides discovery).
     #[arg(long)]
     pub plugin: Option<PathBuf>,
@@ -59,10 +62,9 @@ pub struct PretrainArgs {
     /// CUDA; on CPU this many virtual devices are made). --batch-size stays the global batch.
     #[arg(long, value_name = "N")]
     pub num_devices: Option<u32>,
-    /// Self-attention kernel: auto (cuDNN fused attention on cuda with bf16, else graph),
-    /// graph or cudnn.
-    #[arg(long)]
-    pub attention: Option<String>,
+    /// Self-attention kernel (device.attention, default auto).
+    #[arg(long, value_enum)]
+    pub attention: Option<AttentionChoice>,
     /// Multi-process runs (one process per host of a pod slice, or per GPU): worker 0's
     /// address HOST:PORT, the same on every process; process 0 serves the coordinator there.
     #[arg(long, value_name = "HOST:PORT")]
@@ -131,13 +133,13 @@ pub struct PretrainArgs {
     pub warmup_steps: Option<u64>,
     #[arg(long)]
     pub learning_rate: Option<f64>,
-    /// adam_weight_decay, adamw, lamb or sgd.
-    #[arg(long)]
-    pub optimizer: Option<String>,
-    /// f32, bf16 or fp8 (bf16 with the encoder's dense layers as FP8 matmuls under delayed
-    /// scaling, train.fp8_amax_history and train.fp8_margin).
-    #[arg(long)]
-    pub precision: Option<String>,
+    /// The optimizer (train.optimizer, default adam_weight_decay).
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Compute precision (train.precision, default f32); fp8 takes train.fp8_amax_history and
+    /// train.fp8_margin.
+    #[arg(long, value_enum)]
+    pub precision: Option<ComputeDtype>,
     /// Micro-batches per step (gradient accumulation).
     #[arg(long)]
     pub accumulation_steps: Option<u32>,
@@ -196,10 +198,10 @@ impl PretrainArgs {
             eval_data: self.eval_data.clone(),
             synthetic_data: self.synthetic_data,
             skip_corrupt: self.skip_corrupt,
-            backend: self.backend.clone(),
+            backend: self.backend,
             plugin: self.plugin.clone(),
             num_devices: self.num_devices,
-            attention: self.attention.clone(),
+            attention: self.attention,
             coordinator: self.coordinator.clone(),
             num_processes: self.num_processes,
             process_id: self.process_id,
@@ -222,8 +224,8 @@ impl PretrainArgs {
             steps: self.steps,
             warmup_steps: self.warmup_steps,
             learning_rate: self.learning_rate,
-            optimizer: self.optimizer.clone(),
-            precision: self.precision.clone(),
+            optimizer: self.optimizer,
+            precision: self.precision,
             accumulation_steps: self.accumulation_steps,
             seed: self.seed,
             eval_interval: self.eval_interval,
@@ -312,7 +314,7 @@ pub fn run_cmd(a: &PretrainArgs) -> Result<()> {
                 .unwrap_or_else(|| cfg.model.preset.clone()),
             r.batch_size,
             cfg.data.seq_len,
-            cfg.train.precision
+            cfg.train.precision.name()
         );
         println!("compile:            {:.2} s", r.compile_time.as_secs_f64());
         println!(
