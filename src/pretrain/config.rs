@@ -16,6 +16,7 @@
 //! [output]       # dir (metrics.jsonl, TensorBoard events), log_every, tensorboard
 //! ```
 //! See `configs/pretrain-tiny.toml` for a complete, commented example.
+pub use super::overrides::Overrides;
 use crate::backend::{AttentionChoice, Backend};
 use crate::model::fp8::fp8_setup;
 use crate::model::{BatchShapes, BertConfig, ComputeDtype, HiddenAct};
@@ -339,57 +340,6 @@ impl Default for OutputSection {
     }
 }
 
-/// Command-line values that replace the file's (each `None` leaves the file's value).
-#[derive(Clone, Debug, Default)]
-pub struct Overrides {
-    pub preset: Option<String>,
-    pub model_config: Option<PathBuf>,
-    pub train_data: Option<String>,
-    pub eval_data: Option<String>,
-    pub synthetic_data: bool,
-    pub skip_corrupt: bool,
-    pub backend: Option<Backend>,
-    pub plugin: Option<PathBuf>,
-    pub num_devices: Option<u32>,
-    pub attention: Option<AttentionChoice>,
-    pub coordinator: Option<String>,
-    pub num_processes: Option<u32>,
-    pub process_id: Option<u32>,
-    pub coordinator_token_file: Option<PathBuf>,
-    pub coordinator_token_out: Option<PathBuf>,
-    pub coordinator_bind: Option<String>,
-    pub coordinator_tls_cert: Option<PathBuf>,
-    pub coordinator_tls_key: Option<PathBuf>,
-    pub coordinator_tls_ca: Option<PathBuf>,
-    pub coordinator_connect_timeout: Option<f64>,
-    pub coordinator_join_timeout: Option<f64>,
-    pub coordinator_heartbeat_interval: Option<f64>,
-    pub coordinator_heartbeat_timeout: Option<f64>,
-    pub coordinator_wait_timeout: Option<f64>,
-    pub batch_size: Option<usize>,
-    pub seq_len: Option<usize>,
-    pub max_predictions: Option<usize>,
-    pub pack: bool,
-    pub max_instances_per_row: Option<usize>,
-    pub steps: Option<u64>,
-    pub warmup_steps: Option<u64>,
-    pub learning_rate: Option<f64>,
-    pub optimizer: Option<OptimizerKind>,
-    pub precision: Option<ComputeDtype>,
-    pub accumulation_steps: Option<u32>,
-    pub seed: Option<u64>,
-    pub eval_interval: Option<u64>,
-    pub eval_batches: Option<usize>,
-    pub checkpoint_dir: Option<PathBuf>,
-    pub checkpoint_interval: Option<u64>,
-    pub keep_last: Option<usize>,
-    pub no_resume: bool,
-    /// Resume even where the file says `resume = false`.
-    pub resume: bool,
-    pub output_dir: Option<PathBuf>,
-    pub log_every: Option<u64>,
-}
-
 impl PretrainConfig {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
@@ -404,102 +354,6 @@ impl PretrainConfig {
 
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).context("writing the config as TOML")
-    }
-
-    /// Applies command-line overrides.
-    pub fn apply(&mut self, o: &Overrides) {
-        fn set<T: Clone>(dst: &mut T, v: &Option<T>) {
-            if let Some(v) = v {
-                *dst = v.clone();
-            }
-        }
-        if let Some(p) = &o.preset {
-            self.model.preset = p.clone();
-            self.model.config_file = None;
-        }
-        if o.model_config.is_some() {
-            self.model.config_file = o.model_config.clone();
-        }
-        if o.train_data.is_some() {
-            self.data.train = o.train_data.clone();
-        }
-        if o.eval_data.is_some() {
-            self.data.eval = o.eval_data.clone();
-        }
-        self.data.synthetic |= o.synthetic_data;
-        self.data.skip_corrupt |= o.skip_corrupt;
-        set(&mut self.device.backend, &o.backend);
-        if o.plugin.is_some() {
-            self.device.plugin = o.plugin.clone();
-        }
-        if o.num_devices.is_some() {
-            self.device.num_devices = o.num_devices;
-        }
-        set(&mut self.device.attention, &o.attention);
-        if o.coordinator.is_some() {
-            self.device.coordinator = o.coordinator.clone();
-        }
-        set(&mut self.device.num_processes, &o.num_processes);
-        set(&mut self.device.process_id, &o.process_id);
-        let d = &mut self.device;
-        for (dst, v) in [
-            (&mut d.coordinator_token_file, &o.coordinator_token_file),
-            (&mut d.coordinator_token_out, &o.coordinator_token_out),
-            (&mut d.coordinator_tls_cert, &o.coordinator_tls_cert),
-            (&mut d.coordinator_tls_key, &o.coordinator_tls_key),
-            (&mut d.coordinator_tls_ca, &o.coordinator_tls_ca),
-        ] {
-            if v.is_some() {
-                dst.clone_from(v);
-            }
-        }
-        if o.coordinator_bind.is_some() {
-            d.coordinator_bind.clone_from(&o.coordinator_bind);
-        }
-        set(
-            &mut d.coordinator_connect_timeout,
-            &o.coordinator_connect_timeout,
-        );
-        set(&mut d.coordinator_join_timeout, &o.coordinator_join_timeout);
-        set(
-            &mut d.coordinator_heartbeat_interval,
-            &o.coordinator_heartbeat_interval,
-        );
-        set(
-            &mut d.coordinator_heartbeat_timeout,
-            &o.coordinator_heartbeat_timeout,
-        );
-        set(&mut d.coordinator_wait_timeout, &o.coordinator_wait_timeout);
-        set(&mut self.train.batch_size, &o.batch_size);
-        set(&mut self.data.seq_len, &o.seq_len);
-        set(&mut self.data.max_predictions, &o.max_predictions);
-        self.data.pack |= o.pack;
-        set(
-            &mut self.data.max_instances_per_row,
-            &o.max_instances_per_row,
-        );
-        set(&mut self.train.steps, &o.steps);
-        set(&mut self.train.warmup_steps, &o.warmup_steps);
-        set(&mut self.train.learning_rate, &o.learning_rate);
-        set(&mut self.train.optimizer, &o.optimizer);
-        set(&mut self.train.precision, &o.precision);
-        set(&mut self.train.accumulation_steps, &o.accumulation_steps);
-        set(&mut self.train.seed, &o.seed);
-        set(&mut self.eval.interval, &o.eval_interval);
-        set(&mut self.eval.batches, &o.eval_batches);
-        if o.checkpoint_dir.is_some() {
-            self.checkpoint.dir = o.checkpoint_dir.clone();
-        }
-        set(&mut self.checkpoint.interval, &o.checkpoint_interval);
-        set(&mut self.checkpoint.keep_last, &o.keep_last);
-        if o.no_resume {
-            self.checkpoint.resume = false;
-        }
-        if o.resume {
-            self.checkpoint.resume = true;
-        }
-        set(&mut self.output.dir, &o.output_dir);
-        set(&mut self.output.log_every, &o.log_every);
     }
 
     /// Settings that are valid but almost certainly not what was meant, as warning lines.
