@@ -18,6 +18,7 @@ use std::time::Duration;
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
+    /// Device backend (its PJRT plugin is found or, for cpu, installed on first use).
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
     /// Path of a PJRT plugin shared library; overrides discovery.
@@ -65,6 +66,7 @@ pub struct BenchArgs {
     /// noise `--baseline` judges changes against.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
+    /// Seeds initialization, the synthetic batches and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Write one JSON line per configuration here.

@@ -22,8 +22,10 @@ pub struct ExtractFeaturesArgs {
     /// Encoder layers to write, counted back from the last: -1 is the last layer's output.
     #[arg(long, default_value = "-1,-2,-3,-4", allow_hyphen_values = true)]
     pub layers: String,
+    /// Tokens per line, [CLS] and [SEP]s included (longer lines are truncated).
     #[arg(long, default_value_t = 128)]
     pub max_seq_length: usize,
+    /// Lines per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// jsonl: extract_features.py's output (values rounded to 6 decimals); npy: one f32 array
@@ -40,6 +42,7 @@ pub struct ExtractFeaturesArgs {
     /// training only and is refused).
     #[arg(long, value_enum)]
     pub precision: Option<ComputeDtype>,
+    /// Device backend (its PJRT plugin is found or, for cpu, installed on first use).
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
     /// PJRT plugin file (overrides discovery).

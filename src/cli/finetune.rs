@@ -43,13 +43,16 @@ pub struct SquadArgs {
     /// Lowercase and strip accents (uncased models); `false` for cased ones.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub do_lower_case: bool,
+    /// Passes over the training features (steps: ceil(features x epochs / batch)).
     #[arg(long, default_value_t = 2.0)]
     pub epochs: f64,
+    /// Training sequences per step, over all devices.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Batch of the prediction program (default: --batch-size).
     #[arg(long)]
     pub predict_batch_size: Option<usize>,
+    /// Peak learning rate of AdamWeightDecay, reached after the warmup.
     #[arg(long, default_value_t = 3e-5)]
     pub learning_rate: f64,
     /// Fraction of the steps with linear warmup; the rest decays linearly to 0.
@@ -58,15 +61,19 @@ pub struct SquadArgs {
     /// AdamWeightDecay's decoupled weight decay (not applied to LayerNorm and biases).
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
+    /// Tokens per feature: question, context window, [CLS] and [SEP]s.
     #[arg(long, default_value_t = 384)]
     pub max_seq_length: usize,
     /// How far successive context windows start apart (run_squad's meaning).
     #[arg(long, default_value_t = 128)]
     pub doc_stride: usize,
+    /// Question tokens kept at most (longer questions are truncated).
     #[arg(long, default_value_t = 64)]
     pub max_query_length: usize,
+    /// Best start and end candidates kept per feature, and answers in nbest_predictions.json.
     #[arg(long, default_value_t = 20)]
     pub n_best_size: usize,
+    /// Answer length in tokens at most.
     #[arg(long, default_value_t = 30)]
     pub max_answer_length: usize,
     /// Compute precision (default: bf16 on cuda/tpu, f32 on cpu); fp8 is bf16 with the
@@ -87,6 +94,7 @@ pub struct SquadArgs {
     /// 1 CPU device; on cpu, virtual devices). The batch must split evenly over them.
     #[arg(long)]
     pub num_devices: Option<u32>,
+    /// Seeds head initialization, data order and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Stop after N steps (the schedule spans the shortened run); with --synthetic-bench, the
@@ -109,6 +117,7 @@ pub struct SquadArgs {
     /// A log line every N steps when no progress bar is drawn (0: none).
     #[arg(long, default_value_t = 100)]
     pub log_every: u64,
+    /// Draw no progress bar (log lines every --log-every steps instead).
     #[arg(long)]
     pub no_progress: bool,
     /// Print the summary as one JSON line on stdout (messages then go to stderr).
@@ -123,8 +132,10 @@ pub struct SquadSplitArgs {
     /// Articles that go to the validation side.
     #[arg(long)]
     pub val_articles: usize,
+    /// Where the training side goes (SQuAD JSON).
     #[arg(long)]
     pub out_train: PathBuf,
+    /// Where the validation side goes (SQuAD JSON).
     #[arg(long)]
     pub out_val: PathBuf,
     /// Which articles: the first N of a SplitMix64 shuffle seeded with this.

@@ -41,15 +41,19 @@ pub struct GlueArgs {
     /// Predict the test file(s) into GLUE submission files (`MRPC.tsv`, `MNLI-m.tsv`, ...).
     #[arg(long)]
     pub do_predict: bool,
+    /// Tokens per example, [CLS] and [SEP]s included (longer pairs are truncated longest-first).
     #[arg(long, default_value_t = 128)]
     pub max_seq_length: usize,
+    /// Passes over train.tsv (the steps are int(examples / batch x epochs)).
     #[arg(long, default_value_t = 3.0)]
     pub epochs: f64,
+    /// Training sequences per step, over all devices.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Batch of the evaluation and prediction program.
     #[arg(long, default_value_t = 32)]
     pub eval_batch_size: usize,
+    /// Peak learning rate of AdamWeightDecay, reached after the warmup.
     #[arg(long, default_value_t = 2e-5)]
     pub learning_rate: f64,
     /// Fraction of the steps with linear warmup; the rest decays linearly to 0.
@@ -76,6 +80,7 @@ pub struct GlueArgs {
     /// 1 CPU device; on cpu, virtual devices). The batch must split evenly over them.
     #[arg(long)]
     pub num_devices: Option<u32>,
+    /// Seeds classifier initialization, data order and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Stop after N steps (the schedule spans the shortened run).
@@ -90,6 +95,7 @@ pub struct GlueArgs {
     /// A log line every N steps when no progress bar is drawn (0: none).
     #[arg(long, default_value_t = 50)]
     pub log_every: u64,
+    /// Draw no progress bar (log lines every --log-every steps instead).
     #[arg(long)]
     pub no_progress: bool,
     /// Print the summary as one JSON line on stdout (messages then go to stderr).
