@@ -74,18 +74,22 @@ pub enum ComputeDtype {
     /// Everything in f32, dots at `Precision::Highest` (no TF32 / bf16 passes on GPU or TPU).
     #[default]
     #[serde(alias = "float32")]
-    #[value(alias = "float32")]
+    #[value(alias = "float32", help = "everything in f32, dots at full precision")]
     F32,
     /// bf16 matmul inputs and activations, f32 accumulation (dot_general's preferred type), layer
     /// norm and softmax statistics, logits and losses in f32.
     #[serde(alias = "bfloat16")]
-    #[value(alias = "bfloat16")]
+    #[value(
+        alias = "bfloat16",
+        help = "bf16 matmul inputs and activations; f32 accumulation, statistics and losses"
+    )]
     Bf16,
     /// [`ComputeDtype::Bf16`] with the encoder's dense layers (query, key, value, attention
     /// output, FFN in and out) as FP8 matmuls in training steps: e4m3fn inputs and weights,
     /// e5m2 output gradients, per-tensor delayed scaling whose state the step carries
     /// (`crate::train::fp8`). Embeddings, attention scores, heads and programs that do not
     /// train (evaluation, prediction) stay bf16.
+    #[value(help = "bf16, with the encoder's dense layers as FP8 matmuls (delayed scaling)")]
     Fp8,
 }
 
