@@ -2,21 +2,39 @@
 //! attention kernel.
 use crate::model::{AttentionKernel, BertConfig};
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tpu::plugin::{Plugin, PluginKind};
 use tpu::{Client, ClientOptions, CompileCache, CompileOptions, KeyValueStore, OptionOverride};
 
-/// Which kind of device to run on; each maps to one PJRT plugin family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// Which kind of device to run on; each maps to one PJRT plugin family. The names are those of
+/// `--backend` and the run config's `device.backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Backend {
+    /// The CPU plugin (installed on first use).
     Cpu,
+    /// NVIDIA GPUs (the jax-cuda PJRT plugin); `gpu` is accepted too.
+    #[serde(alias = "gpu")]
+    #[value(alias = "gpu")]
     Cuda,
+    /// Cloud TPU (libtpu).
     Tpu,
 }
 
 impl Backend {
+    /// The name `--backend` and `device.backend` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Cuda => "cuda",
+            Backend::Tpu => "tpu",
+        }
+    }
+
     pub fn plugin_kind(self) -> PluginKind {
         match self {
             Backend::Cpu => PluginKind::Cpu,
@@ -90,8 +108,10 @@ pub fn open_process_client(
     })
 }
 
-/// `--attention`: which self-attention kernel the model graph uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// `--attention` (`device.attention`): which self-attention kernel the model graph uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum AttentionChoice {
     /// cuDNN fused attention on CUDA with bf16 compute (when the head size allows), else graph.
     #[default]
@@ -103,6 +123,15 @@ pub enum AttentionChoice {
 }
 
 impl AttentionChoice {
+    /// The name `--attention` and `device.attention` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionChoice::Auto => "auto",
+            AttentionChoice::Graph => "graph",
+            AttentionChoice::Cudnn => "cudnn",
+        }
+    }
+
     /// The kernel for `cfg` (its compute dtype and head size) on `backend`; `seed` seeds cuDNN's
     /// dropout generator.
     pub fn resolve(self, backend: Backend, cfg: &BertConfig, seed: u64) -> Result<AttentionKernel> {

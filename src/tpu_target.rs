@@ -92,7 +92,7 @@ pub const TPU_VOCAB_MULTIPLE: usize = 128;
 /// of the loss. Shapes stay static and nothing is f64. `tpu-run pretrain --backend tpu` does not
 /// do this by itself; the config asks for it.
 pub fn tpu_shape(run: &mut PretrainConfig) {
-    run.train.precision = "bf16".into();
+    run.train.precision = ComputeDtype::Bf16;
     run.model.pad_vocab_to = Some(TPU_VOCAB_MULTIPLE);
 }
 

@@ -6,8 +6,10 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
+use tpu_run::backend::AttentionChoice;
 use tpu_run::bench::anchors::Anchors;
 use tpu_run::bench::matrix::{max_predictions, BenchConfig, Task};
+use tpu_run::model::ComputeDtype;
 
 fn tpu_run(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tpu-run"))
@@ -276,13 +278,14 @@ fn bad_input_is_refused_with_a_reason() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     assert!(err(&["--model", "huge"]).contains("--model \"huge\""));
-    assert!(err(&["--task", "glue"]).contains("choose pretrain or squad"));
-    let e = err(&["--precision", "fp4"]);
+    // clap refuses values outside the enums, listing them (comma-separated lists included).
+    assert!(err(&["--task", "glue"]).contains("[possible values: pretrain, squad]"));
+    let e = err(&["--precision", "bf16,fp4"]);
     assert!(
-        e.contains("fp4") && e.contains("bf16") && e.contains("fp8"),
+        e.contains("'fp4'") && e.contains("[possible values: f32, bf16, fp8]"),
         "{e}"
     );
-    assert!(err(&["--attention", "flash"]).contains("choose graph, cudnn or auto"));
+    assert!(err(&["--attention", "flash"]).contains("[possible values: auto, graph, cudnn]"));
     assert!(err(&["--repeat", "0"]).contains("at least 1"));
     std::fs::write(dir.path().join("old.jsonl"), "{\"not\": \"a record\"}\n").unwrap();
     let e = err(&["--baseline", "old.jsonl"]);
@@ -322,8 +325,8 @@ fn anchors_run_once_each_and_report_failures() {
         task,
         seq,
         batch: 8,
-        precision: "bf16".into(),
-        attention: "cudnn".into(),
+        precision: ComputeDtype::Bf16,
+        attention: AttentionChoice::Cudnn,
         devices: 1,
         max_predictions: max_predictions(seq),
         dropout: None,

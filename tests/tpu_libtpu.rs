@@ -260,7 +260,7 @@ fn a_small_program_compiles_without_a_tpu() {
 fn tpu_run_config(batch: usize) -> PretrainConfig {
     let mut run = PretrainConfig::default();
     tpu_shape(&mut run);
-    run.device.backend = "tpu".into();
+    run.device.backend = tpu_run::backend::Backend::Tpu;
     run.train.batch_size = batch;
     run
 }

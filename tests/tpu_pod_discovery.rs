@@ -401,7 +401,7 @@ fn a_discovered_pod_run_needs_the_token_on_every_worker() {
     let vm = machine(true);
     let env = env_at(vm.path(), &server);
     let mut cfg = PretrainConfig::default();
-    cfg.device.backend = "tpu".into();
+    cfg.device.backend = tpu_run::backend::Backend::Tpu;
     // Worker 0 too: it could generate one, but the others could not get it in time.
     let e = place_on_tpu_pod(&mut cfg, &NO_FLAGS, &env, false)
         .unwrap_err()
@@ -421,7 +421,7 @@ fn a_discovered_pod_run_needs_the_token_on_every_worker() {
     cfg.check_processes().unwrap();
     // A token file counts as well; another backend is left alone.
     let mut cfg = PretrainConfig::default();
-    cfg.device.backend = "tpu".into();
+    cfg.device.backend = tpu_run::backend::Backend::Tpu;
     cfg.device.coordinator_token_file = Some(PathBuf::from("/run/token"));
     assert!(place_on_tpu_pod(&mut cfg, &NO_FLAGS, &env, false)
         .unwrap()

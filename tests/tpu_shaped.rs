@@ -206,7 +206,7 @@ fn the_tpu_shaped_step_is_bf16_dots_into_f32_without_f64() {
     // The run settings `tpu-run compile --tpu-shaped` gives, on a TPU backend.
     let mut run = PretrainConfig::default();
     tpu_shape(&mut run);
-    run.device.backend = "tpu".into();
+    run.device.backend = tpu_run::backend::Backend::Tpu;
     run.train.batch_size = 8;
     let program = bert_program(&run, What::TrainStep, 1).unwrap();
     assert_eq!(program.model.compute_dtype, ComputeDtype::Bf16);

@@ -6,7 +6,7 @@
 //! dense layers, the two attention matmuls (QK^T and AV) and the masked-LM head at the predicted
 //! positions. Embedding gathers, layer norms, softmax and the optimizer are not counted; XLA's
 //! own cost analysis (which counts every op) is reported next to it.
-use crate::model::BertConfig;
+use crate::model::{BertConfig, ComputeDtype};
 
 /// FLOPs of one training step over `batch` sequences of `seq` tokens with `predictions`
 /// masked-LM positions per sequence (0 for SQuAD, whose 2-unit head is negligible).
@@ -32,13 +32,12 @@ pub fn train_step_flops(cfg: &BertConfig, batch: usize, seq: usize, predictions:
 /// no FP8), Google Cloud TPU system architecture pages (bf16 per chip: v4 275 TF, v5e 197 TF,
 /// v5p 459 TF, v6e 918 TF). The f32 entries are the non-tensor-core FP32 rates, since f32 runs
 /// use `Precision::Highest` (no TF32). Unknown kinds (CPUs among them) have no MFU.
-pub fn peak_flops(device_kind: &str, precision: &str) -> Option<f64> {
+pub fn peak_flops(device_kind: &str, precision: ComputeDtype) -> Option<f64> {
     let kind = device_kind.to_ascii_lowercase();
     let column = match precision {
-        "f32" => 0,
-        "bf16" => 1,
-        "fp8" => 2,
-        _ => return None,
+        ComputeDtype::F32 => 0,
+        ComputeDtype::Bf16 => 1,
+        ComputeDtype::Fp8 => 2,
     };
     // (substring of the device kind, [f32, bf16, fp8] in TFLOP/s; 0: not offered)
     const TABLE: [(&str, [f64; 3]); 10] = [
@@ -79,12 +78,18 @@ mod tests {
 
     #[test]
     fn peaks_by_kind_and_precision() {
-        assert_eq!(peak_flops("NVIDIA H100 80GB HBM3", "bf16"), Some(989e12));
-        assert_eq!(peak_flops("NVIDIA H100 PCIe", "bf16"), Some(756e12));
-        assert_eq!(peak_flops("NVIDIA H200", "fp8"), Some(1979e12));
-        assert_eq!(peak_flops("TPU v5 lite", "bf16"), Some(197e12));
-        assert_eq!(peak_flops("TPU v5 lite", "f32"), None);
-        assert_eq!(peak_flops("cpu", "f32"), None);
-        assert_eq!(peak_flops("NVIDIA A100-SXM4-80GB", "fp8"), None);
+        assert_eq!(
+            peak_flops("NVIDIA H100 80GB HBM3", ComputeDtype::Bf16),
+            Some(989e12)
+        );
+        assert_eq!(
+            peak_flops("NVIDIA H100 PCIe", ComputeDtype::Bf16),
+            Some(756e12)
+        );
+        assert_eq!(peak_flops("NVIDIA H200", ComputeDtype::Fp8), Some(1979e12));
+        assert_eq!(peak_flops("TPU v5 lite", ComputeDtype::Bf16), Some(197e12));
+        assert_eq!(peak_flops("TPU v5 lite", ComputeDtype::F32), None);
+        assert_eq!(peak_flops("cpu", ComputeDtype::F32), None);
+        assert_eq!(peak_flops("NVIDIA A100-SXM4-80GB", ComputeDtype::Fp8), None);
     }
 }

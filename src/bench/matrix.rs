@@ -2,12 +2,15 @@
 //! either run or skipped with the reason a user would want to read.
 use crate::backend::{AttentionChoice, Backend};
 use crate::model::{BertConfig, ComputeDtype};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 /// What a configuration trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum Task {
     /// MLM + NSP pretraining on synthetic batches.
     Pretrain,
@@ -16,14 +19,6 @@ pub enum Task {
 }
 
 impl Task {
-    pub fn parse(s: &str) -> Result<Task> {
-        match s {
-            "pretrain" => Ok(Task::Pretrain),
-            "squad" => Ok(Task::Squad),
-            _ => bail!("--task {s:?}: choose pretrain or squad"),
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Task::Pretrain => "pretrain",
@@ -54,10 +49,8 @@ pub struct BenchConfig {
     pub seq: usize,
     /// The global batch (split over `devices` for pretraining).
     pub batch: usize,
-    /// "f32", "bf16" or "fp8".
-    pub precision: String,
-    /// "graph", "cudnn" or "auto".
-    pub attention: String,
+    pub precision: ComputeDtype,
+    pub attention: AttentionChoice,
     pub devices: usize,
     /// Masked positions per sequence (pretraining): 15% of the sequence rounded up to a
     /// multiple of 10, as the anchors use (20 at seq 128, 80 at seq 512).
@@ -75,8 +68,8 @@ impl BenchConfig {
             self.task.name(),
             self.seq,
             self.batch,
-            self.precision,
-            self.attention
+            self.precision.name(),
+            self.attention.name()
         );
         if self.devices != 1 {
             k.push_str(&format!(" x{}", self.devices));
@@ -100,14 +93,6 @@ pub fn max_predictions(seq: usize) -> usize {
     (seq * 15).div_ceil(1000) * 10
 }
 
-pub fn attention_name(a: AttentionChoice) -> &'static str {
-    match a {
-        AttentionChoice::Auto => "auto",
-        AttentionChoice::Graph => "graph",
-        AttentionChoice::Cudnn => "cudnn",
-    }
-}
-
 /// Every combination of `axes` in the order given (model, task, seq, batch, precision,
 /// attention), each checked against what `backend` with `devices` devices can run.
 pub fn plan(
@@ -129,8 +114,8 @@ pub fn plan(
                                 task,
                                 seq,
                                 batch,
-                                precision: precision.name().to_string(),
-                                attention: attention_name(attention).to_string(),
+                                precision,
+                                attention,
                                 devices,
                                 max_predictions: max_predictions(seq),
                                 dropout,
@@ -226,6 +211,7 @@ mod tests {
         let planned = plan(&axes(), Backend::Cpu, 4, None).unwrap();
         assert_eq!(planned.len(), 2 * 2 * 3 * 2 * 2 * 2);
         let reason = |model: &str, task, seq, batch, prec: &str, attn: &str| {
+            let (prec, attn) = (ComputeDtype::parse(prec), Some(attn));
             planned
                 .iter()
                 .find_map(|p| {
@@ -237,8 +223,8 @@ mod tests {
                         && c.task == task
                         && c.seq == seq
                         && c.batch == batch
-                        && c.precision == prec
-                        && c.attention == attn)
+                        && Some(c.precision) == prec
+                        && Some(c.attention.name()) == attn)
                         .then_some(why)
                 })
                 .expect("planned")
@@ -269,12 +255,12 @@ mod tests {
             .collect();
         assert!(runs
             .iter()
-            .any(|c| c.attention == "cudnn" && c.precision == "bf16"));
+            .any(|c| c.attention == AttentionChoice::Cudnn && c.precision == ComputeDtype::Bf16));
         assert!(runs
             .iter()
-            .all(|c| c.attention != "cudnn" || c.precision == "bf16"));
+            .all(|c| c.attention != AttentionChoice::Cudnn || c.precision == ComputeDtype::Bf16));
         assert!(cuda.iter().any(|p| matches!(p,
-            Planned::Skip(c, w) if c.attention == "cudnn" && c.precision == "f32" && w.contains("bf16"))));
+            Planned::Skip(c, w) if c.attention == AttentionChoice::Cudnn && c.precision == ComputeDtype::F32 && w.contains("bf16"))));
         assert!(runs[0].key().ends_with("dropout0"));
     }
 }

@@ -240,7 +240,7 @@ impl BenchRecord {
         };
         let model_flops = train_step_flops(model, c.batch, c.seq, predictions);
         let tflops = per_s(model_flops) / 1e12;
-        let peak = peak_flops(&first.device_kind, &c.precision).map(|p| p / 1e12);
+        let peak = peak_flops(&first.device_kind, c.precision).map(|p| p / 1e12);
         Runtime {
             time_to_first_step_s: first.time_to_first_step_s,
             median_step_s: median,
@@ -355,7 +355,9 @@ pub fn read_jsonl(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::AttentionChoice;
     use crate::bench::matrix::{max_predictions, BenchConfig, Task};
+    use crate::model::ComputeDtype;
 
     fn record(medians: &[f64], kind: &str) -> BenchRecord {
         let config = BenchConfig {
@@ -363,8 +365,8 @@ mod tests {
             task: Task::Pretrain,
             seq: 128,
             batch: 256,
-            precision: "bf16".into(),
-            attention: "cudnn".into(),
+            precision: ComputeDtype::Bf16,
+            attention: AttentionChoice::Cudnn,
             devices: 1,
             max_predictions: max_predictions(128),
             dropout: None,

@@ -7,8 +7,8 @@ use super::environment::environment;
 use super::matrix::{BenchConfig, Planned, Task};
 use super::measure::{MeasureOptions, Measurement};
 use super::record::{read_jsonl, AnchorResult, BenchRecord, Environment};
-use crate::backend::{open_client, AttentionChoice, Backend};
-use crate::model::{BertConfig, ComputeDtype};
+use crate::backend::{open_client, Backend};
+use crate::model::BertConfig;
 use crate::plot::BenchPlotEntry;
 use crate::pretrain::config::PretrainConfig;
 use anyhow::{anyhow, Context, Result};
@@ -187,18 +187,12 @@ fn measure_config(
 /// The model `c` runs: the preset with `c`'s precision, attention and dropout.
 fn model_config(c: &BenchConfig, opts: &BenchOptions) -> Result<BertConfig> {
     let mut m = BertConfig::preset(&c.model)?;
-    m.compute_dtype = ComputeDtype::parse(&c.precision)
-        .ok_or_else(|| anyhow!("precision {:?}: choose f32, bf16 or fp8", c.precision))?;
+    m.compute_dtype = c.precision;
     if let Some(p) = c.dropout {
         m.hidden_dropout_prob = p;
         m.attention_probs_dropout_prob = p;
     }
-    let attention = match c.attention.as_str() {
-        "graph" => AttentionChoice::Graph,
-        "cudnn" => AttentionChoice::Cudnn,
-        _ => AttentionChoice::Auto,
-    };
-    m.attention = attention.resolve(opts.backend, &m, opts.seed)?;
+    m.attention = c.attention.resolve(opts.backend, &m, opts.seed)?;
     Ok(m)
 }
 
@@ -227,13 +221,13 @@ fn pretrain_config(c: &BenchConfig, opts: &BenchOptions) -> Result<PretrainConfi
     cfg.data.seq_len = c.seq;
     cfg.data.max_predictions = c.max_predictions;
     cfg.train.batch_size = c.batch;
-    cfg.train.precision = c.precision.clone();
+    cfg.train.precision = c.precision;
     cfg.train.seed = opts.seed;
-    cfg.device.backend = format!("{:?}", opts.backend).to_lowercase();
+    cfg.device.backend = opts.backend;
     cfg.device.plugin = opts.plugin.clone();
     cfg.device.num_devices =
         Some(u32::try_from(c.devices).map_err(|_| anyhow!("{} devices", c.devices))?);
-    cfg.device.attention = c.attention.clone();
+    cfg.device.attention = c.attention;
     cfg.output.progress = false;
     cfg.validate()?;
     Ok(cfg)

@@ -11,13 +11,14 @@ use crate::bench::table::render;
 use crate::finetune::default_precision;
 use crate::model::{ComputeDtype, PRESETS};
 use crate::tpu_target::reexec_without_network;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
+    /// Device backend (its PJRT plugin is found or, for cpu, installed on first use).
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
     /// Path of a PJRT plugin shared library; overrides discovery.
@@ -26,22 +27,22 @@ pub struct BenchArgs {
     /// Model presets, comma-separated (tiny, mini, small, medium, base, large).
     #[arg(long, default_value = "tiny", value_delimiter = ',')]
     pub model: Vec<String>,
-    /// pretrain (MLM + NSP) and/or squad, comma-separated.
-    #[arg(long, default_value = "pretrain", value_delimiter = ',')]
-    pub task: Vec<String>,
+    /// Tasks, comma-separated.
+    #[arg(long, value_enum, default_value = "pretrain", value_delimiter = ',')]
+    pub task: Vec<Task>,
     /// Sequence lengths, comma-separated.
     #[arg(long, default_value = "128", value_delimiter = ',')]
     pub seq: Vec<usize>,
     /// Global batch sizes, comma-separated.
     #[arg(long, default_value = "8", value_delimiter = ',')]
     pub batch: Vec<usize>,
-    /// f32, bf16 and/or fp8, comma-separated (default: f32 on cpu, bf16 on cuda and tpu); fp8
-    /// is bf16 with the encoder's dense layers as FP8 matmuls under delayed scaling.
-    #[arg(long, value_delimiter = ',')]
-    pub precision: Vec<String>,
-    /// Self-attention kernels, comma-separated: graph, cudnn, auto.
-    #[arg(long, default_value = "auto", value_delimiter = ',')]
-    pub attention: Vec<String>,
+    /// Precisions, comma-separated (default: f32 on cpu, bf16 on cuda and tpu); fp8 is bf16
+    /// with the encoder's dense layers as FP8 matmuls under delayed scaling.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub precision: Vec<ComputeDtype>,
+    /// Self-attention kernels, comma-separated.
+    #[arg(long, value_enum, default_value = "auto", value_delimiter = ',')]
+    pub attention: Vec<AttentionChoice>,
     /// Compile only, for this TPU slice (v5e:2x2, v4:2x2x1, ...; no TPU needed): the pretraining
     /// step over every device of the slice, its build and compile figures, nothing timed.
     #[arg(long, value_name = "TOPOLOGY")]
@@ -65,6 +66,7 @@ pub struct BenchArgs {
     /// noise `--baseline` judges changes against.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
+    /// Seeds initialization, the synthetic batches and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Write one JSON line per configuration here.
@@ -242,34 +244,14 @@ fn axes(a: &BenchArgs) -> Result<Axes> {
     let precisions = if a.precision.is_empty() {
         vec![default_precision(a.backend)]
     } else {
-        a.precision
-            .iter()
-            .map(|p| {
-                ComputeDtype::parse(p)
-                    .ok_or_else(|| anyhow!("--precision {p:?}: choose f32, bf16 or fp8"))
-            })
-            .collect::<Result<_>>()?
+        a.precision.clone()
     };
-    let attentions = a
-        .attention
-        .iter()
-        .map(|s| match s.as_str() {
-            "graph" => Ok(AttentionChoice::Graph),
-            "cudnn" => Ok(AttentionChoice::Cudnn),
-            "auto" => Ok(AttentionChoice::Auto),
-            _ => Err(anyhow!("--attention {s:?}: choose graph, cudnn or auto")),
-        })
-        .collect::<Result<_>>()?;
     Ok(Axes {
         models: a.model.clone(),
-        tasks: a
-            .task
-            .iter()
-            .map(|t| Task::parse(t))
-            .collect::<Result<_>>()?,
+        tasks: a.task.clone(),
         seqs: a.seq.clone(),
         batches: a.batch.clone(),
         precisions,
-        attentions,
+        attentions: a.attention.clone(),
     })
 }

@@ -8,8 +8,10 @@
 //! of the TPU slice).
 use super::compile_program::{build_bert, build_example, replicas, run_config};
 use super::compile_report::{gib, replicas_text, report};
+use crate::model::ComputeDtype;
 use crate::pretrain::program::write_program;
 use crate::tpu_target::{element_types, reexec_without_network, Program, TpuTarget};
+use crate::train::OptimizerKind;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -66,13 +68,14 @@ pub struct CompileArgs {
     /// Masked-LM predictions per sequence [default: the run config's, else 20].
     #[arg(long, conflicts_with = "example")]
     pub max_predictions: Option<usize>,
-    /// f32, bf16 (bf16 matmul inputs, f32 accumulation and master weights) or fp8 (bf16 with
-    /// the encoder's dense layers as FP8 matmuls under delayed scaling).
-    #[arg(long, conflicts_with = "example")]
-    pub precision: Option<String>,
-    /// adam_weight_decay, adamw, lamb or sgd.
-    #[arg(long, conflicts_with = "example")]
-    pub optimizer: Option<String>,
+    /// Compute precision; pretrain's --precision [default: the run config's train.precision,
+    /// else f32].
+    #[arg(long, value_enum, conflicts_with = "example")]
+    pub precision: Option<ComputeDtype>,
+    /// The optimizer; pretrain's --optimizer [default: the run config's train.optimizer, else
+    /// adam_weight_decay].
+    #[arg(long, value_enum, conflicts_with = "example")]
+    pub optimizer: Option<OptimizerKind>,
     /// Micro-batches per step (gradient accumulation).
     #[arg(long, conflicts_with = "example")]
     pub accumulation_steps: Option<u32>,

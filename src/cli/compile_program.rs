@@ -2,6 +2,7 @@
 //! over it, as for `tpu-run pretrain`), the replica count, then the BERT program of that run
 //! or an example, with its one-line description.
 use super::compile::CompileArgs;
+use crate::backend::Backend;
 use crate::model::ComputeDtype;
 use crate::pretrain::{Overrides, PretrainConfig};
 use crate::tpu_target::{bert_program, tpu_shape, tpu_shape_notes, BertProgram, Program, What};
@@ -25,8 +26,8 @@ pub(super) fn run_config(a: &CompileArgs, tpu_target: bool) -> Result<PretrainCo
         batch_size: a.batch_size,
         seq_len: a.seq_len,
         max_predictions: a.max_predictions,
-        precision: a.precision.clone(),
-        optimizer: a.optimizer.clone(),
+        precision: a.precision,
+        optimizer: a.optimizer,
         accumulation_steps: a.accumulation_steps,
         ..Overrides::default()
     });
@@ -34,15 +35,20 @@ pub(super) fn run_config(a: &CompileArgs, tpu_target: bool) -> Result<PretrainCo
         tpu_shape(&mut cfg);
     }
     // The backend decides the attention kernel (cuDNN only on cuda); pretrain's default is cpu.
-    let backend = if tpu_target { "tpu" } else { "cpu" };
+    let backend = if tpu_target {
+        Backend::Tpu
+    } else {
+        Backend::Cpu
+    };
     if a.config.is_some() && cfg.device.backend != backend {
         eprintln!(
-            "tpu-run: note: the run config's backend is {}; building the step as the {backend} \
+            "tpu-run: note: the run config's backend is {}; building the step as the {} \
              backend would run it",
-            cfg.device.backend
+            cfg.device.backend.name(),
+            backend.name()
         );
     }
-    cfg.device.backend = backend.into();
+    cfg.device.backend = backend;
     // As for a benchmark: the step needs no data files.
     cfg.data.synthetic = true;
     cfg.validate()?;
@@ -132,8 +138,8 @@ pub(super) fn build_bert(
     let step = match what {
         What::TrainStep => format!(
             ", {} with the {} schedule{}",
-            t.optimizer,
-            t.schedule,
+            t.optimizer.name(),
+            t.schedule.name(),
             if t.accumulation_steps > 1 {
                 format!(
                     ", {} micro-batches of {}",

@@ -20,10 +20,13 @@ pub struct CreateDataArgs {
     /// s3:// prefix (written locally, then uploaded).
     #[arg(long)]
     pub output: PathBuf,
+    /// Tokens per instance, [CLS] and [SEP]s included (what pretrain --seq-len must match).
     #[arg(long, default_value_t = 128)]
     pub max_seq_length: usize,
+    /// Masked-LM predictions per instance at most (what pretrain --max-predictions must match).
     #[arg(long, default_value_t = 20)]
     pub max_predictions_per_seq: usize,
+    /// Fraction of the tokens masked (rounded, at most --max-predictions-per-seq).
     #[arg(long, default_value_t = 0.15)]
     pub masked_lm_prob: f64,
     /// Probability of a shorter target length (uniform in 2..=max_seq_length-3).
@@ -32,6 +35,7 @@ pub struct CreateDataArgs {
     /// Passes over the input, each with different masks and pairs.
     #[arg(long, default_value_t = 10)]
     pub dupe_factor: usize,
+    /// Seeds the document order, pairs and masks (the original's random.Random).
     #[arg(long, default_value_t = 12345)]
     pub random_seed: u64,
     /// Lowercase and strip accents (true for uncased vocabularies).
@@ -41,6 +45,7 @@ pub struct CreateDataArgs {
     /// Mask all WordPieces of a word together.
     #[arg(long)]
     pub whole_word_masking: bool,
+    /// Output shards the instances are spread over, round-robin.
     #[arg(long, default_value_t = 1)]
     pub num_shards: usize,
     /// Input layout; `auto` decides per file.

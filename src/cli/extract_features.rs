@@ -3,7 +3,7 @@
 use crate::backend::Backend;
 use crate::features::{extract_features, ExtractSettings, OutputFormat};
 use crate::model::ComputeDtype;
-use anyhow::{anyhow, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -22,8 +22,10 @@ pub struct ExtractFeaturesArgs {
     /// Encoder layers to write, counted back from the last: -1 is the last layer's output.
     #[arg(long, default_value = "-1,-2,-3,-4", allow_hyphen_values = true)]
     pub layers: String,
+    /// Tokens per line, [CLS] and [SEP]s included (longer lines are truncated).
     #[arg(long, default_value_t = 128)]
     pub max_seq_length: usize,
+    /// Lines per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// jsonl: extract_features.py's output (values rounded to 6 decimals); npy: one f32 array
@@ -36,9 +38,11 @@ pub struct ExtractFeaturesArgs {
     /// Lowercase and strip accents (uncased models); `false` for cased ones.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub do_lower_case: bool,
-    /// f32 or bf16 (default: bf16 on cuda/tpu, f32 on cpu).
-    #[arg(long)]
-    pub precision: Option<String>,
+    /// Compute precision, f32 or bf16 (default: bf16 on cuda/tpu, f32 on cpu; fp8 applies to
+    /// training only and is refused).
+    #[arg(long, value_enum)]
+    pub precision: Option<ComputeDtype>,
+    /// Device backend (its PJRT plugin is found or, for cpu, installed on first use).
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
     /// PJRT plugin file (overrides discovery).
@@ -47,16 +51,10 @@ pub struct ExtractFeaturesArgs {
 }
 
 pub fn run(a: &ExtractFeaturesArgs) -> Result<()> {
-    let precision = match &a.precision {
-        None => None,
-        Some(p) => Some(
-            ComputeDtype::parse(p)
-                .filter(|d| *d != ComputeDtype::Fp8)
-                .ok_or_else(|| {
-                    anyhow!("--precision {p:?}: choose f32 or bf16 (fp8 applies to training)")
-                })?,
-        ),
-    };
+    if a.precision == Some(ComputeDtype::Fp8) {
+        bail!("--precision fp8: choose f32 or bf16 (fp8 applies to training)");
+    }
+    let precision = a.precision;
     let settings = ExtractSettings {
         init: a.init.clone(),
         input: a.input.clone(),

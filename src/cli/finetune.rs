@@ -43,13 +43,16 @@ pub struct SquadArgs {
     /// Lowercase and strip accents (uncased models); `false` for cased ones.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub do_lower_case: bool,
+    /// Passes over the training features (steps: ceil(features x epochs / batch)).
     #[arg(long, default_value_t = 2.0)]
     pub epochs: f64,
+    /// Training sequences per step, over all devices.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Batch of the prediction program (default: --batch-size).
     #[arg(long)]
     pub predict_batch_size: Option<usize>,
+    /// Peak learning rate of AdamWeightDecay, reached after the warmup.
     #[arg(long, default_value_t = 3e-5)]
     pub learning_rate: f64,
     /// Fraction of the steps with linear warmup; the rest decays linearly to 0.
@@ -58,21 +61,26 @@ pub struct SquadArgs {
     /// AdamWeightDecay's decoupled weight decay (not applied to LayerNorm and biases).
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
+    /// Tokens per feature: question, context window, [CLS] and [SEP]s.
     #[arg(long, default_value_t = 384)]
     pub max_seq_length: usize,
     /// How far successive context windows start apart (run_squad's meaning).
     #[arg(long, default_value_t = 128)]
     pub doc_stride: usize,
+    /// Question tokens kept at most (longer questions are truncated).
     #[arg(long, default_value_t = 64)]
     pub max_query_length: usize,
+    /// Best start and end candidates kept per feature, and answers in nbest_predictions.json.
     #[arg(long, default_value_t = 20)]
     pub n_best_size: usize,
+    /// Answer length in tokens at most.
     #[arg(long, default_value_t = 30)]
     pub max_answer_length: usize,
-    /// f32, bf16 or fp8 (bf16 with the encoder's dense layers as FP8 matmuls under delayed
-    /// scaling; default: bf16 on cuda/tpu, f32 on cpu).
-    #[arg(long)]
-    pub precision: Option<String>,
+    /// Compute precision (default: bf16 on cuda/tpu, f32 on cpu); fp8 is bf16 with the
+    /// encoder's dense layers as FP8 matmuls under delayed scaling.
+    #[arg(long, value_enum)]
+    pub precision: Option<ComputeDtype>,
+    /// Device backend (its PJRT plugin is found or, for cpu, installed on first use).
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
     /// Self-attention kernel: auto (cuDNN fused attention on cuda with bf16, else graph),
@@ -86,6 +94,7 @@ pub struct SquadArgs {
     /// 1 CPU device; on cpu, virtual devices). The batch must split evenly over them.
     #[arg(long)]
     pub num_devices: Option<u32>,
+    /// Seeds head initialization, data order and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Stop after N steps (the schedule spans the shortened run); with --synthetic-bench, the
@@ -108,6 +117,7 @@ pub struct SquadArgs {
     /// A log line every N steps when no progress bar is drawn (0: none).
     #[arg(long, default_value_t = 100)]
     pub log_every: u64,
+    /// Draw no progress bar (log lines every --log-every steps instead).
     #[arg(long)]
     pub no_progress: bool,
     /// Print the summary as one JSON line on stdout (messages then go to stderr).
@@ -122,8 +132,10 @@ pub struct SquadSplitArgs {
     /// Articles that go to the validation side.
     #[arg(long)]
     pub val_articles: usize,
+    /// Where the training side goes (SQuAD JSON).
     #[arg(long)]
     pub out_train: PathBuf,
+    /// Where the validation side goes (SQuAD JSON).
     #[arg(long)]
     pub out_val: PathBuf,
     /// Which articles: the first N of a SplitMix64 shuffle seeded with this.
@@ -131,17 +143,9 @@ pub struct SquadSplitArgs {
     pub seed: u64,
 }
 
-fn precision(args: &SquadArgs) -> Result<ComputeDtype> {
-    parse_precision(args.precision.as_deref(), args.backend)
-}
-
-/// `--precision`, or the backend's default.
-pub fn parse_precision(given: Option<&str>, backend: Backend) -> Result<ComputeDtype> {
-    match given {
-        None => Ok(default_precision(backend)),
-        Some(p) => ComputeDtype::parse(p)
-            .ok_or_else(|| anyhow!("--precision {p:?}: choose f32, bf16 or fp8")),
-    }
+fn precision(args: &SquadArgs) -> ComputeDtype {
+    args.precision
+        .unwrap_or_else(|| default_precision(args.backend))
 }
 
 pub fn run(cmd: &FinetuneCommand) -> Result<()> {
@@ -180,7 +184,7 @@ fn run_finetune(a: &SquadArgs) -> Result<()> {
         n_best_size: a.n_best_size,
         max_answer_length: a.max_answer_length,
     };
-    s.precision = Some(precision(a)?);
+    s.precision = Some(precision(a));
     s.backend = a.backend;
     s.attention = a.attention;
     s.plugin = a.plugin.clone();
@@ -235,7 +239,7 @@ fn run_bench(a: &SquadArgs) -> Result<()> {
             (BertConfig::preset(&a.preset)?, a.preset.clone())
         }
     };
-    cfg.compute_dtype = precision(a)?;
+    cfg.compute_dtype = precision(a);
     cfg.attention = a.attention.resolve(a.backend, &cfg, a.seed)?;
     let client = open_client(a.backend, a.plugin.as_deref(), 1)?;
     let steps = a.max_steps.unwrap_or(20);

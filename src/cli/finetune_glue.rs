@@ -1,10 +1,11 @@
 //! `tpu-run finetune glue`: run_classifier.py's fine-tuning, evaluation and prediction for the
 //! GLUE tasks.
-use super::finetune::parse_precision;
 use crate::backend::{AttentionChoice, Backend};
+use crate::finetune::default_precision;
 use crate::finetune::glue_run::{run_glue, GlueSettings};
 use crate::finetune::progress::{Console, Output};
 use crate::glue::Task;
+use crate::model::ComputeDtype;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -40,15 +41,19 @@ pub struct GlueArgs {
     /// Predict the test file(s) into GLUE submission files (`MRPC.tsv`, `MNLI-m.tsv`, ...).
     #[arg(long)]
     pub do_predict: bool,
+    /// Tokens per example, [CLS] and [SEP]s included (longer pairs are truncated longest-first).
     #[arg(long, default_value_t = 128)]
     pub max_seq_length: usize,
+    /// Passes over train.tsv (the steps are int(examples / batch x epochs)).
     #[arg(long, default_value_t = 3.0)]
     pub epochs: f64,
+    /// Training sequences per step, over all devices.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Batch of the evaluation and prediction program.
     #[arg(long, default_value_t = 32)]
     pub eval_batch_size: usize,
+    /// Peak learning rate of AdamWeightDecay, reached after the warmup.
     #[arg(long, default_value_t = 2e-5)]
     pub learning_rate: f64,
     /// Fraction of the steps with linear warmup; the rest decays linearly to 0.
@@ -57,10 +62,11 @@ pub struct GlueArgs {
     /// AdamWeightDecay's decoupled weight decay (not applied to LayerNorm and biases).
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
-    /// f32, bf16 or fp8 (bf16 with the encoder's dense layers as FP8 matmuls under delayed
-    /// scaling; default: bf16 on cuda/tpu, f32 on cpu).
-    #[arg(long)]
-    pub precision: Option<String>,
+    /// Compute precision (default: bf16 on cuda/tpu, f32 on cpu); fp8 is bf16 with the
+    /// encoder's dense layers as FP8 matmuls under delayed scaling.
+    #[arg(long, value_enum)]
+    pub precision: Option<ComputeDtype>,
+    /// Device backend (its PJRT plugin is found or, for cpu, installed on first use).
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: Backend,
     /// Self-attention kernel: auto (cuDNN fused attention on cuda with bf16, else graph),
@@ -74,6 +80,7 @@ pub struct GlueArgs {
     /// 1 CPU device; on cpu, virtual devices). The batch must split evenly over them.
     #[arg(long)]
     pub num_devices: Option<u32>,
+    /// Seeds classifier initialization, data order and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Stop after N steps (the schedule spans the shortened run).
@@ -88,6 +95,7 @@ pub struct GlueArgs {
     /// A log line every N steps when no progress bar is drawn (0: none).
     #[arg(long, default_value_t = 50)]
     pub log_every: u64,
+    /// Draw no progress bar (log lines every --log-every steps instead).
     #[arg(long)]
     pub no_progress: bool,
     /// Print the summary as one JSON line on stdout (messages then go to stderr).
@@ -110,7 +118,7 @@ pub fn run_glue_command(a: &GlueArgs) -> Result<()> {
     s.learning_rate = a.learning_rate;
     s.warmup_proportion = a.warmup_proportion;
     s.weight_decay = a.weight_decay;
-    s.precision = Some(parse_precision(a.precision.as_deref(), a.backend)?);
+    s.precision = Some(a.precision.unwrap_or_else(|| default_precision(a.backend)));
     s.backend = a.backend;
     s.attention = a.attention;
     s.plugin = a.plugin.clone();

@@ -105,6 +105,7 @@ enum HloCommand {
 enum PluginCommand {
     /// Fetch a plugin wheel with pip and unpack it into the per-user cache.
     Install {
+        /// The backend whose plugin wheel to fetch.
         #[arg(value_enum)]
         backend: Backend,
     },

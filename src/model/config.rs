@@ -15,13 +15,22 @@ use super::ModelError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The activation of the FFN and the MLM transform.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The activation of the FFN and the MLM transform. Its serde names are the Hugging Face
+/// spellings (the run config's `model.hidden_act`); [`HiddenAct::parse`] reads either flavor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HiddenAct {
     /// 0.5 x (1 + erf(x / sqrt 2)): Hugging Face `gelu`.
+    #[serde(rename = "gelu", alias = "gelu_erf", alias = "gelu_exact")]
     GeluErf,
     /// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): google-research `gelu`, HF `gelu_new`.
+    #[serde(
+        rename = "gelu_new",
+        alias = "gelu_tanh",
+        alias = "gelu_pytorch_tanh",
+        alias = "gelu_fast"
+    )]
     GeluTanh,
+    #[serde(rename = "relu")]
     Relu,
 }
 
@@ -56,19 +65,31 @@ pub enum ConfigFlavor {
 }
 
 /// The type matmul inputs and activations are computed in. Parameters stay f32 (master weights).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// The names are those of `--precision`, the run config's `train.precision` and our model JSON's
+/// `compute_dtype`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum ComputeDtype {
     /// Everything in f32, dots at `Precision::Highest` (no TF32 / bf16 passes on GPU or TPU).
     #[default]
+    #[serde(alias = "float32")]
+    #[value(alias = "float32", help = "everything in f32, dots at full precision")]
     F32,
     /// bf16 matmul inputs and activations, f32 accumulation (dot_general's preferred type), layer
     /// norm and softmax statistics, logits and losses in f32.
+    #[serde(alias = "bfloat16")]
+    #[value(
+        alias = "bfloat16",
+        help = "bf16 matmul inputs and activations; f32 accumulation, statistics and losses"
+    )]
     Bf16,
     /// [`ComputeDtype::Bf16`] with the encoder's dense layers (query, key, value, attention
     /// output, FFN in and out) as FP8 matmuls in training steps: e4m3fn inputs and weights,
     /// e5m2 output gradients, per-tensor delayed scaling whose state the step carries
     /// (`crate::train::fp8`). Embeddings, attention scores, heads and programs that do not
     /// train (evaluation, prediction) stay bf16.
+    #[value(help = "bf16, with the encoder's dense layers as FP8 matmuls (delayed scaling)")]
     Fp8,
 }
 
@@ -81,13 +102,9 @@ impl ComputeDtype {
         }
     }
 
+    /// A name or alias as `--precision` takes it.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "f32" | "float32" => Some(Self::F32),
-            "bf16" | "bfloat16" => Some(Self::Bf16),
-            "fp8" => Some(Self::Fp8),
-            _ => None,
-        }
+        <Self as clap::ValueEnum>::from_str(s, false).ok()
     }
 }
 

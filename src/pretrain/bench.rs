@@ -43,7 +43,7 @@ impl BenchResult {
             "batch": self.batch_size,
             "devices": self.devices,
             "seq": cfg.data.seq_len,
-            "precision": cfg.train.precision,
+            "precision": cfg.train.precision.name(),
             "compile_s": round(self.compile_time.as_secs_f64(), 2),
             "time_to_first_step_s": round(self.time_to_first_step.as_secs_f64(), 2),
             "median_step_ms": round(self.median_step_s * 1e3, 2),

@@ -6,7 +6,7 @@ use super::config::PretrainConfig;
 use crate::ckpt::{Checkpoint, OptimizerInfo, RngState, Skipped, Spec, State, Store};
 use crate::data::ReaderState;
 use crate::model::BertConfig;
-use crate::train::Trainer;
+use crate::train::{OptimizerKind, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -49,7 +49,7 @@ pub fn capture(
     let mut state = State::from_parts(step, spec, trainer.params()?, trainer.opt_state()?)?;
     state.model_config = serde_json::to_value(model)?;
     state.optimizer = OptimizerInfo {
-        name: cfg.train.optimizer.clone(),
+        name: cfg.train.optimizer.name().into(),
         hyperparameters: cfg.optimizer_json(),
     };
     let k = cfg.train.accumulation_steps as usize;
@@ -142,11 +142,12 @@ fn check_resumable(
             model.to_json(),
         ));
     }
-    if state.optimizer.name != cfg.train.optimizer {
+    // By kind: a checkpoint written before the names were typed may record an alias.
+    if OptimizerKind::parse(&state.optimizer.name) != Some(cfg.train.optimizer) {
         return Err(refuse(
             "the optimizer",
             state.optimizer.name.clone(),
-            cfg.train.optimizer.clone(),
+            cfg.train.optimizer.name().into(),
         ));
     }
     if state.rng.host_seed != Some(cfg.train.seed) {

@@ -16,12 +16,12 @@
 //! [output]       # dir (metrics.jsonl, TensorBoard events), log_every, tensorboard
 //! ```
 //! See `configs/pretrain-tiny.toml` for a complete, commented example.
+pub use super::overrides::Overrides;
 use crate::backend::{AttentionChoice, Backend};
 use crate::model::fp8::fp8_setup;
 use crate::model::{BatchShapes, BertConfig, ComputeDtype, HiddenAct};
 use crate::train::{
-    AdamW, AdamWeightDecay, DelayedScaling, Lamb, Optimizer, Policy, Schedule, Sgd, StepConfig,
-    WeightDecay,
+    DelayedScaling, OptimizerKind, Policy, Schedule, ScheduleKind, StepConfig, WeightDecay,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,7 @@ pub struct ModelSection {
     pub intermediate_size: Option<usize>,
     pub max_position_embeddings: Option<usize>,
     /// `gelu` (exact erf), `gelu_new` (tanh form) or `relu`.
-    pub hidden_act: Option<String>,
+    pub hidden_act: Option<HiddenAct>,
     pub hidden_dropout_prob: Option<f64>,
     pub attention_probs_dropout_prob: Option<f64>,
     /// Pad the vocabulary to a multiple of this (128 on TPU).
@@ -143,9 +143,9 @@ pub struct TrainSection {
     /// `end_learning_rate`: 0). A floor keeps short runs learning to their last step.
     pub end_learning_rate: f64,
     /// `linear` (BERT: warmup then linear decay to 0), `cosine` or `constant`.
-    pub schedule: String,
+    pub schedule: ScheduleKind,
     /// `adam_weight_decay` (BERT), `adamw`, `lamb` or `sgd`.
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     pub weight_decay: f64,
     /// Global-norm clipping threshold (BERT: 1.0); 0 turns clipping off.
     pub clip_norm: f64,
@@ -154,7 +154,7 @@ pub struct TrainSection {
     pub adam_beta2: f64,
     /// `f32`, `bf16` (bf16 matmul inputs and activations, f32 master weights and statistics) or
     /// `fp8` (bf16, with the encoder's dense layers as FP8 matmuls under delayed scaling).
-    pub precision: String,
+    pub precision: ComputeDtype,
     /// fp8: steps of amax history each per-tensor scale is computed from (Transformer Engine's
     /// `amax_history_len`).
     pub fp8_amax_history: usize,
@@ -173,12 +173,12 @@ impl Default for TrainSection {
             warmup_steps: 100,
             learning_rate: 1e-4,
             end_learning_rate: 0.0,
-            schedule: "linear".into(),
-            optimizer: "adam_weight_decay".into(),
+            schedule: ScheduleKind::Linear,
+            optimizer: OptimizerKind::AdamWeightDecay,
             weight_decay: 0.01,
             clip_norm: 1.0,
             adam_beta2: 0.999,
-            precision: "f32".into(),
+            precision: ComputeDtype::F32,
             fp8_amax_history: 16,
             fp8_margin: 0.0,
             accumulation_steps: 1,
@@ -229,7 +229,7 @@ impl Default for CheckpointSection {
 #[serde(default, deny_unknown_fields)]
 pub struct DeviceSection {
     /// `cpu`, `cuda` or `tpu`.
-    pub backend: String,
+    pub backend: Backend,
     /// A PJRT plugin file; overrides discovery.
     pub plugin: Option<PathBuf>,
     /// Devices the train step runs on, data-parallel (one replica each; gradients averaged
@@ -239,7 +239,7 @@ pub struct DeviceSection {
     pub num_devices: Option<u32>,
     /// Self-attention kernel: `auto` (cuDNN fused attention on cuda with bf16, else graph),
     /// `graph` or `cudnn`.
-    pub attention: String,
+    pub attention: AttentionChoice,
     /// Multi-process runs (one process per host of a pod slice, or per GPU): worker 0's
     /// address, `HOST:PORT`. Process 0 serves the coordinator there; every process connects.
     pub coordinator: Option<String>,
@@ -280,10 +280,10 @@ pub struct DeviceSection {
 impl Default for DeviceSection {
     fn default() -> Self {
         Self {
-            backend: "cpu".into(),
+            backend: Backend::Cpu,
             plugin: None,
             num_devices: None,
-            attention: "auto".into(),
+            attention: AttentionChoice::Auto,
             coordinator: None,
             num_processes: 1,
             process_id: 0,
@@ -340,57 +340,6 @@ impl Default for OutputSection {
     }
 }
 
-/// Command-line values that replace the file's (each `None` leaves the file's value).
-#[derive(Clone, Debug, Default)]
-pub struct Overrides {
-    pub preset: Option<String>,
-    pub model_config: Option<PathBuf>,
-    pub train_data: Option<String>,
-    pub eval_data: Option<String>,
-    pub synthetic_data: bool,
-    pub skip_corrupt: bool,
-    pub backend: Option<String>,
-    pub plugin: Option<PathBuf>,
-    pub num_devices: Option<u32>,
-    pub attention: Option<String>,
-    pub coordinator: Option<String>,
-    pub num_processes: Option<u32>,
-    pub process_id: Option<u32>,
-    pub coordinator_token_file: Option<PathBuf>,
-    pub coordinator_token_out: Option<PathBuf>,
-    pub coordinator_bind: Option<String>,
-    pub coordinator_tls_cert: Option<PathBuf>,
-    pub coordinator_tls_key: Option<PathBuf>,
-    pub coordinator_tls_ca: Option<PathBuf>,
-    pub coordinator_connect_timeout: Option<f64>,
-    pub coordinator_join_timeout: Option<f64>,
-    pub coordinator_heartbeat_interval: Option<f64>,
-    pub coordinator_heartbeat_timeout: Option<f64>,
-    pub coordinator_wait_timeout: Option<f64>,
-    pub batch_size: Option<usize>,
-    pub seq_len: Option<usize>,
-    pub max_predictions: Option<usize>,
-    pub pack: bool,
-    pub max_instances_per_row: Option<usize>,
-    pub steps: Option<u64>,
-    pub warmup_steps: Option<u64>,
-    pub learning_rate: Option<f64>,
-    pub optimizer: Option<String>,
-    pub precision: Option<String>,
-    pub accumulation_steps: Option<u32>,
-    pub seed: Option<u64>,
-    pub eval_interval: Option<u64>,
-    pub eval_batches: Option<usize>,
-    pub checkpoint_dir: Option<PathBuf>,
-    pub checkpoint_interval: Option<u64>,
-    pub keep_last: Option<usize>,
-    pub no_resume: bool,
-    /// Resume even where the file says `resume = false`.
-    pub resume: bool,
-    pub output_dir: Option<PathBuf>,
-    pub log_every: Option<u64>,
-}
-
 impl PretrainConfig {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
@@ -405,102 +354,6 @@ impl PretrainConfig {
 
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).context("writing the config as TOML")
-    }
-
-    /// Applies command-line overrides.
-    pub fn apply(&mut self, o: &Overrides) {
-        fn set<T: Clone>(dst: &mut T, v: &Option<T>) {
-            if let Some(v) = v {
-                *dst = v.clone();
-            }
-        }
-        if let Some(p) = &o.preset {
-            self.model.preset = p.clone();
-            self.model.config_file = None;
-        }
-        if o.model_config.is_some() {
-            self.model.config_file = o.model_config.clone();
-        }
-        if o.train_data.is_some() {
-            self.data.train = o.train_data.clone();
-        }
-        if o.eval_data.is_some() {
-            self.data.eval = o.eval_data.clone();
-        }
-        self.data.synthetic |= o.synthetic_data;
-        self.data.skip_corrupt |= o.skip_corrupt;
-        set(&mut self.device.backend, &o.backend);
-        if o.plugin.is_some() {
-            self.device.plugin = o.plugin.clone();
-        }
-        if o.num_devices.is_some() {
-            self.device.num_devices = o.num_devices;
-        }
-        set(&mut self.device.attention, &o.attention);
-        if o.coordinator.is_some() {
-            self.device.coordinator = o.coordinator.clone();
-        }
-        set(&mut self.device.num_processes, &o.num_processes);
-        set(&mut self.device.process_id, &o.process_id);
-        let d = &mut self.device;
-        for (dst, v) in [
-            (&mut d.coordinator_token_file, &o.coordinator_token_file),
-            (&mut d.coordinator_token_out, &o.coordinator_token_out),
-            (&mut d.coordinator_tls_cert, &o.coordinator_tls_cert),
-            (&mut d.coordinator_tls_key, &o.coordinator_tls_key),
-            (&mut d.coordinator_tls_ca, &o.coordinator_tls_ca),
-        ] {
-            if v.is_some() {
-                dst.clone_from(v);
-            }
-        }
-        if o.coordinator_bind.is_some() {
-            d.coordinator_bind.clone_from(&o.coordinator_bind);
-        }
-        set(
-            &mut d.coordinator_connect_timeout,
-            &o.coordinator_connect_timeout,
-        );
-        set(&mut d.coordinator_join_timeout, &o.coordinator_join_timeout);
-        set(
-            &mut d.coordinator_heartbeat_interval,
-            &o.coordinator_heartbeat_interval,
-        );
-        set(
-            &mut d.coordinator_heartbeat_timeout,
-            &o.coordinator_heartbeat_timeout,
-        );
-        set(&mut d.coordinator_wait_timeout, &o.coordinator_wait_timeout);
-        set(&mut self.train.batch_size, &o.batch_size);
-        set(&mut self.data.seq_len, &o.seq_len);
-        set(&mut self.data.max_predictions, &o.max_predictions);
-        self.data.pack |= o.pack;
-        set(
-            &mut self.data.max_instances_per_row,
-            &o.max_instances_per_row,
-        );
-        set(&mut self.train.steps, &o.steps);
-        set(&mut self.train.warmup_steps, &o.warmup_steps);
-        set(&mut self.train.learning_rate, &o.learning_rate);
-        set(&mut self.train.optimizer, &o.optimizer);
-        set(&mut self.train.precision, &o.precision);
-        set(&mut self.train.accumulation_steps, &o.accumulation_steps);
-        set(&mut self.train.seed, &o.seed);
-        set(&mut self.eval.interval, &o.eval_interval);
-        set(&mut self.eval.batches, &o.eval_batches);
-        if o.checkpoint_dir.is_some() {
-            self.checkpoint.dir = o.checkpoint_dir.clone();
-        }
-        set(&mut self.checkpoint.interval, &o.checkpoint_interval);
-        set(&mut self.checkpoint.keep_last, &o.keep_last);
-        if o.no_resume {
-            self.checkpoint.resume = false;
-        }
-        if o.resume {
-            self.checkpoint.resume = true;
-        }
-        set(&mut self.output.dir, &o.output_dir);
-        set(&mut self.output.log_every, &o.log_every);
     }
 
     /// Settings that are valid but almost certainly not what was meant, as warning lines.
@@ -594,8 +447,6 @@ impl PretrainConfig {
         if self.eval.batch_size == Some(0) {
             bail!("config: eval.batch_size must be at least 1");
         }
-        self.backend()?;
-        self.compute_dtype()?;
         if let Some(f) = self.step_config()?.fp8 {
             f.check()
                 .context("config: train.fp8_amax_history and train.fp8_margin")?;
@@ -762,24 +613,6 @@ impl PretrainConfig {
         Ok(())
     }
 
-    pub fn backend(&self) -> Result<Backend> {
-        match self.device.backend.as_str() {
-            "cpu" => Ok(Backend::Cpu),
-            "cuda" | "gpu" => Ok(Backend::Cuda),
-            "tpu" => Ok(Backend::Tpu),
-            other => bail!("config: device.backend {other:?}: choose cpu, cuda or tpu"),
-        }
-    }
-
-    pub fn compute_dtype(&self) -> Result<ComputeDtype> {
-        ComputeDtype::parse(&self.train.precision).ok_or_else(|| {
-            anyhow!(
-                "config: train.precision {:?}: choose f32, bf16 or fp8",
-                self.train.precision
-            )
-        })
-    }
-
     /// The model: preset or file, the size overrides, the precision.
     pub fn bert_config(&self) -> Result<BertConfig> {
         let m = &self.model;
@@ -808,29 +641,20 @@ impl PretrainConfig {
             &mut cfg.attention_probs_dropout_prob,
             m.attention_probs_dropout_prob,
         );
-        if let Some(act) = &m.hidden_act {
-            cfg.hidden_act = HiddenAct::parse(act, crate::model::ConfigFlavor::HuggingFace)
-                .ok_or_else(|| {
-                    anyhow!("config: model.hidden_act {act:?}: use gelu, gelu_new or relu")
-                })?;
+        if let Some(act) = m.hidden_act {
+            cfg.hidden_act = act;
         }
         if m.pad_vocab_to.is_some() {
             cfg.pad_vocab_to = m.pad_vocab_to;
         }
-        cfg.compute_dtype = self.compute_dtype()?;
+        cfg.compute_dtype = self.train.precision;
         cfg.validate().context("config: [model]")?;
         cfg.attention = self
-            .attention_choice()?
-            .resolve(self.backend()?, &cfg, self.train.seed)
+            .device
+            .attention
+            .resolve(self.device.backend, &cfg, self.train.seed)
             .context("config: device.attention")?;
         Ok(cfg)
-    }
-
-    /// `device.attention` parsed (the `--attention` values of `finetune squad`).
-    pub fn attention_choice(&self) -> Result<AttentionChoice> {
-        let a = &self.device.attention;
-        <AttentionChoice as clap::ValueEnum>::from_str(a, false)
-            .map_err(|_| anyhow!("config: device.attention {a:?}: choose auto, graph or cudnn"))
     }
 
     /// Optimizer, schedule, clipping, accumulation and FP8 scaling of the train step.
@@ -838,39 +662,15 @@ impl PretrainConfig {
     pub fn step_config(&self) -> Result<StepConfig> {
         let t = &self.train;
         let decay = WeightDecay::bert(t.weight_decay);
-        let optimizer: Box<dyn Optimizer> = match t.optimizer.as_str() {
-            "adam_weight_decay" | "adamweightdecay" | "bert_adam" => Box::new(AdamWeightDecay {
-                weight_decay: decay,
-                beta2: t.adam_beta2,
-                ..Default::default()
-            }),
-            "adamw" => Box::new(AdamW {
-                weight_decay: decay,
-                beta2: t.adam_beta2,
-                ..Default::default()
-            }),
-            "lamb" => Box::new(Lamb {
-                exclude_from_layer_adaptation: decay.exclude.clone(),
-                weight_decay: decay,
-                beta2: t.adam_beta2,
-                ..Default::default()
-            }),
-            "sgd" => Box::new(Sgd {
-                weight_decay: decay,
-                ..Default::default()
-            }),
-            other => bail!(
-                "config: train.optimizer {other:?}: choose adam_weight_decay, adamw, lamb or sgd"
-            ),
-        };
-        let schedule = match t.schedule.as_str() {
-            "linear" | "bert" => Schedule::linear(
+        let optimizer = t.optimizer.build(decay, t.adam_beta2);
+        let schedule = match t.schedule {
+            ScheduleKind::Linear => Schedule::linear(
                 t.learning_rate,
                 t.warmup_steps,
                 t.steps,
                 t.end_learning_rate,
             ),
-            "cosine" => {
+            ScheduleKind::Cosine => {
                 if t.steps <= t.warmup_steps {
                     bail!(
                         "config: the cosine schedule needs train.steps {} > train.warmup_steps {}",
@@ -885,10 +685,9 @@ impl PretrainConfig {
                     end_lr: t.end_learning_rate,
                 }
             }
-            "constant" => Schedule::Constant {
+            ScheduleKind::Constant => Schedule::Constant {
                 lr: t.learning_rate,
             },
-            other => bail!("config: train.schedule {other:?}: choose linear, cosine or constant"),
         };
         let recipe = DelayedScaling {
             history_len: t.fp8_amax_history,
@@ -950,7 +749,7 @@ impl PretrainConfig {
         serde_json::json!({
             "learning_rate": t.learning_rate,
             "end_learning_rate": t.end_learning_rate,
-            "schedule": t.schedule,
+            "schedule": t.schedule.name(),
             "warmup_steps": t.warmup_steps,
             "steps": t.steps,
             "weight_decay": t.weight_decay,
@@ -1003,9 +802,72 @@ mod tests {
             err.contains("y.toml") && err.contains("batch_sise"),
             "{err}"
         );
-        c.train.optimizer = "adagrad".into();
-        let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("train.optimizer"), "{err}");
+        assert_eq!(c.train.optimizer, OptimizerKind::Lamb);
+    }
+
+    #[test]
+    fn named_values_parse_with_their_aliases_and_bad_ones_name_key_and_choices() {
+        let text =
+            "[model]\nhidden_act = \"gelu_pytorch_tanh\"\n[train]\nprecision = \"bfloat16\"\n\
+                    optimizer = \"bert_adam\"\nschedule = \"bert\"\n[device]\nbackend = \"gpu\"\n\
+                    attention = \"graph\"\n";
+        let c = PretrainConfig::from_toml_str(text, "t.toml").unwrap();
+        assert_eq!(c.model.hidden_act, Some(HiddenAct::GeluTanh));
+        assert_eq!(c.train.precision, ComputeDtype::Bf16);
+        assert_eq!(c.train.optimizer, OptimizerKind::AdamWeightDecay);
+        assert_eq!(c.train.schedule, ScheduleKind::Linear);
+        assert_eq!(c.device.backend, Backend::Cuda);
+        assert_eq!(c.device.attention, AttentionChoice::Graph);
+        // Written back with the canonical names.
+        let back = c.to_toml().unwrap();
+        assert!(
+            back.contains("precision = \"bf16\"") && back.contains("backend = \"cuda\""),
+            "{back}"
+        );
+        // serde lists the aliases among the choices.
+        for (text, key, choices) in [
+            (
+                "[train]\nprecision = \"fp16x\"\n",
+                "precision",
+                &["f32", "bf16", "fp8"][..],
+            ),
+            (
+                "[train]\noptimizer = \"adagrad\"\n",
+                "optimizer",
+                &["adam_weight_decay", "adamw", "lamb", "sgd"],
+            ),
+            (
+                "[train]\nschedule = \"step\"\n",
+                "schedule",
+                &["linear", "cosine", "constant"],
+            ),
+            (
+                "[device]\nbackend = \"rocm\"\n",
+                "backend",
+                &["cpu", "cuda", "tpu"],
+            ),
+            (
+                "[device]\nattention = \"flash\"\n",
+                "attention",
+                &["auto", "graph", "cudnn"],
+            ),
+            (
+                "[model]\nhidden_act = \"swish\"\n",
+                "hidden_act",
+                &["gelu", "gelu_new", "relu"],
+            ),
+        ] {
+            let e = PretrainConfig::from_toml_str(text, "run.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("run.toml: ")
+                    && e.contains(key)
+                    && e.contains("unknown variant")
+                    && choices.iter().all(|c| e.contains(&format!("`{c}`"))),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -1094,7 +956,7 @@ mod tests {
         c.train.fp8_amax_history = 0;
         let e = format!("{:#}", c.validate().unwrap_err());
         assert!(e.contains("train.fp8_amax_history"), "{e}");
-        c.train.precision = "bf16".into();
+        c.train.precision = ComputeDtype::Bf16;
         c.validate().unwrap();
         assert!(c.step_config().unwrap().fp8.is_none());
     }

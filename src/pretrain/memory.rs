@@ -7,6 +7,7 @@
 //! backend, whose device memory is host memory, their device copies too. Activations, gradients
 //! and XLA's temporaries come on top, so passing the check does not promise that the run fits.
 use crate::model::{param_specs, BertConfig};
+use crate::train::OptimizerKind;
 use anyhow::{bail, Result};
 
 /// Figures of the bound (bytes, as f64: the products overflow no integer type here).
@@ -14,15 +15,6 @@ use anyhow::{bail, Result};
 pub struct HostMemoryNeed {
     pub parameters: f64,
     pub bytes: f64,
-}
-
-/// Optimizer state slots per parameter (Adam-style moments; plain SGD keeps none).
-fn optimizer_slots(optimizer: &str) -> f64 {
-    if optimizer == "sgd" {
-        0.0
-    } else {
-        2.0
-    }
 }
 
 /// The model's parameter count, from the specs of its 1- and 2-layer versions (listing the specs
@@ -40,10 +32,19 @@ fn parameter_count(model: &BertConfig) -> f64 {
     one + (two - one) * (model.num_hidden_layers as f64 - 1.0)
 }
 
+/// Optimizer state slots per parameter counted in the bound (Adam-style moments; SGD's
+/// momentum buffer is left out, as it always was: the bound stays a lower bound).
+fn optimizer_slots(optimizer: OptimizerKind) -> f64 {
+    match optimizer {
+        OptimizerKind::Sgd => 0.0,
+        OptimizerKind::AdamWeightDecay | OptimizerKind::Adamw | OptimizerKind::Lamb => 2.0,
+    }
+}
+
 /// The lower bound for `model` trained with `optimizer`; `device_is_host` on the CPU backend.
 pub fn host_memory_need(
     model: &BertConfig,
-    optimizer: &str,
+    optimizer: OptimizerKind,
     device_is_host: bool,
 ) -> HostMemoryNeed {
     let parameters = parameter_count(model);
@@ -91,11 +92,11 @@ mod tests {
     fn the_bound_counts_every_parameter_and_refuses_what_cannot_fit() {
         let tiny = BertConfig::preset("tiny").unwrap();
         let want: usize = param_specs(&tiny).iter().map(|p| p.num_elements()).sum();
-        let need = host_memory_need(&tiny, "adam_weight_decay", true);
+        let need = host_memory_need(&tiny, OptimizerKind::AdamWeightDecay, true);
         assert_eq!(need.parameters, want as f64);
         assert_eq!(need.bytes, want as f64 * 4.0 * 6.0);
         assert_eq!(
-            host_memory_need(&tiny, "sgd", false).bytes,
+            host_memory_need(&tiny, OptimizerKind::Sgd, false).bytes,
             want as f64 * 4.0
         );
         assert!(check_host_memory(need, Some(1 << 34)).is_ok());
@@ -104,14 +105,14 @@ mod tests {
         deep.num_hidden_layers = 7;
         let want_deep: usize = param_specs(&deep).iter().map(|p| p.num_elements()).sum();
         assert_eq!(
-            host_memory_need(&deep, "sgd", false).parameters,
+            host_memory_need(&deep, OptimizerKind::Sgd, false).parameters,
             want_deep as f64
         );
 
         let mut huge = BertConfig::preset("tiny").unwrap();
         huge.hidden_size = 1 << 20;
         huge.intermediate_size = 4 << 20;
-        let need = host_memory_need(&huge, "adam_weight_decay", true);
+        let need = host_memory_need(&huge, OptimizerKind::AdamWeightDecay, true);
         // The word embeddings alone: 30,522 x 2^20 f32 values.
         assert!(need.bytes > 30_522.0 * f64::from(1u32 << 20) * 4.0);
         let err = check_host_memory(need, Some(16 << 30))

@@ -34,6 +34,7 @@ pub mod feed;
 pub mod interrupt;
 pub mod memory;
 pub mod metrics;
+pub mod overrides;
 pub mod pod_setup;
 pub mod program;
 pub mod run;

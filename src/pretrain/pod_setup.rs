@@ -52,7 +52,7 @@ pub fn place_on_tpu_pod(
     env: &PodEnv,
     token_in_env: bool,
 ) -> Result<Option<Placement>> {
-    let tpu = cfg.backend().ok() == Some(Backend::Tpu);
+    let tpu = cfg.device.backend == Backend::Tpu;
     let Some(place) = tpu_pod::discover(tpu, flags, env)? else {
         return Ok(None);
     };

@@ -252,8 +252,8 @@ impl Session {
     ) -> Result<Self> {
         let need = super::memory::host_memory_need(
             &cfg.bert_config()?,
-            &cfg.train.optimizer,
-            cfg.backend()? == crate::backend::Backend::Cpu,
+            cfg.train.optimizer,
+            cfg.device.backend == crate::backend::Backend::Cpu,
         );
         super::memory::check_host_memory(need, super::memory::available_host_memory())?;
         let t_client = Instant::now();
@@ -340,7 +340,7 @@ impl Session {
 /// processes with `dist`) and decides how many local devices the step runs on; the global batch
 /// must split evenly over them (on every process).
 fn open_devices(cfg: &PretrainConfig, dist: Option<&Distributed>) -> Result<(Client, usize)> {
-    let backend = cfg.backend()?;
+    let backend = cfg.device.backend;
     let asked = cfg.device.num_devices.map(|n| n as usize);
     let cpu_devices = asked.unwrap_or(1).max(1) as i64;
     let plugin = cfg.device.plugin.as_deref();
@@ -353,7 +353,7 @@ fn open_devices(cfg: &PretrainConfig, dist: Option<&Distributed>) -> Result<(Cli
     if n == 0 || n > available {
         bail!(
             "device.num_devices (--num-devices) is {n}, the {} backend has {available} device(s)",
-            cfg.device.backend
+            backend.name()
         );
     }
     cfg.check_batch_split(n)?;

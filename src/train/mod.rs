@@ -29,10 +29,10 @@ pub mod step;
 
 pub use fp8::{DelayedScaling, Fp8Setup, Fp8Tensor};
 pub use gradients::{autodiff, manual_gradients, GradientSource, LossAndGrads, LossAndMetrics};
-pub use optimizer::{AdamW, AdamWeightDecay, Lamb, Optimizer, Sgd, WeightDecay};
+pub use optimizer::{AdamW, AdamWeightDecay, Lamb, Optimizer, OptimizerKind, Sgd, WeightDecay};
 pub use precision::{DynamicLossScale, LossScale, Policy};
 pub use runtime::{ShardedBatch, StepMetrics, Trainer};
-pub use schedule::Schedule;
+pub use schedule::{Schedule, ScheduleKind};
 pub use shard::{split_inputs, HostShards};
 pub use step::{build_train_step, StepConfig, StepLayout, TrainProgram};
 

@@ -11,6 +11,33 @@
 //!   `p = min((step - warmup) / (total - warmup), 1)` (as optax's `warmup_cosine_decay_schedule`).
 use anyhow::{bail, Result};
 use hlo::{Builder, ElementType, Value};
+use serde::{Deserialize, Serialize};
+
+/// The schedules a run chooses by name (`train.schedule`); the run's learning rates and step
+/// counts make it a [`Schedule`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// BERT's: linear warmup, then linear decay to the end learning rate.
+    #[serde(alias = "bert")]
+    #[value(alias = "bert")]
+    Linear,
+    /// Linear warmup, then cosine decay to the end learning rate.
+    Cosine,
+    /// The learning rate throughout (no warmup).
+    Constant,
+}
+
+impl ScheduleKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Cosine => "cosine",
+            Self::Constant => "constant",
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {

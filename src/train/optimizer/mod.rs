@@ -6,11 +6,13 @@
 //! `t = step + 1`, as PyTorch and optax count.
 mod adam_weight_decay;
 mod adamw;
+mod kind;
 mod lamb;
 mod sgd;
 
 pub use adam_weight_decay::AdamWeightDecay;
 pub use adamw::AdamW;
+pub use kind::OptimizerKind;
 pub use lamb::Lamb;
 pub use sgd::Sgd;
 
