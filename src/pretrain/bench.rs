@@ -109,7 +109,7 @@ pub fn measure(cfg: &PretrainConfig, opts: &MeasureOptions) -> Result<Measuremen
         mut trainer,
         compile_time,
         build,
-        startup,
+        mut startup,
         ..
     } = session;
     let (platform, platform_version, device_kind) = device_description(trainer.executable())?;
@@ -143,7 +143,11 @@ pub fn measure(cfg: &PretrainConfig, opts: &MeasureOptions) -> Result<Measuremen
         first_ready.get_or_insert_with(|| t_start.elapsed());
         Ok(loss)
     };
+    let t_steps = Instant::now();
     let (ready, last_loss) = pipelined_steps(total, &mut launch, &mut loss_of)?;
+    startup.first_step_s = ready
+        .first()
+        .map(|r| r.saturating_duration_since(t_steps).as_secs_f64());
     let profile = match &opts.profile {
         Some(dir) => Some(profile_steps(&client, optimized.as_deref(), dir, || {
             pipelined_steps(PROFILE_STEPS, |s| launch(total + s), &mut loss_of).map(drop)

@@ -320,6 +320,7 @@ impl Session {
             compile_s: compile_time.as_secs_f64(),
             state_s,
             upload_s: t_upload.elapsed().as_secs_f64(),
+            first_step_s: None,
         };
         Ok(Self {
             client,
