@@ -82,19 +82,18 @@ impl DropoutKeys {
     /// The keys of the `micro_batches` micro-batches of step `step` (updates applied before it).
     pub fn step(&self, step: u64, micro_batches: usize) -> Vec<[u64; 2]> {
         (0..micro_batches.max(1) as u64)
-            .map(|m| {
-                let word = step.wrapping_mul(1 << 16).wrapping_add(m);
-                [splitmix64(self.base ^ splitmix64(word)), 0]
-            })
+            .map(|m| self.micro_batch(step, m))
             .collect()
     }
 
     /// The key of step `step` with one micro-batch.
     pub fn key(&self, step: u64) -> [u64; 2] {
-        [
-            splitmix64(self.base ^ splitmix64(step.wrapping_mul(1 << 16))),
-            0,
-        ]
+        self.micro_batch(step, 0)
+    }
+
+    fn micro_batch(&self, step: u64, m: u64) -> [u64; 2] {
+        let word = step.wrapping_mul(1 << 16).wrapping_add(m);
+        [splitmix64(self.base ^ splitmix64(word)), 0]
     }
 }
 

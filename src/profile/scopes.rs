@@ -55,7 +55,8 @@ impl OpScopes {
         }
         let mut op_names = HashMap::new();
         for comp in &module.computations {
-            let neighbours = Neighbours::of(comp);
+            // Built on first need: most computations have no shared callee to resolve.
+            let mut neighbours = None;
             for inst in &comp.instructions {
                 let own = op_name_of(inst);
                 let name = if !own.is_empty() {
@@ -68,7 +69,10 @@ impl OpScopes {
                     let called =
                         || called_op_name(&inst.called_computation_ids, &by_id, MAX_CALL_DEPTH);
                     if shared {
-                        neighbours.common_scope(inst).or_else(called)
+                        neighbours
+                            .get_or_insert_with(|| Neighbours::of(comp))
+                            .common_scope(inst)
+                            .or_else(called)
                     } else {
                         called()
                     }
