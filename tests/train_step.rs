@@ -6,6 +6,7 @@ use common::inputs::{normal, rng};
 use common::*;
 use hlo::{Builder, ElementType, Literal, Value};
 use tpu::{Buffer, CompileOptions};
+use tpu_run::train::session::{run_steps, SessionSteps, Staged};
 use tpu_run::train::{
     build_train_step, manual_gradients, AdamWeightDecay, Batch, BatchSpec, DynamicLossScale,
     LossAndGrads, LossScale, ParamSpec, Params, Policy, Schedule, StepConfig, TrainProgram,
@@ -602,4 +603,143 @@ fn autodiff_gradients_give_the_hand_written_step() {
             assert_close(&pb, pa, 1e-7, 1e-5, &what);
         }
     }
+}
+
+/// A run on the session loop that records what the loop asked of it: the batches staged, the
+/// results read (in order) and, at each hook, the step and the parameters it saw.
+struct Recorder {
+    trainer: Trainer,
+    n: i64,
+    every: u64,
+    /// The loop asks for a stop after the launch of this step (1-based), if any.
+    stop_at: Option<u64>,
+    /// Calls of `stop_requested`: one after each launch.
+    launches: std::cell::Cell<u64>,
+    staged: Vec<u64>,
+    losses: Vec<(u64, f32)>,
+    hooks: Vec<(u64, bool, Vec<Literal>)>,
+}
+
+impl SessionSteps for Recorder {
+    type Meta = u64;
+
+    fn trainer(&mut self) -> &mut Trainer {
+        &mut self.trainer
+    }
+
+    fn stage(&mut self, step: u64) -> anyhow::Result<Staged<u64>> {
+        self.staged.push(step);
+        Ok(Staged {
+            batch: self
+                .trainer
+                .upload_shards(0, &batch_literals(step % 10, self.n))?,
+            meta: step,
+        })
+    }
+
+    fn finish(&mut self, done: u64, outputs: &[Buffer], meta: &u64) -> anyhow::Result<()> {
+        assert_eq!(
+            *meta + 1,
+            done,
+            "a step's results come with its own batch's meta"
+        );
+        let loss = outputs[0].to_host::<f32>()?[0];
+        self.losses.push((done, loss));
+        Ok(())
+    }
+
+    fn stop_requested(&self) -> Option<&'static str> {
+        self.launches.set(self.launches.get() + 1);
+        (self.stop_at == Some(self.launches.get())).then_some("SIGTERM")
+    }
+
+    fn hooks_due(&self, done: u64) -> bool {
+        done.is_multiple_of(self.every)
+    }
+
+    fn after(
+        &mut self,
+        done: u64,
+        _: &u64,
+        last: bool,
+        stop: Option<&'static str>,
+    ) -> anyhow::Result<()> {
+        assert_eq!(
+            self.losses.last().map(|l| l.0),
+            Some(done),
+            "a hook runs after its step's results are read"
+        );
+        self.hooks.push((done, last, self.trainer.params()?));
+        match stop {
+            Some(sig) => anyhow::bail!("stopped by {sig} after step {done}"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn the_session_loop_reads_results_in_order_and_runs_hooks_on_the_state_after_their_step() {
+    let n = 8;
+    let program = build(&bert_config(), n);
+    let init = param_literals(&init_params(3));
+    // The reference: one waited step at a time.
+    let mut t = Trainer::new(client(), &program, &init).unwrap();
+    let mut want_losses = vec![];
+    let mut want_params = vec![];
+    for k in 0..7u64 {
+        want_losses.push((k + 1, t.step_host(&batch_literals(k % 10, n)).unwrap().loss));
+        want_params.push(t.params().unwrap());
+    }
+    let recorder = |stop_at| Recorder {
+        trainer: Trainer::new(client(), &program, &init).unwrap(),
+        n,
+        every: 3,
+        stop_at,
+        launches: Default::default(),
+        staged: vec![],
+        losses: vec![],
+        hooks: vec![],
+    };
+    for lockstep in [false, true] {
+        let mut r = recorder(None);
+        run_steps(&mut r, 0, 7, lockstep).unwrap();
+        assert_eq!(r.staged, (0..7).collect::<Vec<_>>(), "lockstep {lockstep}");
+        assert_eq!(r.losses, want_losses, "lockstep {lockstep}: bit for bit");
+        let hooks: Vec<(u64, bool)> = r.hooks.iter().map(|h| (h.0, h.1)).collect();
+        assert_eq!(
+            hooks,
+            [(3, false), (6, false), (7, true)],
+            "lockstep {lockstep}"
+        );
+        for (done, _, params) in &r.hooks {
+            assert_eq!(
+                params,
+                &want_params[*done as usize - 1],
+                "the state after step {done}"
+            );
+        }
+    }
+    // A stop asked for after step 4's launch: step 4 is the last, its hook sees the stop.
+    let mut r = recorder(Some(4));
+    let err = run_steps(&mut r, 0, 7, false).unwrap_err();
+    assert_eq!(format!("{err:#}"), "stopped by SIGTERM after step 4");
+    assert_eq!(
+        r.losses,
+        want_losses[..4],
+        "every launched step before the stop is read"
+    );
+    assert_eq!(
+        r.hooks.iter().map(|h| (h.0, h.1)).collect::<Vec<_>>(),
+        [(3, false), (4, true)]
+    );
+    assert_eq!(r.hooks[1].2, want_params[3]);
+    // A run resumed at step 2 continues the reference's steps.
+    let mut r = recorder(None);
+    let mut t = Trainer::new(client(), &program, &init).unwrap();
+    for k in 0..2 {
+        t.step_host(&batch_literals(k, n)).unwrap();
+    }
+    r.trainer = t;
+    run_steps(&mut r, 2, 7, false).unwrap();
+    assert_eq!(r.losses, want_losses[2..]);
 }

@@ -4,18 +4,19 @@
 //! step's replicas, fed batches of feature rows in a seeded order, with a progress bar and
 //! checkpoints through [`crate::ckpt`].
 //!
-//! The host stays one step ahead of the device: step i+1 is launched (asynchronously, see
-//! [`crate::train::Trainer`]) before step i's loss is read back, so reading results and
-//! preparing and uploading the next batch overlap the device's work.
+//! The steps run on [`crate::train::session`]'s pipelined loop, as pretraining's do: the next
+//! batch is prepared and uploaded and the previous step's loss read back while the device works
+//! on a step; checkpoints run between steps on the state after the one they name.
 use super::progress::Console;
 use crate::backend::compile_options_for;
 use crate::ckpt::{OptimizerInfo, RngState, Spec, State, Store};
 use crate::model::fp8::fp8_setup;
 use crate::model::{BertConfig, ParamSet};
 use crate::rng::{domain, DropoutKeys};
+use crate::train::session::{run_steps, SessionSteps, Staged};
 use crate::train::{
-    AdamWeightDecay, DelayedScaling, ParamSpec, Policy, Schedule, ShardedBatch, StepConfig,
-    StepLayout, TrainProgram, Trainer, WeightDecay,
+    AdamWeightDecay, DelayedScaling, ParamSpec, Policy, Schedule, StepConfig, StepLayout,
+    TrainProgram, Trainer, WeightDecay,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::Literal;
@@ -169,15 +170,6 @@ pub struct TrainResult {
     pub checkpoint_time: Duration,
 }
 
-/// One launched step, kept until its results are read (its batch buffers stay alive with it).
-struct InFlight {
-    step: u64,
-    /// When its launch began (the throughput clock starts at the second step's).
-    launched_at: Instant,
-    outputs: Vec<Buffer>,
-    _inputs: ShardedBatch,
-}
-
 fn read_scalar(b: &Buffer, what: &str) -> Result<f32> {
     b.to_host::<f32>()?
         .first()
@@ -226,7 +218,7 @@ pub fn train(
     ));
     let devices = exe.addressable_devices().to_vec();
     let params = layout_literals(&layout, init)?;
-    let mut trainer = Trainer::on_devices(
+    let trainer = Trainer::on_devices(
         exe,
         layout.clone(),
         devices,
@@ -235,91 +227,117 @@ pub fn train(
         0,
     )?;
     drop(params);
-    let spec = Spec::from_layout(&layout);
     let store = opts.checkpoint_dir.as_ref().map(Store::new);
     if let Some(store) = &store {
         store.check_step_names_free()?;
     }
     console.start_bar(steps, opts.progress);
-    let mut meter = Meter {
-        steps,
-        batch_size: opts.batch_size,
-        log_every: opts.log_every,
-        lr_index: layout
-            .metric_names
-            .iter()
-            .position(|n| n == "learning_rate"),
-        losses: Vec::with_capacity(steps as usize),
-        clock_start: None,
-        paused: Duration::ZERO,
+    let lr_index = layout
+        .metric_names
+        .iter()
+        .position(|n| n == "learning_rate");
+    let mut run = Steps {
+        trainer,
+        spec: Spec::from_layout(&layout),
+        cfg,
+        opts,
+        name,
+        batch_inputs,
+        store,
+        console,
+        meter: Meter {
+            steps,
+            batch_size: opts.batch_size,
+            log_every: opts.log_every,
+            lr_index,
+            losses: Vec::with_capacity(steps as usize),
+            clock_start: None,
+            paused: Duration::ZERO,
+        },
+        checkpoint: None,
+        checkpoint_time: Duration::ZERO,
     };
-    let mut checkpoint = None;
-    let mut checkpoint_time = Duration::ZERO;
-    let mut pending: Option<InFlight> = None;
     let start = Instant::now();
-    for step in 0..=steps {
-        // `step` updates have been launched. A periodic checkpoint waits for them, then saves.
-        let due = opts.checkpoint_every > 0 && step.is_multiple_of(opts.checkpoint_every);
-        if let (Some(store), true) = (&store, due && step > 0 && step < steps) {
-            if let Some(done) = pending.take() {
-                meter.finish(done, console)?;
-            }
-            let t = Instant::now();
-            let path = save(store, &capture(&trainer, &spec, cfg, opts, name, step)?)?;
-            console.say(&format!("checkpoint {}", path.display()));
-            checkpoint = Some(path);
-            checkpoint_time += t.elapsed();
-            meter.paused += t.elapsed();
-        }
-        let launched = if step < steps {
-            let launched_at = Instant::now();
-            let rows = &opts.batches[step as usize];
-            let mut lits = batch_inputs(rows)?;
-            lits.push(Literal::from_slice(
-                &finetune_dropout(opts.seed).key(step),
-                &[2],
-            )?);
-            let inputs = trainer.upload_shards(0, &lits)?;
-            let outputs = trainer
-                .step_sharded(&[&inputs])
-                .with_context(|| format!("step {}", step + 1))?;
-            Some(InFlight {
-                step,
-                launched_at,
-                outputs,
-                _inputs: inputs,
-            })
-        } else {
-            None
-        };
-        if let Some(l) = &launched {
-            meter.launched(l);
-        }
-        if let Some(done) = pending.take() {
-            meter.finish(done, console)?;
-        }
-        pending = launched;
-    }
-    let train_time = start.elapsed().saturating_sub(checkpoint_time);
-    console.finish_bar();
-    let seq_per_s = meter.seq_per_s(steps);
-    if let Some(store) = &store {
-        let t = Instant::now();
-        let path = save(store, &capture(&trainer, &spec, cfg, opts, name, steps)?)?;
-        checkpoint_time += t.elapsed();
-        console.say(&format!("checkpoint {}", path.display()));
-        checkpoint = Some(path);
-    }
+    run_steps(&mut run, 0, steps, false)?;
+    let train_time = start.elapsed().saturating_sub(run.checkpoint_time);
+    run.console.finish_bar();
     let names = layout.params.iter().map(|p| p.name.clone());
     Ok(TrainResult {
-        params: names.zip(trainer.params()?).collect(),
-        losses: meter.losses,
+        params: names.zip(run.trainer.params()?).collect(),
+        seq_per_s: run.meter.seq_per_s(steps),
+        losses: run.meter.losses,
         compile_time,
         train_time,
-        seq_per_s,
-        checkpoint,
-        checkpoint_time,
+        checkpoint: run.checkpoint,
+        checkpoint_time: run.checkpoint_time,
     })
+}
+
+/// The loop's side of [`run_steps`]: the task's batches, the meter and the checkpoints.
+struct Steps<'a, 'c> {
+    trainer: Trainer,
+    spec: Spec,
+    cfg: &'a BertConfig,
+    opts: &'a TrainOptions,
+    name: &'a str,
+    batch_inputs: Box<RowInputs<'a>>,
+    store: Option<Store>,
+    console: &'c mut Console,
+    meter: Meter,
+    checkpoint: Option<PathBuf>,
+    checkpoint_time: Duration,
+}
+
+impl SessionSteps for Steps<'_, '_> {
+    type Meta = ();
+
+    fn trainer(&mut self) -> &mut Trainer {
+        &mut self.trainer
+    }
+
+    fn stage(&mut self, step: u64) -> Result<Staged<()>> {
+        let rows = &self.opts.batches[step as usize];
+        let mut lits = (self.batch_inputs)(rows)?;
+        lits.push(Literal::from_slice(
+            &finetune_dropout(self.opts.seed).key(step),
+            &[2],
+        )?);
+        Ok(Staged {
+            batch: self.trainer.upload_shards(0, &lits)?,
+            meta: (),
+        })
+    }
+
+    fn finish(&mut self, done: u64, outputs: &[Buffer], _: &()) -> Result<()> {
+        self.meter.finish(done, outputs, self.console)
+    }
+
+    fn hooks_due(&self, done: u64) -> bool {
+        let every = self.opts.checkpoint_every;
+        self.store.is_some() && every > 0 && done.is_multiple_of(every)
+    }
+
+    /// A checkpoint when one is due, and at the end (its time is not training time).
+    fn after(&mut self, done: u64, _: &(), _: bool, _: Option<&'static str>) -> Result<()> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let t = Instant::now();
+        let state = capture(
+            &self.trainer,
+            &self.spec,
+            self.cfg,
+            self.opts,
+            self.name,
+            done,
+        )?;
+        let path = save(store, &state)?;
+        self.console.say(&format!("checkpoint {}", path.display()));
+        self.checkpoint = Some(path);
+        self.checkpoint_time += t.elapsed();
+        self.meter.paused += t.elapsed();
+        Ok(())
+    }
 }
 
 /// Reads finished steps: losses, the progress bar, log lines, the throughput.
@@ -329,26 +347,27 @@ struct Meter {
     log_every: u64,
     lr_index: Option<usize>,
     losses: Vec<f32>,
-    /// When the second step's launch began: the clock of the steady-state throughput, which
-    /// leaves out the first step's first-run costs. Reading step n's results then covers the
-    /// work of steps 2..=n (and part of step n+1's, already launched,
-    /// so a figure shown mid-run errs low; the final one is exact).
+    /// When the first step's results were read: the clock of the steady-state throughput,
+    /// which leaves out that step's first-run costs. A figure shown mid-run (results are read
+    /// one step late) errs low; the final one is exact.
     clock_start: Option<Instant>,
     /// Time spent writing checkpoints after the clock started, not counted as training.
     paused: Duration,
 }
 
 impl Meter {
-    fn finish(&mut self, done: InFlight, console: &Console) -> Result<()> {
-        let loss = read_scalar(&done.outputs[0], "loss")?;
-        let n = done.step + 1;
+    fn finish(&mut self, n: u64, outputs: &[Buffer], console: &Console) -> Result<()> {
+        let loss = read_scalar(&outputs[0], "loss")?;
         if !loss.is_finite() {
             bail!("step {n}: the loss is {loss} (diverged); lower --learning-rate");
         }
         self.losses.push(loss);
+        if n == 1 {
+            self.clock_start = Some(Instant::now());
+        }
         let seq_per_s = self.seq_per_s(n);
         let lr = match self.lr_index {
-            Some(i) => read_scalar(&done.outputs[1 + i], "learning_rate")?,
+            Some(i) => read_scalar(&outputs[1 + i], "learning_rate")?,
             None => 0.0,
         };
         console.set_step(n, loss, lr, seq_per_s);
@@ -360,14 +379,6 @@ impl Meter {
             ));
         }
         Ok(())
-    }
-
-    /// Starts the throughput clock at the second step's launch.
-    fn launched(&mut self, step: &InFlight) {
-        if step.step == 1 {
-            self.clock_start = Some(step.launched_at);
-            self.paused = Duration::ZERO;
-        }
     }
 
     /// Sequences per second over steps 2..=n (the first carries first-run costs).

@@ -1,15 +1,12 @@
-//! The steps of a pretraining run, pipelined so the device never waits for the host: step N is
-//! launched, the inputs of step N+1 (prepared by the feed thread, [`super::feed`]) are uploaded
-//! while it runs, and only then are the results of step N-1 read back, one step late, and
-//! logged. The host's work for a step thus overlaps the device's work on the one before.
+//! The steps of a pretraining run on [`crate::train::session`]'s pipelined loop: the inputs of
+//! step N+1 (prepared by the feed thread, [`super::feed`]) are uploaded while step N runs, and
+//! step N-1's results are read back and logged one step late, so the host's work for a step
+//! overlaps the device's work on the one before.
 //!
-//! What depends on the state after step N (an evaluation, a checkpoint, a stop by signal, the
-//! end) runs before step N+1 is launched, so it sees exactly that state, and the data position
-//! that travelled with step N's batch; step N's results are read first, so the records keep
-//! their order and a diverged step is never checkpointed. A non-finite loss stops the run when
-//! it is read: one step later than a step-by-step loop would, with step N+1 launched (and
-//! nothing of it kept). The first step's results are read at once, for the time to the first
-//! step.
+//! The hooks after step N (an evaluation, a checkpoint, a stop by signal, the end) see exactly
+//! the state after it and the data position that travelled with its batch; a diverged step is
+//! never checkpointed. A non-finite loss stops the run when it is read: one step later than a
+//! step-by-step loop would, with step N+1 launched (and nothing of it kept).
 //!
 //! `RunOptions::lockstep` runs each step to its results before taking the next batch, as the
 //! loop did before the feed: the reference the pipelined loop must match bit for bit.
@@ -28,7 +25,8 @@ use crate::ckpt::{Spec, Store};
 use crate::model::BertConfig;
 use crate::storage::OutputDir;
 use crate::train::progress::TrainBar;
-use crate::train::{ShardedBatch, StepLayout, Trainer};
+use crate::train::session::{run_steps, SessionSteps, Staged};
+use crate::train::{StepLayout, Trainer};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -62,9 +60,8 @@ pub(crate) struct TrainLoop<'a> {
     pub summary: RunSummary,
 }
 
-/// A step's inputs on the device, and what the loop needs of them after the step.
-struct Staged {
-    batch: ShardedBatch,
+/// What the loop needs of a step's batch after the step.
+struct StepMeta {
     /// Examples of every process.
     real: u64,
     /// Real tokens of every process.
@@ -72,14 +69,54 @@ struct Staged {
     position: DataPosition,
 }
 
-/// A launched step whose results are not read yet.
-struct Launched {
-    done: u64,
-    outs: Vec<Buffer>,
-    real: u64,
-    real_tokens: u64,
-    /// Its inputs, held until its results are read.
-    _inputs: ShardedBatch,
+/// The loop's side of [`run_steps`]: the run, its input feed and its running figures.
+struct Steps<'r, 'a> {
+    run: &'r mut TrainLoop<'a>,
+    feed: Feed,
+    t: Tally,
+}
+
+impl SessionSteps for Steps<'_, '_> {
+    type Meta = StepMeta;
+
+    fn trainer(&mut self) -> &mut Trainer {
+        &mut self.run.trainer
+    }
+
+    fn before_step(&mut self, _step: u64) -> Result<()> {
+        if let Some(d) = self.run.dist {
+            d.check()?;
+        }
+        Ok(())
+    }
+
+    fn stage(&mut self, step: u64) -> Result<Staged<StepMeta>> {
+        self.run.stage(&mut self.feed, step, &mut self.t)
+    }
+
+    fn finish(&mut self, done: u64, outputs: &[Buffer], meta: &StepMeta) -> Result<()> {
+        self.run.finish(done, outputs, meta, &mut self.t)
+    }
+
+    fn stop_requested(&self) -> Option<&'static str> {
+        self.run.opts.stop.as_ref().and_then(StopSignal::received)
+    }
+
+    fn hooks_due(&self, done: u64) -> bool {
+        let due = self.run.due(done, false);
+        due.eval || due.checkpoint
+    }
+
+    fn after(
+        &mut self,
+        done: u64,
+        meta: &StepMeta,
+        last: bool,
+        stop: Option<&'static str>,
+    ) -> Result<()> {
+        let due = self.run.due(done, last);
+        self.run.after(done, &meta.position, stop, due, &mut self.t)
+    }
 }
 
 /// What runs after a step, before the next is launched.
@@ -104,60 +141,28 @@ struct Tally {
 
 impl TrainLoop<'_> {
     /// Runs steps `summary.start_step..summary.end_step` on the inputs of `feed`.
-    pub fn run(mut self, mut feed: Feed) -> Result<RunSummary> {
-        let (start, end) = (self.summary.start_step, self.summary.end_step);
-        let mut t = Tally::default();
-        let mut next: Option<Result<Staged>> = None;
-        let mut pending: Option<Launched> = None;
-        for step in start..end {
-            if let Some(d) = self.dist {
-                d.check()?;
-            }
-            let staged = match next.take() {
-                Some(s) => s?,
-                None => self.stage(&mut feed, step, &mut t)?,
-            };
-            t.clock.start();
-            let done = step + 1;
-            let outs = self
-                .trainer
-                .step_sharded(&[&staged.batch])
-                .with_context(|| format!("step {done}"))?;
-            let launched = Launched {
-                done,
-                outs,
-                real: staged.real,
-                real_tokens: staged.real_tokens,
-                _inputs: staged.batch,
-            };
-            if !self.opts.lockstep && done < end {
-                // An error here is the next step's: it surfaces there, after this step's hooks.
-                next = Some(self.stage(&mut feed, done, &mut t));
-            }
-            if let Some(p) = pending.take() {
-                self.finish(p, &mut t)?;
-            }
-            let signal = self.opts.stop.as_ref().and_then(StopSignal::received);
-            let last = done == end || signal.is_some();
-            let due = self.due(done, last);
-            if self.opts.lockstep || done == start + 1 || last || due.eval || due.checkpoint {
-                self.finish(launched, &mut t)?;
-                self.after(done, &staged.position, signal, due, &mut t)?;
-            } else {
-                pending = Some(launched);
-            }
-        }
-        if let Some(p) = pending.take() {
-            self.finish(p, &mut t)?;
-        }
+    pub fn run(mut self, feed: Feed) -> Result<RunSummary> {
+        let (start, end, lockstep) = (
+            self.summary.start_step,
+            self.summary.end_step,
+            self.opts.lockstep,
+        );
+        let mut steps = Steps {
+            run: &mut self,
+            feed,
+            t: Tally::default(),
+        };
+        run_steps(&mut steps, start, end, lockstep)?;
+        let t = steps.t;
         self.progress.finish();
         self.conclude(t)
     }
 
     /// Takes the inputs of `step` from the feed and uploads them (the copy is done on return;
     /// the transfer may still run while the device works on the step before).
-    fn stage(&mut self, feed: &mut Feed, step: u64, t: &mut Tally) -> Result<Staged> {
+    fn stage(&mut self, feed: &mut Feed, step: u64, t: &mut Tally) -> Result<Staged<StepMeta>> {
         let (fed, waited) = feed.recv()?;
+        t.clock.start();
         if step > self.summary.start_step {
             t.clock.waited(waited);
         }
@@ -175,9 +180,11 @@ impl TrainLoop<'_> {
         let processes = u64::from(self.processes);
         Ok(Staged {
             batch: self.trainer.upload_split(&fed.inputs)?,
-            real: fed.examples * processes,
-            real_tokens: fed.real_tokens * processes,
-            position: fed.position,
+            meta: StepMeta {
+                real: fed.examples * processes,
+                real_tokens: fed.real_tokens * processes,
+                position: fed.position,
+            },
         })
     }
 
@@ -192,9 +199,14 @@ impl TrainLoop<'_> {
     }
 
     /// Reads a step's results (waiting for them), counts, checks and logs them.
-    fn finish(&mut self, launched: Launched, t: &mut Tally) -> Result<()> {
-        let done = launched.done;
-        let rec = read_record(&self.layout, done, &launched.outs)?;
+    fn finish(
+        &mut self,
+        done: u64,
+        outputs: &[Buffer],
+        launched: &StepMeta,
+        t: &mut Tally,
+    ) -> Result<()> {
+        let rec = read_record(&self.layout, done, outputs)?;
         t.clock.step_ready();
         self.examples_seen += launched.real;
         if t.first_done.is_none() {

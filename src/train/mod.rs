@@ -13,6 +13,7 @@
 //! - [`replicas`]: data parallelism inside the step (cross-replica means, per-replica keys).
 //! - [`runtime`]: [`Trainer`] holds the device state (one copy per replica) and runs the step.
 //! - [`shard`]: splitting host batches into per-replica shards.
+//! - [`session`]: the pipelined step loop every training command drives.
 pub mod accumulate;
 pub mod clip;
 pub mod fp8;
@@ -24,6 +25,7 @@ pub mod progress;
 pub mod replicas;
 pub mod runtime;
 pub mod schedule;
+pub mod session;
 pub mod shard;
 pub mod step;
 
