@@ -11,11 +11,11 @@ use super::progress::Console;
 use crate::backend::compile_options_for;
 use crate::ckpt::{OptimizerInfo, RngState, Spec, State, Store};
 use crate::model::fp8::fp8_setup;
-use crate::model::{BertConfig, ParamSet};
+use crate::model::{BertConfig, Execution, ParamSet};
 use crate::rng::{domain, DropoutKeys};
 use crate::train::{
-    AdamWeightDecay, DelayedScaling, ParamSpec, Policy, Schedule, ShardedBatch, StepConfig,
-    StepLayout, TrainProgram, Trainer, WeightDecay,
+    AdamWeightDecay, DelayedScaling, ParamSpec, Schedule, ShardedBatch, StepConfig, StepLayout,
+    TrainProgram, Trainer, WeightDecay,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::Literal;
@@ -58,8 +58,8 @@ pub struct Hyper {
 
 impl Hyper {
     /// AdamWeightDecay (b1 0.9, b2 0.999, eps 1e-6, no decay of LayerNorm and biases) with the
-    /// original BERT schedule; the model's own compute dtype decides bf16 vs f32, so the policy
-    /// keeps f32 masters as they are.
+    /// original BERT schedule, and the default f32 policy; [`Self::step_config_for_model`]
+    /// takes the policy from the run's execution.
     pub fn step_config(&self) -> StepConfig {
         StepConfig::new(
             AdamWeightDecay {
@@ -69,7 +69,6 @@ impl Hyper {
             Schedule::bert(self.learning_rate, self.warmup_steps, self.total_steps),
         )
         .with_clip_norm(self.clip_norm)
-        .with_policy(Policy::f32())
     }
 
     /// [`Self::step_config`] for a step data parallel over `replicas` devices.
@@ -77,12 +76,19 @@ impl Hyper {
         self.step_config().with_replicas(replicas)
     }
 
-    /// [`Self::step_config_for`] for the model `cfg`: with the FP8 scaling state of its FP8
-    /// matmuls under `precision = fp8` (Transformer Engine's recipe with its defaults here: a
-    /// 16-step amax history, no margin).
-    pub fn step_config_for_model(&self, cfg: &BertConfig, replicas: u32) -> StepConfig {
+    /// [`Self::step_config_for`] for the model `cfg` run as `exec`: the precision policy of
+    /// `exec` ([`Execution::step_policy`]) and, under fp8, the FP8 scaling state of its FP8
+    /// matmuls (Transformer Engine's recipe with its defaults here: a 16-step amax history, no
+    /// margin).
+    pub fn step_config_for_model(
+        &self,
+        cfg: &BertConfig,
+        exec: Execution,
+        replicas: u32,
+    ) -> StepConfig {
         self.step_config_for(replicas)
-            .with_fp8(fp8_setup(cfg, &DelayedScaling::default()))
+            .with_policy(exec.step_policy())
+            .with_fp8(fp8_setup(cfg, exec, &DelayedScaling::default()))
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -120,6 +126,9 @@ pub struct TrainTask<'a> {
     /// Recorded in checkpoints (`"squad"`, `"glue/mrpc"`).
     pub name: &'a str,
     pub program: TrainProgram,
+    /// How `program` was built: the loop compiles it with the kernel's options and records
+    /// the precision in checkpoints.
+    pub exec: Execution,
     /// The step's batch inputs for the feature rows of one batch, for the whole batch (split
     /// across the replicas by the loop), every input but the trailing [`RNG_KEY`].
     pub batch_inputs: Box<RowInputs<'a>>,
@@ -202,6 +211,7 @@ pub fn train(
     let TrainTask {
         name,
         program,
+        exec,
         batch_inputs,
     } = task;
     let layout = program.layout;
@@ -216,7 +226,7 @@ pub fn train(
     let exe = client
         .compile_module(
             &program.module,
-            &compile_options_for(cfg, layout.compile_options()),
+            &compile_options_for(exec, layout.compile_options()),
         )
         .with_context(|| format!("compiling the {name} train step"))?;
     let compile_time = t0.elapsed();
@@ -265,7 +275,10 @@ pub fn train(
                 meter.finish(done, console)?;
             }
             let t = Instant::now();
-            let path = save(store, &capture(&trainer, &spec, cfg, opts, name, step)?)?;
+            let path = save(
+                store,
+                &capture(&trainer, &spec, cfg, exec, opts, name, step)?,
+            )?;
             console.say(&format!("checkpoint {}", path.display()));
             checkpoint = Some(path);
             checkpoint_time += t.elapsed();
@@ -305,7 +318,10 @@ pub fn train(
     let seq_per_s = meter.seq_per_s(steps);
     if let Some(store) = &store {
         let t = Instant::now();
-        let path = save(store, &capture(&trainer, &spec, cfg, opts, name, steps)?)?;
+        let path = save(
+            store,
+            &capture(&trainer, &spec, cfg, exec, opts, name, steps)?,
+        )?;
         checkpoint_time += t.elapsed();
         console.say(&format!("checkpoint {}", path.display()));
         checkpoint = Some(path);
@@ -389,6 +405,7 @@ fn capture(
     trainer: &Trainer,
     spec: &Spec,
     cfg: &BertConfig,
+    exec: Execution,
     opts: &TrainOptions,
     task: &str,
     step: u64,
@@ -407,6 +424,8 @@ fn capture(
     state.data_position = json!({ "batches_done": step });
     state.extra = json!({
         "task": task,
+        // Informational (the model config is the architecture alone): what the step computed in.
+        "precision": exec.compute.name(),
         "replicas": trainer.replicas(),
         "batch_size": opts.batch_size,
         "steps": opts.batches.len(),
