@@ -1,5 +1,5 @@
-//! Choosing a PJRT backend (CPU, CUDA, TPU), opening a client on it, and the backend-specific
-//! attention kernel.
+//! Choosing a PJRT backend (CPU, CUDA, TPU), opening a client on it, the backend-specific
+//! attention kernel, and with it a run's [`Execution`] ([`resolve_execution`]).
 use crate::model::{AttentionKernel, BertConfig, ComputeDtype, Execution};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
