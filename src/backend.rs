@@ -1,6 +1,6 @@
-//! Choosing a PJRT backend (CPU, CUDA, TPU), opening a client on it, and the backend-specific
-//! attention kernel.
-use crate::model::{AttentionKernel, BertConfig};
+//! Choosing a PJRT backend (CPU, CUDA, TPU), opening a client on it, the backend-specific
+//! attention kernel, and with it a run's [`Execution`] ([`resolve_execution`]).
+use crate::model::{AttentionKernel, BertConfig, ComputeDtype, Execution};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -132,15 +132,17 @@ impl AttentionChoice {
         }
     }
 
-    /// The kernel for `cfg` (its compute dtype and head size) on `backend`; `seed` seeds cuDNN's
-    /// dropout generator.
-    pub fn resolve(self, backend: Backend, cfg: &BertConfig, seed: u64) -> Result<AttentionKernel> {
+    /// The kernel for a model of `cfg` (its head size) computing in `compute` on `backend`;
+    /// `seed` seeds cuDNN's dropout generator.
+    pub fn resolve(
+        self,
+        backend: Backend,
+        cfg: &BertConfig,
+        compute: ComputeDtype,
+        seed: u64,
+    ) -> Result<AttentionKernel> {
         let fused = AttentionKernel::CudnnFused { seed: seed as i64 };
-        let fits = {
-            let mut c = cfg.clone();
-            c.attention = fused;
-            c.validate()
-        };
+        let fits = Execution::new(compute).with_attention(fused).check(cfg);
         match self {
             AttentionChoice::Graph => Ok(AttentionKernel::Graph),
             AttentionChoice::Auto if backend == Backend::Cuda && fits.is_ok() => Ok(fused),
@@ -156,13 +158,30 @@ impl AttentionChoice {
     }
 }
 
-/// Compile options for a program built from `cfg`. XLA:GPU (jax-cuda13-pjrt 0.11.2) aborts
+/// A run's [`Execution`]: its precision (`--precision`, `train.precision`: the one value the
+/// model's compute dtype and the train step's policy, [`Execution::step_policy`], both come
+/// from) and the kernel `attention` picks for a model of `cfg` on `backend`, checked against
+/// `cfg`. Every command that builds a model resolves its execution here.
+pub fn resolve_execution(
+    backend: Backend,
+    precision: ComputeDtype,
+    attention: AttentionChoice,
+    cfg: &BertConfig,
+    seed: u64,
+) -> Result<Execution> {
+    let exec =
+        Execution::new(precision).with_attention(attention.resolve(backend, cfg, precision, seed)?);
+    exec.check(cfg)?;
+    Ok(exec)
+}
+
+/// Compile options for a program built to run as `exec`. XLA:GPU (jax-cuda13-pjrt 0.11.2) aborts
 /// the process when a cuDNN attention call with dropout is recorded into a command buffer
 /// (CUDA graph): `cuda_dnn.cc Check failed: local_device_ordinal.has_value()` in
 /// `CudnnGraph::PackOperands`, as the dropout offset is kept per device. So with the fused
 /// kernel the cuDNN calls run as plain launches: command buffers keep every other kind.
-pub fn compile_options_for(cfg: &BertConfig, mut options: CompileOptions) -> CompileOptions {
-    if let AttentionKernel::CudnnFused { .. } = cfg.attention {
+pub fn compile_options_for(exec: Execution, mut options: CompileOptions) -> CompileOptions {
+    if let AttentionKernel::CudnnFused { .. } = exec.attention {
         options.env_option_overrides.insert(
             "xla_gpu_enable_command_buffer".into(),
             OptionOverride::Str("FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL".into()),
@@ -176,59 +195,93 @@ pub fn compile_options_for(cfg: &BertConfig, mut options: CompileOptions) -> Com
 mod tests {
     use super::*;
     use crate::finetune::squad_train::{train_program, Hyper};
-    use crate::model::ComputeDtype;
     use hlo::ir::Op;
-
-    fn config(preset: &str, dtype: ComputeDtype) -> BertConfig {
-        let mut c = BertConfig::preset(preset).unwrap();
-        c.compute_dtype = dtype;
-        c
-    }
 
     #[test]
     fn auto_picks_cudnn_only_on_cuda_with_bf16() {
-        let bf16 = config("base", ComputeDtype::Bf16);
-        let f32 = config("base", ComputeDtype::F32);
+        let base = BertConfig::preset("base").unwrap();
+        let (bf16, f32) = (ComputeDtype::Bf16, ComputeDtype::F32);
         let fused = AttentionKernel::CudnnFused { seed: 7 };
         let auto = AttentionChoice::Auto;
-        assert_eq!(auto.resolve(Backend::Cuda, &bf16, 7).unwrap(), fused);
-        assert_eq!(
-            auto.resolve(Backend::Cuda, &f32, 7).unwrap(),
-            AttentionKernel::Graph
-        );
-        assert_eq!(
-            auto.resolve(Backend::Cpu, &bf16, 7).unwrap(),
-            AttentionKernel::Graph
-        );
-        assert_eq!(
-            auto.resolve(Backend::Tpu, &bf16, 7).unwrap(),
-            AttentionKernel::Graph
-        );
+        assert_eq!(auto.resolve(Backend::Cuda, &base, bf16, 7).unwrap(), fused);
+        for (backend, dtype) in [
+            (Backend::Cuda, f32),
+            (Backend::Cpu, bf16),
+            (Backend::Tpu, bf16),
+        ] {
+            assert_eq!(
+                auto.resolve(backend, &base, dtype, 7).unwrap(),
+                AttentionKernel::Graph
+            );
+        }
         let graph = AttentionChoice::Graph;
         assert_eq!(
-            graph.resolve(Backend::Cuda, &bf16, 7).unwrap(),
+            graph.resolve(Backend::Cuda, &base, bf16, 7).unwrap(),
             AttentionKernel::Graph
         );
         // head size 4 (hidden 8, 2 heads) does not fit the kernel: auto falls back, cudnn says why
-        let mut odd = bf16.clone();
+        let mut odd = base.clone();
         (odd.hidden_size, odd.num_attention_heads) = (8, 2);
         assert_eq!(
-            auto.resolve(Backend::Cuda, &odd, 7).unwrap(),
+            auto.resolve(Backend::Cuda, &odd, bf16, 7).unwrap(),
             AttentionKernel::Graph
         );
         let cudnn = AttentionChoice::Cudnn;
-        let e = format!("{:#}", cudnn.resolve(Backend::Cuda, &odd, 7).unwrap_err());
+        let e = format!(
+            "{:#}",
+            cudnn.resolve(Backend::Cuda, &odd, bf16, 7).unwrap_err()
+        );
         assert!(e.contains("head size"), "{e}");
-        let e = format!("{:#}", cudnn.resolve(Backend::Cpu, &bf16, 7).unwrap_err());
+        let e = format!(
+            "{:#}",
+            cudnn.resolve(Backend::Cpu, &base, bf16, 7).unwrap_err()
+        );
         assert!(e.contains("--backend cuda"), "{e}");
-        let e = format!("{:#}", cudnn.resolve(Backend::Cuda, &f32, 7).unwrap_err());
+        let e = format!(
+            "{:#}",
+            cudnn.resolve(Backend::Cuda, &base, f32, 7).unwrap_err()
+        );
         assert!(e.contains("bf16"), "{e}");
     }
 
     #[test]
+    fn resolve_execution_carries_the_precision_and_checks_the_kernel() {
+        let base = BertConfig::preset("base").unwrap();
+        let exec = resolve_execution(
+            Backend::Cuda,
+            ComputeDtype::Fp8,
+            AttentionChoice::Auto,
+            &base,
+            3,
+        )
+        .unwrap();
+        assert_eq!(exec.compute, ComputeDtype::Fp8);
+        assert_eq!(exec.attention, AttentionKernel::CudnnFused { seed: 3 });
+        let exec = resolve_execution(
+            Backend::Cpu,
+            ComputeDtype::Bf16,
+            AttentionChoice::Auto,
+            &base,
+            3,
+        )
+        .unwrap();
+        assert_eq!(exec, Execution::new(ComputeDtype::Bf16));
+        let e = resolve_execution(
+            Backend::Cuda,
+            ComputeDtype::F32,
+            AttentionChoice::Cudnn,
+            &base,
+            3,
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("needs bf16 compute"), "{e:#}");
+    }
+
+    #[test]
     fn fused_squad_step_has_one_call_pair_per_layer_with_distinct_seeds() {
-        let mut cfg = config("tiny", ComputeDtype::Bf16);
-        cfg.attention = AttentionKernel::CudnnFused { seed: 11 };
+        let cfg = BertConfig::preset("tiny").unwrap();
+        let exec = Execution::new(ComputeDtype::Bf16)
+            .with_attention(AttentionKernel::CudnnFused { seed: 11 });
         let hyper = Hyper {
             learning_rate: 3e-5,
             warmup_steps: 1,
@@ -236,7 +289,7 @@ mod tests {
             weight_decay: 0.01,
             clip_norm: Some(1.0),
         };
-        let program = train_program(&cfg, 2, 64, &hyper.step_config()).unwrap();
+        let program = train_program(&cfg, exec, 2, 64, &hyper.step_config()).unwrap();
         let configs = |target: &str| -> Vec<String> {
             program
                 .module
@@ -269,7 +322,7 @@ mod tests {
             fwd_seeds, bwd_seeds,
             "each backward regenerates its forward's mask"
         );
-        let opts = compile_options_for(&cfg, CompileOptions::default());
+        let opts = compile_options_for(exec, CompileOptions::default());
         assert!(opts
             .env_option_overrides
             .contains_key("xla_gpu_enable_command_buffer"));

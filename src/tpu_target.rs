@@ -9,7 +9,9 @@
 //! [`reexec_without_network`] restarts the command in a fresh network namespace.
 use crate::backend::compile_options_for;
 use crate::model::params::param_specs;
-use crate::model::{pretraining_forward, BatchShapes, BertConfig, ComputeDtype, ParamValues};
+use crate::model::{
+    pretraining_forward, BatchShapes, BertConfig, ComputeDtype, Execution, ParamValues,
+};
 use crate::pretrain::program::train_step_module;
 use crate::pretrain::PretrainConfig;
 use anyhow::{anyhow, bail, Context, Result};
@@ -162,29 +164,31 @@ impl Program {
 /// A BERT program and the model and batch it was built for.
 pub struct BertProgram {
     pub program: Program,
-    /// The model as the run configures it (precision, vocabulary padding, attention kernel).
+    /// The model as the run configures it (vocabulary padding included).
     pub model: BertConfig,
+    /// How the run computes it (precision, attention kernel).
+    pub exec: Execution,
     /// One replica's micro-batch (train step) or the batch (forward pass).
     pub shapes: BatchShapes,
 }
 
-/// BERT's pretraining forward pass at eval: `(params..., batch...) -> (loss, mlm_logits,
-/// nsp_logits)`.
-pub fn bert_forward(cfg: &BertConfig, shapes: &BatchShapes) -> Result<Program> {
+/// BERT's pretraining forward pass at eval, for `cfg` run as `exec`: `(params..., batch...) ->
+/// (loss, mlm_logits, nsp_logits)`.
+pub fn bert_forward(cfg: &BertConfig, exec: Execution, shapes: &BatchShapes) -> Result<Program> {
     let mb = ModuleBuilder::new("bert_forward");
     let b = mb.builder("forward");
     let params = ParamValues::declare(&b, &param_specs(cfg))?;
     let batch = shapes.declare(&b)?;
     let key = b.constant_slice(&[0u64, 0], &[2])?;
-    let out = pretraining_forward(&b, cfg, &params, &batch, key, false)?;
+    let out = pretraining_forward(&b, cfg, exec, &params, &batch, key, false)?;
     let root = b.tuple(&[out.loss, out.mlm_logits, out.nsp_logits])?;
     let entry = b.finish(root)?;
     let module = mb.build(entry)?;
     Ok(Program {
         proto: module.to_proto_bytes()?,
         module,
-        options: compile_options_for(cfg, CompileOptions::replicas(1)),
-        estimate: MemoryEstimate::for_model(cfg, shapes, What::Forward, 0),
+        options: compile_options_for(exec, CompileOptions::replicas(1)),
+        estimate: MemoryEstimate::for_model(cfg, exec.compute, shapes, What::Forward, 0),
     })
 }
 
@@ -197,8 +201,13 @@ pub fn bert_program(run: &PretrainConfig, what: What, replicas: u32) -> Result<B
         What::TrainStep => {
             let step = train_step_module(run, replicas as usize)?;
             let slots = run.step_config()?.optimizer.slot_names().len() as u64;
-            let mut estimate =
-                MemoryEstimate::for_model(&step.model, &step.micro, What::TrainStep, slots);
+            let mut estimate = MemoryEstimate::for_model(
+                &step.model,
+                step.exec.compute,
+                &step.micro,
+                What::TrainStep,
+                slots,
+            );
             // The step takes its micro-batches stacked, all at once.
             estimate.batch *= u64::from(run.train.accumulation_steps);
             Ok(BertProgram {
@@ -209,15 +218,18 @@ pub fn bert_program(run: &PretrainConfig, what: What, replicas: u32) -> Result<B
                     estimate,
                 },
                 model: step.model,
+                exec: step.exec,
                 shapes: step.micro,
             })
         }
         What::Forward if replicas == 1 => {
             let model = run.bert_config()?;
+            let exec = run.execution(&model)?;
             let shapes = run.batch_shapes(run.train.batch_size);
             Ok(BertProgram {
-                program: bert_forward(&model, &shapes)?,
+                program: bert_forward(&model, exec, &shapes)?,
                 model,
+                exec,
                 shapes,
             })
         }
@@ -261,8 +273,14 @@ impl MemoryEstimate {
     /// transform (3 n H, `n = batch x max_predictions`) and the f32 logits (n x vocab; the
     /// softmax the backward needs is recomputed from them). The forward pass at eval holds one
     /// layer's tensors at a time and returns the logits.
-    pub fn for_model(cfg: &BertConfig, shapes: &BatchShapes, what: What, slots: u64) -> Self {
-        let c: u64 = match cfg.compute_dtype {
+    pub fn for_model(
+        cfg: &BertConfig,
+        compute: ComputeDtype,
+        shapes: &BatchShapes,
+        what: What,
+        slots: u64,
+    ) -> Self {
+        let c: u64 = match compute {
             ComputeDtype::F32 => 4,
             // fp8 keeps bf16 activations (the f8 copies are transient).
             ComputeDtype::Bf16 | ComputeDtype::Fp8 => 2,
@@ -422,7 +440,7 @@ mod tests {
         tpu_shape(&mut run);
         let cfg = run.bert_config().unwrap();
         assert_eq!(cfg.padded_vocab_size(), 30592);
-        assert_eq!(cfg.compute_dtype, ComputeDtype::Bf16);
+        assert_eq!(run.execution(&cfg).unwrap().compute, ComputeDtype::Bf16);
         let shapes = BatchShapes {
             batch_size: 32,
             seq_len: 128,

@@ -20,7 +20,7 @@ use std::path::Path;
 use tpu::CompileOptions;
 use tpu_run::data::batch::HostExample;
 use tpu_run::data::Batch;
-use tpu_run::model::{init_params, BatchShapes, BertConfig};
+use tpu_run::model::{init_params, BatchShapes, BertConfig, Execution};
 use tpu_run::pretrain::batches::{field_literals, key_literal, step_literals};
 use tpu_run::pretrain::program::train_program;
 use tpu_run::pretrain::{run, PretrainConfig, RunOptions};
@@ -64,7 +64,7 @@ fn trainer(model: &BertConfig, micro_rows: usize, k: u32, replicas: u32) -> Trai
     )
     .with_accumulation(k)
     .with_replicas(replicas);
-    let program = train_program(model, &micro, &step).unwrap();
+    let program = train_program(model, Execution::default(), &micro, &step).unwrap();
     let init = init_params(model, 3);
     let params: Vec<Literal> = program
         .layout

@@ -21,7 +21,7 @@ use tpu_run::finetune::qa_head::squad_param_specs;
 use tpu_run::finetune::squad_predict::Predictor;
 use tpu_run::finetune::squad_train::{layout_literals, train_program, Hyper};
 use tpu_run::model::init::init_from_specs;
-use tpu_run::model::BertConfig;
+use tpu_run::model::{BertConfig, Execution};
 use tpu_run::squad::{
     convert_examples_to_features, evaluate, make_predictions, read_examples, BertSquadTokenizer,
     FeatureConfig, PredictConfig, SquadDataset, Warnings,
@@ -70,7 +70,15 @@ fn exact_match(
     let features = convert_examples_to_features(&examples, tok, &FEATURES, false, &mut w).unwrap();
     let arrays = FeatureArrays::from_features(&features, FEATURES.max_seq_length, false).unwrap();
     let ids: Vec<u64> = features.iter().map(|f| f.unique_id).collect();
-    let p = Predictor::new(common::client(), cfg, params, 8, FEATURES.max_seq_length).unwrap();
+    let p = Predictor::new(
+        common::client(),
+        cfg,
+        Execution::default(),
+        params,
+        8,
+        FEATURES.max_seq_length,
+    )
+    .unwrap();
     let results = p.run(&arrays, &ids).unwrap();
     let preds = make_predictions(
         &examples,
@@ -315,6 +323,7 @@ fn train_step_loss_equals_the_loss_of_the_prediction_programs_logits() {
     };
     let program = train_program(
         &cfg,
+        Execution::default(),
         rows.len(),
         FEATURES.max_seq_length,
         &hyper.step_config(),
@@ -327,7 +336,15 @@ fn train_step_loss_equals_the_loss_of_the_prediction_programs_logits() {
     let step = trainer.step_host(&batch).unwrap();
 
     let named = named_params(&cfg, &set);
-    let p = Predictor::new(common::client(), &cfg, &named, 4, FEATURES.max_seq_length).unwrap();
+    let p = Predictor::new(
+        common::client(),
+        &cfg,
+        Execution::default(),
+        &named,
+        4,
+        FEATURES.max_seq_length,
+    )
+    .unwrap();
     let sub = FeatureArrays::from_features(
         &rows
             .iter()

@@ -18,7 +18,7 @@ use tpu_run::ckpt::Checkpoint;
 use tpu_run::data::example::PretrainingExample;
 use tpu_run::data::tfrecord::RecordWriter;
 use tpu_run::model::fp8::fp8_layer_names;
-use tpu_run::model::{init_params, BatchShapes};
+use tpu_run::model::{init_params, BatchShapes, ComputeDtype, Execution};
 use tpu_run::pretrain::batches::{step_literals, synthetic_batch};
 use tpu_run::pretrain::program::train_program;
 use tpu_run::pretrain::{run, PretrainConfig, RunOptions, RunSummary};
@@ -193,13 +193,14 @@ fn amax_histories_roll_and_scales_follow_the_recipe() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config("fp8", None, tmp.path(), 10);
     let model = cfg.bert_config().unwrap();
+    let exec = cfg.execution(&model).unwrap();
     let micro = BatchShapes {
         batch_size: 8,
         seq_len: SEQ,
         max_predictions: PREDS,
         max_instances_per_row: None,
     };
-    let program = train_program(&model, &micro, &cfg.step_config().unwrap()).unwrap();
+    let program = train_program(&model, exec, &micro, &cfg.step_config().unwrap()).unwrap();
     let layout = program.layout.clone();
     let set = init_params(&model, 7);
     let params: Vec<Literal> = layout
@@ -330,13 +331,14 @@ fn every_encoder_matmul_of_the_lowered_step_is_an_fp8_gemm() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config("fp8", None, tmp.path(), 10);
     let model = cfg.bert_config().unwrap();
+    let exec = cfg.execution(&model).unwrap();
     let micro = BatchShapes {
         batch_size: 8,
         seq_len: SEQ,
         max_predictions: PREDS,
         max_instances_per_row: None,
     };
-    let program = train_program(&model, &micro, &cfg.step_config().unwrap()).unwrap();
+    let program = train_program(&model, exec, &micro, &cfg.step_config().unwrap()).unwrap();
     let proto = hlo::lower::to_proto(&program.module).unwrap();
     let (fp8, other) = pattern::fp8_dots(&proto);
     let (e4, e5) = (PrimitiveType::F8e4m3fn as i32, PrimitiveType::F8e5m2 as i32);
@@ -350,7 +352,8 @@ fn every_encoder_matmul_of_the_lowered_step_is_an_fp8_gemm() {
     // The bf16 step has no f8 at all.
     let bf16 = config("bf16", None, tmp.path(), 10);
     let program = train_program(
-        &bf16.bert_config().unwrap(),
+        &model,
+        bf16.execution(&model).unwrap(),
         &micro,
         &bf16.step_config().unwrap(),
     )
@@ -378,7 +381,7 @@ fn fp8_trainer(k: u32, replicas: u32) -> (Trainer, usize) {
         .unwrap()
         .with_accumulation(k)
         .with_replicas(replicas);
-    let program = train_program(&model, &micro, &step).unwrap();
+    let program = train_program(&model, cfg.execution(&model).unwrap(), &micro, &step).unwrap();
     let set = init_params(&model, 7);
     let params: Vec<Literal> = program
         .layout
@@ -432,6 +435,7 @@ fn squad_builds_and_the_pretrain_benchmark_runs_in_fp8() {
     let tmp = tempfile::tempdir().unwrap();
     let mut model = config("fp8", None, tmp.path(), 10).bert_config().unwrap();
     model.max_position_embeddings = 64;
+    let exec = Execution::new(ComputeDtype::Fp8);
     // SQuAD: the fine-tuning step carries the FP8 state too. (It is built, not run: its QA
     // head's bf16 x bf16 -> f32 dot has no XLA:CPU kernel, under bf16 as under fp8.)
     let hyper = tpu_run::finetune::squad_train::Hyper {
@@ -443,16 +447,18 @@ fn squad_builds_and_the_pretrain_benchmark_runs_in_fp8() {
     };
     let program = tpu_run::finetune::squad_train::train_program(
         &model,
+        exec,
         2,
         64,
-        &hyper.step_config_for_model(&model, 1),
+        &hyper.step_config_for_model(&model, exec, 1),
     )
     .unwrap();
     let (fp8, _) = pattern::fp8_dots(&hlo::lower::to_proto(&program.module).unwrap());
     assert_eq!(fp8.len(), 3 * 6 * model.num_hidden_layers);
     // Without the FP8 state an fp8 model's step is refused, naming what is missing.
-    let e = tpu_run::finetune::squad_train::train_program(&model, 2, 64, &hyper.step_config())
-        .unwrap_err();
+    let e =
+        tpu_run::finetune::squad_train::train_program(&model, exec, 2, 64, &hyper.step_config())
+            .unwrap_err();
     assert!(format!("{e:#}").contains("FP8 scaling state"), "{e:#}");
     // Pretraining through the bench's own entry point.
     let cfg = config("fp8", None, tmp.path(), 10);

@@ -1,12 +1,12 @@
 //! BERT config parsing (google-research and Hugging Face JSON), validation errors, presets and
 //! their parameter counts, initialization statistics, and the HF / TF name and layout mapping.
-use tpu_run::model::config::{BertConfig, ComputeDtype, ConfigFlavor, HiddenAct, PRESETS};
+use tpu_run::model::config::{BertConfig, ConfigFlavor, HiddenAct, PRESETS};
 use tpu_run::model::init::{init_params, truncated_normal};
 use tpu_run::model::params::{
     canonical_hf_name, encoder_param_specs, from_hf, param_specs, tf_variable, to_hf, HostTensor,
     ParamInit,
 };
-use tpu_run::model::ModelError;
+use tpu_run::model::{AttentionKernel, ComputeDtype, Execution, ModelError};
 
 /// google-research/bert's uncased_L-12_H-768_A-12/bert_config.json, verbatim.
 const GOOGLE_BASE: &str = r#"{
@@ -157,13 +157,13 @@ fn config_files_pick_their_flavor_by_name() {
 }
 
 #[test]
-fn our_json_round_trips_with_padding_and_compute_dtype() {
+fn our_json_round_trips_with_padding() {
     let mut cfg = BertConfig::preset("tiny").unwrap();
     cfg.pad_vocab_to = Some(128);
-    cfg.compute_dtype = ComputeDtype::Bf16;
     cfg.hidden_act = HiddenAct::GeluTanh;
     let json = cfg.to_json();
     assert!(json.contains("\"gelu_new\""), "{json}");
+    assert!(!json.contains("compute_dtype"), "{json}");
     let back: BertConfig = serde_json::from_str(&json).unwrap();
     assert_eq!(back, cfg);
     assert_eq!(back.padded_vocab_size(), 30592);
@@ -453,21 +453,95 @@ fn hf_and_tf_names_map_to_ours() {
     }
 }
 
+/// Our model JSON as tpu-run wrote it into checkpoints before the execution choices left the
+/// config: with `compute_dtype`.
+const OLD_OURS: &str = r#"{
+  "vocab_size": 30522,
+  "hidden_size": 256,
+  "num_hidden_layers": 4,
+  "num_attention_heads": 4,
+  "intermediate_size": 1024,
+  "hidden_act": "gelu",
+  "hidden_dropout_prob": 0.1,
+  "attention_probs_dropout_prob": 0.1,
+  "max_position_embeddings": 512,
+  "type_vocab_size": 2,
+  "initializer_range": 0.02,
+  "layer_norm_eps": 1e-12,
+  "pad_vocab_to": 128,
+  "compute_dtype": "bf16"
+}"#;
+
 #[test]
-fn the_attention_kernel_is_not_part_of_the_model() {
-    // A checkpoint's config (serialized without the kernel) must match the running config
-    // whichever kernel the backend chose, and nothing else may be ignored.
-    let mut running = BertConfig::preset("mini").unwrap();
-    running.compute_dtype = ComputeDtype::Bf16;
-    running.attention = tpu_run::model::AttentionKernel::CudnnFused { seed: 3 };
-    let json = serde_json::to_value(&running).unwrap();
-    assert!(json.get("attention").is_none(), "{json}");
+fn old_json_with_compute_dtype_still_loads() {
+    let want = BertConfig {
+        pad_vocab_to: Some(128),
+        ..BertConfig::preset("mini").unwrap()
+    };
+    let old: BertConfig = serde_json::from_str(OLD_OURS).unwrap();
+    assert_eq!(old, want);
+    let hf = BertConfig::from_json_str(OLD_OURS, ConfigFlavor::HuggingFace).unwrap();
+    assert_eq!(hf, want);
+    // Written back, it is the architecture alone.
+    assert!(!old.to_json().contains("compute_dtype"));
+}
+
+#[test]
+fn execution_is_not_part_of_the_model() {
+    // The config serializes no precision or kernel, and equal configs are the same model
+    // whatever a run computes them in; anything else differing is another model.
+    let mini = BertConfig::preset("mini").unwrap();
+    let json = serde_json::to_value(&mini).unwrap();
+    for key in ["attention", "compute_dtype", "precision"] {
+        assert!(json.get(key).is_none(), "{key} in {json}");
+    }
     let saved: BertConfig = serde_json::from_value(json).unwrap();
-    assert_eq!(saved.attention, tpu_run::model::AttentionKernel::Graph);
-    assert!(saved.same_model(&running) && running.same_model(&saved));
+    assert_eq!(saved, mini);
     let other = BertConfig {
         attention_probs_dropout_prob: 0.2,
-        ..running.clone()
+        ..mini.clone()
     };
-    assert!(!saved.same_model(&other));
+    assert_ne!(saved, other);
+    assert_eq!(Execution::default(), Execution::new(ComputeDtype::F32));
+    assert_eq!(Execution::default().attention, AttentionKernel::Graph);
+}
+
+#[test]
+fn cudnn_attention_is_checked_against_the_model() {
+    let fused = AttentionKernel::CudnnFused { seed: 3 };
+    let mini = BertConfig::preset("mini").unwrap(); // head size 64
+    for dtype in [ComputeDtype::Bf16, ComputeDtype::Fp8] {
+        Execution::new(dtype)
+            .with_attention(fused)
+            .check(&mini)
+            .unwrap();
+    }
+    let e = Execution::new(ComputeDtype::F32)
+        .with_attention(fused)
+        .check(&mini)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cuDNN fused attention needs bf16 compute; use the graph kernel for f32"),
+        "{e}"
+    );
+    let odd = BertConfig {
+        hidden_size: 8,
+        num_attention_heads: 2,
+        intermediate_size: 32,
+        ..mini.clone()
+    };
+    let e = Execution::new(ComputeDtype::Bf16)
+        .with_attention(fused)
+        .check(&odd)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("head size that is a multiple of 8 and at most 128, this model has 4"),
+        "{e}"
+    );
+    // The graph kernel runs any model in any precision.
+    for dtype in [ComputeDtype::F32, ComputeDtype::Bf16, ComputeDtype::Fp8] {
+        Execution::new(dtype).check(&odd).unwrap();
+    }
 }

@@ -10,8 +10,8 @@ use hlo::{ElementType, Literal, Module, ModuleBuilder, Shape};
 use model_support::*;
 use tpu_run::model::params::param_specs;
 use tpu_run::model::{
-    pretraining_forward, BatchShapes, BertConfig, ComputeDtype, HiddenAct, ModelError, ParamSet,
-    ParamValues,
+    pretraining_forward, BatchShapes, BertConfig, ComputeDtype, Execution, HiddenAct, ModelError,
+    ParamSet, ParamValues,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -33,14 +33,18 @@ const OUTPUTS: [&str; 12] = [
     "nsp_correct_sum",
 ];
 
-/// `(params..., batch..., rng_key) -> OUTPUTS`.
-fn pretraining_module(cfg: &BertConfig, train: bool) -> Result<Module, ModelError> {
+/// `(params..., batch..., rng_key) -> OUTPUTS`, computed as `exec` says.
+fn pretraining_module(
+    cfg: &BertConfig,
+    exec: Execution,
+    train: bool,
+) -> Result<Module, ModelError> {
     let m = ModuleBuilder::new("bert_pretraining");
     let b = m.builder("main");
     let params = ParamValues::declare(&b, &param_specs(cfg))?;
     let batch = shapes().declare(&b)?;
     let key = b.parameter(Shape::array(ElementType::U64, vec![2]), "rng_key")?;
-    let out = pretraining_forward(&b, cfg, &params, &batch, key, train)?;
+    let out = pretraining_forward(&b, cfg, exec, &params, &batch, key, train)?;
     let mut outs = vec![
         out.encoder.sequence,
         out.encoder.pooled,
@@ -72,14 +76,20 @@ struct Tol {
     loss: f64,
 }
 
-/// Builds, runs and compares everything against the reference; returns the outputs.
-fn check_against_reference(cfg: &BertConfig, seed: u64, tol: &Tol) -> Vec<Vec<f64>> {
+/// Builds (as `exec` says), runs and compares everything against the reference; returns the
+/// outputs.
+fn check_against_reference(
+    cfg: &BertConfig,
+    exec: Execution,
+    seed: u64,
+    tol: &Tol,
+) -> Vec<Vec<f64>> {
     let params = random_params(cfg, seed);
     let batch = random_batch(seed + 1);
     let want = reference(cfg, &F64Params::from_set(&params), &batch);
     let batch = with_labels(batch, &want, seed + 2);
     let want_scores = scores(&want, &batch);
-    let module = pretraining_module(cfg, false).unwrap();
+    let module = pretraining_module(cfg, exec, false).unwrap();
     let got = run(&module, &inputs(cfg, &params, &batch, [1, 2]));
 
     let seq: Vec<f64> = want
@@ -139,25 +149,35 @@ const F32_TOL: Tol = Tol {
 
 #[test]
 fn f32_forward_matches_the_f64_reference_erf_gelu() {
-    check_against_reference(&small_config(HiddenAct::GeluErf), 11, &F32_TOL);
+    check_against_reference(
+        &small_config(HiddenAct::GeluErf),
+        Execution::default(),
+        11,
+        &F32_TOL,
+    );
 }
 
 #[test]
 fn f32_forward_matches_the_f64_reference_tanh_gelu() {
-    check_against_reference(&small_config(HiddenAct::GeluTanh), 21, &F32_TOL);
+    check_against_reference(
+        &small_config(HiddenAct::GeluTanh),
+        Execution::default(),
+        21,
+        &F32_TOL,
+    );
 }
 
 #[test]
 fn bf16_compute_stays_close_to_the_f64_reference() {
-    let mut cfg = small_config(HiddenAct::GeluErf);
-    cfg.compute_dtype = ComputeDtype::Bf16;
+    let cfg = small_config(HiddenAct::GeluErf);
+    let bf16 = Execution::new(ComputeDtype::Bf16);
     // bf16 keeps 8 significant bits (relative error 2^-9 per rounding); two layers of it.
     let tol = Tol {
         hidden: 6e-2,
         logits: 1e-1,
         loss: 3e-2,
     };
-    check_against_reference(&cfg, 31, &tol);
+    check_against_reference(&cfg, bf16, 31, &tol);
 }
 
 #[test]
@@ -177,7 +197,7 @@ fn vocab_padding_gives_the_same_loss() {
     let want = reference(&cfg, &F64Params::from_set(&params), &batch);
     let batch = with_labels(batch, &want, 44);
     let plain_out = run(
-        &pretraining_module(&cfg, false).unwrap(),
+        &pretraining_module(&cfg, Execution::default(), false).unwrap(),
         &inputs(&cfg, &params, &batch, [0, 0]),
     );
     // Checks the padded logits and every output against the reference too.
@@ -200,7 +220,7 @@ fn check_against_reference_with(
     let want = reference(cfg, &F64Params::from_set(params), batch);
     let s = scores(&want, batch);
     let got = run(
-        &pretraining_module(cfg, false).unwrap(),
+        &pretraining_module(cfg, Execution::default(), false).unwrap(),
         &inputs(cfg, params, batch, [0, 0]),
     );
     let vp = cfg.padded_vocab_size();
@@ -225,8 +245,8 @@ fn dropout_follows_the_key_and_is_off_at_eval() {
     let batch = random_batch(52);
     let want = reference(&cfg, &F64Params::from_set(&params), &batch);
     let batch = with_labels(batch, &want, 53);
-    let train = pretraining_module(&cfg, true).unwrap();
-    let eval = pretraining_module(&cfg, false).unwrap();
+    let train = pretraining_module(&cfg, Execution::default(), true).unwrap();
+    let eval = pretraining_module(&cfg, Execution::default(), false).unwrap();
     let exe_train = common::compile(&train, &Default::default());
     let exe_eval = common::compile(&eval, &Default::default());
     let go = |exe: &tpu::Executable, key: [u64; 2]| -> Vec<Vec<f64>> {
@@ -259,7 +279,7 @@ fn dropout_follows_the_key_and_is_off_at_eval() {
     no_drop.hidden_dropout_prob = 0.0;
     no_drop.attention_probs_dropout_prob = 0.0;
     let t0 = run(
-        &pretraining_module(&no_drop, true).unwrap(),
+        &pretraining_module(&no_drop, Execution::default(), true).unwrap(),
         &inputs(&no_drop, &params, &batch, [1, 2]),
     );
     assert_eq!(t0, e1);
@@ -278,7 +298,8 @@ fn bad_inputs_are_named() {
     let key = b
         .parameter(Shape::array(ElementType::U64, vec![2]), "k")
         .unwrap();
-    let err = pretraining_forward(&b, &cfg, &params, &batch, key, false).unwrap_err();
+    let err = pretraining_forward(&b, &cfg, Execution::default(), &params, &batch, key, false)
+        .unwrap_err();
     assert!(
         matches!(&err, ModelError::MissingParam { name } if name == "bert.encoder.layer.1.output.dense.bias"),
         "{err}"
@@ -296,7 +317,7 @@ fn bad_inputs_are_named() {
     let key = b
         .parameter(Shape::array(ElementType::U64, vec![2]), "k")
         .unwrap();
-    let err = pretraining_forward(&b, &cfg, &params, &batch, key, false)
+    let err = pretraining_forward(&b, &cfg, Execution::default(), &params, &batch, key, false)
         .unwrap_err()
         .to_string();
     assert!(err.contains("max_position_embeddings 24"), "{err}");
@@ -313,7 +334,7 @@ fn bad_inputs_are_named() {
     batch.masked_lm_weights = b
         .parameter(Shape::array(ElementType::S32, vec![2, 5]), "w")
         .unwrap();
-    let err = pretraining_forward(&b, &cfg, &params, &batch, key, false)
+    let err = pretraining_forward(&b, &cfg, Execution::default(), &params, &batch, key, false)
         .unwrap_err()
         .to_string();
     assert!(err.contains("masked_lm_weights"), "{err}");
@@ -322,7 +343,7 @@ fn bad_inputs_are_named() {
         .parameter(Shape::array(ElementType::F32, vec![64, 32]), "q")
         .unwrap();
     params.insert("bert.encoder.layer.0.attention.self.query.weight", wrong);
-    let err = pretraining_forward(&b, &cfg, &params, &batch, key, false)
+    let err = pretraining_forward(&b, &cfg, Execution::default(), &params, &batch, key, false)
         .unwrap_err()
         .to_string();
     assert!(
@@ -333,8 +354,16 @@ fn bad_inputs_are_named() {
     let bad_key = b
         .parameter(Shape::array(ElementType::U32, vec![2]), "k2")
         .unwrap();
-    let err = pretraining_forward(&b, &cfg, &params, &batch, bad_key, true)
-        .unwrap_err()
-        .to_string();
+    let err = pretraining_forward(
+        &b,
+        &cfg,
+        Execution::default(),
+        &params,
+        &batch,
+        bad_key,
+        true,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("u64[2]"), "{err}");
 }

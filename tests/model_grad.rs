@@ -10,7 +10,7 @@ use model_support::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tpu_run::model::params::param_specs;
-use tpu_run::model::{pretraining_loss, BertConfig, HiddenAct, ModelError, ParamValues};
+use tpu_run::model::{pretraining_loss, BertConfig, Execution, HiddenAct, ModelError, ParamValues};
 
 /// `(params..., batch..., rng_key) -> (loss, d loss / d param...)`.
 fn grad_module(cfg: &BertConfig, train: bool) -> Result<Module, ModelError> {
@@ -20,7 +20,7 @@ fn grad_module(cfg: &BertConfig, train: bool) -> Result<Module, ModelError> {
     let params = ParamValues::declare(&b, &specs)?;
     let batch = shapes().declare(&b)?;
     let key = b.parameter(Shape::array(ElementType::U64, vec![2]), "rng_key")?;
-    let (loss, _) = pretraining_loss(&b, cfg, &params, &batch, key, train)?;
+    let (loss, _) = pretraining_loss(&b, cfg, Execution::default(), &params, &batch, key, train)?;
     let wrt = specs
         .iter()
         .map(|s| params.get(&s.name))

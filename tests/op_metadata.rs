@@ -5,7 +5,7 @@
 mod common;
 use common::client;
 use hlo::proto::HloModuleProto;
-use tpu_run::model::{BatchShapes, BertConfig};
+use tpu_run::model::{BatchShapes, BertConfig, Execution};
 use tpu_run::pretrain::program::train_program;
 use tpu_run::train::{AdamWeightDecay, Schedule, StepConfig};
 
@@ -45,7 +45,7 @@ fn bert_step_names_every_op_by_layer_and_compiles() {
         max_instances_per_row: None,
     };
     let step = StepConfig::new(AdamWeightDecay::default(), Schedule::bert(1e-4, 1, 10));
-    let program = train_program(&cfg, &micro, &step).unwrap();
+    let program = train_program(&cfg, Execution::default(), &micro, &step).unwrap();
     let proto = hlo::lower::to_proto(&program.module).unwrap();
     let names = entry_op_names(&proto);
 

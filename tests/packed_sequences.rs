@@ -32,7 +32,7 @@ use tpu_run::data::packing::{
 };
 use tpu_run::data::Batch;
 use tpu_run::model::params::param_specs;
-use tpu_run::model::{pretraining_loss, BatchShapes, BertConfig, ParamSet, ParamValues};
+use tpu_run::model::{pretraining_loss, BatchShapes, BertConfig, Execution, ParamSet, ParamValues};
 use tpu_run::pretrain::batches::{field_literals, packed_field_literals};
 use tpu_run::pretrain::program::{train_program, train_step_module};
 use tpu_run::pretrain::PretrainConfig;
@@ -142,7 +142,8 @@ fn grad_module(cfg: &BertConfig, shapes: &BatchShapes) -> Module {
     let key = b
         .parameter(Shape::array(ElementType::U64, vec![2]), "rng_key")
         .unwrap();
-    let (loss, metrics) = pretraining_loss(&b, cfg, &params, &batch, key, false).unwrap();
+    let (loss, metrics) =
+        pretraining_loss(&b, cfg, Execution::default(), &params, &batch, key, false).unwrap();
     let wrt = specs
         .iter()
         .map(|s| params.get(&s.name))
@@ -295,7 +296,7 @@ fn the_packed_train_step_updates_like_the_padded_one() {
         StepConfig::new(sgd, Schedule::Constant { lr: 1.0 }).with_clip_norm(None)
     };
     let run = |shapes: BatchShapes, batch: Vec<Literal>| {
-        let program = train_program(&cfg, &shapes, &step()).unwrap();
+        let program = train_program(&cfg, Execution::default(), &shapes, &step()).unwrap();
         let mut trainer = Trainer::new(client(), &program, &params).unwrap();
         let key = Literal::from_slice(&[0u64, 0], &[2]).unwrap();
         let metrics = trainer.step_host(&[batch, vec![key]].concat()).unwrap();

@@ -11,7 +11,7 @@ use hlo::{ElementType, Literal, Shape};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tpu_run::model::params::{names, param_specs};
-use tpu_run::model::{BatchShapes, BertConfig, ComputeDtype, HiddenAct};
+use tpu_run::model::{BatchShapes, BertConfig, ComputeDtype, Execution, HiddenAct};
 use tpu_run::pretrain::program::train_program;
 use tpu_run::pretrain::PretrainConfig;
 use tpu_run::tpu_target::{bert_program, element_types, tpu_shape, What};
@@ -130,7 +130,7 @@ fn f32s(l: &Literal) -> Vec<f64> {
 /// Runs two steps; returns the (loss, metrics) of each, the parameters and optimizer state.
 fn run(cfg: &BertConfig) -> (Vec<Vec<f64>>, Vec<Literal>, Vec<Literal>) {
     let config = StepConfig::new(AdamWeightDecay::default(), Schedule::Constant { lr: 1e-2 });
-    let program = train_program(cfg, &SHAPES, &config).unwrap();
+    let program = train_program(cfg, Execution::default(), &SHAPES, &config).unwrap();
     let mut t = Trainer::new(common::client(), &program, &params(cfg, 5)).unwrap();
     let mut history = Vec::new();
     for seed in [1, 2] {
@@ -209,7 +209,7 @@ fn the_tpu_shaped_step_is_bf16_dots_into_f32_without_f64() {
     run.device.backend = tpu_run::backend::Backend::Tpu;
     run.train.batch_size = 8;
     let program = bert_program(&run, What::TrainStep, 1).unwrap();
-    assert_eq!(program.model.compute_dtype, ComputeDtype::Bf16);
+    assert_eq!(program.exec.compute, ComputeDtype::Bf16);
     assert_eq!(program.model.padded_vocab_size(), 30592);
     assert_eq!(program.shapes.seq_len, 128);
     let program = program.program;

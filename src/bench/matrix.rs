@@ -173,10 +173,9 @@ fn skip_reason(
         if precision == ComputeDtype::F32 {
             return Some("cudnn attention needs bf16 (or fp8, bf16 outside the matmuls)".into());
         }
-        let mut fused = model.clone();
-        fused.compute_dtype = precision;
-        fused.attention = crate::model::AttentionKernel::CudnnFused { seed: 0 };
-        if let Err(e) = fused.validate() {
+        let fused = crate::model::Execution::new(precision)
+            .with_attention(crate::model::AttentionKernel::CudnnFused { seed: 0 });
+        if let Err(e) = fused.check(model) {
             return Some(format!("cudnn attention: {e:#}"));
         }
     }

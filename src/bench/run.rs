@@ -7,8 +7,8 @@ use super::environment::environment;
 use super::matrix::{BenchConfig, Planned, Task};
 use super::measure::{MeasureOptions, Measurement};
 use super::record::{read_jsonl, AnchorResult, BenchRecord, Environment};
-use crate::backend::{open_client, Backend};
-use crate::model::BertConfig;
+use crate::backend::{open_client, resolve_execution, Backend};
+use crate::model::{BertConfig, Execution};
 use crate::plot::BenchPlotEntry;
 use crate::pretrain::config::PretrainConfig;
 use anyhow::{anyhow, Context, Result};
@@ -146,7 +146,7 @@ fn measure_config(
     progress: &str,
 ) -> BenchRecord {
     let mut record = BenchRecord::new(c.clone(), env.clone());
-    let model = match model_config(c, opts) {
+    let (model, exec) = match model_config(c, opts) {
         Ok(m) => m,
         Err(e) => return failed(c, env, &e),
     };
@@ -161,7 +161,7 @@ fn measure_config(
             warmup: opts.warmup,
             profile,
         };
-        match measure_once(c, &model, opts, &m) {
+        match measure_once(c, &model, exec, opts, &m) {
             Ok(run) => {
                 eprintln!(
                     "{progress} {} (run {}/{}): compile {:.1} s, median step {:.2} ms",
@@ -184,21 +184,21 @@ fn measure_config(
     record
 }
 
-/// The model `c` runs: the preset with `c`'s precision, attention and dropout.
-fn model_config(c: &BenchConfig, opts: &BenchOptions) -> Result<BertConfig> {
+/// The model `c` runs (the preset with `c`'s dropout) and how: `c`'s precision and attention.
+fn model_config(c: &BenchConfig, opts: &BenchOptions) -> Result<(BertConfig, Execution)> {
     let mut m = BertConfig::preset(&c.model)?;
-    m.compute_dtype = c.precision;
     if let Some(p) = c.dropout {
         m.hidden_dropout_prob = p;
         m.attention_probs_dropout_prob = p;
     }
-    m.attention = c.attention.resolve(opts.backend, &m, opts.seed)?;
-    Ok(m)
+    let exec = resolve_execution(opts.backend, c.precision, c.attention, &m, opts.seed)?;
+    Ok((m, exec))
 }
 
 fn measure_once(
     c: &BenchConfig,
     model: &BertConfig,
+    exec: Execution,
     opts: &BenchOptions,
     m: &MeasureOptions,
 ) -> Result<Measurement> {
@@ -206,7 +206,7 @@ fn measure_once(
         Task::Pretrain => crate::pretrain::bench::measure(&pretrain_config(c, opts)?, m),
         Task::Squad => {
             let client = open_client(opts.backend, opts.plugin.as_deref(), 1)?;
-            crate::finetune::bench::measure(&client, model, c.batch, c.seq, m, opts.seed)
+            crate::finetune::bench::measure(&client, model, exec, c.batch, c.seq, m, opts.seed)
         }
     }
 }

@@ -58,7 +58,6 @@ pub fn hf_config_json(cfg: &BertConfig) -> Result<serde_json::Value> {
         .as_object_mut()
         .ok_or_else(|| CkptError::Invalid("the BERT config is not a JSON object".into()))?;
     obj.remove("pad_vocab_to");
-    obj.remove("compute_dtype");
     obj.insert(
         "architectures".into(),
         serde_json::json!(["BertForPreTraining"]),

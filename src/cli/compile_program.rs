@@ -120,13 +120,14 @@ pub(super) fn build_bert(
     let BertProgram {
         program,
         model,
+        exec,
         shapes,
     } = bert_program(cfg, what, replicas)?;
     if tpu_target {
         for note in tpu_shape_notes(&model, &shapes) {
             eprintln!("tpu-run: note: {note} (compiles, but pads TPU tiles)");
         }
-        if model.compute_dtype == ComputeDtype::F32 || model.pad_vocab_to.is_none() {
+        if exec.compute == ComputeDtype::F32 || model.pad_vocab_to.is_none() {
             eprintln!(
                 "tpu-run: note: f32 matmuls or an unpadded vocabulary, as `tpu-run pretrain` \
                  runs this config; --tpu-shaped (or precision = \"bf16\" and pad_vocab_to = \
@@ -163,7 +164,7 @@ pub(super) fn build_bert(
         model.hidden_size,
         model.num_attention_heads,
         model.padded_vocab_size(),
-        match model.compute_dtype {
+        match exec.compute {
             ComputeDtype::F32 => "f32",
             ComputeDtype::Bf16 => "bf16 matmuls, f32 accumulation",
             ComputeDtype::Fp8 => "fp8 encoder matmuls (delayed scaling), bf16 elsewhere",

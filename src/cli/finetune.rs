@@ -1,7 +1,7 @@
 //! `tpu-run finetune squad` (fine-tune, predict, score; or `--synthetic-bench`) and
 //! `tpu-run squad-split` (an article-level validation split).
 pub use super::finetune_glue::{run_glue_command, GlueArgs};
-use crate::backend::{open_client, AttentionChoice, Backend};
+use crate::backend::{open_client, resolve_execution, AttentionChoice, Backend};
 use crate::finetune::bench::bench;
 use crate::finetune::init::load_init;
 use crate::finetune::progress::{Console, Output};
@@ -230,7 +230,7 @@ fn run_finetune(a: &SquadArgs) -> Result<()> {
 }
 
 fn run_bench(a: &SquadArgs) -> Result<()> {
-    let (mut cfg, model) = match &a.init {
+    let (cfg, model) = match &a.init {
         Some(p) => (load_init(p, a.seed)?.config, p.display().to_string()),
         None => {
             if !PRESETS.contains(&a.preset.as_str()) {
@@ -239,15 +239,12 @@ fn run_bench(a: &SquadArgs) -> Result<()> {
             (BertConfig::preset(&a.preset)?, a.preset.clone())
         }
     };
-    cfg.compute_dtype = precision(a);
-    cfg.attention = a.attention.resolve(a.backend, &cfg, a.seed)?;
+    let exec = resolve_execution(a.backend, precision(a), a.attention, &cfg, a.seed)?;
     let client = open_client(a.backend, a.plugin.as_deref(), 1)?;
     let steps = a.max_steps.unwrap_or(20);
-    let r = bench(&client, &cfg, a.batch_size, a.max_seq_length, steps, a.seed)?;
-    println!(
-        "{}",
-        r.to_json(&model, &cfg, a.batch_size, a.max_seq_length)
-    );
+    let (batch, seq) = (a.batch_size, a.max_seq_length);
+    let r = bench(&client, &cfg, exec, batch, seq, steps, a.seed)?;
+    println!("{}", r.to_json(&model, &cfg, exec, batch, seq));
     Ok(())
 }
 

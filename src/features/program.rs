@@ -6,7 +6,7 @@ use super::layout::Feature;
 use crate::backend::compile_options_for;
 use crate::model::params::{encoder_param_specs, names};
 use crate::model::{
-    encoder_layer_outputs, BertConfig, EncoderInputs, ParamSet, ParamSpec, ParamValues,
+    encoder_layer_outputs, BertConfig, EncoderInputs, Execution, ParamSet, ParamSpec, ParamValues,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ElementType, Literal, Module, ModuleBuilder, Shape};
@@ -27,6 +27,7 @@ pub fn feature_param_specs(cfg: &BertConfig) -> Vec<ParamSpec> {
 /// parameters in [`feature_param_specs`] order.
 pub fn extract_program(
     cfg: &BertConfig,
+    exec: Execution,
     layers: &[usize],
     batch: usize,
     seq: usize,
@@ -42,7 +43,7 @@ pub fn extract_program(
         segment_ids: field("segment_ids")?,
     };
     let key = b.constant_slice(&[0u64, 0], &[2])?;
-    let all = encoder_layer_outputs(&b, cfg, &params, &inputs, key, false)?;
+    let all = encoder_layer_outputs(&b, cfg, exec, &params, &inputs, key, false)?;
     let mut outs = Vec::with_capacity(layers.len());
     for &l in layers {
         let v = all.get(l).ok_or_else(|| {
@@ -75,6 +76,7 @@ impl Extractor {
     pub fn new(
         client: &Client,
         cfg: &BertConfig,
+        exec: Execution,
         params: &ParamSet,
         layers: &[usize],
         batch: usize,
@@ -83,12 +85,12 @@ impl Extractor {
         if batch == 0 || seq == 0 || layers.is_empty() {
             bail!("feature extraction needs a batch size, a sequence length and a layer");
         }
-        let module = extract_program(cfg, layers, batch, seq)?;
+        let module = extract_program(cfg, exec, layers, batch, seq)?;
         let t0 = Instant::now();
         let exe = client
             .compile_module(
                 &module,
-                &compile_options_for(cfg, CompileOptions::default()),
+                &compile_options_for(exec, CompileOptions::default()),
             )
             .context("compiling the feature extraction program")?;
         let compile_time = t0.elapsed();

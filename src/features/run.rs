@@ -51,7 +51,12 @@ pub fn extract_features(s: &ExtractSettings, say: &mut dyn FnMut(&str)) -> Resul
         bail!("--batch-size must be at least 1");
     }
     let lines = read_input_file(&s.input)?;
-    let ModelSetup { init, cfg, vocab } = prepare_model(&ModelRequest {
+    let ModelSetup {
+        init,
+        cfg,
+        exec,
+        vocab,
+    } = prepare_model(&ModelRequest {
         init: &s.init,
         seed: 0,
         specs_of: &feature_param_specs,
@@ -86,6 +91,7 @@ pub fn extract_features(s: &ExtractSettings, say: &mut dyn FnMut(&str)) -> Resul
         let extractor = Extractor::new(
             &client,
             &cfg,
+            exec,
             &init.params,
             &layers.layers,
             batch,
@@ -95,7 +101,7 @@ pub fn extract_features(s: &ExtractSettings, say: &mut dyn FnMut(&str)) -> Resul
         say(&format!(
             "compiled the {}-layer {} program for batches of {batch} x {} in {:.1}s on {}",
             cfg.num_hidden_layers,
-            cfg.compute_dtype.name(),
+            exec.compute.name(),
             s.max_seq_length,
             compile_time.as_secs_f64(),
             s.backend.plugin_kind().name(),

@@ -15,7 +15,7 @@ use crate::bench::measure::{
     MeasureOptions, Measurement, XlaReport, PROFILE_STEPS,
 };
 use crate::model::init::init_from_specs;
-use crate::model::{AttentionKernel, BertConfig};
+use crate::model::{AttentionKernel, BertConfig, Execution};
 use crate::rng::SplitMix64;
 use crate::train::lowered::lower;
 use crate::train::Trainer;
@@ -39,7 +39,14 @@ pub struct BenchResult {
 }
 
 impl BenchResult {
-    pub fn to_json(&self, model: &str, cfg: &BertConfig, batch: usize, seq: usize) -> Value {
+    pub fn to_json(
+        &self,
+        model: &str,
+        cfg: &BertConfig,
+        exec: Execution,
+        batch: usize,
+        seq: usize,
+    ) -> Value {
         let r = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
         json!({
             "bench": "tpu-run finetune squad --synthetic-bench",
@@ -49,8 +56,8 @@ impl BenchResult {
             "hidden": cfg.hidden_size,
             "batch": batch,
             "seq": seq,
-            "precision": cfg.compute_dtype.name(),
-            "attention": match cfg.attention {
+            "precision": exec.compute.name(),
+            "attention": match exec.attention {
                 AttentionKernel::Graph => "graph",
                 AttentionKernel::CudnnFused { .. } => "cudnn",
             },
@@ -98,11 +105,12 @@ pub fn synthetic_features(n: usize, seq: usize, vocab: usize, seed: u64) -> Resu
     Ok(a)
 }
 
-/// Times `steps` steps of the SQuAD train step for `cfg` at `batch` x `seq` (see the module
-/// docs).
+/// Times `steps` steps of the SQuAD train step for `cfg` run as `exec` at `batch` x `seq` (see
+/// the module docs).
 pub fn bench(
     client: &Client,
     cfg: &BertConfig,
+    exec: Execution,
     batch: usize,
     seq: usize,
     steps: u64,
@@ -116,7 +124,7 @@ pub fn bench(
         warmup: WARMUP_STEPS,
         profile: None,
     };
-    let m = measure(client, cfg, batch, seq, &opts, seed)?;
+    let m = measure(client, cfg, exec, batch, seq, &opts, seed)?;
     let median_step_s = median(&m.step_times_s);
     Ok(BenchResult {
         device: format!("{} ({})", m.platform, m.device_kind),
@@ -136,6 +144,7 @@ pub fn bench(
 pub fn measure(
     client: &Client,
     cfg: &BertConfig,
+    exec: Execution,
     batch: usize,
     seq: usize,
     opts: &MeasureOptions,
@@ -153,11 +162,15 @@ pub fn measure(
         weight_decay: 0.01,
         clip_norm: Some(1.0),
     };
-    let program = train_program(cfg, batch, seq, &hyper.step_config_for_model(cfg, 1))?;
+    let step = hyper.step_config_for_model(cfg, exec, 1);
+    let program = train_program(cfg, exec, batch, seq, &step)?;
     let (proto, build) = lower(&program.module, t_start)?;
     let t0 = Instant::now();
     let exe = client
-        .compile(&proto, &compile_options_for(cfg, CompileOptions::default()))
+        .compile(
+            &proto,
+            &compile_options_for(exec, CompileOptions::default()),
+        )
         .context("compiling the SQuAD train step")?;
     let compile_s = t0.elapsed().as_secs_f64();
     let (platform, platform_version, device_kind) = device_description(&exe)?;

@@ -15,7 +15,7 @@ use super::head_dense::head_dense_f32;
 use crate::import::tf_names::{CLASSIFIER_BIAS, CLASSIFIER_WEIGHT};
 use crate::model::loss::label_nll;
 use crate::model::params::{encoder_param_specs, ParamInit};
-use crate::model::{encoder_forward, BertConfig, EncoderInputs, ParamSpec, ParamValues};
+use crate::model::{encoder_forward, BertConfig, EncoderInputs, Execution, ParamSpec, ParamValues};
 use anyhow::{bail, Result};
 use hlo::{Builder, Value};
 
@@ -51,12 +51,13 @@ pub fn classifier_param_specs(cfg: &BertConfig, num_outputs: usize) -> Vec<Param
 pub fn classifier_logits(
     b: &Builder,
     cfg: &BertConfig,
+    exec: Execution,
     params: &ParamValues,
     inputs: &EncoderInputs,
     key: Value,
     train: bool,
 ) -> Result<Value> {
-    let enc = encoder_forward(b, cfg, params, inputs, key, train)?;
+    let enc = encoder_forward(b, cfg, exec, params, inputs, key, train)?;
     let _scope = b.scope("classifier_head");
     let pooled = if train && cfg.hidden_dropout_prob > 0.0 {
         b.dropout(enc.pooled, cfg.hidden_dropout_prob, enc.key)?.0

@@ -4,11 +4,11 @@
 //! batch launched before the previous one is read. SQuAD prediction and GLUE evaluation both
 //! run through it.
 use crate::backend::compile_options_for;
-use crate::model::{BertConfig, ParamSpec};
+use crate::model::{Execution, ParamSpec};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{Literal, Module};
 use std::time::{Duration, Instant};
-use tpu::{Buffer, Client, CompileOptions, Execution};
+use tpu::{Buffer, Client, CompileOptions};
 
 /// The batch inputs of some rows, padded to the program's batch: `(rows, batch) -> inputs`.
 pub type BatchInputs<'a> = dyn Fn(&[usize], usize) -> Result<Vec<Literal>> + 'a;
@@ -26,10 +26,11 @@ pub struct EvalProgram {
 
 impl EvalProgram {
     /// Compiles `module` (parameters first, in `specs` order, then the batch inputs) and
-    /// uploads `params` (named, in that order). `what` names the program in errors.
+    /// uploads `params` (named, in that order); `exec` is how `module` was built. `what` names
+    /// the program in errors.
     pub fn new(
         client: &Client,
-        cfg: &BertConfig,
+        exec: Execution,
         module: &Module,
         specs: &[ParamSpec],
         params: &[(String, Literal)],
@@ -45,7 +46,10 @@ impl EvalProgram {
         }
         let t0 = Instant::now();
         let exe = client
-            .compile_module(module, &compile_options_for(cfg, CompileOptions::default()))
+            .compile_module(
+                module,
+                &compile_options_for(exec, CompileOptions::default()),
+            )
             .with_context(|| format!("compiling the {what} program"))?;
         let compile_time = t0.elapsed();
         let device = exe
@@ -173,6 +177,6 @@ impl EvalProgram {
 struct Launched {
     rows: Vec<usize>,
     outs: Vec<Buffer>,
-    execution: Execution,
+    execution: tpu::Execution,
     _inputs: Vec<Buffer>,
 }

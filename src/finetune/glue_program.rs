@@ -5,10 +5,10 @@ use super::batches::{encoder_literals, row_values, ENCODER_FIELDS};
 use super::classifier_head::{
     classification_loss, classifier_logits, classifier_param_specs, regression_loss,
 };
-use super::train_loop::{rows_per_replica, step_param_specs, Hyper, TrainTask, RNG_KEY};
+use super::train_loop::{rows_per_replica, step_param_specs, TrainTask, RNG_KEY};
 use crate::glue::{GlueFeatures, Output};
 use crate::model::loss::correct;
-use crate::model::{BertConfig, EncoderInputs, ParamValues};
+use crate::model::{BertConfig, EncoderInputs, Execution, ParamValues};
 use crate::train::{autodiff, build_train_step, BatchSpec, StepConfig, TrainProgram};
 use anyhow::{Context, Result};
 use hlo::{ElementType, Literal, Module, ModuleBuilder, Shape};
@@ -38,15 +38,16 @@ pub fn glue_batch_specs(batch: usize, seq: usize, output: Output) -> Vec<BatchSp
     v
 }
 
-/// The GLUE train step for `cfg` on batches of `batch` x `seq`.
+/// The GLUE train step for `cfg` run as `exec` on batches of `batch` x `seq`.
 pub fn glue_train_program(
     cfg: &BertConfig,
+    exec: Execution,
     output: Output,
     batch: usize,
     seq: usize,
     step: &StepConfig,
 ) -> Result<TrainProgram> {
-    crate::model::fp8::require_fp8_setup(cfg, step)?;
+    crate::model::fp8::require_fp8_setup(cfg, exec, step)?;
     let params = step_param_specs(&classifier_param_specs(cfg, output.num_outputs()));
     let specs = glue_batch_specs(batch, seq, output);
     let model = cfg.clone();
@@ -57,7 +58,8 @@ pub fn glue_train_program(
             input_mask: batch.get("input_mask")?,
             segment_ids: batch.get("segment_ids")?,
         };
-        let logits = classifier_logits(b, &model, &params, &inputs, batch.get(RNG_KEY)?, true)?;
+        let logits =
+            classifier_logits(b, &model, exec, &params, &inputs, batch.get(RNG_KEY)?, true)?;
         let labels = batch.get(LABEL_FIELD)?;
         Ok(match output {
             Output::Classes(_) => {
@@ -77,27 +79,23 @@ fn batch_rows(b: &hlo::Builder, labels: hlo::Value) -> Result<i64> {
     Ok(b.dims(labels)?[0])
 }
 
-/// The GLUE task of the fine-tuning loop: the step for replicas of `batch / replicas` rows and
-/// the batch inputs of `features`.
+/// The GLUE task of the fine-tuning loop: `step` (see
+/// [`super::train_loop::Hyper::step_config_for_model`]) on replicas of `batch / step.replicas`
+/// rows, and the batch inputs of `features`.
 pub fn glue_task<'a>(
     name: &'a str,
     cfg: &BertConfig,
+    exec: Execution,
     output: Output,
     features: &'a GlueFeatures,
     batch: usize,
-    replicas: u32,
-    hyper: &Hyper,
+    step: &StepConfig,
 ) -> Result<TrainTask<'a>> {
-    let per_replica = rows_per_replica(batch, replicas)?;
+    let per_replica = rows_per_replica(batch, step.replicas)?;
     Ok(TrainTask {
         name,
-        program: glue_train_program(
-            cfg,
-            output,
-            per_replica,
-            features.seq_len,
-            &hyper.step_config_for_model(cfg, replicas),
-        )?,
+        program: glue_train_program(cfg, exec, output, per_replica, features.seq_len, step)?,
+        exec,
         batch_inputs: Box::new(move |rows: &[usize]| {
             let mut v = features_literals(features, rows, rows.len())?;
             v.push(match output {
@@ -131,6 +129,7 @@ pub fn features_literals(
 /// parameters in [`classifier_param_specs`] order.
 pub fn glue_eval_module(
     cfg: &BertConfig,
+    exec: Execution,
     output: Output,
     batch: usize,
     seq: usize,
@@ -149,7 +148,7 @@ pub fn glue_eval_module(
         segment_ids: fields[2],
     };
     let key = b.constant_slice(&[0u64, 0], &[2])?;
-    let logits = classifier_logits(&b, cfg, &params, &inputs, key, false)?;
+    let logits = classifier_logits(&b, cfg, exec, &params, &inputs, key, false)?;
     let entry = b.finish(b.tuple(&[logits])?)?;
     Ok(mb.build(entry)?)
 }

@@ -234,7 +234,12 @@ pub fn run_glue(settings: &GlueSettings, console: &mut Console) -> Result<GlueSu
     let task = s.task;
     let output = task.output();
     let n_out = output.num_outputs();
-    let ModelSetup { init, cfg, vocab } = prepare_model(&ModelRequest {
+    let ModelSetup {
+        init,
+        cfg,
+        exec,
+        vocab,
+    } = prepare_model(&ModelRequest {
         init: &s.init,
         seed: s.seed,
         specs_of: &|cfg: &BertConfig| classifier_param_specs(cfg, n_out),
@@ -290,7 +295,7 @@ pub fn run_glue(settings: &GlueSettings, console: &mut Console) -> Result<GlueSu
         task,
         device: device.clone(),
         seed: s.seed,
-        precision: cfg.compute_dtype,
+        precision: exec.compute,
         init_report: init.report.clone(),
         train_examples: 0,
         steps: 0,
@@ -349,17 +354,18 @@ pub fn run_glue(settings: &GlueSettings, console: &mut Console) -> Result<GlueSu
              {warmup_steps}) in {} on {device}",
             s.batch_size,
             s.epochs,
-            cfg.compute_dtype.name()
+            exec.compute.name()
         ));
         let name = format!("glue/{}", task.key());
+        let step = opts.hyper.step_config_for_model(&cfg, exec, replicas);
         let job = glue_task(
             &name,
             &cfg,
+            exec,
             output,
             &train_in.features,
             s.batch_size,
-            replicas,
-            &opts.hyper,
+            &step,
         )?;
         let trained = train(&client, &cfg, &init.params, job, &opts, console)?;
         summary.train_examples = n;
@@ -375,10 +381,10 @@ pub fn run_glue(settings: &GlueSettings, console: &mut Console) -> Result<GlueSu
     }
 
     if !dev_in.is_empty() || !test_in.is_empty() {
-        let module = glue_eval_module(&cfg, output, s.eval_batch_size, seq)?;
+        let module = glue_eval_module(&cfg, exec, output, s.eval_batch_size, seq)?;
         let program = EvalProgram::new(
             &client,
-            &cfg,
+            exec,
             &module,
             &specs,
             &params,

@@ -14,7 +14,7 @@ use super::head_dense::head_dense_f32;
 use crate::import::tf_names::{QA_BIAS, QA_WEIGHT};
 use crate::model::loss::label_nll;
 use crate::model::params::{encoder_param_specs, names, ParamInit};
-use crate::model::{encoder_forward, BertConfig, EncoderInputs, ParamSpec, ParamValues};
+use crate::model::{encoder_forward, BertConfig, EncoderInputs, Execution, ParamSpec, ParamValues};
 use anyhow::{bail, Result};
 use hlo::{ArrayShape, Builder, ElementType, Value};
 
@@ -107,6 +107,7 @@ pub fn qa_loss(
 pub fn squad_logits(
     b: &Builder,
     cfg: &BertConfig,
+    exec: Execution,
     params: &ParamValues,
     inputs: &EncoderInputs,
     key: Value,
@@ -124,7 +125,7 @@ pub fn squad_logits(
             with_pooler.insert(name, b.full(&ArrayShape::new(ElementType::F32, dims), 0.0)?);
         }
     }
-    let enc = encoder_forward(b, cfg, &with_pooler, inputs, key, train)?;
+    let enc = encoder_forward(b, cfg, exec, &with_pooler, inputs, key, train)?;
     let _scope = b.scope("qa_head");
     qa_logits(
         b,

@@ -240,7 +240,12 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
             s.warmup_proportion
         );
     }
-    let ModelSetup { init, cfg, vocab } = prepare_model(&ModelRequest {
+    let ModelSetup {
+        init,
+        cfg,
+        exec,
+        vocab,
+    } = prepare_model(&ModelRequest {
         init: &s.init,
         seed: s.seed,
         specs_of: &squad_param_specs,
@@ -291,7 +296,7 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
         s.batch_size,
         s.epochs,
         train_arrays.len(),
-        cfg.compute_dtype.name()
+        exec.compute.name()
     ));
     let opts = TrainOptions {
         batch_size: s.batch_size,
@@ -303,11 +308,19 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
         checkpoint_dir: s.checkpoint.then(|| s.output_dir.join("checkpoints")),
         checkpoint_every: s.checkpoint_every,
     };
-    let task = squad_task(&cfg, &train_arrays, s.batch_size, replicas, &opts.hyper)?;
+    let step = opts.hyper.step_config_for_model(&cfg, exec, replicas);
+    let task = squad_task(&cfg, exec, &train_arrays, s.batch_size, &step)?;
     let trained = train(&client, &cfg, &init.params, task, &opts, console)?;
     drop(train_arrays);
 
-    let predictor = Predictor::new(&client, &cfg, &trained.params, s.predict_batch_size, seq)?;
+    let predictor = Predictor::new(
+        &client,
+        &cfg,
+        exec,
+        &trained.params,
+        s.predict_batch_size,
+        seq,
+    )?;
     let t_predict = Instant::now();
     let predict_arrays = FeatureArrays::from_features(&predict_in.features, seq, false)?;
     let ids: Vec<u64> = predict_in.features.iter().map(|f| f.unique_id).collect();
@@ -347,7 +360,7 @@ pub fn run_squad(settings: &SquadSettings, console: &mut Console) -> Result<Squa
         batch_size: s.batch_size,
         learning_rate: s.learning_rate,
         epochs: s.epochs,
-        precision: cfg.compute_dtype,
+        precision: exec.compute,
         init_report: init.report,
         train_examples: train_in.examples.len(),
         train_features: train_in.features.len(),

@@ -1,10 +1,11 @@
 //! What every command that starts from pre-trained weights does first: load them for the task's
-//! parameter list, set the compute dtype and attention kernel for the backend, check the sequence
-//! length against the model, and find the vocabulary (the init's own unless given).
+//! parameter list, resolve the run's execution (compute dtype and attention kernel for the
+//! backend), check the sequence length against the model, and find the vocabulary (the init's
+//! own unless given). A checkpoint's recorded precision plays no part: the run decides.
 use super::init::{load_init_for, InitWeights};
 use super::run::default_precision;
-use crate::backend::{AttentionChoice, Backend};
-use crate::model::{BertConfig, ComputeDtype, ParamSpec};
+use crate::backend::{resolve_execution, AttentionChoice, Backend};
+use crate::model::{BertConfig, ComputeDtype, Execution, ParamSpec};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
@@ -24,20 +25,21 @@ pub struct ModelRequest<'a> {
     pub vocab: Option<&'a Path>,
 }
 
-/// The loaded weights, the config to build with, and the vocabulary file.
+/// The loaded weights, the model and how to run it, and the vocabulary file.
 pub struct ModelSetup {
     pub init: InitWeights,
     pub cfg: BertConfig,
+    pub exec: Execution,
     pub vocab: PathBuf,
 }
 
 /// Loads and checks (see the module docs).
 pub fn prepare_model(r: &ModelRequest) -> Result<ModelSetup> {
     let init = load_init_for(r.init, r.seed, r.specs_of)?;
-    let mut cfg = init.config.clone();
-    cfg.compute_dtype = r.precision.unwrap_or_else(|| default_precision(r.backend));
-    cfg.attention = r.attention.resolve(r.backend, &cfg, r.seed)?;
+    let cfg = init.config.clone();
     cfg.validate()?;
+    let precision = r.precision.unwrap_or_else(|| default_precision(r.backend));
+    let exec = resolve_execution(r.backend, precision, r.attention, &cfg, r.seed)?;
     if r.max_seq_length > cfg.max_position_embeddings {
         bail!(
             "--max-seq-length {} exceeds the model's max_position_embeddings {}",
@@ -54,5 +56,10 @@ pub fn prepare_model(r: &ModelRequest) -> Result<ModelSetup> {
             r.init.display()
         ),
     };
-    Ok(ModelSetup { init, cfg, vocab })
+    Ok(ModelSetup {
+        init,
+        cfg,
+        exec,
+        vocab,
+    })
 }

@@ -4,7 +4,7 @@
 use super::batches::{FeatureArrays, ENCODER_FIELDS};
 use super::eval_program::EvalProgram;
 use super::qa_head::{squad_logits, squad_param_specs};
-use crate::model::{BertConfig, EncoderInputs, ParamValues};
+use crate::model::{BertConfig, EncoderInputs, Execution, ParamValues};
 use crate::squad::RawResult;
 use anyhow::{bail, Result};
 use hlo::{ElementType, Literal, Module, ModuleBuilder, Shape};
@@ -13,7 +13,12 @@ use tpu::Client;
 
 /// `(params..., input_ids, input_mask, segment_ids) -> (start_logits, end_logits)`, f32
 /// `[batch, seq]` each; parameters in [`squad_param_specs`] order.
-pub fn predict_program(cfg: &BertConfig, batch: usize, seq: usize) -> Result<Module> {
+pub fn predict_program(
+    cfg: &BertConfig,
+    exec: Execution,
+    batch: usize,
+    seq: usize,
+) -> Result<Module> {
     let mb = ModuleBuilder::new("bert_squad_predict");
     let b = mb.builder("predict");
     let params = ParamValues::declare(&b, &squad_param_specs(cfg))?;
@@ -28,7 +33,7 @@ pub fn predict_program(cfg: &BertConfig, batch: usize, seq: usize) -> Result<Mod
         segment_ids: fields[2],
     };
     let key = b.constant_slice(&[0u64, 0], &[2])?;
-    let (start, end) = squad_logits(&b, cfg, &params, &inputs, key, false)?;
+    let (start, end) = squad_logits(&b, cfg, exec, &params, &inputs, key, false)?;
     let entry = b.finish(b.tuple(&[start, end])?)?;
     Ok(mb.build(entry)?)
 }
@@ -46,15 +51,16 @@ impl Predictor {
     pub fn new(
         client: &Client,
         cfg: &BertConfig,
+        exec: Execution,
         params: &[(String, Literal)],
         batch: usize,
         seq: usize,
     ) -> Result<Self> {
-        let module = predict_program(cfg, batch, seq)?;
+        let module = predict_program(cfg, exec, batch, seq)?;
         let specs = squad_param_specs(cfg);
         let program = EvalProgram::new(
             client,
-            cfg,
+            exec,
             &module,
             &specs,
             params,

@@ -4,7 +4,7 @@ use super::batches::{FeatureArrays, ENCODER_FIELDS, LABEL_FIELDS};
 use super::qa_head::{qa_loss, squad_logits, squad_param_specs};
 use super::train_loop::{rows_per_replica, step_param_specs, TrainTask};
 use crate::model::fp8::require_fp8_setup;
-use crate::model::{BertConfig, EncoderInputs, ParamValues};
+use crate::model::{BertConfig, EncoderInputs, Execution, ParamValues};
 use crate::train::{autodiff, build_train_step, BatchSpec, ParamSpec, StepConfig, TrainProgram};
 use anyhow::{Context, Result};
 use hlo::ElementType;
@@ -36,14 +36,15 @@ pub fn train_param_specs(cfg: &BertConfig) -> Vec<ParamSpec> {
     step_param_specs(&squad_param_specs(cfg))
 }
 
-/// The SQuAD train step for `cfg` on batches of `batch` x `seq`.
+/// The SQuAD train step for `cfg` run as `exec` on batches of `batch` x `seq`.
 pub fn train_program(
     cfg: &BertConfig,
+    exec: Execution,
     batch: usize,
     seq: usize,
     step: &StepConfig,
 ) -> Result<TrainProgram> {
-    require_fp8_setup(cfg, step)?;
+    require_fp8_setup(cfg, exec, step)?;
     let params = train_param_specs(cfg);
     let specs = train_batch_specs(batch, seq);
     let model = cfg.clone();
@@ -55,7 +56,7 @@ pub fn train_program(
             segment_ids: batch.get("segment_ids")?,
         };
         let key = batch.get(RNG_KEY)?;
-        let (start, end) = squad_logits(b, &model, &params, &inputs, key, true)?;
+        let (start, end) = squad_logits(b, &model, exec, &params, &inputs, key, true)?;
         let (loss, start_loss, end_loss) = qa_loss(
             b,
             start,
@@ -75,24 +76,20 @@ pub fn train_program(
         .context("building the SQuAD train step")
 }
 
-/// The SQuAD task of the fine-tuning loop: the step for replicas of `batch / replicas` rows
-/// and the batch inputs of `features`.
+/// The SQuAD task of the fine-tuning loop: `step` (see [`Hyper::step_config_for_model`]) on
+/// replicas of `batch / step.replicas` rows, and the batch inputs of `features`.
 pub fn squad_task<'a>(
     cfg: &BertConfig,
+    exec: Execution,
     features: &'a FeatureArrays,
     batch: usize,
-    replicas: u32,
-    hyper: &Hyper,
+    step: &StepConfig,
 ) -> Result<TrainTask<'a>> {
-    let per_replica = rows_per_replica(batch, replicas)?;
+    let per_replica = rows_per_replica(batch, step.replicas)?;
     Ok(TrainTask {
         name: "squad",
-        program: train_program(
-            cfg,
-            per_replica,
-            features.seq_len,
-            &hyper.step_config_for_model(cfg, replicas),
-        )?,
+        program: train_program(cfg, exec, per_replica, features.seq_len, step)?,
+        exec,
         batch_inputs: Box::new(move |rows: &[usize]| features.train_literals(rows)),
     })
 }

@@ -11,11 +11,11 @@ use super::progress::Console;
 use crate::backend::compile_options_for;
 use crate::ckpt::{OptimizerInfo, RngState, Spec, State, Store};
 use crate::model::fp8::fp8_setup;
-use crate::model::{BertConfig, ParamSet};
+use crate::model::{BertConfig, Execution, ParamSet};
 use crate::rng::{domain, DropoutKeys};
 use crate::train::session::{run_steps, SessionSteps, Staged};
 use crate::train::{
-    AdamWeightDecay, DelayedScaling, ParamSpec, Policy, Schedule, StepConfig, StepLayout,
+    AdamWeightDecay, DelayedScaling, ParamSpec, Schedule, StepConfig, StepLayout,
     TrainProgram, Trainer, WeightDecay,
 };
 use anyhow::{anyhow, bail, Context, Result};
@@ -59,8 +59,8 @@ pub struct Hyper {
 
 impl Hyper {
     /// AdamWeightDecay (b1 0.9, b2 0.999, eps 1e-6, no decay of LayerNorm and biases) with the
-    /// original BERT schedule; the model's own compute dtype decides bf16 vs f32, so the policy
-    /// keeps f32 masters as they are.
+    /// original BERT schedule, and the default f32 policy; [`Self::step_config_for_model`]
+    /// takes the policy from the run's execution.
     pub fn step_config(&self) -> StepConfig {
         StepConfig::new(
             AdamWeightDecay {
@@ -70,7 +70,6 @@ impl Hyper {
             Schedule::bert(self.learning_rate, self.warmup_steps, self.total_steps),
         )
         .with_clip_norm(self.clip_norm)
-        .with_policy(Policy::f32())
     }
 
     /// [`Self::step_config`] for a step data parallel over `replicas` devices.
@@ -78,12 +77,19 @@ impl Hyper {
         self.step_config().with_replicas(replicas)
     }
 
-    /// [`Self::step_config_for`] for the model `cfg`: with the FP8 scaling state of its FP8
-    /// matmuls under `precision = fp8` (Transformer Engine's recipe with its defaults here: a
-    /// 16-step amax history, no margin).
-    pub fn step_config_for_model(&self, cfg: &BertConfig, replicas: u32) -> StepConfig {
+    /// [`Self::step_config_for`] for the model `cfg` run as `exec`: the precision policy of
+    /// `exec` ([`Execution::step_policy`]) and, under fp8, the FP8 scaling state of its FP8
+    /// matmuls (Transformer Engine's recipe with its defaults here: a 16-step amax history, no
+    /// margin).
+    pub fn step_config_for_model(
+        &self,
+        cfg: &BertConfig,
+        exec: Execution,
+        replicas: u32,
+    ) -> StepConfig {
         self.step_config_for(replicas)
-            .with_fp8(fp8_setup(cfg, &DelayedScaling::default()))
+            .with_policy(exec.step_policy())
+            .with_fp8(fp8_setup(cfg, exec, &DelayedScaling::default()))
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -121,6 +127,9 @@ pub struct TrainTask<'a> {
     /// Recorded in checkpoints (`"squad"`, `"glue/mrpc"`).
     pub name: &'a str,
     pub program: TrainProgram,
+    /// How `program` was built: the loop compiles it with the kernel's options and records
+    /// the precision in checkpoints.
+    pub exec: Execution,
     /// The step's batch inputs for the feature rows of one batch, for the whole batch (split
     /// across the replicas by the loop), every input but the trailing [`RNG_KEY`].
     pub batch_inputs: Box<RowInputs<'a>>,
@@ -194,6 +203,7 @@ pub fn train(
     let TrainTask {
         name,
         program,
+        exec,
         batch_inputs,
     } = task;
     let layout = program.layout;
@@ -208,7 +218,7 @@ pub fn train(
     let exe = client
         .compile_module(
             &program.module,
-            &compile_options_for(cfg, layout.compile_options()),
+            &compile_options_for(exec, layout.compile_options()),
         )
         .with_context(|| format!("compiling the {name} train step"))?;
     let compile_time = t0.elapsed();
@@ -240,6 +250,7 @@ pub fn train(
         trainer,
         spec: Spec::from_layout(&layout),
         cfg,
+        exec,
         opts,
         name,
         batch_inputs,
@@ -278,6 +289,7 @@ struct Steps<'a, 'c> {
     trainer: Trainer,
     spec: Spec,
     cfg: &'a BertConfig,
+    exec: Execution,
     opts: &'a TrainOptions,
     name: &'a str,
     batch_inputs: Box<RowInputs<'a>>,
@@ -327,6 +339,7 @@ impl SessionSteps for Steps<'_, '_> {
             &self.trainer,
             &self.spec,
             self.cfg,
+            self.exec,
             self.opts,
             self.name,
             done,
@@ -400,6 +413,7 @@ fn capture(
     trainer: &Trainer,
     spec: &Spec,
     cfg: &BertConfig,
+    exec: Execution,
     opts: &TrainOptions,
     task: &str,
     step: u64,
@@ -418,6 +432,8 @@ fn capture(
     state.data_position = json!({ "batches_done": step });
     state.extra = json!({
         "task": task,
+        // Informational (the model config is the architecture alone): what the step computed in.
+        "precision": exec.compute.name(),
         "replicas": trainer.replicas(),
         "batch_size": opts.batch_size,
         "steps": opts.batches.len(),

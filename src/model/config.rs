@@ -9,8 +9,11 @@
 //!   [`HiddenAct::GeluTanh`].
 //!
 //! [`BertConfig::hidden_act`] records the resolved form, so nothing downstream guesses. Our own
-//! JSON (serde, as written into checkpoints) uses the Hugging Face spellings, plus two keys of
-//! ours: `pad_vocab_to` and `compute_dtype`.
+//! JSON (serde, as written into checkpoints) uses the Hugging Face spellings, plus one key of
+//! ours: `pad_vocab_to`. A `BertConfig` is the architecture only; how a run computes it
+//! (precision, attention kernel) is an [`super::Execution`]. JSON written before that split
+//! carries a `compute_dtype` key, which is read as any unknown key is: ignored here (pretraining
+//! resume reads it as the checkpoint's precision, `crate::pretrain::checkpoint`).
 use super::ModelError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -64,68 +67,12 @@ pub enum ConfigFlavor {
     GoogleResearch,
 }
 
-/// The type matmul inputs and activations are computed in. Parameters stay f32 (master weights).
-/// The names are those of `--precision`, the run config's `train.precision` and our model JSON's
-/// `compute_dtype`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum ComputeDtype {
-    /// Everything in f32, dots at `Precision::Highest` (no TF32 / bf16 passes on GPU or TPU).
-    #[default]
-    #[serde(alias = "float32")]
-    #[value(alias = "float32", help = "everything in f32, dots at full precision")]
-    F32,
-    /// bf16 matmul inputs and activations, f32 accumulation (dot_general's preferred type), layer
-    /// norm and softmax statistics, logits and losses in f32.
-    #[serde(alias = "bfloat16")]
-    #[value(
-        alias = "bfloat16",
-        help = "bf16 matmul inputs and activations; f32 accumulation, statistics and losses"
-    )]
-    Bf16,
-    /// [`ComputeDtype::Bf16`] with the encoder's dense layers (query, key, value, attention
-    /// output, FFN in and out) as FP8 matmuls in training steps: e4m3fn inputs and weights,
-    /// e5m2 output gradients, per-tensor delayed scaling whose state the step carries
-    /// (`crate::train::fp8`). Embeddings, attention scores, heads and programs that do not
-    /// train (evaluation, prediction) stay bf16.
-    #[value(help = "bf16, with the encoder's dense layers as FP8 matmuls (delayed scaling)")]
-    Fp8,
-}
-
-impl ComputeDtype {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::Bf16 => "bf16",
-            Self::Fp8 => "fp8",
-        }
-    }
-
-    /// A name or alias as `--precision` takes it.
-    pub fn parse(s: &str) -> Option<Self> {
-        <Self as clap::ValueEnum>::from_str(s, false).ok()
-    }
-}
-
-/// How self-attention is computed: a choice of kernel for the backend, not part of the model
-/// (never written to config files; every constructor starts with [`AttentionKernel::Graph`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AttentionKernel {
-    /// Plain HLO ops: scores, softmax and dropout as tensors (runs on every backend).
-    #[default]
-    Graph,
-    /// cuDNN's fused flash attention through XLA:GPU's custom call (hlo's
-    /// `Builder::cudnn_attention`): CUDA only, bf16 compute only. The probabilities' dropout
-    /// draws from cuDNN's generator seeded with `seed` (plus the layer index), not from the
-    /// graph's dropout key.
-    CudnnFused { seed: i64 },
-}
-
 /// The names [`BertConfig::preset`] accepts.
 pub const PRESETS: [&str; 6] = ["tiny", "mini", "small", "medium", "base", "large"];
 
-/// BERT hyperparameters (validated: every constructor runs [`BertConfig::validate`]).
+/// BERT hyperparameters (validated: every constructor runs [`BertConfig::validate`]): the
+/// architecture, all of it and nothing else, so two configs are the same model exactly when
+/// they are equal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(into = "RawConfig", try_from = "RawConfig")]
 pub struct BertConfig {
@@ -145,9 +92,6 @@ pub struct BertConfig {
     /// Pads the vocabulary (word embeddings, MLM bias and logits) up to a multiple of this (128
     /// for TPU matrix units); the padded logits are masked out of the loss and the accuracy.
     pub pad_vocab_to: Option<usize>,
-    pub compute_dtype: ComputeDtype,
-    /// The attention kernel (not serialized; see [`AttentionKernel`]).
-    pub attention: AttentionKernel,
 }
 
 impl BertConfig {
@@ -187,8 +131,6 @@ impl BertConfig {
             initializer_range: 0.02,
             layer_norm_eps: 1e-12,
             pad_vocab_to: None,
-            compute_dtype: ComputeDtype::F32,
-            attention: AttentionKernel::Graph,
         }
     }
 
@@ -222,7 +164,7 @@ impl BertConfig {
         Self::from_json_str(&text, flavor).map_err(|e| file_err(e.to_string()))
     }
 
-    /// Our JSON (Hugging Face spellings plus `pad_vocab_to` and `compute_dtype`).
+    /// Our JSON (Hugging Face spellings plus `pad_vocab_to`).
     pub fn to_json(&self) -> String {
         // Serializing plain numbers and strings cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
@@ -285,36 +227,7 @@ impl BertConfig {
         if self.padded_vocab_size() > i32::MAX as usize {
             return err("pad_vocab_to", "the padded vocabulary overflows s32".into());
         }
-        if let AttentionKernel::CudnnFused { .. } = self.attention {
-            if self.compute_dtype == ComputeDtype::F32 {
-                return err(
-                    "attention",
-                    "cuDNN fused attention needs bf16 compute; use the graph kernel for f32".into(),
-                );
-            }
-            let head = self.hidden_size / self.num_attention_heads;
-            if !head.is_multiple_of(8) || head > 128 {
-                return err(
-                    "attention",
-                    format!(
-                        "cuDNN fused attention needs a head size that is a multiple of 8 and at \
-                         most 128, this model has {head}; use the graph kernel"
-                    ),
-                );
-            }
-        }
         Ok(())
-    }
-
-    /// Whether `other` describes the same model: every field but the attention kernel, which
-    /// is a choice of the backend (a checkpoint written on GPU with the fused kernel resumes
-    /// with the graph one on CPU and back).
-    pub fn same_model(&self, other: &BertConfig) -> bool {
-        let other = BertConfig {
-            attention: self.attention,
-            ..other.clone()
-        };
-        *self == other
     }
 
     /// Rows of the word-embedding table and width of the MLM logits: `vocab_size` rounded up to
@@ -331,7 +244,8 @@ impl BertConfig {
     }
 }
 
-/// The JSON form: required sizes, BERT's defaults for the rest, unknown keys ignored.
+/// The JSON form: required sizes, BERT's defaults for the rest, unknown keys ignored (among
+/// them the `compute_dtype` our JSON carried before [`super::Execution`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct RawConfig {
     vocab_size: usize,
@@ -355,8 +269,6 @@ struct RawConfig {
     layer_norm_eps: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pad_vocab_to: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    compute_dtype: Option<String>,
     /// HF only; anything but absolute position embeddings is a different model.
     #[serde(default, skip_serializing)]
     position_embedding_type: Option<String>,
@@ -410,13 +322,6 @@ impl RawConfig {
                     self.hidden_act
                 ),
             })?;
-        let compute_dtype = match self.compute_dtype.as_deref() {
-            None => ComputeDtype::F32,
-            Some(s) => ComputeDtype::parse(s).ok_or_else(|| ModelError::Config {
-                field: "compute_dtype",
-                msg: format!("unknown compute dtype '{s}'; use f32, bf16 or fp8"),
-            })?,
-        };
         let cfg = BertConfig {
             vocab_size: self.vocab_size,
             hidden_size: self.hidden_size,
@@ -431,8 +336,6 @@ impl RawConfig {
             initializer_range: self.initializer_range,
             layer_norm_eps: self.layer_norm_eps,
             pad_vocab_to: self.pad_vocab_to,
-            compute_dtype,
-            attention: AttentionKernel::Graph,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -463,7 +366,6 @@ impl From<BertConfig> for RawConfig {
             initializer_range: c.initializer_range,
             layer_norm_eps: c.layer_norm_eps,
             pad_vocab_to: c.pad_vocab_to,
-            compute_dtype: Some(c.compute_dtype.name().into()),
             position_embedding_type: None,
             model_type: None,
         }

@@ -78,7 +78,7 @@ fn self_attention(ctx: &Ctx, x: Value, bias: Value, l: usize) -> Result<Value> {
     };
     let (q, k, v) = (project("query")?, project("key")?, project("value")?);
     let scale = 1.0 / (d as f64).sqrt();
-    if let AttentionKernel::CudnnFused { seed } = cfg.attention {
+    if let AttentionKernel::CudnnFused { seed } = ctx.exec.attention {
         let rate = if ctx.training() {
             cfg.attention_probs_dropout_prob
         } else {

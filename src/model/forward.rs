@@ -3,9 +3,11 @@
 //! [`pretraining_forward`] / [`pretraining_loss`] (MLM + NSP heads, losses, metrics), on padded
 //! or packed batches (see [`super::packed`]).
 //!
-//! `train` turns dropout on; it draws from `key` (the `u64[2]` dropout RNG state, see hlo's
-//! dropout), which advances at every dropout and comes back as [`EncoderOutput::key`]. With `train == false` the key is not
-//! used and the graph is deterministic.
+//! Each takes the architecture `cfg` and the run's execution choices `exec` (compute dtype,
+//! attention kernel; see [`super::execution`]). `train` turns dropout on; it draws from `key`
+//! (the `u64[2]` dropout RNG state, see hlo's dropout), which advances at every dropout and
+//! comes back as [`EncoderOutput::key`]. With `train == false` the key is not used and the
+//! graph is deterministic.
 use super::batch::{dims_of, BatchValues};
 use super::embeddings::embeddings;
 use super::encoder::{attention_bias, encoder_layer};
@@ -14,7 +16,7 @@ use super::layers::Ctx;
 use super::loss::{mlm_loss, nsp_loss, nsp_loss_weighted, Metrics};
 use super::packed::{instance_attention_bias, PackedValues};
 use super::params::ParamValues;
-use super::{BertConfig, ModelError, Result};
+use super::{BertConfig, Execution, ModelError, Result};
 use hlo::{Builder, ElementType, Value};
 
 /// The encoder's inputs: s32 `[batch, seq]` each (see [`super::batch`] for their meaning).
@@ -54,12 +56,13 @@ pub struct PretrainingOutput {
 pub fn encoder_forward(
     b: &Builder,
     cfg: &BertConfig,
+    exec: Execution,
     params: &ParamValues,
     inputs: &EncoderInputs,
     key: Value,
     train: bool,
 ) -> Result<EncoderOutput> {
-    let ctx = Ctx::new(b, cfg, params, key, train)?;
+    let ctx = Ctx::new(b, cfg, exec, params, key, train)?;
     encoder(&ctx, inputs, None)
 }
 
@@ -69,12 +72,13 @@ pub fn encoder_forward(
 pub fn encoder_layer_outputs(
     b: &Builder,
     cfg: &BertConfig,
+    exec: Execution,
     params: &ParamValues,
     inputs: &EncoderInputs,
     key: Value,
     train: bool,
 ) -> Result<Vec<Value>> {
-    let ctx = Ctx::new(b, cfg, params, key, train)?;
+    let ctx = Ctx::new(b, cfg, exec, params, key, train)?;
     layer_outputs(&ctx, inputs, None)
 }
 
@@ -155,13 +159,14 @@ fn layer_outputs(
 pub fn pretraining_forward(
     b: &Builder,
     cfg: &BertConfig,
+    exec: Execution,
     params: &ParamValues,
     batch: &BatchValues,
     key: Value,
     train: bool,
 ) -> Result<PretrainingOutput> {
     batch.shapes(b)?;
-    let ctx = Ctx::new(b, cfg, params, key, train)?;
+    let ctx = Ctx::new(b, cfg, exec, params, key, train)?;
     let inputs = EncoderInputs {
         input_ids: batch.input_ids,
         segment_ids: batch.segment_ids,
@@ -209,11 +214,12 @@ pub fn pretraining_forward(
 pub fn pretraining_loss(
     b: &Builder,
     cfg: &BertConfig,
+    exec: Execution,
     params: &ParamValues,
     batch: &BatchValues,
     key: Value,
     train: bool,
 ) -> Result<(Value, Metrics)> {
-    let out = pretraining_forward(b, cfg, params, batch, key, train)?;
+    let out = pretraining_forward(b, cfg, exec, params, batch, key, train)?;
     Ok((out.loss, out.metrics))
 }

@@ -11,7 +11,7 @@
 //! The scales are values the train step hands the loss function, named by
 //! [`crate::train::fp8::scale_name`]; the step reads the amaxes as their gradients.
 use super::params::names;
-use super::{BertConfig, ComputeDtype, ModelError, Result};
+use super::{BertConfig, ComputeDtype, Execution, ModelError, Result};
 use crate::train::fp8::{DelayedScaling, Fp8Setup, Fp8Tensor};
 use crate::train::StepConfig;
 use hlo::ir::{DotDims, Precision};
@@ -33,19 +33,23 @@ pub fn fp8_layer_names(cfg: &BertConfig) -> Vec<String> {
         .collect()
 }
 
-/// The train step's FP8 setup for `cfg`: its FP8 matmuls under `recipe`, or `None` when the
-/// model does not compute in fp8.
-pub fn fp8_setup(cfg: &BertConfig, recipe: &DelayedScaling) -> Option<Fp8Setup> {
-    (cfg.compute_dtype == ComputeDtype::Fp8).then(|| Fp8Setup {
+/// The train step's FP8 setup for `cfg` run as `exec`: its FP8 matmuls under `recipe`, or
+/// `None` when `exec` does not compute in fp8.
+pub fn fp8_setup(cfg: &BertConfig, exec: Execution, recipe: &DelayedScaling) -> Option<Fp8Setup> {
+    (exec.compute == ComputeDtype::Fp8).then(|| Fp8Setup {
         recipe: recipe.clone(),
         layers: fp8_layer_names(cfg),
     })
 }
 
-/// Errors unless `step` carries the FP8 scaling state `cfg`'s FP8 matmuls need (a step built
-/// for an fp8 model without it would not find their scales).
-pub fn require_fp8_setup(cfg: &BertConfig, step: &StepConfig) -> anyhow::Result<()> {
-    match (cfg.compute_dtype, &step.fp8) {
+/// Errors unless `step` carries the FP8 scaling state `cfg`'s FP8 matmuls need under `exec`
+/// (a step built for an fp8 model without it would not find their scales).
+pub fn require_fp8_setup(
+    cfg: &BertConfig,
+    exec: Execution,
+    step: &StepConfig,
+) -> anyhow::Result<()> {
+    match (exec.compute, &step.fp8) {
         (ComputeDtype::Fp8, None) => anyhow::bail!(
             "the model computes in fp8 but the train step carries no FP8 scaling state; set \
              StepConfig::fp8 (model::fp8::fp8_setup)"

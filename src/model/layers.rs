@@ -3,7 +3,7 @@
 //! threads the RNG key.
 use super::fp8::fp8_matmul;
 use super::params::{hlo_dims, names, ParamValues};
-use super::{BertConfig, ComputeDtype, HiddenAct, ModelError, Result};
+use super::{BertConfig, ComputeDtype, Execution, HiddenAct, ModelError, Result};
 use crate::train::fp8::{scale_name, Fp8Tensor};
 use hlo::ir::{DotDims, Precision};
 use hlo::{Builder, ElementType, Value};
@@ -12,6 +12,7 @@ use std::cell::Cell;
 pub(crate) struct Ctx<'a, 'm> {
     pub b: &'a Builder<'m>,
     pub cfg: &'a BertConfig,
+    pub exec: Execution,
     params: &'a ParamValues,
     /// The activation / matmul-input type.
     pub ct: ElementType,
@@ -26,11 +27,13 @@ impl<'a, 'm> Ctx<'a, 'm> {
     pub fn new(
         b: &'a Builder<'m>,
         cfg: &'a BertConfig,
+        exec: Execution,
         params: &'a ParamValues,
         key: Value,
         train: bool,
     ) -> Result<Self> {
         cfg.validate()?;
+        exec.check(cfg)?;
         let k = b.array_shape(key, "dropout")?;
         if k.ty != ElementType::U64 || k.dims != [2] {
             return Err(ModelError::Batch {
@@ -38,18 +41,19 @@ impl<'a, 'm> Ctx<'a, 'm> {
                 msg: format!("must be the dropout RNG state u64[2], got {k}"),
             });
         }
-        let (ct, precision) = match cfg.compute_dtype {
+        let (ct, precision) = match exec.compute {
             ComputeDtype::F32 => (ElementType::F32, Precision::Highest),
             ComputeDtype::Bf16 | ComputeDtype::Fp8 => (ElementType::Bf16, Precision::Default),
         };
         Ok(Self {
             b,
             cfg,
+            exec,
             params,
             ct,
             precision,
             train,
-            fp8: train && cfg.compute_dtype == ComputeDtype::Fp8,
+            fp8: train && exec.compute == ComputeDtype::Fp8,
             key: Cell::new(key),
         })
     }

@@ -1,6 +1,9 @@
 //! BERT (google-research/bert's model, Hugging Face names) as an HLO graph.
 //!
-//! - [`config`]: hyperparameters, presets, JSON from google-research and Hugging Face.
+//! - [`config`]: hyperparameters, presets, JSON from google-research and Hugging Face: the
+//!   architecture only.
+//! - [`execution`]: how a run computes it ([`Execution`]: compute dtype, attention kernel).
+//!   Every builder takes `cfg: &BertConfig` and `exec: Execution` side by side.
 //! - [`params`]: the named parameter list, host storage, graph values by name, HF/TF mapping.
 //! - [`init`]: deterministic truncated-normal initialization.
 //! - [`batch`]: the pretraining batch (google-research/bert's feature names) as graph values.
@@ -17,6 +20,7 @@ pub mod batch;
 pub mod config;
 mod embeddings;
 mod encoder;
+pub mod execution;
 pub mod forward;
 pub mod fp8;
 pub mod heads;
@@ -27,7 +31,8 @@ pub mod packed;
 pub mod params;
 
 pub use batch::{BatchShapes, BatchValues};
-pub use config::{AttentionKernel, BertConfig, ComputeDtype, ConfigFlavor, HiddenAct, PRESETS};
+pub use config::{BertConfig, ConfigFlavor, HiddenAct, PRESETS};
+pub use execution::{AttentionKernel, ComputeDtype, Execution};
 pub use forward::{
     encoder_forward, encoder_layer_outputs, pretraining_forward, pretraining_loss, EncoderInputs,
     EncoderOutput, PretrainingOutput,
@@ -46,6 +51,9 @@ pub enum ModelError {
     Config { field: &'static str, msg: String },
     #[error("BERT config file {path}: {msg}")]
     ConfigFile { path: String, msg: String },
+    /// An execution choice does not fit the model (see [`Execution::check`]).
+    #[error("{field}: {msg}")]
+    Execution { field: &'static str, msg: String },
     #[error("parameter '{name}' is missing (expected by the BERT config)")]
     MissingParam { name: String },
     #[error("parameter '{name}': {msg}")]

@@ -1,11 +1,16 @@
 //! What a pretraining checkpoint holds besides the tensors, and the checks on resume: the model
-//! config, the optimizer settings, the seed (dropout keys and data order derive from it), the
-//! data reader's position in each shard.
+//! config (the architecture), the precision (`extra.precision`), the optimizer settings, the
+//! seed (dropout keys and data order derive from it), the data reader's position in each shard.
+//!
+//! The attention kernel is not recorded: a checkpoint written on GPU with the fused kernel
+//! resumes with the graph one on CPU and back. The precision is, and must match: checkpoints
+//! written before it moved out of the model config carry it there as `compute_dtype`, read by
+//! [`saved_precision`].
 use super::batches::pretrain_dropout;
 use super::config::PretrainConfig;
 use crate::ckpt::{Checkpoint, OptimizerInfo, RngState, Skipped, Spec, State, Store};
 use crate::data::ReaderState;
-use crate::model::BertConfig;
+use crate::model::{BertConfig, ComputeDtype};
 use crate::train::{OptimizerKind, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
@@ -62,6 +67,7 @@ pub fn capture(
     state.data_position = data_position(reader)?;
     state.extra = json!({
         "examples_seen": examples_seen,
+        "precision": cfg.train.precision.name(),
         "batch_size": cfg.train.batch_size,
         // Informational: a run may resume on another device count (then not bit-exact).
         "num_devices": trainer.replicas(),
@@ -135,11 +141,19 @@ fn check_resumable(
     };
     let saved_model: BertConfig = serde_json::from_value(state.model_config.clone())
         .map_err(|e| anyhow!("checkpoint {}: model_config: {e}", dir.display()))?;
-    if !saved_model.same_model(model) {
+    if saved_model != *model {
         return Err(refuse(
             "the model config",
             saved_model.to_json(),
             model.to_json(),
+        ));
+    }
+    let saved_precision = saved_precision(state, dir)?;
+    if saved_precision != cfg.train.precision {
+        return Err(refuse(
+            "the precision (train.precision, --precision)",
+            saved_precision.name().into(),
+            cfg.train.precision.name().into(),
         ));
     }
     // By kind: a checkpoint written before the names were typed may record an alias.
@@ -180,6 +194,31 @@ fn check_resumable(
         );
     }
     Ok(())
+}
+
+/// The precision a checkpoint was trained in: `extra.precision`, or in checkpoints written
+/// before that key the model config's `compute_dtype`; f32 where neither is present (what a
+/// model config without `compute_dtype` meant then).
+pub fn saved_precision(state: &State, dir: &Path) -> Result<ComputeDtype> {
+    let recorded = state
+        .extra
+        .get("precision")
+        .map(|v| ("extra.precision", v))
+        .or_else(|| {
+            state
+                .model_config
+                .get("compute_dtype")
+                .map(|v| ("model_config.compute_dtype", v))
+        });
+    let Some((key, value)) = recorded else {
+        return Ok(ComputeDtype::F32);
+    };
+    value.as_str().and_then(ComputeDtype::parse).ok_or_else(|| {
+        anyhow!(
+            "checkpoint {}: {key} is {value}, not a precision (f32, bf16 or fp8)",
+            dir.display()
+        )
+    })
 }
 
 /// Whether a checkpoint's data position is of synthetic batches (one process's or several).
@@ -322,5 +361,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("process 0"), "{e}");
+    }
+
+    #[test]
+    fn resume_compares_the_architecture_and_the_precision_old_checkpoints_included() {
+        let text = "[data]\nsynthetic = true\n[model]\npreset = \"tiny\"\n[train]\n\
+                    precision = \"bf16\"\n";
+        let mut cfg = PretrainConfig::from_toml_str(text, "t.toml").unwrap();
+        let model = cfg.bert_config().unwrap();
+        let dir = Path::new("/ckpt/step-00000001");
+        let mut state = State::new(1, vec![], vec![]);
+        state.model_config = serde_json::to_value(&model).unwrap();
+        state.optimizer.name = cfg.train.optimizer.name().into();
+        state.rng.host_seed = Some(cfg.train.seed);
+        state.data_position = json!({ "synthetic": true });
+        state.extra = json!({
+            "seq_len": cfg.data.seq_len,
+            "max_predictions": cfg.data.max_predictions,
+            "precision": "bf16",
+        });
+        check_resumable(&state, dir, &cfg, &model).unwrap();
+        // The attention kernel is the backend's choice: not recorded, not compared.
+        cfg.device.attention = crate::backend::AttentionChoice::Graph;
+        check_resumable(&state, dir, &cfg, &model).unwrap();
+        cfg.train.precision = ComputeDtype::F32;
+        let e = check_resumable(&state, dir, &cfg, &model)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the precision") && e.contains("was bf16 and is f32"),
+            "{e}"
+        );
+        // Written before the precision left the model config: read from its compute_dtype.
+        let mut old = state.clone();
+        old.extra.as_object_mut().unwrap().remove("precision");
+        old.model_config["compute_dtype"] = json!("bf16");
+        assert_eq!(saved_precision(&old, dir).unwrap(), ComputeDtype::Bf16);
+        assert!(check_resumable(&old, dir, &cfg, &model).is_err());
+        cfg.train.precision = ComputeDtype::Bf16;
+        check_resumable(&old, dir, &cfg, &model).unwrap();
+        // Neither key: f32, as a model config without compute_dtype meant.
+        old.model_config
+            .as_object_mut()
+            .unwrap()
+            .remove("compute_dtype");
+        assert_eq!(saved_precision(&old, dir).unwrap(), ComputeDtype::F32);
+        old.extra["precision"] = json!("fp16");
+        let e = saved_precision(&old, dir).unwrap_err().to_string();
+        assert!(e.contains("extra.precision"), "{e}");
+        // Another architecture is refused.
+        let mut wider = model.clone();
+        wider.intermediate_size += 8;
+        let e = check_resumable(&state, dir, &cfg, &wider)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the model config"), "{e}");
     }
 }

@@ -17,11 +17,11 @@
 //! ```
 //! See `configs/pretrain-tiny.toml` for a complete, commented example.
 pub use super::overrides::Overrides;
-use crate::backend::{AttentionChoice, Backend};
+use crate::backend::{resolve_execution, AttentionChoice, Backend};
 use crate::model::fp8::fp8_setup;
-use crate::model::{BatchShapes, BertConfig, ComputeDtype, HiddenAct};
+use crate::model::{BatchShapes, BertConfig, ComputeDtype, Execution, HiddenAct};
 use crate::train::{
-    DelayedScaling, OptimizerKind, Policy, Schedule, ScheduleKind, StepConfig, WeightDecay,
+    DelayedScaling, OptimizerKind, Schedule, ScheduleKind, StepConfig, WeightDecay,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -153,7 +153,9 @@ pub struct TrainSection {
     /// 0.98 (RoBERTa's choice) tolerates a higher learning rate in short runs.
     pub adam_beta2: f64,
     /// `f32`, `bf16` (bf16 matmul inputs and activations, f32 master weights and statistics) or
-    /// `fp8` (bf16, with the encoder's dense layers as FP8 matmuls under delayed scaling).
+    /// `fp8` (bf16, with the encoder's dense layers as FP8 matmuls under delayed scaling). The
+    /// run's one precision: the model's [`Execution`] and the step's policy both come from it
+    /// ([`PretrainConfig::execution`], [`PretrainConfig::step_config`]).
     pub precision: ComputeDtype,
     /// fp8: steps of amax history each per-tensor scale is computed from (Transformer Engine's
     /// `amax_history_len`).
@@ -613,7 +615,8 @@ impl PretrainConfig {
         Ok(())
     }
 
-    /// The model: preset or file, the size overrides, the precision.
+    /// The model: preset or file, the size overrides (the architecture; how it runs is
+    /// [`Self::execution`]).
     pub fn bert_config(&self) -> Result<BertConfig> {
         let m = &self.model;
         let mut cfg = match &m.config_file {
@@ -647,19 +650,29 @@ impl PretrainConfig {
         if m.pad_vocab_to.is_some() {
             cfg.pad_vocab_to = m.pad_vocab_to;
         }
-        cfg.compute_dtype = self.train.precision;
         cfg.validate().context("config: [model]")?;
-        cfg.attention = self
-            .device
-            .attention
-            .resolve(self.device.backend, &cfg, self.train.seed)
-            .context("config: device.attention")?;
         Ok(cfg)
     }
 
-    /// Optimizer, schedule, clipping, accumulation and FP8 scaling of the train step.
-    /// Parameters stay f32 (the policy); bf16 and fp8 are the model's compute dtype.
+    /// How the run computes `model` (its [`Self::bert_config`]): `train.precision` and the
+    /// attention kernel `device.attention` picks on `device.backend`.
+    pub fn execution(&self, model: &BertConfig) -> Result<Execution> {
+        resolve_execution(
+            self.device.backend,
+            self.train.precision,
+            self.device.attention,
+            model,
+            self.train.seed,
+        )
+        .context("config: device.attention")
+    }
+
+    /// Optimizer, schedule, clipping, accumulation, and what follows from the run's
+    /// [`Self::execution`]: the precision policy ([`Execution::step_policy`]) and the FP8
+    /// scaling of the model's FP8 matmuls.
     pub fn step_config(&self) -> Result<StepConfig> {
+        let model = self.bert_config()?;
+        let exec = self.execution(&model)?;
         let t = &self.train;
         let decay = WeightDecay::bert(t.weight_decay);
         let optimizer = t.optimizer.build(decay, t.adam_beta2);
@@ -698,9 +711,9 @@ impl PretrainConfig {
             schedule,
             clip_norm: (t.clip_norm > 0.0).then_some(t.clip_norm),
             accumulation_steps: t.accumulation_steps,
-            policy: Policy::f32(),
+            policy: exec.step_policy(),
             replicas: 1,
-            fp8: fp8_setup(&self.bert_config()?, &recipe),
+            fp8: fp8_setup(&model, exec, &recipe),
         })
     }
 
@@ -959,6 +972,26 @@ mod tests {
         c.train.precision = ComputeDtype::Bf16;
         c.validate().unwrap();
         assert!(c.step_config().unwrap().fp8.is_none());
+    }
+
+    #[test]
+    fn train_precision_alone_decides_the_model_execution_and_the_step_policy() {
+        let mut c = PretrainConfig::from_toml_str("[data]\nsynthetic = true\n", "t").unwrap();
+        let model = c.bert_config().unwrap();
+        for p in [ComputeDtype::F32, ComputeDtype::Bf16, ComputeDtype::Fp8] {
+            c.train.precision = p;
+            // The architecture does not change with the precision.
+            assert_eq!(c.bert_config().unwrap(), model);
+            let exec = c.execution(&model).unwrap();
+            assert_eq!(exec, Execution::new(p));
+            let step = c.step_config().unwrap();
+            assert_eq!(step.policy, exec.step_policy());
+            assert_eq!(step.fp8.is_some(), p == ComputeDtype::Fp8);
+        }
+        c.train.precision = ComputeDtype::F32;
+        c.device.attention = AttentionChoice::Cudnn;
+        let e = format!("{:#}", c.validate().unwrap_err());
+        assert!(e.contains("device.attention") && e.contains("cuda"), "{e}");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Evaluation on held-out shards: the forward pass without dropout over the eval set (read
 //! once, in file order), MLM and NSP loss and accuracy aggregated exactly over all batches.
 use super::batches::field_literals;
+use super::config::PretrainConfig;
 use super::program::{eval_program, EVAL_SUMS};
 use crate::backend::compile_options_for;
 use crate::data::{Reader, ReaderConfig};
-use crate::model::{BatchShapes, BertConfig};
+use crate::model::{BatchShapes, BertConfig, Execution};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -58,31 +59,33 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
-    /// Compiles the eval program for `cfg` on `client`; `max_batches` 0 reads the whole set;
-    /// `mask_id` is the vocab's `[MASK]` id.
+    /// Compiles the eval program for `cfg` run as `exec` on `client`, over `files` with the
+    /// run's eval settings (`eval.batches`, 0 reads the whole set; `eval.mask_token_id`; the
+    /// eval batch shapes and reader cycle length).
     pub fn new(
         client: &Client,
+        run: &PretrainConfig,
         cfg: &BertConfig,
+        exec: Execution,
         files: Vec<PathBuf>,
-        shapes: BatchShapes,
-        max_batches: usize,
-        cycle_length: usize,
-        mask_id: i32,
     ) -> Result<Self> {
-        let module = eval_program(cfg, &shapes, mask_id).context("building the eval program")?;
+        let mask_id = i32::try_from(run.mask_token_id()).context("eval.mask_token_id")?;
+        let shapes = run.eval_shapes();
+        let module =
+            eval_program(cfg, exec, &shapes, mask_id).context("building the eval program")?;
         let t0 = Instant::now();
         let exe = client
             .compile_module(
                 &module,
-                &compile_options_for(cfg, CompileOptions::default()),
+                &compile_options_for(exec, CompileOptions::default()),
             )
             .context("compiling the eval program")?;
         Ok(Self {
             exe,
             files,
             shapes,
-            max_batches,
-            cycle_length,
+            max_batches: run.eval.batches,
+            cycle_length: run.data.cycle_length,
             vocab_size: cfg.vocab_size,
             compile_time: t0.elapsed(),
         })

@@ -11,7 +11,8 @@ use crate::model::fp8::require_fp8_setup;
 use crate::model::loss::{correct, label_nll};
 use crate::model::params::param_specs;
 use crate::model::{
-    pretraining_forward, pretraining_loss, BatchShapes, BatchValues, BertConfig, ParamValues,
+    pretraining_forward, pretraining_loss, BatchShapes, BatchValues, BertConfig, Execution,
+    ParamValues,
 };
 use crate::train::lowered::{lower, BuildStats};
 use crate::train::{autodiff, build_train_step, BatchSpec, ParamSpec, StepConfig, TrainProgram};
@@ -56,14 +57,15 @@ pub fn train_param_specs(cfg: &BertConfig) -> Vec<ParamSpec> {
         .collect()
 }
 
-/// BERT's pretraining step for `cfg` on micro-batches of `micro` (the step takes them stacked
-/// `[k, ...]` when `step.accumulation_steps` is k > 1).
+/// BERT's pretraining step for `cfg` run as `exec` on micro-batches of `micro` (the step takes
+/// them stacked `[k, ...]` when `step.accumulation_steps` is k > 1).
 pub fn train_program(
     cfg: &BertConfig,
+    exec: Execution,
     micro: &BatchShapes,
     step: &StepConfig,
 ) -> Result<TrainProgram> {
-    require_fp8_setup(cfg, step)?;
+    require_fp8_setup(cfg, exec, step)?;
     let params = train_param_specs(cfg);
     let batch = step_batch_specs(micro)?;
     let model = cfg.clone();
@@ -71,7 +73,7 @@ pub fn train_program(
         let params = ParamValues::from_pairs(p.iter());
         let values = BatchValues::from_lookup(|n| batch.get(n).ok())?;
         let key = batch.get(RNG_KEY)?;
-        let (loss, m) = pretraining_loss(b, &model, &params, &values, key, true)?;
+        let (loss, m) = pretraining_loss(b, &model, exec, &params, &values, key, true)?;
         let metrics = [m.mlm_loss, m.nsp_loss, m.mlm_accuracy, m.nsp_accuracy];
         Ok((
             loss,
@@ -88,9 +90,10 @@ pub fn train_program(
 
 /// The train step of a run, built and lowered: what the compiler is handed.
 pub struct LoweredStep {
-    /// The model as the run trains it (precision, vocabulary padding and attention kernel
-    /// resolved for the run's backend).
+    /// The model as the run trains it (vocabulary padding included).
     pub model: BertConfig,
+    /// How it runs: the run's precision and the attention kernel for its backend.
+    pub exec: Execution,
     /// One replica's micro-batch.
     pub micro: BatchShapes,
     /// The step module and the layout of its inputs and outputs.
@@ -108,6 +111,7 @@ pub struct LoweredStep {
 /// shards of `train.accumulation_steps` micro-batches each.
 pub fn train_step_module(cfg: &PretrainConfig, replicas: usize) -> Result<LoweredStep> {
     let model = cfg.bert_config()?;
+    let exec = cfg.execution(&model)?;
     let k = cfg.train.accumulation_steps as usize;
     let parts = k * replicas;
     let batch = cfg.train.batch_size;
@@ -122,11 +126,12 @@ pub fn train_step_module(cfg: &PretrainConfig, replicas: usize) -> Result<Lowere
     let replicas = u32::try_from(replicas).map_err(|_| anyhow!("{replicas} replicas"))?;
     let step = cfg.step_config()?.with_replicas(replicas);
     let started = Instant::now();
-    let program = train_program(&model, &micro, &step)?;
+    let program = train_program(&model, exec, &micro, &step)?;
     let (proto, build) = lower(&program.module, started)?;
-    let options = compile_options_for(&model, program.layout.compile_options());
+    let options = compile_options_for(exec, program.layout.compile_options());
     Ok(LoweredStep {
         model,
+        exec,
         micro,
         program,
         proto,
@@ -160,8 +165,13 @@ pub const EVAL_SUMS: [&str; 8] = [
 /// `(params..., batch fields...) -> (EVAL_SUMS...)`: the pretraining forward pass without
 /// dropout. Padding rows (all-zero `input_mask`, as the reader pads a last partial batch) count
 /// in no sum: their MLM weights are zero and their NSP term is masked here. `mask_id` is the
-/// vocab's `[MASK]` id.
-pub fn eval_program(cfg: &BertConfig, shapes: &BatchShapes, mask_id: i32) -> Result<Module> {
+/// vocab's `[MASK]` id; the model is `cfg` run as `exec`.
+pub fn eval_program(
+    cfg: &BertConfig,
+    exec: Execution,
+    shapes: &BatchShapes,
+    mask_id: i32,
+) -> Result<Module> {
     if shapes.max_instances_per_row.is_some() {
         bail!("evaluation reads padded batches; build the eval program without packing");
     }
@@ -170,7 +180,7 @@ pub fn eval_program(cfg: &BertConfig, shapes: &BatchShapes, mask_id: i32) -> Res
     let params = ParamValues::declare(&b, &param_specs(cfg))?;
     let batch = shapes.declare(&b)?;
     let key = b.constant_slice(&[0u64, 0], &[2])?;
-    let out = pretraining_forward(&b, cfg, &params, &batch, key, false)?;
+    let out = pretraining_forward(&b, cfg, exec, &params, &batch, key, false)?;
     let n = b.dims(out.mlm_logits)?[0];
     let labels = b.reshape(batch.masked_lm_ids, &[n])?;
     let weights = b.reshape(batch.masked_lm_weights, &[n])?;

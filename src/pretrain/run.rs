@@ -32,7 +32,7 @@ use crate::backend::open_client;
 use crate::bench::measure::Startup;
 use crate::ckpt::{Checkpoint, Spec, Store};
 use crate::data::ReaderConfig;
-use crate::model::{init_params, BatchShapes, BertConfig};
+use crate::model::{init_params, BatchShapes, BertConfig, Execution};
 use crate::storage::OutputDir;
 use crate::train::progress::TrainBar;
 use crate::train::{StepLayout, Trainer};
@@ -210,6 +210,8 @@ impl RunSummary {
 pub(crate) struct Session {
     pub client: Client,
     pub model: BertConfig,
+    /// How the step runs the model (the run's precision and attention kernel).
+    pub exec: Execution,
     /// One replica's micro-batch.
     pub micro: BatchShapes,
     /// This process's devices the step runs on (its data-parallel replicas).
@@ -263,6 +265,7 @@ impl Session {
         let replicas = num_devices * processes;
         let LoweredStep {
             model,
+            exec,
             micro,
             program,
             proto,
@@ -325,6 +328,7 @@ impl Session {
         Ok(Self {
             client,
             model,
+            exec,
             micro,
             num_devices,
             replicas,
@@ -509,6 +513,7 @@ fn run_in(
     })?;
     let Session {
         client,
+        exec,
         micro,
         num_devices,
         replicas,
@@ -552,16 +557,7 @@ fn run_in(
         Some(pattern) if chief => {
             let files = ReaderConfig::files_from_patterns(pattern).context("data.eval")?;
             // Evaluation runs on replica 0's device with its copy of the parameters.
-            let shapes = cfg.eval_shapes();
-            Some(Evaluator::new(
-                &client,
-                &model,
-                files,
-                shapes,
-                cfg.eval.batches,
-                cfg.data.cycle_length,
-                i32::try_from(cfg.mask_token_id()).context("eval.mask_token_id")?,
-            )?)
+            Some(Evaluator::new(&client, cfg, &model, exec, files)?)
         }
         _ => None,
     };

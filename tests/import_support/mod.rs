@@ -4,7 +4,9 @@ use crate::common;
 use hlo::{ElementType, Literal, ModuleBuilder, Shape};
 use std::path::PathBuf;
 use tpu_run::model::params::encoder_param_specs;
-use tpu_run::model::{encoder_forward, BertConfig, EncoderInputs, ParamSet, ParamValues};
+use tpu_run::model::{
+    encoder_forward, BertConfig, EncoderInputs, Execution, ParamSet, ParamValues,
+};
 
 pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -67,7 +69,7 @@ pub fn run_encoder(
     let key = b
         .parameter(Shape::array(ElementType::U64, vec![2]), "rng_key")
         .unwrap();
-    let out = encoder_forward(&b, cfg, &values, &inputs, key, false).unwrap();
+    let out = encoder_forward(&b, cfg, Execution::default(), &values, &inputs, key, false).unwrap();
     let root = b.tuple(&[out.sequence, out.pooled]).unwrap();
     let entry = b.finish(root).unwrap();
     let module = m.build(entry).unwrap();
