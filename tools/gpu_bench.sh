@@ -81,7 +81,7 @@ run() {
             for f in "" xla_gpu_enable_command_buffer=; do
                 echo "== xla flag: ${f:-(none)}" | tee -a "$out/$GROUP.txt"
                 rm -rf "$work/profile"
-                invoke "${common[@]}" --repeat 1 --steps 5 --model base --task pretrain --seq 128 \
+                invoke "${common[@]:0:7}" --repeat 1 --steps 5 --model base --task pretrain --seq 128 \
                     --batch 256 --profile "$work/profile" ${f:+--xla-flag "$f"}
                 local tag=${f:+nocmdbuf}
                 cp "$work/profile/"*/layers.tsv "$out/layers_${tag:-default}.tsv" 2>/dev/null || true
