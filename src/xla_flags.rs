@@ -46,6 +46,17 @@ pub fn set_global(flags: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Adds `NAME=VALUE` to the global flags unless the user set `NAME`; whether it was added.
+pub fn add_default(flag: &str) -> Result<bool> {
+    let (name, value) = parse(flag)?;
+    let mut flags = FLAGS.lock().unwrap_or_else(|e| e.into_inner());
+    if flags.iter().any(|(n, _)| *n == name) {
+        return Ok(false);
+    }
+    flags.push((name, value));
+    Ok(true)
+}
+
 /// The flags set with [`set_global`], as `NAME=VALUE` strings (for reports).
 pub fn global() -> Vec<String> {
     FLAGS
@@ -104,5 +115,20 @@ mod tests {
         assert!(parse("xla_gpu_autotune_level").is_err());
         assert!(parse("autotune=1").is_err());
         assert!(parse("xla_GPU=1").is_err());
+    }
+
+    #[test]
+    fn a_default_yields_to_the_users_setting() {
+        let name = "xla_tpu_run_test_only_flag";
+        assert!(add_default(&format!("{name}=1")).unwrap());
+        assert!(!add_default(&format!("{name}=2")).unwrap(), "already set");
+        assert!(global().contains(&format!("{name}=1")));
+        let mut options = CompileOptions::default();
+        apply(&mut options);
+        assert_eq!(options.env_option_overrides[name], OptionOverride::Int(1));
+        FLAGS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(n, _)| n != name);
     }
 }

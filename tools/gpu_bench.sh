@@ -8,7 +8,8 @@
 #       pretrain   BERT-base seq 128 batch 256 and BERT-large seq 512 batch 32 (profile of the first)
 #       squad      BERT-base and BERT-large SQuAD seq 384 batch 32
 #       flags      BERT-base seq 128 batch 256 (dropout 0) under XLA flag variants, no anchors
-#       profile    BERT-base seq 128 batch 256 profiled with and without command buffers
+#       profile    BERT-base seq 128 batch 256 profiled as `--profile` does it (command buffers
+#                  off) and with them kept on (the cuDNN-safe set)
 #
 # The flag variants are told apart by their records' env.xla_flags. Every group writes GROUP.jsonl (one record per configuration), GROUP.txt (the table and the
 # log) and, for pretrain, the profile's layers.tsv into $OUT (or ./bench-out without $OUT).
@@ -75,15 +76,15 @@ run() {
             done
             ;;
         profile)
-            # Device time per layer with command buffers (the default) and without: events inside
-            # a CUDA graph may carry no HLO op, which leaves them unmapped.
+            # Device time per layer as `--profile` takes it (command buffers off) and with command
+            # buffers kept on: kernels inside a CUDA graph carry no HLO op and stay unmapped.
             local f
-            for f in "" xla_gpu_enable_command_buffer=; do
+            for f in "" xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL; do
                 echo "== xla flag: ${f:-(none)}" | tee -a "$out/$GROUP.txt"
                 rm -rf "$work/profile"
                 invoke "${common[@]:0:7}" --repeat 1 --steps 5 --model base --task pretrain --seq 128 \
                     --batch 256 --profile "$work/profile" ${f:+--xla-flag "$f"}
-                local tag=${f:+nocmdbuf}
+                local tag=${f:+cmdbuf}
                 cp "$work/profile/"*/layers.tsv "$out/layers_${tag:-default}.tsv" 2>/dev/null || true
                 cp "$work/profile/"*/unmapped.tsv "$out/unmapped_${tag:-default}.tsv" 2>/dev/null || true
                 gzip -c "$work/profile/"*/trace.json > "$out/trace_${tag:-default}.json.gz" 2>/dev/null || true
