@@ -163,6 +163,7 @@ fn records(out: &Path) -> Vec<Value> {
                 "wall_time_s",
                 "compile_s",
                 "time_to_first_step_s",
+                "startup",
                 "checkpoint",
             ] {
                 obj.remove(k);

@@ -32,7 +32,7 @@ use crate::backend::open_client;
 use crate::bench::measure::Startup;
 use crate::ckpt::{Checkpoint, Spec, Store};
 use crate::data::ReaderConfig;
-use crate::model::{init_params, BatchShapes, BertConfig, Execution};
+use crate::model::{init_params, BatchShapes, BertConfig, Execution, ParamSet};
 use crate::storage::OutputDir;
 use crate::train::progress::TrainBar;
 use crate::train::{StepLayout, Trainer};
@@ -93,6 +93,9 @@ pub struct RunSummary {
     pub compile_time: Duration,
     /// From the start of the run to the first step's results.
     pub time_to_first_step: Duration,
+    /// Where the time before the step's first launch went (the rest of `time_to_first_step`
+    /// is opening the data, the evaluator and the first step itself).
+    pub startup: Startup,
     pub wall_time: Duration,
     /// Sequences (instances, when packed) per second over the steps after the first
     /// (evaluations and checkpoints included).
@@ -140,6 +143,7 @@ impl RunSummary {
             s.compile_time.as_secs_f64(),
             s.time_to_first_step.as_secs_f64()
         );
+        println!("startup:      {}", s.startup.describe());
         let steady = match &s.steady {
             Some(x) => format!(
                 "{:.1} seq/s steady state (median step {:.2} ms over {} steps)",
@@ -240,24 +244,42 @@ impl Session {
                  for `tpu-run pretrain` training runs"
             );
         }
-        Self::open_in(cfg, None, None, start)
+        Self::open_in(cfg, None, None, FreshInit::Likely, start)
     }
 
     /// [`Session::open`] as one process of a multi-process run when `dist` is given: the step
     /// is compiled for the replicas of every process and runs on this process's devices. The
-    /// step's HloModuleProto bytes are written to `dump_program` first, when given.
+    /// step's HloModuleProto bytes are written to `dump_program` first, when given. With
+    /// [`FreshInit::Likely`] the initialization is drawn on a thread of its own while the client
+    /// opens and the step compiles (or loads), and used if `start` gives no state.
     pub fn open_in(
         cfg: &PretrainConfig,
         dist: Option<&Distributed>,
         dump_program: Option<&Path>,
+        fresh: FreshInit,
         start: impl FnOnce(&StepLayout) -> Result<Option<(Vec<Literal>, Vec<Literal>, u64)>>,
     ) -> Result<Self> {
+        let model = cfg.bert_config()?;
         let need = super::memory::host_memory_need(
-            &cfg.bert_config()?,
+            &model,
             cfg.train.optimizer,
             cfg.device.backend == crate::backend::Backend::Cpu,
         );
         super::memory::check_host_memory(need, super::memory::available_host_memory())?;
+        std::thread::scope(|scope| {
+            let drawn = (fresh == FreshInit::Likely)
+                .then(|| scope.spawn(|| init_params(&model, cfg.train.seed)));
+            Self::open_with(cfg, dist, dump_program, start, drawn)
+        })
+    }
+
+    fn open_with(
+        cfg: &PretrainConfig,
+        dist: Option<&Distributed>,
+        dump_program: Option<&Path>,
+        start: impl FnOnce(&StepLayout) -> Result<Option<(Vec<Literal>, Vec<Literal>, u64)>>,
+        drawn: Option<std::thread::ScopedJoinHandle<'_, ParamSet>>,
+    ) -> Result<Self> {
         let t_client = Instant::now();
         let (client, num_devices) = open_devices(cfg, dist)?;
         let client_s = t_client.elapsed().as_secs_f64();
@@ -299,11 +321,19 @@ impl Session {
         let t_state = Instant::now();
         let (params, opt_state, step) = match start(&layout)? {
             Some(s) => s,
-            None => (
-                initial_params(&model, &layout, cfg.train.seed)?,
-                layout.initial_opt_state()?,
-                0,
-            ),
+            None => {
+                let set = match drawn {
+                    Some(handle) => handle
+                        .join()
+                        .map_err(|_| anyhow!("drawing the initial parameters failed"))?,
+                    None => init_params(&model, cfg.train.seed),
+                };
+                (
+                    layout_literals(&set, &layout)?,
+                    layout.initial_opt_state()?,
+                    0,
+                )
+            }
         };
         let step = i32::try_from(step).map_err(|_| anyhow!("step {step} exceeds s32"))?;
         let state_s = t_state.elapsed().as_secs_f64();
@@ -389,9 +419,16 @@ pub fn replica_devices(devices: &[(i32, i32)], processes: usize, local: usize) -
     Ok(out)
 }
 
-/// The model's initialization from `seed`, in the step's parameter order.
-fn initial_params(model: &BertConfig, layout: &StepLayout, seed: u64) -> Result<Vec<Literal>> {
-    let set = init_params(model, seed);
+/// Whether a run starts from a fresh initialization (no checkpoint to resume): then
+/// [`Session::open_in`] draws it while the step compiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FreshInit {
+    Likely,
+    Unlikely,
+}
+
+/// The initialization `set`, in the step's parameter order.
+fn layout_literals(set: &ParamSet, layout: &StepLayout) -> Result<Vec<Literal>> {
     layout
         .params
         .iter()
@@ -479,7 +516,17 @@ fn run_in(
     };
     let mut resumed: Option<(crate::ckpt::State, PathBuf)> = None;
     let mut skipped_checkpoints = Vec::new();
-    let session = Session::open_in(cfg, dist, opts.dump_program.as_deref(), |layout| {
+    // A fresh run's initialization is drawn while the step compiles.
+    let fresh = match &resume_point {
+        Some(point) => point.is_none(),
+        None => !cfg.checkpoint.resume || store.latest()?.is_none(),
+    };
+    let fresh = if fresh {
+        FreshInit::Likely
+    } else {
+        FreshInit::Unlikely
+    };
+    let session = Session::open_in(cfg, dist, opts.dump_program.as_deref(), fresh, |layout| {
         let spec = Spec::from_layout(layout);
         let loaded = match &resume_point {
             // Several processes: the checkpoint process 0 chose (or none).
@@ -520,6 +567,7 @@ fn run_in(
         layout,
         trainer,
         compile_time,
+        startup,
         ..
     } = session;
     let spec = Spec::from_layout(&layout);
@@ -620,6 +668,7 @@ fn run_in(
         resumed_from: resumed.as_ref().map(|(_, d)| d.clone()),
         skipped_checkpoints,
         compile_time,
+        startup,
         metrics_file: sink
             .as_ref()
             .zip(output.as_ref())

@@ -438,6 +438,7 @@ impl TrainLoop<'_> {
                 "time_to_first_step_s",
                 Value::from(s.time_to_first_step.as_secs_f64()),
             ),
+            ("startup", s.startup.to_json()),
             ("seq_per_s", Value::from(s.seq_per_s)),
             (
                 "steady_seq_per_s",
