@@ -726,3 +726,67 @@ fn compile_takes_replicas_for_the_train_step_only() {
     assert!(!out.status.success());
     assert!(stderr.contains("multiple of --replicas 3"), "{stderr}");
 }
+
+/// The regression of XLA:CPU's all-reduce deadlock: the tiny preset at seq 128 on 2 devices,
+/// with the plugin's thread pools held to 2 threads (`PJRT_NPROC=2`, as on a 2-core machine,
+/// whatever this one has). With XNNPACK dots in the program, one replica's pool thread waited
+/// in the all-reduce while the other's waited in XNNPACK for a task only a free pool thread
+/// could run, and XLA aborted the process after 40 s ("Termination timeout for all reduce").
+/// `Client::effective_compile_options` compiles such programs without XNNPACK. The run is a
+/// child process killed after 10 minutes, so a hang fails the test instead of stalling it.
+#[test]
+fn two_cpu_devices_at_seq_128_do_not_deadlock_on_a_two_thread_pool() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
+        .args(["pretrain", "--backend", "cpu", "--preset", "tiny"])
+        .args([
+            "--synthetic-data",
+            "--num-devices",
+            "2",
+            "--batch-size",
+            "8",
+        ])
+        .args([
+            "--seq-len",
+            "128",
+            "--max-predictions",
+            "20",
+            "--bench-steps",
+            "1",
+        ])
+        .arg("--no-compile-cache")
+        .env("PJRT_NPROC", "2")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = format!("{}\n{}", stdout.join().unwrap(), stderr.join().unwrap());
+    let status = status.unwrap_or_else(|| panic!("still running after 10 minutes:\n{text}"));
+    assert!(status.success(), "{status}:\n{text}");
+    assert!(text.contains("median step"), "{text}");
+}

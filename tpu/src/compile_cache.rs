@@ -228,7 +228,10 @@ impl CompileCache {
         module: &[u8],
         options: &CompileOptions,
     ) -> Result<(Executable, CacheOutcome)> {
-        let key = self.key(client, module, &options.to_bytes()?)?;
+        // Keyed by what the plugin gets, so an entry compiled before an adjustment of
+        // `effective_compile_options` is never loaded in its place.
+        let effective = client.effective_compile_options(options);
+        let key = self.key(client, module, &effective.to_bytes()?)?;
         if let Some(exe) = self.lookup(&key, |p| client.load_compiled(p, module, options)) {
             return Ok((exe, CacheOutcome::Hit));
         }

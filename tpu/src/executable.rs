@@ -156,8 +156,45 @@ impl Client {
         Executable::from_loaded(&self.inner, a.loaded_executable, params)
     }
 
-    /// Compiles with the plugin, never through the cache.
+    /// `options` as this client's plugin gets them: on XLA:CPU,
+    /// [`CompileOptions::for_cpu_plugin`] (programs over several devices without XNNPACK, which
+    /// can deadlock their all-reduces on a machine with few cores); elsewhere unchanged.
+    pub fn effective_compile_options<'a>(
+        &self,
+        options: &'a CompileOptions,
+    ) -> std::borrow::Cow<'a, CompileOptions> {
+        if options.device_count() > 1 && self.platform_name().is_ok_and(|p| p == "cpu") {
+            options.for_cpu_plugin()
+        } else {
+            std::borrow::Cow::Borrowed(options)
+        }
+    }
+
+    /// Compiles with the plugin, never through the cache, with
+    /// [`Client::effective_compile_options`]. A CPU plugin too old to know the XNNPACK option
+    /// ("No such compile option") gets the caller's options as they are.
     pub fn compile_uncached(
+        &self,
+        module: &[u8],
+        options: &CompileOptions,
+        parameter_shapes: Option<Vec<ArrayShape>>,
+    ) -> Result<Executable> {
+        let effective = self.effective_compile_options(options);
+        if let std::borrow::Cow::Owned(adjusted) = &effective {
+            match self.compile_exact(module, adjusted, parameter_shapes.clone()) {
+                Err(e)
+                    if e.to_string().contains(&format!(
+                        "No such compile option: '{}'",
+                        crate::options::CPU_XNNPACK_OPTION
+                    )) => {}
+                other => return other,
+            }
+        }
+        self.compile_exact(module, options, parameter_shapes)
+    }
+
+    /// Compiles with exactly `options`.
+    fn compile_exact(
         &self,
         module: &[u8],
         options: &CompileOptions,

@@ -3,6 +3,7 @@ use crate::error::{Error, Result};
 use crate::ffi::{self, new_args, PJRT_NamedValue};
 use hlo::proto;
 use prost::Message;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ffi::c_char;
 
@@ -259,6 +260,11 @@ pub enum OptionOverride {
     Double(f64),
 }
 
+/// XLA:CPU's XNNPACK switch (`DebugOptions.xla_cpu_use_xnnpack`, on by default in
+/// xla-cpu-pjrt 0.0.1), off in programs over several CPU devices: see
+/// [`CompileOptions::for_cpu_plugin`].
+pub const CPU_XNNPACK_OPTION: &str = "xla_cpu_use_xnnpack";
+
 /// Compile options, serialized to `CompileOptionsProto`. Never empty: the default is one replica,
 /// one partition (PJRT aborts the process on empty options).
 #[derive(Clone, Debug)]
@@ -303,6 +309,37 @@ impl CompileOptions {
             use_spmd_partitioning: true,
             ..Default::default()
         }
+    }
+
+    /// How many devices one execution of the program spans (replicas x partitions).
+    pub fn device_count(&self) -> i64 {
+        self.num_replicas.saturating_mul(self.num_partitions)
+    }
+
+    /// These options as XLA:CPU gets them: a program over several devices is compiled without
+    /// XNNPACK ([`CPU_XNNPACK_OPTION`] = false) unless the caller set that option itself.
+    ///
+    /// Why: XLA:CPU (xla-cpu-pjrt 0.0.1) runs every replica's thunks on one shared intra-op
+    /// Eigen pool of max(cores, devices) threads (`PjRtCpuClient`'s "XLAEigen" pool; the core
+    /// count is `PJRT_NPROC`/`NPROC` or the machine's). A replica that reaches an all-reduce
+    /// blocks its pool thread in the in-process rendezvous until every replica arrives. An
+    /// XNNPACK dot, run on a pool thread, blocks that thread too when it rebuilds its runtime
+    /// (`XnnFusionThunk::UpdateXnnExecutable` -> `pthreadpool_destroy`, which waits until each
+    /// worker task it queued on the same pool has run). With as many pool threads as devices
+    /// (2 cores, 2 devices) nothing is left to run those tasks: the replica never reaches the
+    /// all-reduce, and XLA aborts the process after 40 s ("Termination timeout for all
+    /// reduce"). Without XNNPACK, dots are Eigen contractions that never wait on the pool, so
+    /// the only waits left are the rendezvous, at most one per replica, and the pool always
+    /// keeps a thread for the replica that has not arrived yet. One-device programs keep
+    /// XNNPACK (faster there: 292 vs 376 ms for the tiny preset's step at seq 128 on 2 cores).
+    pub fn for_cpu_plugin(&self) -> Cow<'_, CompileOptions> {
+        if self.device_count() <= 1 || self.env_option_overrides.contains_key(CPU_XNNPACK_OPTION) {
+            return Cow::Borrowed(self);
+        }
+        let mut o = self.clone();
+        o.env_option_overrides
+            .insert(CPU_XNNPACK_OPTION.into(), OptionOverride::Bool(false));
+        Cow::Owned(o)
     }
 
     /// Checks the options and builds the proto.
@@ -437,6 +474,37 @@ mod tests {
         o.device_assignment = Some(vec![vec![0]]);
         assert!(o.to_proto().is_err());
         assert!(CompileOptions::replicas(0).to_proto().is_err());
+    }
+
+    #[test]
+    fn cpu_programs_over_several_devices_go_without_xnnpack() {
+        let off = Some(&OptionOverride::Bool(false));
+        let xnn = |o: &CompileOptions| {
+            o.for_cpu_plugin()
+                .env_option_overrides
+                .get(CPU_XNNPACK_OPTION)
+                .cloned()
+        };
+        assert_eq!(xnn(&CompileOptions::default()), None);
+        assert!(matches!(
+            CompileOptions::default().for_cpu_plugin(),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(xnn(&CompileOptions::replicas(2)).as_ref(), off);
+        assert_eq!(xnn(&CompileOptions::spmd(4)).as_ref(), off);
+        // The caller's own choice stays, either way.
+        let mut mine = CompileOptions::replicas(2);
+        mine.env_option_overrides
+            .insert(CPU_XNNPACK_OPTION.into(), OptionOverride::Bool(true));
+        assert_eq!(xnn(&mine), Some(OptionOverride::Bool(true)));
+        // Nothing else changes.
+        let two = CompileOptions::replicas(2);
+        let p = two.for_cpu_plugin().to_proto().unwrap();
+        assert_eq!(
+            p.executable_build_options,
+            two.to_proto().unwrap().executable_build_options
+        );
+        assert_eq!(p.env_option_overrides.len(), 1);
     }
 
     #[test]
