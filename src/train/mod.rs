@@ -14,6 +14,7 @@
 //! - [`runtime`]: [`Trainer`] holds the device state (one copy per replica) and runs the step.
 //! - [`shard`]: splitting host batches into per-replica shards.
 //! - [`session`]: the pipelined step loop every training command drives.
+//! - [`startup`]: where a run's time goes before its first step.
 pub mod accumulate;
 pub mod clip;
 pub mod fp8;
@@ -27,6 +28,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod session;
 pub mod shard;
+pub mod startup;
 pub mod step;
 
 pub use fp8::{DelayedScaling, Fp8Setup, Fp8Tensor};
