@@ -4,8 +4,11 @@
 use super::optimized::OptimizedStats;
 use crate::profile::ProfileReport;
 use crate::train::lowered::BuildStats;
+use crate::train::session::{run_steps, SessionSteps, Staged};
 pub use crate::train::startup::Startup;
+use crate::train::{ShardedBatch, Trainer};
 use anyhow::{anyhow, bail, Result};
+use hlo::Literal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tpu::{Buffer, Client, CompiledMemoryStats, Device, Executable, Value};
@@ -134,33 +137,87 @@ pub struct Measurement {
     pub profile: Option<ProfileOutcome>,
 }
 
-/// Runs `total` steps, each launched before the loss of the one before is read back, so the
-/// host never leaves the device idle; returns when each step's loss reached the host, and the
-/// last loss. A non-finite loss stops the run: timings of a diverged step mean nothing.
+/// The benches' inputs: batches that stay on the device (alternated, so consecutive steps see
+/// different data) and, per step, the small inputs uploaded for it (its dropout key), placed
+/// after the batch's.
+pub struct ResidentBatches<'a> {
+    pub batches: &'a [ShardedBatch],
+    pub per_step: &'a dyn Fn(u64) -> Result<Vec<Literal>>,
+    /// How the outputs of the step that made `done` updates give its loss.
+    pub loss_of: &'a dyn Fn(u64, &[Buffer]) -> Result<f32>,
+}
+
+/// Runs steps `steps` of `trainer` on `inputs` through the training commands' session loop
+/// ([`crate::train::session`]): each launched before the loss of the one before is read back,
+/// so the host never leaves the device idle. Returns when each step's loss reached the host,
+/// and the last loss. A non-finite loss stops the run: timings of a diverged step mean
+/// nothing.
 pub fn pipelined_steps(
-    total: u64,
-    mut launch: impl FnMut(u64) -> Result<Vec<Buffer>>,
-    mut loss_of: impl FnMut(u64, Vec<Buffer>) -> Result<f32>,
+    trainer: &mut Trainer,
+    inputs: &ResidentBatches,
+    steps: std::ops::Range<u64>,
 ) -> Result<(Vec<Instant>, f32)> {
-    let mut ready = Vec::with_capacity(total as usize);
-    let mut pending: Option<(u64, Vec<Buffer>)> = None;
-    let mut last_loss = f32::NAN;
-    for step in 0..=total {
-        let launched = if step < total {
-            Some((step, launch(step)?))
-        } else {
-            None
-        };
-        if let Some((s, outs)) = pending.take() {
-            last_loss = loss_of(s, outs)?;
-            ready.push(Instant::now());
-            if !last_loss.is_finite() {
-                bail!("bench step {}: the loss is {last_loss}", s + 1);
-            }
-        }
-        pending = launched;
+    if inputs.batches.is_empty() {
+        bail!("the bench has no batches on the device");
     }
-    Ok((ready, last_loss))
+    let mut run = BenchSteps {
+        trainer,
+        inputs,
+        ready: Vec::with_capacity((steps.end - steps.start) as usize),
+        last_loss: f32::NAN,
+    };
+    run_steps(&mut run, steps.start, steps.end, false)?;
+    Ok((run.ready, run.last_loss))
+}
+
+/// [`pipelined_steps`]' side of the session loop.
+struct BenchSteps<'t, 'a> {
+    trainer: &'t mut Trainer,
+    inputs: &'a ResidentBatches<'a>,
+    ready: Vec<Instant>,
+    last_loss: f32,
+}
+
+impl SessionSteps for BenchSteps<'_, '_> {
+    /// The step's index, for its resident batch.
+    type Meta = u64;
+
+    fn trainer(&mut self) -> &mut Trainer {
+        self.trainer
+    }
+
+    fn stage(&mut self, step: u64) -> Result<Staged<u64>> {
+        let batch = &self.inputs.batches[(step % self.inputs.batches.len() as u64) as usize];
+        let own = (self.inputs.per_step)(step)?;
+        Ok(Staged {
+            batch: self.trainer.upload_shards(batch.len(), &own)?,
+            meta: step,
+        })
+    }
+
+    fn launch(&mut self, staged: &Staged<u64>) -> Result<Vec<Buffer>> {
+        let batches = self.inputs.batches;
+        let resident = &batches[(staged.meta % batches.len() as u64) as usize];
+        self.trainer.step_sharded(&[resident, &staged.batch])
+    }
+
+    fn finish(&mut self, done: u64, outputs: &[Buffer], _: &u64) -> Result<()> {
+        let loss = (self.inputs.loss_of)(done, outputs)?;
+        self.ready.push(Instant::now());
+        if !loss.is_finite() {
+            bail!("bench step {done}: the loss is {loss}");
+        }
+        self.last_loss = loss;
+        Ok(())
+    }
+
+    fn hooks_due(&self, _: u64) -> bool {
+        false
+    }
+
+    fn after(&mut self, _: u64, _: &u64, _: bool, _: Option<&'static str>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The timed steps' seconds: intervals between consecutive results after the first result and

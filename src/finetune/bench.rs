@@ -3,8 +3,10 @@
 //!
 //! As the pretraining bench and ../shared/bench/torch_bert.py do, the batches live on the device
 //! before the clock starts (two random batches, alternated); only each step's dropout key (16
-//! bytes) is uploaded per step. Steps are launched one ahead of the read-back of their loss, so
-//! the host never idles the device; a step's time is the interval between consecutive results.
+//! bytes) is uploaded per step. The steps run on the training commands' session loop
+//! ([`crate::bench::measure::pipelined_steps`]), launched one ahead of the read-back of their
+//! loss, so the host never idles the device; a step's time is the interval between consecutive
+//! results.
 use super::batches::FeatureArrays;
 use super::qa_head::squad_param_specs;
 use super::squad_train::{layout_literals, train_program, Hyper};
@@ -12,7 +14,7 @@ use super::train_loop::finetune_dropout;
 use crate::backend::compile_options_for;
 use crate::bench::measure::{
     device_description, device_peak_bytes, median, pipelined_steps, profile_steps, step_intervals,
-    MeasureOptions, Measurement, XlaReport, PROFILE_STEPS,
+    MeasureOptions, Measurement, ResidentBatches, XlaReport, PROFILE_STEPS,
 };
 use crate::model::init::init_from_specs;
 use crate::model::{AttentionKernel, BertConfig, Execution};
@@ -23,7 +25,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use hlo::Literal;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tpu::{Buffer, Client, CompileOptions};
+use tpu::{Client, CompileOptions};
 
 /// Steps run before timing starts (after the first, which carries first-run costs).
 pub const WARMUP_STEPS: u64 = 3;
@@ -192,39 +194,38 @@ pub fn measure(
         0,
     )?;
     drop(params);
-    let mut batches: Vec<Vec<Buffer>> = vec![];
+    let mut batches = vec![];
     for i in 0..2 {
         let f = synthetic_features(batch, seq, cfg.vocab_size, seed.wrapping_add(i))?;
         let rows: Vec<usize> = (0..batch).collect();
-        batches.push(trainer.upload_batch(&f.train_literals(&rows)?)?);
+        batches.push(trainer.upload_shards(0, &f.train_literals(&rows)?)?);
     }
     let optimized = opts
         .profile
         .as_ref()
         .and_then(|_| trainer.executable().optimized_module().ok());
-    let mut first_ready = None;
-    let mut launch = |step: u64| {
-        let key = Literal::from_slice(&finetune_dropout(seed).key(step), &[2])?;
-        let key = trainer.upload_batch(&[key])?;
-        let mut refs: Vec<&Buffer> = batches[(step % 2) as usize].iter().collect();
-        refs.extend(key.iter());
-        trainer.step_async(&refs)
+    let inputs = ResidentBatches {
+        batches: &batches,
+        per_step: &|step| {
+            Ok(vec![Literal::from_slice(
+                &finetune_dropout(seed).key(step),
+                &[2],
+            )?])
+        },
+        loss_of: &|done, outs| {
+            outs.first()
+                .ok_or_else(|| anyhow!("step {done} returned no loss"))?
+                .to_host::<f32>()?
+                .first()
+                .copied()
+                .ok_or_else(|| anyhow!("step {done}: the loss output is empty"))
+        },
     };
-    let mut loss_of = |_: u64, outs: Vec<Buffer>| {
-        let loss = outs
-            .first()
-            .ok_or_else(|| anyhow!("the step returned no loss"))?
-            .to_host::<f32>()?
-            .first()
-            .copied()
-            .unwrap_or(f32::NAN);
-        first_ready.get_or_insert_with(|| t_start.elapsed());
-        Ok(loss)
-    };
-    let (ready, last_loss) = pipelined_steps(total, &mut launch, &mut loss_of)?;
+    let (ready, last_loss) = pipelined_steps(&mut trainer, &inputs, 0..total)?;
+    let first_ready = ready.first().map(|r| r.saturating_duration_since(t_start));
     let profile = match &opts.profile {
         Some(dir) => Some(profile_steps(client, optimized.as_deref(), dir, || {
-            pipelined_steps(PROFILE_STEPS, |s| launch(total + s), &mut loss_of).map(drop)
+            pipelined_steps(&mut trainer, &inputs, total..total + PROFILE_STEPS).map(drop)
         })?),
         None => None,
     };

@@ -15,8 +15,8 @@ use crate::model::{BertConfig, Execution, ParamSet};
 use crate::rng::{domain, DropoutKeys};
 use crate::train::session::{run_steps, SessionSteps, Staged};
 use crate::train::{
-    AdamWeightDecay, DelayedScaling, ParamSpec, Schedule, StepConfig, StepLayout,
-    TrainProgram, Trainer, WeightDecay,
+    AdamWeightDecay, DelayedScaling, ParamSpec, Schedule, StepConfig, StepLayout, TrainProgram,
+    Trainer, WeightDecay,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::Literal;

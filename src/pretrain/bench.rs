@@ -4,14 +4,16 @@
 //! As in ../shared/bench/jax_bert.py, the batches live on the device before the clock starts
 //! (two distinct random batches, alternated); only each step's dropout key (16 bytes) is
 //! uploaded per step. On N devices the batches are split into the replicas' shards once, and
-//! seq/s counts the global batch. Steps are launched one ahead of the read-back of their loss, so the host
-//! never idles the device; a step's time is the interval between consecutive results.
+//! seq/s counts the global batch. The steps run on the training loop's session loop
+//! ([`crate::bench::measure::pipelined_steps`]), launched one ahead of the read-back of their
+//! loss, so the host never idles the device; a step's time is the interval between consecutive
+//! results.
 use super::batches::{field_literals, key_literal, synthetic_batch};
 use super::config::PretrainConfig;
 use super::run::{read_record, Session};
 use crate::bench::measure::{
     device_description, device_peak_bytes, median, pipelined_steps, profile_steps, step_intervals,
-    MeasureOptions, Measurement, Startup, XlaReport, PROFILE_STEPS,
+    MeasureOptions, Measurement, ResidentBatches, Startup, XlaReport, PROFILE_STEPS,
 };
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -132,25 +134,20 @@ pub fn measure(cfg: &PretrainConfig, opts: &MeasureOptions) -> Result<Measuremen
         .profile
         .as_ref()
         .and_then(|_| trainer.executable().optimized_module().ok());
-    let mut first_ready = None;
-    let mut launch = |step: u64| {
-        let fields = &batches[(step % 2) as usize];
-        let key = trainer.upload_shards(fields.len(), &[key_literal(seed, step, k)?])?;
-        trainer.step_sharded(&[fields, &key])
-    };
-    let mut loss_of = |s: u64, outs: Vec<tpu::Buffer>| {
-        let loss = read_record(&layout, s + 1, &outs)?.loss;
-        first_ready.get_or_insert_with(|| t_start.elapsed());
-        Ok(loss)
+    let inputs = ResidentBatches {
+        batches: &batches,
+        per_step: &|step| Ok(vec![key_literal(seed, step, k)?]),
+        loss_of: &|done, outs| Ok(read_record(&layout, done, outs)?.loss),
     };
     let t_steps = Instant::now();
-    let (ready, last_loss) = pipelined_steps(total, &mut launch, &mut loss_of)?;
+    let (ready, last_loss) = pipelined_steps(&mut trainer, &inputs, 0..total)?;
     startup.first_step_s = ready
         .first()
         .map(|r| r.saturating_duration_since(t_steps).as_secs_f64());
+    let time_to_first_step = ready.first().map(|r| r.saturating_duration_since(t_start));
     let profile = match &opts.profile {
         Some(dir) => Some(profile_steps(&client, optimized.as_deref(), dir, || {
-            pipelined_steps(PROFILE_STEPS, |s| launch(total + s), &mut loss_of).map(drop)
+            pipelined_steps(&mut trainer, &inputs, total..total + PROFILE_STEPS).map(drop)
         })?),
         None => None,
     };
@@ -164,7 +161,7 @@ pub fn measure(cfg: &PretrainConfig, opts: &MeasureOptions) -> Result<Measuremen
         build,
         compile_s: compile_time.as_secs_f64(),
         xla,
-        time_to_first_step_s: first_ready.unwrap_or_default().as_secs_f64(),
+        time_to_first_step_s: time_to_first_step.unwrap_or_default().as_secs_f64(),
         step_times_s: step_intervals(&ready, opts.warmup),
         device_peak_bytes: device_peak_bytes(trainer.devices()),
         last_loss,

@@ -36,6 +36,12 @@ pub trait SessionSteps {
     /// flight on return, while the device works on the step before.
     fn stage(&mut self, step: u64) -> Result<Staged<Self::Meta>>;
 
+    /// Launches a staged step (without waiting for it): the staged batch is the step's whole
+    /// input unless a run adds inputs that stay on the device (the benches' resident batches).
+    fn launch(&mut self, staged: &Staged<Self::Meta>) -> Result<Vec<Buffer>> {
+        self.trainer().step_sharded(&[&staged.batch])
+    }
+
     /// Reads the results of the step that made `done` updates (waiting for them): loss checks,
     /// metrics, progress.
     fn finish(&mut self, done: u64, outputs: &[Buffer], meta: &Self::Meta) -> Result<()>;
@@ -80,8 +86,7 @@ pub fn run_steps<S: SessionSteps>(run: &mut S, start: u64, end: u64, lockstep: b
         };
         let done = step + 1;
         let outputs = run
-            .trainer()
-            .step_sharded(&[&staged.batch])
+            .launch(&staged)
             .with_context(|| format!("step {done}"))?;
         let launched = Launched {
             done,
