@@ -340,15 +340,20 @@ fn every_encoder_matmul_of_the_lowered_step_is_an_fp8_gemm() {
     };
     let program = train_program(&model, exec, &micro, &cfg.step_config().unwrap()).unwrap();
     let proto = hlo::lower::to_proto(&program.module).unwrap();
-    let (fp8, other) = pattern::fp8_dots(&proto);
+    let dots = pattern::dots(&proto);
+    assert!(dots.broken.is_empty(), "{:#?}", dots.broken);
     let (e4, e5) = (PrimitiveType::F8e4m3fn as i32, PrimitiveType::F8e5m2 as i32);
-    // 6 dense layers x 2 layers: a forward e4m3 x e4m3 dot, two backward e5m2 x e4m3 dots.
+    // 6 dense layers x 2 layers: a forward e4m3 x e4m3 dot, the backward dx = g w^T
+    // (e5m2 x e4m3) and dw = x^T g (e4m3 x e5m2).
     let n = 6 * model.num_hidden_layers;
-    assert_eq!(fp8.iter().filter(|d| **d == (e4, e4)).count(), n);
-    assert_eq!(fp8.iter().filter(|d| **d == (e5, e4)).count(), 2 * n);
-    assert_eq!(fp8.len(), 3 * n);
+    let count = |t: (i32, i32)| dots.fp8.iter().filter(|d| **d == t).count();
+    assert_eq!(
+        (count((e4, e4)), count((e5, e4)), count((e4, e5))),
+        (n, n, n)
+    );
+    assert_eq!(dots.fp8.len(), 3 * n);
     // Attention scores and context, heads, embeddings: bf16 dots, with their backward.
-    assert!(other > 0);
+    assert!(dots.other > 0);
     // The bf16 step has no f8 at all.
     let bf16 = config("bf16", None, tmp.path(), 10);
     let program = train_program(
@@ -358,8 +363,8 @@ fn every_encoder_matmul_of_the_lowered_step_is_an_fp8_gemm() {
         &bf16.step_config().unwrap(),
     )
     .unwrap();
-    let (fp8, _) = pattern::fp8_dots(&hlo::lower::to_proto(&program.module).unwrap());
-    assert!(fp8.is_empty());
+    let dots = pattern::dots(&hlo::lower::to_proto(&program.module).unwrap());
+    assert!(dots.fp8.is_empty() && dots.broken.is_empty());
 }
 
 /// The tiny model without dropout, trained on 4 rows a step as `k` micro-batches on `replicas`
@@ -453,8 +458,9 @@ fn squad_builds_and_the_pretrain_benchmark_runs_in_fp8() {
         &hyper.step_config_for_model(&model, exec, 1),
     )
     .unwrap();
-    let (fp8, _) = pattern::fp8_dots(&hlo::lower::to_proto(&program.module).unwrap());
-    assert_eq!(fp8.len(), 3 * 6 * model.num_hidden_layers);
+    let dots = pattern::dots(&hlo::lower::to_proto(&program.module).unwrap());
+    assert!(dots.broken.is_empty(), "{:#?}", dots.broken);
+    assert_eq!(dots.fp8.len(), 3 * 6 * model.num_hidden_layers);
     // Without the FP8 state an fp8 model's step is refused, naming what is missing.
     let e =
         tpu_run::finetune::squad_train::train_program(&model, exec, 2, 64, &hyper.step_config())

@@ -8,6 +8,11 @@
 #       bench      BERT-base and BERT-large pretraining, seq 128 batch 256, bf16 and fp8
 #                  (base128 and large128: one model each, to fit 10-minute device commands)
 #       large512   BERT-large pretraining, seq 512 batch 32, bf16 and fp8
+#       forms      BERT-base seq 128 batch 256: bf16, then fp8 in each emitted form of the hidden
+#                  TPU_RUN_FP8_FORM (direct, the default; direct-bf16; qdq, flax's older
+#                  quantize-dequantize), then qdq with xla_allow_excess_precision=false (keeps
+#                  XLA's SimplifyFPConversions from folding its f8 convert pairs away); one
+#                  forms-FORM.jsonl / .txt each (REPEAT=1 STEPS=10 keeps it within 10 minutes)
 #       converge   500 steps of BERT-base (seq 128, batch 256) in bf16 and in fp8 on TFRecord
 #                  shards made here by `tpu-run create-data` from ../shared/data/corpus (train:
 #                  the Gutenberg and speeches text; eval: WikiText-2's test split)
@@ -17,9 +22,11 @@
 # summaries) and GROUP.txt (the log) into $OUT (or ./fp8-out without $OUT).
 #
 # The FP8 check reads each bench record's optimized module: XLA:GPU's GEMM rewriter turns a dot
-# of dequantized f8 operands into a `__cublas$lt$matmul$f8` custom call, and the fp8 step has
-# 3 per encoder dense layer (forward, and the two backward dots), 6 dense layers per encoder
-# layer: 216 for BERT-base, 432 for BERT-large. The bf16 step has none.
+# of f8 operands into a `__cublas$lt$matmul$f8` custom call, and the fp8 step has 3 per encoder
+# dense layer (forward, and the two backward dots), 6 dense layers per encoder layer: 216 for
+# BERT-base, 432 for BERT-large. The bf16 step has none. Each verdict line also gives the
+# optimized module's f8 values (0: XLA folded every f8 convert pair away, the bf16 fallback) and
+# dots reading f8 outside cuBLAS (Triton FP8 GEMMs: fp8_rewrite TRITON instead of ok).
 #
 # The convergence guard (issue 17): the fp8 run's final eval MLM loss within 1% of the bf16
 # run's and its MLM accuracy within 0.5 points (same seed, same data).
@@ -75,7 +82,7 @@ run() {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
         | tee -a "$out/$GROUP.txt" || true
     local attention=${ATTENTION:-cudnn} backend=${BACKEND:-cuda}
-    local bench=(bench --backend "$backend" --precision bf16,fp8 --attention "$attention"
+    local bench=(bench --backend "$backend" --attention "$attention"
                  --repeat "${REPEAT:-2}" --steps "${STEPS:-20}" ${DROPOUT:+--dropout "$DROPOUT"})
     # Each invocation appends its records, so a group cut short keeps what it measured.
     invoke() {
@@ -95,13 +102,17 @@ gemms = {"base": 3 * 6 * 12, "large": 3 * 6 * 24}
 speed = {}
 for r in rows:
     c = r["config"]
-    calls = ((r.get("xla") or {}).get("optimized") or {}).get("custom_calls") or {}
+    opt = (r.get("xla") or {}).get("optimized") or {}
+    calls = opt.get("custom_calls") or {}
     f8 = sum(n for t, n in calls.items() if "$f8" in t)
+    other = opt.get("f8_dots") or 0
     rt = r.get("runtime") or {}
     want = gemms.get(c["model"], 0) if c["precision"] == "fp8" else 0
+    verdict = ("ok" if f8 == want else "EXTRA" if f8 > want
+               else "TRITON" if f8 + other >= want else "MISSING")
     line = {"key": r["key"], "seq_per_s": rt.get("seq_per_s"), "mfu": rt.get("mfu"),
-            "cublaslt_f8_gemms": f8, "expected_f8_gemms": want,
-            "fp8_rewrite": "ok" if f8 == want else "MISSING" if f8 < want else "EXTRA",
+            "cublaslt_f8_gemms": f8, "expected_f8_gemms": want, "fp8_rewrite": verdict,
+            "f8_dots_elsewhere": opt.get("f8_dots"), "f8_values": opt.get("f8_values"),
             "custom_calls": calls}
     if r.get("error") or r.get("skipped"):
         line["error"] = r.get("error") or r.get("skipped")
@@ -178,12 +189,27 @@ PY
             local models=base,large
             [ "$GROUP" = base128 ] && models=base
             [ "$GROUP" = large128 ] && models=large
-            invoke "$GROUP" "${bench[@]}" --model "$models" --task pretrain --seq 128 --batch 256
+            invoke "$GROUP" "${bench[@]}" --precision bf16,fp8 --model "$models" --task pretrain \
+                --seq 128 --batch 256
             fp8_report "$out/$GROUP.jsonl"
             ;;
         large512)
-            invoke large512 "${bench[@]}" --model large --task pretrain --seq 512 --batch 32
+            invoke large512 "${bench[@]}" --precision bf16,fp8 --model large --task pretrain \
+                --seq 512 --batch 32
             fp8_report "$out/large512.jsonl"
+            ;;
+        forms)
+            local form precision flags=()
+            for form in direct direct-bf16 qdq qdq-exact; do
+                precision=fp8
+                [ "$form" = direct ] && precision=bf16,fp8
+                [ "$form" = qdq-exact ] && flags=(--xla-flag xla_allow_excess_precision=false)
+                export TPU_RUN_FP8_FORM=${form%-exact}
+                invoke "forms-$form" "${bench[@]}" --precision "$precision" "${flags[@]}" \
+                    --model base --task pretrain --seq 128 --batch 256
+                fp8_report "$out/forms-$form.jsonl"
+            done
+            unset TPU_RUN_FP8_FORM
             ;;
         converge) converge ;;
         *) echo "run: unknown group $GROUP" >&2; exit 2 ;;

@@ -1,9 +1,9 @@
 //! What XLA made of a program: counts read from the optimized module the plugin compiled.
 use anyhow::{Context, Result};
-use hlo::proto::HloModuleProto;
+use hlo::proto::{HloInstructionProto, HloModuleProto, PrimitiveType};
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Opcodes that move data between devices (the `-start` halves of asynchronous pairs stand for
 /// the collective; their `-done` halves are not counted again).
@@ -31,6 +31,13 @@ pub struct OptimizedStats {
     pub custom_calls: BTreeMap<String, usize>,
     /// Collectives by opcode.
     pub collectives: BTreeMap<String, usize>,
+    /// Instructions of an 8-bit float type (0: XLA kept no f8 value at all).
+    #[serde(default)]
+    pub f8_values: usize,
+    /// Dots that read an f8 operand (in Triton GEMM fusions, say): FP8 math that is not a
+    /// cuBLASLt FP8 custom call.
+    #[serde(default)]
+    pub f8_dots: usize,
 }
 
 impl OptimizedStats {
@@ -41,9 +48,26 @@ impl OptimizedStats {
             computations: module.computations.len(),
             ..Default::default()
         };
+        let f8 = |t: i32| t == PrimitiveType::F8e4m3fn as i32 || t == PrimitiveType::F8e5m2 as i32;
+        let ty = |i: &HloInstructionProto| i.shape.as_ref().map_or(0, |s| s.element_type);
+        let types: HashMap<i64, i32> = module
+            .computations
+            .iter()
+            .flat_map(|c| &c.instructions)
+            .map(|i| (i.id, ty(i)))
+            .collect();
         for instr in module.computations.iter().flat_map(|c| &c.instructions) {
             s.instructions += 1;
+            s.f8_values += usize::from(f8(ty(instr)));
             match instr.opcode.as_str() {
+                "dot"
+                    if instr
+                        .operand_ids
+                        .iter()
+                        .any(|o| types.get(o).is_some_and(|&t| f8(t))) =>
+                {
+                    s.f8_dots += 1
+                }
                 "fusion" => s.fusions += 1,
                 "custom-call" => {
                     *s.custom_calls
@@ -112,5 +136,37 @@ mod tests {
         assert_eq!(s.custom_call_count(), 3);
         assert_eq!(s.collective_count(), 1);
         assert!(OptimizedStats::from_module_bytes(b"\xff\xff\xff").is_err());
+        assert_eq!((s.f8_values, s.f8_dots), (0, 0));
+    }
+
+    #[test]
+    fn counts_f8_values_and_the_dots_that_read_them() {
+        use hlo::proto::ShapeProto;
+        let typed =
+            |id: i64, opcode: &str, t: PrimitiveType, operands: &[i64]| HloInstructionProto {
+                id,
+                opcode: opcode.into(),
+                shape: Some(ShapeProto {
+                    element_type: t as i32,
+                    ..Default::default()
+                }),
+                operand_ids: operands.to_vec(),
+                ..Default::default()
+            };
+        let module = HloModuleProto {
+            computations: vec![HloComputationProto {
+                instructions: vec![
+                    typed(1, "parameter", PrimitiveType::F8e4m3fn, &[]),
+                    typed(2, "parameter", PrimitiveType::F8e5m2, &[]),
+                    typed(3, "dot", PrimitiveType::F32, &[1, 2]),
+                    typed(4, "parameter", PrimitiveType::Bf16, &[]),
+                    typed(5, "dot", PrimitiveType::Bf16, &[4, 4]),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let s = OptimizedStats::from_module_bytes(&module.encode_to_vec()).unwrap();
+        assert_eq!((s.f8_values, s.f8_dots), (2, 1));
     }
 }

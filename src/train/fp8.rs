@@ -21,8 +21,8 @@
 //!    `[amax, history[0], ..., history[len - 2]]`.
 //!
 //! The loss function finds the scales among the values it is given (named by [`scale_name`]);
-//! the amaxes come back as the "gradients" of those scales (see `hlo`'s `fp8_in_qdq` /
-//! `fp8_out_qdq`). A step skipped for non-finite gradients keeps the FP8 state too.
+//! the amaxes come back as the "gradients" of those scales (see `hlo`'s `fp8_matmul`). A step
+//! skipped for non-finite gradients keeps the FP8 state too.
 use super::step::StateSpec;
 use anyhow::{bail, Result};
 use hlo::{ArrayShape, Builder, ElementType, Value};

@@ -4,10 +4,9 @@
 //! f8 has a zero derivative almost everywhere, yet the gradient should pass straight through,
 //! and the backward pass quantizes the output's cotangent itself.
 //!
-//! The marked value is a `copy` of the composite's result (XLA drops it; as a copy it also sits
-//! in the operand chains XLA's FP8 GEMM rewriter looks through). Autodiff sees the copy as
-//! depending on the declared inputs only: the ops between them and the result are never on a
-//! gradient path through it.
+//! The marked value is a `copy` of the composite's result (XLA's algebraic simplifier drops it
+//! before anything pattern-matches). Autodiff sees the copy as depending on the declared inputs
+//! only: the ops between them and the result are never on a gradient path through it.
 use super::no_rule;
 use crate::builder::{Builder, Value};
 use crate::error::{shape_err, Result};

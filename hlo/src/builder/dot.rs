@@ -7,7 +7,10 @@ use crate::shape::{ArrayShape, Shape};
 
 impl Builder<'_> {
     /// General dot: output dims are the batch dims, then lhs free dims, then rhs free dims.
-    /// `preferred` sets the result type (e.g. f32 accumulation of bf16 inputs).
+    /// `preferred` sets the result type (e.g. f32 accumulation of bf16 inputs). The operands
+    /// share one element type, except that the two f8 types may mix (an FP8 GEMM's e5m2
+    /// gradient times an e4m3fn operand, as XLA's dots allow); such a dot names its result
+    /// type.
     pub fn dot_general(
         &self,
         lhs: Value,
@@ -19,7 +22,12 @@ impl Builder<'_> {
         let (a, b) = (self.array_shape(lhs, "dot")?, self.array_shape(rhs, "dot")?);
         let err = |m: String| Err(shape_err("dot", m, &[&a, &b]));
         if a.ty != b.ty {
-            return err("operand element types differ".into());
+            if !(a.ty.is_f8() && b.ty.is_f8()) {
+                return err("operand element types differ".into());
+            }
+            if preferred.is_none() {
+                return err("a dot of two f8 types needs a preferred result type".into());
+            }
         }
         if dims.lhs_batch.len() != dims.rhs_batch.len()
             || dims.lhs_contracting.len() != dims.rhs_contracting.len()
