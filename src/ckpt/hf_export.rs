@@ -9,12 +9,14 @@
 //! copies, `BertModel` keys without the `bert.` prefix, `LayerNorm.gamma/beta` spellings,
 //! sharded checkpoints and f16/bf16/f64 files (converted to f32): files are found and read by
 //! the importer's reader ([`crate::import::hf`]), which `finetune --init` uses too.
+use super::checkpoint::Checkpoint;
 use super::error::{CkptError, Result};
+use super::manifest::MANIFEST_FILE;
 use super::tensors::write_file;
 use crate::import::{hf, ImportError};
 use crate::model::params::{canonical_hf_name, from_hf, param_specs, to_hf};
 use crate::model::{BertConfig, ConfigFlavor, HostTensor, ParamSet, ParamSpec};
-use hlo::Literal;
+use hlo::{ElementType, Literal};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +49,50 @@ pub fn export_hf(dir: &Path, cfg: &BertConfig, params: &ParamSet) -> Result<()> 
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     write_file(&dir.join(HF_WEIGHTS_FILE), &tensors, Some(metadata))?;
     write_config(dir, cfg)
+}
+
+/// The model config and the `BertForPreTraining` parameters of one of our checkpoints (as
+/// `tpu-run pretrain` writes them), in our layout, for [`export_hf`]. Every file is read with
+/// the checkpoint's checks; tensors the model does not have (optimizer state, a task head) are
+/// left out; a missing one is an error naming it.
+pub fn checkpoint_weights(ckpt: &Checkpoint) -> Result<(BertConfig, ParamSet)> {
+    let state = ckpt.load(None)?;
+    let manifest = ckpt.path().join(MANIFEST_FILE);
+    let cfg: BertConfig = serde_json::from_value(state.model_config.clone()).map_err(|e| {
+        CkptError::manifest(
+            &manifest,
+            format!("model_config is not a BERT config ({e}); was it written by tpu-run?"),
+        )
+    })?;
+    let by_name: HashMap<&str, &Literal> =
+        state.params.iter().map(|(n, l)| (n.as_str(), l)).collect();
+    let params_file = ckpt.path().join(super::manifest::PARAMS_FILE);
+    let mut params = ParamSet::new();
+    for spec in param_specs(&cfg) {
+        let lit = by_name.get(spec.name.as_str()).ok_or_else(|| {
+            CkptError::tensor(
+                &params_file,
+                &spec.name,
+                "missing: a BertForPreTraining export needs it (is this a pretraining \
+                 checkpoint? fine-tuning checkpoints lack the MLM and NSP heads)",
+            )
+        })?;
+        let data = lit
+            .to_vec::<f32>()
+            .filter(|_| lit.element_type() == ElementType::F32)
+            .ok_or_else(|| {
+                CkptError::tensor(
+                    &params_file,
+                    &spec.name,
+                    format!("is {}, expected f32 master weights", lit.shape()),
+                )
+            })?;
+        let dims: Vec<usize> = lit.shape().dims.iter().map(|&d| d as usize).collect();
+        let t = HostTensor::new(dims, data)
+            .map_err(|e| CkptError::tensor(&params_file, &spec.name, e.to_string()))?;
+        params.insert(spec.name.clone(), t);
+    }
+    Ok((cfg, params))
 }
 
 /// Hugging Face's `config.json` for `cfg`: our JSON (HF spellings) without our own keys, plus

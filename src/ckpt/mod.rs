@@ -47,7 +47,7 @@ pub mod tensors;
 
 pub use checkpoint::Checkpoint;
 pub use error::{CkptError, Result};
-pub use hf_export::{export_hf, import_hf, import_hf_params};
+pub use hf_export::{checkpoint_weights, export_hf, import_hf, import_hf_params};
 pub use manifest::{Manifest, OptimizerInfo, RngState};
 pub use state::{Spec, State, TensorSpec};
 pub use store::{Scan, Skipped, Store, DEFAULT_KEEP_LAST};

@@ -6,6 +6,7 @@ mod compile_report;
 mod create_data;
 mod demo;
 mod devices;
+mod export_hf;
 mod extract_features;
 mod finetune;
 mod finetune_glue;
@@ -84,6 +85,9 @@ enum Command {
     Pretrain(Box<pretrain::PretrainArgs>),
     /// Per-token hidden states of chosen layers for lines of text (extract_features.py).
     ExtractFeatures(extract_features::ExtractFeaturesArgs),
+    /// Write a checkpoint's weights, or (--init) those pretrain starts from, as a Hugging Face
+    /// BertForPreTraining directory (model.safetensors + config.json).
+    ExportHf(export_hf::ExportHfArgs),
     /// Benchmark train steps: compile time, step time, memory, MFU, XLA's optimized program,
     /// side by side with the JAX/PyTorch anchors and an earlier run.
     Bench(Box<bench::BenchArgs>),
@@ -133,6 +137,7 @@ pub fn main() -> Result<()> {
         Command::Finetune(c) => finetune::run(&c),
         Command::SquadSplit(a) => finetune::run_split(&a),
         Command::ExtractFeatures(a) => extract_features::run(&a),
+        Command::ExportHf(a) => export_hf::run(&a),
         Command::Plot(a) => plot::run(&a),
         Command::Bench(a) => bench::run_cmd(&a),
         Command::Pod(c) => pod::run(&c),

@@ -42,4 +42,4 @@ pub mod source;
 pub mod train_loop;
 
 pub use config::{Overrides, PretrainConfig};
-pub use run::{run, RunOptions, RunSummary, StepRecord};
+pub use run::{initial_weights, run, RunOptions, RunSummary, StepRecord};

@@ -419,6 +419,15 @@ pub fn replica_devices(devices: &[(i32, i32)], processes: usize, local: usize) -
     Ok(out)
 }
 
+/// The model and the parameters a fresh run of `cfg` (nothing to resume) starts from: the
+/// initialization from `train.seed` that [`Session::open_in`] draws. `tpu-run export-hf --init`
+/// writes them for another trainer to start from the same weights.
+pub fn initial_weights(cfg: &PretrainConfig) -> Result<(BertConfig, ParamSet)> {
+    let model = cfg.bert_config()?;
+    let params = init_params(&model, cfg.train.seed);
+    Ok((model, params))
+}
+
 /// Whether a run starts from a fresh initialization (no checkpoint to resume): then
 /// [`Session::open_in`] draws it while the step compiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
