@@ -74,14 +74,22 @@ fn bf16_bits(l: &hlo::Literal) -> Vec<u16> {
     vals::<bf16>(l).iter().map(|v| v.to_bits()).collect()
 }
 
-#[test]
-fn quantize_matches_the_reference_bit_for_bit() {
-    for (seed, ty, scale) in [
-        (1, F8E4M3FN, 448.0 / 3.0f32),
-        (2, F8E4M3FN, 1.0),
-        (3, F8E5M2, 57344.0 / 7.5),
-        (4, F8E5M2, 3.3e-3),
-    ] {
+/// The bit-exact cases: an f8 type and a scale each, on random values spread over the type's
+/// range, given as f32 and as bf16.
+const CASES: [(u64, ElementType, f32); 4] = [
+    (1, F8E4M3FN, 448.0 / 3.0),
+    (2, F8E4M3FN, 1.0),
+    (3, F8E5M2, 57344.0 / 7.5),
+    (4, F8E5M2, 3.3e-3),
+];
+
+/// For each case, runs `op(builder, x, scale, f8 type)` on the f32 and the bf16 input and checks
+/// each output element with `check(output, element index, input value as f32, scale, type)`.
+fn each_case(
+    op: impl Fn(&hlo::Builder, hlo::Value, hlo::Value, ElementType) -> Result<hlo::Value, hlo::HloError>,
+    check: impl Fn(&hlo::Literal, &[f32], f32, ElementType),
+) {
+    for (seed, ty, scale) in CASES {
         let x = spread(seed, 2000);
         let n = x.len() as i64;
         let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
@@ -91,81 +99,58 @@ fn quantize_matches_the_reference_bit_for_bit() {
                 arr_shape(Bf16, &[n]),
                 arr_shape(F32, &[]),
             ],
-            |b, p| {
-                Ok(vec![
-                    b.fp8_quantize(p[0], p[2], ty)?,
-                    b.fp8_quantize(p[1], p[2], ty)?,
-                ])
-            },
+            |b, p| Ok(vec![op(b, p[0], p[2], ty)?, op(b, p[1], p[2], ty)?]),
         );
         let out = run(&m, &[lit(&x, &[n]), lit(&xb, &[n]), lit(&[scale], &[])]);
-        for (o, input) in out
-            .iter()
-            .zip([x.clone(), xb.iter().map(|v| v.to_f32()).collect::<Vec<_>>()])
-        {
-            let got = o.bytes().to_vec();
-            for (i, &g) in got.iter().enumerate() {
+        let widened: Vec<f32> = xb.iter().map(|v| v.to_f32()).collect();
+        for (o, input) in out.iter().zip([&x, &widened]) {
+            check(o, input, scale, ty);
+        }
+    }
+}
+
+#[test]
+fn quantize_matches_the_reference_bit_for_bit() {
+    each_case(
+        |b, x, scale, ty| b.fp8_quantize(x, scale, ty),
+        |o, input, scale, ty| {
+            let nan = |b: u8| {
+                if ty == F8E4M3FN {
+                    E4::from_bits(b).is_nan()
+                } else {
+                    E5::from_bits(b).is_nan()
+                }
+            };
+            for (i, &g) in o.bytes().iter().enumerate() {
                 let want = f8_bits(ty, quantize(input[i], scale, ty));
-                let nan = |b: u8| {
-                    if ty == F8E4M3FN {
-                        E4::from_bits(b).is_nan()
-                    } else {
-                        E5::from_bits(b).is_nan()
-                    }
-                };
                 assert!(
                     g == want || (nan(g) && nan(want)),
                     "{ty} scale {scale}: quantize({:e}) = {g:#04x}, reference {want:#04x}",
                     input[i]
                 );
             }
-        }
-    }
+        },
+    );
 }
 
 #[test]
 fn qdq_matches_the_reference_bit_for_bit() {
-    for (seed, ty, scale) in [
-        (1, F8E4M3FN, 448.0 / 3.0f32),
-        (2, F8E4M3FN, 1.0),
-        (3, F8E5M2, 57344.0 / 7.5),
-        (4, F8E5M2, 3.3e-3),
-    ] {
-        let x = spread(seed, 2000);
-        let n = x.len() as i64;
-        let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
-        let m = module(
-            &[
-                arr_shape(F32, &[n]),
-                arr_shape(Bf16, &[n]),
-                arr_shape(F32, &[]),
-            ],
-            |b, p| {
-                Ok(vec![
-                    b.fp8_qdq(p[0], p[2], ty, Bf16)?,
-                    b.fp8_qdq(p[1], p[2], ty, Bf16)?,
-                ])
-            },
-        );
-        let out = run(&m, &[lit(&x, &[n]), lit(&xb, &[n]), lit(&[scale], &[])]);
-        for (o, input) in out
-            .iter()
-            .zip([x.clone(), xb.iter().map(|v| v.to_f32()).collect::<Vec<_>>()])
-        {
-            let want: Vec<u16> = input.iter().map(|&v| qdq(v, scale, ty).to_bits()).collect();
-            let got = bf16_bits(o);
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                let nan = bf16::from_bits(*g).is_nan() && bf16::from_bits(*w).is_nan();
+    each_case(
+        |b, x, scale, ty| b.fp8_qdq(x, scale, ty, Bf16),
+        |o, input, scale, ty| {
+            for (i, g) in bf16_bits(o).iter().enumerate() {
+                let w = qdq(input[i], scale, ty).to_bits();
+                let nan = bf16::from_bits(*g).is_nan() && bf16::from_bits(w).is_nan();
                 assert!(
-                    g == w || nan,
+                    *g == w || nan,
                     "{ty} scale {scale}: qdq({:e}) = {}, reference {}",
                     input[i],
                     bf16::from_bits(*g),
-                    bf16::from_bits(*w)
+                    bf16::from_bits(w)
                 );
             }
-        }
-    }
+        },
+    );
 }
 
 #[test]
