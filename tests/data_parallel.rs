@@ -285,9 +285,12 @@ fn with_dropout_replicas_draw_their_own_bits_and_stay_identical() {
     let b = one
         .step_host(&step_literals(&rows, 1, 9, 0).unwrap())
         .unwrap();
+    // Shared bits would leave only the two programs' rounding differences (~1e-7 relative: the
+    // mean of two equal losses is exact); other bits move the loss by a dropout mask's effect
+    // (1.7e-5 with this model's initialization, 2e-4 with an earlier one).
     let rel = ((a.loss - b.loss) / b.loss).abs();
     assert!(
-        rel > 1e-4,
+        rel > 1e-6,
         "dropout bits look shared: {} vs {}",
         a.loss,
         b.loss
