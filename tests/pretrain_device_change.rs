@@ -133,11 +133,13 @@ fn checkpointed_on_4_cpu_devices_resumed_on_2_gives_the_same_losses() {
             "step {step}: loss {got} on 2 devices, {w} on 4 ({rel:e})"
         );
     }
-    // The losses move from step to step by far more than the tolerance: a resume that read
-    // other examples, or lost the optimizer state, would not pass.
+    // The losses move from step to step by far more than the tolerance (on average; one step
+    // may move little): a resume that read other examples, or lost the optimizer state, would
+    // not pass.
     let moves: Vec<f32> = want
         .windows(2)
         .map(|w| ((w[1].1 - w[0].1) / w[0].1).abs())
         .collect();
-    assert!(moves.iter().all(|&m| m > 1e-3), "{want:?}");
+    let mean_move = moves.iter().sum::<f32>() / moves.len() as f32;
+    assert!(mean_move > 20.0 * 2e-5, "{want:?}: mean move {mean_move:e}");
 }
