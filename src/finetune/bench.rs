@@ -10,7 +10,7 @@
 use super::batches::FeatureArrays;
 use super::qa_head::squad_param_specs;
 use super::squad_train::{layout_literals, train_program, Hyper};
-use super::train_loop::finetune_dropout;
+use super::train_loop::{finetune_dropout, step_loss};
 use crate::backend::compile_options_for;
 use crate::bench::measure::{
     device_description, device_peak_bytes, median, pipelined_steps, profile_steps, step_intervals,
@@ -212,14 +212,7 @@ pub fn measure(
                 &[2],
             )?])
         },
-        loss_of: &|done, outs| {
-            outs.first()
-                .ok_or_else(|| anyhow!("step {done} returned no loss"))?
-                .to_host::<f32>()?
-                .first()
-                .copied()
-                .ok_or_else(|| anyhow!("step {done}: the loss output is empty"))
-        },
+        loss_of: &|done, outs| step_loss(outs).with_context(|| format!("step {done}")),
     };
     let (ready, last_loss) = pipelined_steps(&mut trainer, &inputs, 0..total)?;
     let first_ready = ready.first().map(|r| r.saturating_duration_since(t_start));

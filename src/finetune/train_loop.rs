@@ -179,6 +179,14 @@ pub struct TrainResult {
     pub checkpoint_time: Duration,
 }
 
+/// The loss a fine-tuning step returned: its first output.
+pub(crate) fn step_loss(outputs: &[Buffer]) -> Result<f32> {
+    let loss = outputs
+        .first()
+        .ok_or_else(|| anyhow!("the step returned no outputs"))?;
+    read_scalar(loss, "loss")
+}
+
 fn read_scalar(b: &Buffer, what: &str) -> Result<f32> {
     b.to_host::<f32>()?
         .first()
@@ -370,7 +378,7 @@ struct Meter {
 
 impl Meter {
     fn finish(&mut self, n: u64, outputs: &[Buffer], console: &Console) -> Result<()> {
-        let loss = read_scalar(&outputs[0], "loss")?;
+        let loss = step_loss(outputs)?;
         if !loss.is_finite() {
             bail!("step {n}: the loss is {loss} (diverged); lower --learning-rate");
         }
