@@ -211,7 +211,7 @@ fn space(module: &HloModuleProto, kernels: &[Kernel]) -> XSpace {
 }
 
 #[test]
-fn device_time_is_summed_per_scope_and_written_three_ways() {
+fn device_time_is_summed_per_scope_and_per_kernel_and_written_out() {
     let module = optimized_module();
     // Every entry instruction XLA left with an op name of ours becomes a kernel.
     let kernels: Vec<Kernel> = entry(&module)
@@ -304,6 +304,21 @@ fn device_time_is_summed_per_scope_and_written_three_ways() {
     assert_eq!(events, 2, "{unmapped}");
     assert!((ms - 0.01).abs() < 1e-9, "{unmapped}");
     assert!(rows.iter().all(|r| r[0].contains("hlo_op=")), "{unmapped}");
+
+    // kernels.tsv: every mapped event once, by folded scope and kernel name.
+    let by_kernel =
+        std::fs::read_to_string(report.layers_tsv.with_file_name("kernels.tsv")).unwrap();
+    let rows: Vec<Vec<&str>> = by_kernel
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    let events: usize = rows.iter().map(|r| r[3].parse::<usize>().unwrap()).sum();
+    let ms: f64 = rows.iter().map(|r| r[2].parse::<f64>().unwrap()).sum();
+    let want_ms: f64 = want.iter().map(|w| w.1).sum();
+    assert_eq!(events, kernels.len() + 1, "{by_kernel}");
+    assert!((ms - want_ms).abs() < 1e-5, "{ms} vs {want_ms}: {by_kernel}");
+    assert!(rows.iter().all(|r| !r[0].contains("layer_0")), "{by_kernel}");
 
     check_trace(&report.trace_json, &kernels);
 }

@@ -10,6 +10,9 @@
 #       flags      BERT-base seq 128 batch 256 (dropout 0) under XLA flag variants, no anchors
 #       profile    BERT-base seq 128 batch 256 profiled as `--profile` does it (command buffers
 #                  off) and with them kept on (the cuDNN-safe set)
+#       audit      the fusion audit's inputs: BERT-base seq 128 batch 256 profiled with dropout
+#                  0.1 and 0 (layers, kernels.tsv: time per kernel in each layer-folded scope)
+#                  and XLA's optimized HLO text of the step (audit_hlo.tar.gz)
 #
 # The flag variants are told apart by their records' env.xla_flags. Every group writes GROUP.jsonl (one record per configuration), GROUP.txt (the table and the
 # log) and, for pretrain, the profile's layers.tsv into $OUT (or ./bench-out without $OUT).
@@ -88,6 +91,21 @@ run() {
                 cp "$work/profile/"*/layers.tsv "$out/layers_${tag:-default}.tsv" 2>/dev/null || true
                 cp "$work/profile/"*/unmapped.tsv "$out/unmapped_${tag:-default}.tsv" 2>/dev/null || true
                 gzip -c "$work/profile/"*/trace.json > "$out/trace_${tag:-default}.json.gz" 2>/dev/null || true
+            done
+            ;;
+        audit)
+            local d
+            for d in 0.1 0; do
+                echo "== dropout $d" | tee -a "$out/$GROUP.txt"
+                rm -rf "$work/profile" "$work/dump"
+                invoke "${common[@]:0:7}" --repeat 1 --steps 5 --dropout "$d" --model base \
+                    --task pretrain --seq 128 --batch 256 --profile "$work/profile" \
+                    --xla-flag "xla_dump_to=$work/dump" --xla-flag xla_dump_hlo_as_text=true
+                for f in layers kernels unmapped; do
+                    cp "$work/profile/"*/$f.tsv "$out/audit_d${d}_$f.tsv" 2>/dev/null || true
+                done
+                (cd "$work" && tar czf "$out/audit_d${d}_hlo.tar.gz" \
+                    $(cd "$work" && ls dump/*after_optimizations.txt dump/*buffer-assignment.txt 2>/dev/null)) || true
             done
             ;;
         *) echo "run: unknown group $GROUP" >&2; exit 2 ;;

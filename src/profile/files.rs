@@ -1,7 +1,7 @@
 //! Where the trace files go: `DIR/plugins/profile/<run>/<host>.xplane.pb` is the layout
 //! TensorBoard's profile plugin (and XProf) read, with `<run>` a UTC time
 //! `YYYY_MM_DD_HH_MM_SS` as `jax.profiler` names it; `DIR/trace.json` and `DIR/layers.tsv` sit
-//! beside `plugins/`.
+//! beside `plugins/`, with `unmapped.tsv` and `kernels.tsv`.
 use super::scopes::{ps_to_ms, DeviceTime};
 use super::xplane::XSpace;
 use anyhow::{Context, Result};
@@ -107,6 +107,20 @@ pub fn unmapped_tsv(time: &DeviceTime) -> String {
     let mut out = String::from("event\tdevice_ms\tevents\n");
     for (label, ps, n) in &time.unmapped_kinds {
         out.push_str(&format!("{label}\t{:.6}\t{n}\n", ps_to_ms(*ps)));
+    }
+    out
+}
+
+/// `scope<TAB>kernel<TAB>device_ms<TAB>events<TAB>mean_us` per (layer-folded scope, kernel),
+/// largest first.
+pub fn kernels_tsv(time: &DeviceTime) -> String {
+    let mut out = String::from("scope\tkernel\tdevice_ms\tevents\tmean_us\n");
+    for ((scope, kernel), ps, n) in &time.per_kernel {
+        let mean_us = ps_to_ms(*ps) * 1e3 / (*n).max(1) as f64;
+        out.push_str(&format!(
+            "{scope}\t{kernel}\t{:.6}\t{n}\t{mean_us:.2}\n",
+            ps_to_ms(*ps)
+        ));
     }
     out
 }

@@ -1,9 +1,11 @@
 //! `--profile DIR`: a device trace of a few steps through the plugin's profiler extension
-//! ([`tpu::Profiler`]), written three ways:
+//! ([`tpu::Profiler`]), written as:
 //! - `DIR/plugins/profile/<run>/<host>.xplane.pb`: the raw XSpace, for TensorBoard's profile
 //!   plugin or XProf (`tensorboard --logdir DIR`);
 //! - `DIR/trace.json`: Chrome trace-event JSON for Perfetto (ui.perfetto.dev) or chrome://tracing;
 //! - `DIR/unmapped.tsv`: the device events no scope was found for, by kernel and HLO op;
+//! - `DIR/kernels.tsv`: device time per kernel within each scope, the twelve layers folded into
+//!   `layer_*` (what the fusion audit reads);
 //! - `DIR/layers.tsv`: device time per model scope (`encoder/layer_3/attention`, ...), the fused
 //!   kernels mapped back to the layers through the optimized module's op metadata
 //!   ([`scopes`]).
@@ -67,7 +69,7 @@ pub fn capture(
     write_report(dir, &bytes, scopes.as_ref()).map(Some)
 }
 
-/// Writes the three files of a trace (serialized XSpace `bytes`) into `dir`.
+/// Writes the files of a trace (serialized XSpace `bytes`) into `dir`.
 pub fn write_report(dir: &Path, bytes: &[u8], scopes: Option<&OpScopes>) -> Result<ProfileReport> {
     let space = XSpace::decode(bytes).context("the plugin's trace is not an XSpace protobuf")?;
     for e in &space.errors {
@@ -96,6 +98,9 @@ pub fn write_report(dir: &Path, bytes: &[u8], scopes: Option<&OpScopes>) -> Resu
     let layers_tsv = dir.join("layers.tsv");
     std::fs::write(&layers_tsv, files::layers_tsv(&time))
         .with_context(|| format!("writing {}", layers_tsv.display()))?;
+    let kernels_tsv = dir.join("kernels.tsv");
+    std::fs::write(&kernels_tsv, files::kernels_tsv(&time))
+        .with_context(|| format!("writing {}", kernels_tsv.display()))?;
     let unmapped_tsv = dir.join("unmapped.tsv");
     std::fs::write(&unmapped_tsv, files::unmapped_tsv(&time))
         .with_context(|| format!("writing {}", unmapped_tsv.display()))?;

@@ -210,6 +210,10 @@ pub struct DeviceTime {
     /// `hlo_module` stats they carry), (label, picoseconds, events), largest first: what a
     /// reader needs to see why they could not be mapped.
     pub unmapped_kinds: Vec<(String, i128, usize)>,
+    /// The mapped events by kernel: (scope with its layer index folded to `layer_*`, kernel
+    /// name), picoseconds, events; largest first. The fusion audit reads this: which kernels
+    /// each block of every layer runs and what they cost.
+    pub per_kernel: Vec<((String, String), i128, usize)>,
     /// Device planes seen.
     pub device_planes: usize,
 }
@@ -259,6 +263,7 @@ pub const XLA_OPS_LINE: &str = "XLA Ops";
 pub fn device_time(space: &XSpace, scopes: Option<&OpScopes>) -> DeviceTime {
     let mut sums: HashMap<String, (i128, usize)> = HashMap::new();
     let mut unmapped: HashMap<String, (i128, usize)> = HashMap::new();
+    let mut kernels: HashMap<(String, String), (i128, usize)> = HashMap::new();
     let mut out = DeviceTime::default();
     for plane in space.planes.iter().filter(|p| p.is_device()) {
         out.device_planes += 1;
@@ -267,6 +272,11 @@ pub fn device_time(space: &XSpace, scopes: Option<&OpScopes>) -> DeviceTime {
                 let dur = i128::from(event.duration_ps.max(0));
                 match event_scope(plane, event, scopes) {
                     Some((_, scope)) => {
+                        let k = kernels
+                            .entry((fold_layer_index(&scope), event_name(plane, event)))
+                            .or_default();
+                        k.0 += dur;
+                        k.1 += 1;
                         let e = sums.entry(scope).or_default();
                         e.0 += dur;
                         e.1 += 1;
@@ -284,10 +294,31 @@ pub fn device_time(space: &XSpace, scopes: Option<&OpScopes>) -> DeviceTime {
     }
     out.per_scope = largest_first(sums);
     out.unmapped_kinds = largest_first(unmapped);
+    out.per_kernel = largest_first(kernels);
     out
 }
 
-fn largest_first(sums: HashMap<String, (i128, usize)>) -> Vec<(String, i128, usize)> {
+/// `encoder/layer_3/attention` -> `encoder/layer_*/attention`: the twelve layers' kernels add up.
+pub fn fold_layer_index(scope: &str) -> String {
+    scope
+        .split('/')
+        .map(|p| if is_layer(p) { "layer_*" } else { p })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// An event's name (the CUDA kernel's on GPUs), at most 120 characters.
+fn event_name(plane: &XPlane, event: &XEvent) -> String {
+    plane
+        .event_metadata
+        .get(&event.metadata_id)
+        .map_or("?", |m| m.name.as_str())
+        .chars()
+        .take(120)
+        .collect()
+}
+
+fn largest_first<K: Ord>(sums: HashMap<K, (i128, usize)>) -> Vec<(K, i128, usize)> {
     let mut v: Vec<_> = sums.into_iter().map(|(s, (ps, n))| (s, ps, n)).collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v
@@ -304,11 +335,7 @@ fn unmapped_label(plane: &XPlane, event: &XEvent) -> String {
             .unwrap_or("-")
             .to_string()
     };
-    let name: String = meta
-        .map_or("?", |m| m.name.as_str())
-        .chars()
-        .take(80)
-        .collect();
+    let name: String = event_name(plane, event).chars().take(80).collect();
     format!(
         "{name} hlo_op={} hlo_module={}",
         stat("hlo_op"),
@@ -350,5 +377,15 @@ mod tests {
         assert_eq!(scope_of("dot"), UNSCOPED);
         assert_eq!(scope_of(""), UNSCOPED);
         assert_eq!(scope_of("grad/dot"), "grad");
+    }
+
+    #[test]
+    fn layer_indices_fold_and_nothing_else_does() {
+        assert_eq!(
+            fold_layer_index("grad/encoder/layer_11/ffn"),
+            "grad/encoder/layer_*/ffn"
+        );
+        assert_eq!(fold_layer_index("encoder/layer_x/ffn"), "encoder/layer_x/ffn");
+        assert_eq!(fold_layer_index("optimizer"), "optimizer");
     }
 }
