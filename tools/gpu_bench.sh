@@ -12,7 +12,8 @@
 #                  off) and with them kept on (the cuDNN-safe set)
 #       audit      the fusion audit's inputs: BERT-base seq 128 batch 256 profiled with dropout
 #                  0.1 and 0 (layers, kernels.tsv: time per kernel in each layer-folded scope)
-#                  and XLA's optimized HLO text of the step (audit_hlo.tar.gz)
+#                  and XLA's optimized HLO text of the step (audit_hlo.tar.gz); then the step
+#                  with XLA's dot merger allowed to fuse the query/key/value GEMMs
 #
 # The flag variants are told apart by their records' env.xla_flags. Every group writes GROUP.jsonl (one record per configuration), GROUP.txt (the table and the
 # log) and, for pretrain, the profile's layers.tsv into $OUT (or ./bench-out without $OUT).
@@ -107,6 +108,11 @@ run() {
                 (cd "$work" && tar czf "$out/audit_d${d}_hlo.tar.gz" \
                     $(cd "$work" && ls dump/*after_optimizations.txt dump/*buffer-assignment.txt 2>/dev/null)) || true
             done
+            # XLA's DotMerger leaves dots over xla_gpu_dot_merger_threshold_mb apart: the
+            # query/key/value projections stay three GEMMs unless it is raised.
+            echo "== dropout 0.1, xla_gpu_dot_merger_threshold_mb=1024" | tee -a "$out/$GROUP.txt"
+            invoke "${common[@]:0:7}" --repeat 1 --steps 20 --model base --task pretrain --seq 128 \
+                --batch 256 --xla-flag xla_gpu_dot_merger_threshold_mb=1024
             ;;
         *) echo "run: unknown group $GROUP" >&2; exit 2 ;;
     esac
