@@ -40,6 +40,21 @@ pub fn shape_proto(s: &Shape) -> p::ShapeProto {
     }
 }
 
+/// Gives the arrays of a custom call's result shape the layouts the call pinned
+/// ([`crate::Builder::set_custom_call_result_layouts`]).
+fn pin_result_layouts(shape: &mut p::ShapeProto, layouts: &[Option<Vec<i64>>]) {
+    let arrays: Vec<&mut p::ShapeProto> = if shape.tuple_shapes.is_empty() {
+        vec![shape]
+    } else {
+        shape.tuple_shapes.iter_mut().collect()
+    };
+    for (s, l) in arrays.into_iter().zip(layouts) {
+        if let (Some(l), Some(layout)) = (l, s.layout.as_mut()) {
+            layout.minor_to_major = l.clone();
+        }
+    }
+}
+
 /// The literal as a proto. Errors (rather than emitting an empty or short constant XLA would
 /// reject or misread) when the literal's bytes do not fill its shape.
 pub fn literal_proto(l: &Literal) -> Result<p::LiteralProto> {
@@ -312,9 +327,13 @@ fn instruction_proto(
             target,
             backend_config,
             operand_layouts,
+            result_layouts,
             has_side_effect,
             api_version,
         } => {
+            if let Some(shape) = i.shape.as_mut() {
+                pin_result_layouts(shape, result_layouts);
+            }
             i.custom_call_target = target.clone();
             i.backend_config = backend_config.clone().into_bytes();
             if let Some(layouts) = operand_layouts {

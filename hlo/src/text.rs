@@ -8,9 +8,37 @@ use crate::dtype::{ElementType, NativeType};
 use crate::f8::{F8E4M3FN, F8E5M2};
 use crate::ir::{CollectiveAttrs, CompId, Computation, Instruction, Module, Op, WindowDim};
 use crate::literal::Literal;
+use crate::shape::Shape;
 use half::{bf16, f16};
 use std::collections::HashSet;
 use std::fmt;
+
+/// An instruction's shape with layouts: row-major, except where a custom call pinned its
+/// result's layouts.
+fn shape_text(inst: &Instruction) -> String {
+    let pinned = match &inst.op {
+        Op::CustomCall { result_layouts, .. } if !result_layouts.is_empty() => result_layouts,
+        _ => return inst.shape.to_text_with_layout(),
+    };
+    let array = |s: &Shape, l: Option<&Vec<i64>>| match (s, l) {
+        (Shape::Array(a), Some(l)) if !a.is_scalar() => {
+            let l: Vec<String> = l.iter().map(|d| d.to_string()).collect();
+            format!("{a}{{{}}}", l.join(","))
+        }
+        _ => s.to_text_with_layout(),
+    };
+    match &inst.shape {
+        Shape::Tuple(t) => {
+            let parts: Vec<String> = t
+                .iter()
+                .enumerate()
+                .map(|(i, s)| array(s, pinned.get(i).and_then(Option::as_ref)))
+                .collect();
+            format!("({})", parts.join(", "))
+        }
+        s => array(s, pinned.first().and_then(Option::as_ref)),
+    }
+}
 
 /// The module as HLO text, parsable by XLA's HLO parser.
 pub fn to_text(m: &Module) -> String {
@@ -237,7 +265,7 @@ fn instruction(
     out.push_str(&format!(
         "{} = {} {}({args})",
         names.instr(ci, c, k),
-        inst.shape.to_text_with_layout(),
+        shape_text(inst),
         inst.op.opcode()
     ));
     let mut attrs = op_attrs(c, inst, names);

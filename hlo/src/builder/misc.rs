@@ -246,10 +246,63 @@ impl Builder<'_> {
             target: target.to_string(),
             backend_config: backend_config.to_string(),
             operand_layouts,
+            result_layouts: Vec::new(),
             has_side_effect,
             api_version,
         };
         self.push(op, operands, result_shape)
+    }
+
+    /// Pins the memory layout custom call `call` writes its result in: `layouts[i]` is the
+    /// `minor_to_major` of the result's i-th array (its tuple elements in order, or the one
+    /// array), `None` row-major. XLA lays the buffers out so, and a transpose that only undoes
+    /// such a layout becomes a bitcast (cuDNN attention writes `[B,N,T,H]` arrays in BTNH order).
+    pub fn set_custom_call_result_layouts(
+        &self,
+        call: Value,
+        layouts: Vec<Option<Vec<i64>>>,
+    ) -> Result<()> {
+        let shape = self.shape(call)?;
+        let arrays: Vec<&Shape> = match &shape {
+            Shape::Tuple(t) => t.iter().collect(),
+            s => vec![s],
+        };
+        let fail = |m: String| Err(shape_err("custom-call result layout", m, &[&shape]));
+        if layouts.len() > arrays.len() {
+            return fail(format!(
+                "{} layouts for {} result arrays",
+                layouts.len(),
+                arrays.len()
+            ));
+        }
+        for (l, s) in layouts.iter().zip(&arrays) {
+            let Some(l) = l else { continue };
+            let rank = match s {
+                Shape::Array(a) => a.rank(),
+                other => return fail(format!("{other} is not an array")),
+            };
+            let mut seen = vec![false; rank];
+            let permutation = l.len() == rank
+                && l.iter().all(|&d| {
+                    usize::try_from(d)
+                        .ok()
+                        .and_then(|d| seen.get_mut(d))
+                        .is_some_and(|s| !std::mem::replace(s, true))
+                });
+            if !permutation {
+                return fail(format!(
+                    "minor_to_major {l:?} is not a permutation of the dims of {s}"
+                ));
+            }
+        }
+        let mut st = self.m.state.borrow_mut();
+        match &mut st.drafts[self.draft as usize].instrs[call.id.index()].op {
+            Op::CustomCall { result_layouts, .. } => {
+                *result_layouts = layouts;
+                Ok(())
+            }
+            other => fail(format!("{} is not a custom call", other.opcode())),
+        }
     }
 
     /// Identity that XLA may not move computation across (usually on a tuple).
@@ -445,6 +498,25 @@ mod tests {
             "custom-call",
         );
         assert!(e.contains("api_version"));
+        // Result layouts: a permutation of each array's dims, at most one per array.
+        let t = b
+            .custom_call("g", &[x], Shape::array(F32, vec![2, 3]), "", None, false, 1)
+            .unwrap();
+        b.set_custom_call_result_layouts(t, vec![Some(vec![0, 1])])
+            .unwrap();
+        for bad in [vec![Some(vec![0, 0])], vec![Some(vec![2, 0])], vec![None, None]] {
+            let e = err(
+                b.set_custom_call_result_layouts(t, bad).map(|()| t),
+                "custom-call result layout",
+            );
+            assert!(e.contains("permutation") || e.contains("2 layouts"), "{e}");
+        }
+        let e = err(
+            b.set_custom_call_result_layouts(x, vec![Some(vec![1, 0])])
+                .map(|()| x),
+            "custom-call result layout",
+        );
+        assert!(e.contains("not a custom call"), "{e}");
 
         let p = lower(|b| {
             let x = b.parameter(Shape::array(F32, vec![2]), "x")?;

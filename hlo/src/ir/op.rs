@@ -381,6 +381,9 @@ pub enum Op {
         backend_config: String,
         /// Layouts (as shapes) the callee expects for its operands; `None` leaves them free.
         operand_layouts: Option<Vec<Shape>>,
+        /// The `minor_to_major` the callee writes each array of its result in (the tuple's
+        /// elements in order, or the one array); `None` or a missing entry: row-major.
+        result_layouts: Vec<Option<Vec<i64>>>,
         has_side_effect: bool,
         api_version: i32,
     },

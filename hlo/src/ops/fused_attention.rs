@@ -8,10 +8,9 @@
 //!
 //! The call contract (operands, result tuples, the JSON backend config) is the one JAX's
 //! `jax._src.cudnn.fused_attention_stablehlo` emits for the BTNH layout with a bias, with or
-//! without dropout, checked against its lowering for the CUDA platform. One difference: our
-//! shapes are row-major, so the `[B,N,T,H]` results are laid out as such (JAX asks for
-//! `{3,1,2,0}`, BTNH in memory); cuDNN takes either through strides, and the transposes back to
-//! BTNH below are then real copies of these small tensors.
+//! without dropout, checked against its lowering for the CUDA platform. As JAX does, the
+//! `[B,N,T,H]` results are pinned to the layout `{3,1,2,0}` (BTNH in memory), so the transposes
+//! back to `[B,T,N,H]` below are bitcasts rather than copies of q/k/v-sized tensors.
 //!
 //! ```text
 //! fwd: (q[B,T,N,H], k[B,S,N,H], v[B,S,N,H], bias[B|1,1|N,T,S])
@@ -48,6 +47,9 @@ fn targets(dropout_rate: f64) -> (&'static str, &'static str) {
         (CUDNN_ATTENTION_FWD, CUDNN_ATTENTION_BWD)
     }
 }
+/// The `minor_to_major` of a `[B,N,T,H]` result laid out BTNH in memory: the transpose to
+/// `[B,T,N,H]` that follows is then a bitcast, not a copy (JAX asks for the same).
+const BTNH: [i64; 4] = [3, 1, 2, 0];
 /// XLA's `API_VERSION_STATUS_RETURNING`.
 const API_VERSION: i32 = 2;
 
@@ -127,6 +129,7 @@ impl Builder<'_> {
             false,
             API_VERSION,
         )?;
+        self.set_custom_call_result_layouts(call, vec![Some(BTNH.to_vec())])?;
         let context = self.get_tuple_element(call, 0)?;
         self.transpose(context, &[0, 2, 1, 3])
     }
@@ -179,6 +182,7 @@ impl Builder<'_> {
             false,
             API_VERSION,
         )?;
+        self.set_custom_call_result_layouts(call, vec![Some(BTNH.to_vec()); 3])?;
         let grad = |i| to_btnh(self.get_tuple_element(call, i)?);
         Ok((grad(0)?, grad(1)?, grad(2)?))
     }
@@ -408,6 +412,45 @@ mod tests {
             "(bf16[2,3,16,64], bf16[2,3,8,64], bf16[2,3,8,64], bf16[2,1,16,8], u8[0])"
         );
         assert_eq!(bwd[0].operands.len(), 7);
+        // The [B,N,T,H] results are laid out BTNH in the proto XLA reads and in the text.
+        let proto = crate::lower::to_proto(&module).unwrap();
+        let entry = proto
+            .computations
+            .iter()
+            .find(|c| c.id == proto.entry_computation_id)
+            .unwrap();
+        let layouts = |target: &str| -> Vec<Vec<i64>> {
+            let call = entry
+                .instructions
+                .iter()
+                .find(|i| i.custom_call_target == target)
+                .unwrap();
+            let shape = call.shape.as_ref().unwrap();
+            shape
+                .tuple_shapes
+                .iter()
+                .map(|s| s.layout.as_ref().unwrap().minor_to_major.clone())
+                .collect()
+        };
+        assert_eq!(
+            layouts(CUDNN_ATTENTION_DROPOUT_FWD),
+            [vec![3, 1, 2, 0], vec![2, 1, 0], vec![0]]
+        );
+        assert_eq!(
+            layouts(CUDNN_ATTENTION_DROPOUT_BWD),
+            [
+                vec![3, 1, 2, 0],
+                vec![3, 1, 2, 0],
+                vec![3, 1, 2, 0],
+                vec![3, 2, 1, 0],
+                vec![0]
+            ]
+        );
+        let text = crate::text::to_text(&module);
+        assert!(
+            text.contains("(bf16[2,3,16,64]{3,1,2,0}, f32[2,3,16]{2,1,0}, u8[0]{0}) custom-call("),
+            "{text}"
+        );
         for (i, want) in [(fwd[0], false), (bwd[0], true)] {
             let crate::ir::Op::CustomCall {
                 backend_config,
