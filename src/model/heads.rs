@@ -5,6 +5,9 @@
 //!   mlm_logits = LN(act(dense(sequence at masked_lm_positions))) E^T + b   (E: word embeddings)
 //!   nsp_logits = pooled W + b,  W: [hidden, 2]
 //!
+//! The MLM logits leave their matmul in the compute dtype (bf16 under bf16) and are widened to
+//! f32 before the bias; the softmax, loss and argmax run in f32.
+//!
 //! With vocabulary padding the logits of the padded ids are set to [`PADDED_LOGIT`], so their
 //! softmax weight is exactly 0 in f32 and they never win the argmax.
 use super::layers::Ctx;
@@ -61,7 +64,10 @@ pub(crate) fn mlm_logits(ctx: &Ctx, sequence: Value, positions: Value) -> Result
         rhs_contracting: vec![1],
         ..Default::default()
     };
-    let logits = ctx.dot(x, table, dims)?;
+    // Under bf16 the GEMM writes bf16 logits (as JAX's and autocast's heads do): the largest
+    // tensor of the step at half the bytes, read again by every pass of the softmax and the
+    // argmax, which widen it to f32 inside their fusions; its gradient goes back in bf16 too.
+    let logits = b.convert(ctx.dot_ct(x, table, dims)?, ElementType::F32)?;
     let out = b.dims(logits)?;
     let bias = b.convert(ctx.param(names::MLM_BIAS, &[vp])?, ElementType::F32)?;
     let logits = b.add(logits, b.broadcast_in_dim(bias, &out, &[1])?)?;

@@ -385,7 +385,10 @@ mod tests {
             fold_layer_index("grad/encoder/layer_11/ffn"),
             "grad/encoder/layer_*/ffn"
         );
-        assert_eq!(fold_layer_index("encoder/layer_x/ffn"), "encoder/layer_x/ffn");
+        assert_eq!(
+            fold_layer_index("encoder/layer_x/ffn"),
+            "encoder/layer_x/ffn"
+        );
         assert_eq!(fold_layer_index("optimizer"), "optimizer");
     }
 }

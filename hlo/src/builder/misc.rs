@@ -504,7 +504,11 @@ mod tests {
             .unwrap();
         b.set_custom_call_result_layouts(t, vec![Some(vec![0, 1])])
             .unwrap();
-        for bad in [vec![Some(vec![0, 0])], vec![Some(vec![2, 0])], vec![None, None]] {
+        for bad in [
+            vec![Some(vec![0, 0])],
+            vec![Some(vec![2, 0])],
+            vec![None, None],
+        ] {
             let e = err(
                 b.set_custom_call_result_layouts(t, bad).map(|()| t),
                 "custom-call result layout",
