@@ -9,6 +9,8 @@
 //! the cursor handed out: nothing lost. The first two epochs are consumed whole.
 //!
 //! Every child is killed if it runs longer than `CHILD_LIMIT`; no assertion depends on timing.
+mod cli_support;
+use cli_support::tpu_run;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -84,7 +86,7 @@ impl Attempt {
         let port = free_port();
         (0..n)
             .map(|id| {
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_tpu-run"));
+                let mut cmd = tpu_run();
                 cmd.args(["pretrain", "--config"])
                     .arg(&self.config)
                     .args(["--preset", "tiny", "--backend", "cpu"])

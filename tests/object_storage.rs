@@ -4,8 +4,10 @@
 //! resumes from the bucket bit for bit, and damaged objects are caught (a flipped byte in a
 //! shard, a truncated shard, a checkpoint without its manifest, a truncated checkpoint file).
 //! gs:// goes through the same code with another client; it is not run against GCS here.
+mod cli_support;
 mod objstore_support;
 
+use cli_support::{run_fail, run_ok, stderr, stdout, tpu_run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -441,33 +443,27 @@ fn the_cli_writes_shards_to_a_bucket_and_refuses_other_schemes() {
     let Some(b) = bucket("cli") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let (vocab, input) = corpus(tmp.path());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(["create-data", "--quiet", "--input"])
-        .arg(&input)
-        .arg("--vocab")
-        .arg(&vocab)
-        .args(["--output", &format!("{b}/cli"), "--max-seq-length", "16"])
-        .args(["--max-predictions-per-seq", "3", "--dupe-factor", "1"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        tpu_run()
+            .args(["create-data", "--quiet", "--input"])
+            .arg(&input)
+            .arg("--vocab")
+            .arg(&vocab)
+            .args(["--output", &format!("{b}/cli"), "--max-seq-length", "16"])
+            .args(["--max-predictions-per-seq", "3", "--dupe-factor", "1"]),
     );
+    let stdout = stdout(&out);
     let shard = format!("{b}/cli/pretrain-00000-of-00001.tfrecord");
     assert!(stdout.contains(&format!("  {shard} (")), "{stdout}");
     assert!(storage::size(Path::new(&shard)).unwrap() > 0);
 
     // A scheme tpu-run does not speak is refused before anything runs, naming the flag.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(["pretrain", "--synthetic-data", "--steps", "1"])
-        .args(["--checkpoint-dir", "gcs://bucket/ckpt"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let out = run_fail(
+        tpu_run()
+            .args(["pretrain", "--synthetic-data", "--steps", "1"])
+            .args(["--checkpoint-dir", "gcs://bucket/ckpt"]),
+    );
+    let stderr = stderr(&out);
     assert!(
         stderr.contains("checkpoint.dir (--checkpoint-dir)")
             && stderr.contains("'gcs' is not supported"),

@@ -4,6 +4,8 @@
 //! the same losses and metrics bit for bit on the CPU plugin, the same checkpoints (tensors and
 //! data positions) at the same steps, the same evaluations. The run's summary gives the
 //! steady-state throughput next to the whole run's, and the time the loop waited for its feed.
+mod cli_support;
+use cli_support::{run_ok, stdout, tpu_run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -280,20 +282,15 @@ fn the_summary_gives_the_steady_state_next_to_the_whole_run() {
 #[test]
 fn the_cli_prints_both_figures_and_the_host_wait() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(["pretrain", "--synthetic-data", "--preset", "tiny"])
-        .args(["--backend", "cpu", "--batch-size", "4", "--seq-len", "16"])
-        .args(["--max-predictions", "2", "--steps", "6"])
-        .arg("--output-dir")
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        tpu_run()
+            .args(["pretrain", "--synthetic-data", "--preset", "tiny"])
+            .args(["--backend", "cpu", "--batch-size", "4", "--seq-len", "16"])
+            .args(["--max-predictions", "2", "--steps", "6"])
+            .arg("--output-dir")
+            .arg(tmp.path()),
     );
+    let stdout = stdout(&out);
     let line = |prefix: &str| -> String {
         let l = stdout.lines().find(|l| l.starts_with(prefix));
         l.unwrap_or_else(|| panic!("no '{prefix}' line:\n{stdout}"))

@@ -5,10 +5,12 @@
 //! and fake machines: tests/tpu_pod_discovery.rs.
 //!
 //! Everything stays on loopback; every child is killed past `CHILD_LIMIT`.
+mod cli_support;
+use cli_support::{finish_within, stderr, tpu_run};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 const CHILD_LIMIT: Duration = Duration::from_secs(120);
 
@@ -38,7 +40,7 @@ fn write_shard(dir: &Path) {
 /// `dir` (with its shard written by [`write_shard`]) as process `name`, with `env` and
 /// `flags`, started.
 fn spawn(dir: &Path, name: &str, env: &[(&str, &str)], flags: &[&str]) -> std::process::Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tpu-run"));
+    let mut cmd = tpu_run();
     cmd.args(["pretrain", "--preset", "tiny", "--backend", "tpu"])
         .args([
             "--batch-size",
@@ -73,20 +75,8 @@ fn spawn(dir: &Path, name: &str, env: &[(&str, &str)], flags: &[&str]) -> std::p
     cmd.spawn().expect("starting tpu-run")
 }
 
-fn finish(mut child: std::process::Child) -> Output {
-    let deadline = Instant::now() + CHILD_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+fn finish(child: std::process::Child) -> Output {
+    finish_within(child, CHILD_LIMIT)
 }
 
 #[test]
