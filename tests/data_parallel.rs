@@ -12,10 +12,12 @@
 //! resumed, `tpu-run compile --replicas`.
 mod cli_support;
 mod common;
+mod pretrain_support;
 use cli_support::{run_fail, run_ok, stderr, stdout, tpu_run};
 use common::check::{assert_close, assert_exact};
 use common::client;
 use hlo::{ElementType, Literal, ModuleBuilder, Shape};
+use pretrain_support::{tensor_bytes, tiny_run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -506,42 +508,21 @@ fn pretrain_config(data: &str, out: &Path, num_devices: Option<u32>) -> Pretrain
     let devices = num_devices
         .map(|n| format!("[device]\nnum_devices = {n}\n"))
         .unwrap_or_default();
-    let text = format!(
+    let run = format!(
         r#"
         [model]
-        preset = "tiny"
-        vocab_size = {VOCAB}
         num_hidden_layers = 1
-        hidden_size = 32
-        num_attention_heads = 2
-        max_position_embeddings = {SEQ}
         [data]
-        train = "{data}"
         eval = "{data}"
-        seq_len = {SEQ}
-        max_predictions = {PREDS}
-        shuffle_buffer = 8
-        cycle_length = 2
         [train]
-        batch_size = 4
         steps = 5
-        warmup_steps = 2
-        learning_rate = 3e-3
-        seed = 7
         [eval]
         interval = 2
         batches = 2
-        [checkpoint]
-        interval = 0
-        [output]
-        dir = "{}"
-        log_every = 1
-        progress = false
         {devices}
-        "#,
-        out.display()
+        "#
     );
-    PretrainConfig::from_toml_str(&text, "test config").unwrap()
+    tiny_run(VOCAB, SEQ, PREDS, data, out.display(), &run)
 }
 
 /// Two TFRecord shards of random examples.
@@ -570,19 +551,6 @@ fn write_shards(dir: &Path) -> String {
         w.finish().unwrap();
     }
     dir.join("*.tfrecord").display().to_string()
-}
-
-fn tensor_bytes(ckpt: &Path) -> Vec<(String, Vec<u8>)> {
-    let state = tpu_run::ckpt::Checkpoint::open(ckpt)
-        .unwrap()
-        .load(None)
-        .unwrap();
-    state
-        .params
-        .iter()
-        .chain(state.opt_state.iter())
-        .map(|(n, l)| (n.clone(), l.bytes().to_vec()))
-        .collect()
 }
 
 /// The `loss` of every `train` line of a run's metrics.jsonl, as bits.

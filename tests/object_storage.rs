@@ -6,15 +6,17 @@
 //! gs:// goes through the same code with another client; it is not run against GCS here.
 mod cli_support;
 mod objstore_support;
+mod pretrain_support;
 
 use cli_support::{run_fail, run_ok, stderr, stdout, tpu_run};
+use pretrain_support::{quiet, tensor_bytes, tiny_run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-use tpu_run::ckpt::{Checkpoint, Spec, State, Store};
+use tpu_run::ckpt::{Spec, State, Store};
 use tpu_run::data::{create_pretraining_data, CreateDataConfig, InputFormat};
 use tpu_run::data::{Reader, ReaderConfig};
-use tpu_run::pretrain::{run, PretrainConfig, RunOptions, RunSummary};
+use tpu_run::pretrain::{run, PretrainConfig, RunSummary};
 use tpu_run::storage;
 
 const SEQ: usize = 16;
@@ -87,50 +89,23 @@ fn create_shards(tmp: &Path, output: &str) -> Vec<PathBuf> {
 /// A 2-layer BERT of hidden size 32 with dropout on, reading and evaluating on the bucket's
 /// shards, writing its outputs (and checkpoints) under `out`.
 fn config(data: &str, out: &str) -> PretrainConfig {
-    let text = format!(
+    let run = format!(
         r#"
-        [model]
-        preset = "tiny"
-        vocab_size = {VOCAB}
-        hidden_size = 32
-        num_attention_heads = 2
-        max_position_embeddings = {SEQ}
         [data]
-        train = "{data}"
         eval = "{data}"
-        seq_len = {SEQ}
-        max_predictions = {PREDS}
-        shuffle_buffer = 8
-        cycle_length = 2
         [train]
-        batch_size = 4
         steps = 6
-        warmup_steps = 2
-        learning_rate = 3e-3
-        seed = 7
         [eval]
         interval = 2
         batches = 2
         mask_token_id = 4
         [checkpoint]
-        interval = 0
         keep_last = 2
         [output]
-        dir = "{out}"
-        log_every = 1
-        progress = false
         tensorboard = false
         "#
     );
-    PretrainConfig::from_toml_str(&text, "test config").unwrap()
-}
-
-fn quiet(stop_after: Option<u64>) -> RunOptions {
-    RunOptions {
-        stop_after,
-        print: false,
-        ..Default::default()
-    }
+    tiny_run(VOCAB, SEQ, PREDS, data, out, &run)
 }
 
 /// (step, loss bits, metric bits) of every step.
@@ -141,16 +116,6 @@ fn bits(s: &RunSummary) -> Vec<(u64, u32, Vec<u32>)> {
             let m = r.metrics.iter().map(|(_, v)| v.to_bits()).collect();
             (r.step, r.loss.to_bits(), m)
         })
-        .collect()
-}
-
-fn tensor_bytes(ckpt: &Path) -> Vec<(String, Vec<u8>)> {
-    let state = Checkpoint::open(ckpt).unwrap().load(None).unwrap();
-    state
-        .params
-        .iter()
-        .chain(state.opt_state.iter())
-        .map(|(n, l)| (n.clone(), l.bytes().to_vec()))
         .collect()
 }
 
