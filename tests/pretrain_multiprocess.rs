@@ -11,30 +11,21 @@
 //!
 //! Every child is killed if it runs longer than `CHILD_LIMIT`; no assertion depends on timing.
 mod cli_support;
-use cli_support::{finish_within, run_fail, stderr, tpu_run};
+mod pretrain_support;
+use cli_support::{finish_within, free_port, run_fail, stderr, tpu_run};
 use hlo::Literal;
+use pretrain_support::write_patterned_shards;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 use tpu_run::ckpt::{State, Store};
-use tpu_run::data::example::PretrainingExample;
-use tpu_run::data::tfrecord::RecordWriter;
 
 const CHILD_LIMIT: Duration = Duration::from_secs(120);
 const CPU_REFUSAL: &str = "the CPU plugin cannot form a client across 2 processes";
 const TOKEN_ENV: &str = "TPU_RUN_COORDINATOR_TOKEN";
 /// The run token of these tests' pairs (the token is any printable ASCII text).
 const TOKEN: &str = "pretrain-multiprocess-test-token-5f1c";
-
-/// A free loopback port (released for the coordinator to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One `tpu-run pretrain` process of a 2-process run of a tiny model, with the tests' token.
 fn spawn(port: u16, id: u32, out: &Path, extra: &[&str]) -> Child {
@@ -93,24 +84,7 @@ fn run_pair(dir: &Path, flags0: &[&str], flags1: &[&str]) -> [String; 2] {
 
 /// `n` TFRecord shards of a few examples each (seq 16, 2 predictions).
 fn write_shards(dir: &Path, n: usize) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    for s in 0..n as i64 {
-        let mut w = RecordWriter::create(&dir.join(format!("part-{s}.tfrecord"))).unwrap();
-        for r in 0..4i64 {
-            let e = PretrainingExample {
-                input_ids: (0..16).map(|i| 1000 + (i * 7 + r * 3 + s) % 900).collect(),
-                input_mask: vec![1; 16],
-                segment_ids: (0..16).map(|i| i64::from(i >= 8)).collect(),
-                masked_lm_positions: vec![3, 9],
-                masked_lm_ids: vec![1003 + r, 1009 + s],
-                masked_lm_weights: vec![1.0, 1.0],
-                next_sentence_label: r % 2,
-            };
-            w.write_record(&e.encode()).unwrap();
-        }
-        w.finish().unwrap();
-    }
-    dir.join("*.tfrecord").display().to_string()
+    write_patterned_shards(dir, &vec![4; n])
 }
 
 /// A complete checkpoint of step 3 in `dir` (opened, not loaded, before the client exists).

@@ -6,8 +6,9 @@
 //!
 //! Everything stays on loopback; every child is killed past `CHILD_LIMIT`.
 mod cli_support;
-use cli_support::{finish_within, stderr, tpu_run};
-use std::net::TcpListener;
+mod pretrain_support;
+use cli_support::{finish_within, free_port, stderr, tpu_run};
+use pretrain_support::write_patterned_shards;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -16,24 +17,7 @@ const CHILD_LIMIT: Duration = Duration::from_secs(120);
 
 /// One TFRecord shard of 8 examples (seq 16, 2 predictions) in `dir`/data.
 fn write_shard(dir: &Path) {
-    let dir = &dir.join("data");
-    use tpu_run::data::example::PretrainingExample;
-    use tpu_run::data::tfrecord::RecordWriter;
-    std::fs::create_dir_all(dir).unwrap();
-    let mut w = RecordWriter::create(&dir.join("part-0.tfrecord")).unwrap();
-    for r in 0..8i64 {
-        let e = PretrainingExample {
-            input_ids: (0..16).map(|i| 1000 + (i * 7 + r * 3) % 900).collect(),
-            input_mask: vec![1; 16],
-            segment_ids: (0..16).map(|i| i64::from(i >= 8)).collect(),
-            masked_lm_positions: vec![3, 9],
-            masked_lm_ids: vec![1003 + r, 1009],
-            masked_lm_weights: vec![1.0, 1.0],
-            next_sentence_label: r % 2,
-        };
-        w.write_record(&e.encode()).unwrap();
-    }
-    w.finish().unwrap();
+    write_patterned_shards(&dir.join("data"), &[8]);
 }
 
 /// `tpu-run pretrain --backend tpu --data-only-ids` (no plugin is loaded on that path) in
@@ -82,11 +66,7 @@ fn finish(child: std::process::Child) -> Output {
 #[test]
 fn two_processes_start_from_the_environment_alone() {
     let t = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // As GKE sets them; the coordinator's port is given (8482 may be taken on this machine),
     // which also shows an explicit flag winning over the discovered address.
     let coordinator = format!("127.0.0.1:{port}");

@@ -181,3 +181,31 @@ pub fn tensor_bytes(ckpt: &Path) -> Vec<(String, Vec<u8>)> {
         .map(|(n, l)| (n.clone(), l.bytes().to_vec()))
         .collect()
 }
+
+/// Shards of fixed examples (16 tokens, predictions at 3 and 9), `records[s]` in shard `s`:
+/// record `r` of shard `s` tells which it is through its ids, for tests that follow which
+/// records each process read.
+pub fn write_patterned_shards(dir: &Path, records: &[u64]) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    for (s, &n) in records.iter().enumerate() {
+        let mut w = RecordWriter::create(&dir.join(format!("part-{s}.tfrecord"))).unwrap();
+        for r in 0..n as i64 {
+            w.write_record(&patterned_example(s as i64, r).encode())
+                .unwrap();
+        }
+        w.finish().unwrap();
+    }
+    dir.join("*.tfrecord").display().to_string()
+}
+
+fn patterned_example(s: i64, r: i64) -> PretrainingExample {
+    PretrainingExample {
+        input_ids: (0..16).map(|i| 1000 + (i * 7 + r * 3 + s) % 900).collect(),
+        input_mask: vec![1; 16],
+        segment_ids: (0..16).map(|i| i64::from(i >= 8)).collect(),
+        masked_lm_positions: vec![3, 9],
+        masked_lm_ids: vec![1003 + r, 1009 + s],
+        masked_lm_weights: vec![1.0, 1.0],
+        next_sentence_label: r % 2,
+    }
+}
