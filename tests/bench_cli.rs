@@ -2,6 +2,8 @@
 //! JSON record per configuration (checked field by field, the model FLOPs recomputed here), the
 //! aligned table, the SVG, a baseline comparison, the anchors (through a stand-in Python on
 //! CPU, since the real anchor scripts need CUDA), and clear errors for bad input.
+mod cli_support;
+use cli_support::{output, run_fail, run_ok, stderr, stdout, tpu_run};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -11,13 +13,11 @@ use tpu_run::bench::anchors::Anchors;
 use tpu_run::bench::matrix::{max_predictions, BenchConfig, Task};
 use tpu_run::model::ComputeDtype;
 
-fn tpu_run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .current_dir(dir)
-        .arg("bench")
-        .args(args)
-        .output()
-        .expect("running tpu-run")
+/// `tpu-run bench ARGS`, run in `dir`.
+fn bench(dir: &Path, args: &[&str]) -> Command {
+    let mut c = tpu_run();
+    c.current_dir(dir).arg("bench").args(args);
+    c
 }
 
 fn records(path: &Path) -> Vec<Value> {
@@ -40,7 +40,7 @@ fn tiny_flops(batch: f64, seq: f64, predictions: f64) -> f64 {
 #[test]
 fn the_cross_product_is_measured_skipped_recorded_and_drawn() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tpu_run(
+    let out = run_ok(&mut bench(
         dir.path(),
         &[
             "--model",
@@ -63,13 +63,11 @@ fn the_cross_product_is_measured_skipped_recorded_and_drawn() {
             "a.svg",
             "--anchors",
         ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    ));
+    let (stdout, log) = (stdout(&out), stderr(&out));
     assert!(
-        stderr.contains("anchors: not run: the anchors run on NVIDIA GPUs"),
-        "{stderr}"
+        log.contains("anchors: not run: the anchors run on NVIDIA GPUs"),
+        "{log}"
     );
     let rs = records(&dir.path().join("a.jsonl"));
     assert_eq!(rs.len(), 8, "2 tasks x 2 seqs x 2 attentions");
@@ -164,7 +162,7 @@ fn the_cross_product_is_measured_skipped_recorded_and_drawn() {
 
     // A later run against this one as the baseline: one repeat there, so not judged (the noise
     // is unknown); a key the baseline lacks is "absent".
-    let out = tpu_run(
+    run_ok(&mut bench(
         dir.path(),
         &[
             "--model",
@@ -187,12 +185,7 @@ fn the_cross_product_is_measured_skipped_recorded_and_drawn() {
             "--out",
             "b.jsonl",
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     let rs = records(&dir.path().join("b.jsonl"));
     assert_eq!(rs[0]["repeats"].as_array().unwrap().len(), 2);
     assert_eq!(rs[0]["step_times_s"].as_array().unwrap().len(), 4);
@@ -233,11 +226,10 @@ fn the_cross_product_is_measured_skipped_recorded_and_drawn() {
         if fail {
             args.push("--fail-on-regression");
         }
-        tpu_run(dir.path(), &args)
+        bench(dir.path(), &args)
     };
-    let out = judge("faster.jsonl", true);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = run_fail(&mut judge("faster.jsonl", true));
+    let stderr = stderr(&out);
     assert!(
         stderr.contains("regressed against the baseline: tiny pretrain s16 b2 f32 graph"),
         "{stderr}"
@@ -254,14 +246,13 @@ fn the_cross_product_is_measured_skipped_recorded_and_drawn() {
         "{}",
         row(&out)
     );
-    let out = judge("slower.jsonl", true);
-    assert!(out.status.success());
+    let out = run_ok(&mut judge("slower.jsonl", true));
     assert!(
         row(&out).contains("baseline -16.7% improvement"),
         "{}",
         row(&out)
     );
-    let out = judge("new.jsonl", false);
+    let out = output(&mut judge("new.jsonl", false));
     assert!(
         row(&out).contains("baseline +0.0% unchanged"),
         "{}",
@@ -272,11 +263,7 @@ fn the_cross_product_is_measured_skipped_recorded_and_drawn() {
 #[test]
 fn bad_input_is_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let err = |args: &[&str]| {
-        let out = tpu_run(dir.path(), args);
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let err = |args: &[&str]| stderr(&run_fail(&mut bench(dir.path(), args)));
     assert!(err(&["--model", "huge"]).contains("--model \"huge\""));
     // clap refuses values outside the enums, listing them (comma-separated lists included).
     assert!(err(&["--task", "glue"]).contains("[possible values: pretrain, squad]"));

@@ -1,7 +1,8 @@
 //! Every flag and argument of every `tpu-run` command has a help line, and values outside a
 //! flag's or a config key's choices are refused naming the choices.
+mod cli_support;
 use clap::CommandFactory;
-use std::process::Command;
+use cli_support::{run_fail, run_ok, stderr, tpu_run};
 use tpu_run::cli::Cli;
 use tpu_run::pretrain::PretrainConfig;
 
@@ -48,12 +49,7 @@ fn every_argument_of_every_command_has_help() {
 }
 
 fn refused(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(args)
-        .output()
-        .expect("running tpu-run");
-    assert!(!out.status.success(), "{args:?} was accepted");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    stderr(&run_fail(tpu_run().args(args)))
 }
 
 #[test]
@@ -115,22 +111,14 @@ fn bad_flag_values_are_refused_listing_the_choices() {
 fn aliases_are_accepted_where_they_were() {
     // `gpu` for cuda and `bfloat16` for bf16 parse as they did when these were strings; the
     // run then stops at the missing data, after parsing.
-    let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args([
-            "pretrain",
-            "--backend",
-            "gpu",
-            "--precision",
-            "bfloat16",
-            "--help",
-        ])
-        .output()
-        .expect("running tpu-run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(tpu_run().args([
+        "pretrain",
+        "--backend",
+        "gpu",
+        "--precision",
+        "bfloat16",
+        "--help",
+    ]));
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //! HloModuleProto bytes they hand the compiler (`--dump-program`), and the bytes are equal for a
 //! run with non-default settings (LAMB, bf16, dropout, accumulation, 2 devices, seq 64). A
 //! changed setting changes the bytes, so the comparison can fail.
+mod cli_support;
+use cli_support::{run_fail, run_ok, stderr, text, tpu_run};
 use std::path::Path;
-use std::process::Command;
 
 /// A tiny run that differs from pretrain's defaults wherever the step can: the optimizer, its
 /// schedule, precision, dropout, accumulation, data-parallel devices, the batch shapes.
@@ -44,22 +45,16 @@ progress = false
     )
 }
 
-/// Runs tpu-run with `args`; panics with its output when it fails.
-fn tpu_run(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        // Every command compiles what it built, and the user's compile cache stays untouched.
-        .env("TPU_RUN_COMPILE_CACHE", "off")
-        .output()
-        .expect("running tpu-run");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// Runs tpu-run with `args`, which must succeed; stdout and stderr.
+fn ok(args: &[&str]) -> String {
+    let out = run_ok(
+        tpu_run()
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            // Every command compiles what it built, and the user's compile cache stays untouched.
+            .env("TPU_RUN_COMPILE_CACHE", "off"),
     );
-    assert!(out.status.success(), "tpu-run {args:?} failed:\n{text}");
-    text
+    text(&out)
 }
 
 fn path(p: &Path) -> &str {
@@ -71,7 +66,7 @@ fn compile_step(run: &Path, dump: &Path, extra: &[&str]) -> Vec<u8> {
     let mut args = vec!["compile", "--target", "cpu", "--config", path(run)];
     args.extend(["--dump-program", path(dump)]);
     args.extend(extra);
-    let text = tpu_run(&args);
+    let text = ok(&args);
     assert!(text.contains("compiled for cpu"), "{text}");
     std::fs::read(dump).expect("compile's program dump")
 }
@@ -83,7 +78,7 @@ fn compile_hands_the_compiler_the_bytes_pretrain_does() {
     std::fs::write(&run, run_toml(&tmp.path().join("out"), "linear")).unwrap();
 
     let trained = tmp.path().join("pretrain.pb");
-    let text = tpu_run(&[
+    let text = ok(&[
         "pretrain",
         "--config",
         path(&run),
@@ -122,12 +117,9 @@ fn compile_hands_the_compiler_the_bytes_pretrain_does() {
 
 #[test]
 fn compile_refuses_a_bert_config_as_the_run_config() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(["compile", "--target", "cpu", "--config", "bert_config.json"])
-        .output()
-        .expect("running tpu-run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let out =
+        run_fail(tpu_run().args(["compile", "--target", "cpu", "--config", "bert_config.json"]));
+    let stderr = stderr(&out);
     assert!(
         stderr.contains("give a BERT config file with --model-config"),
         "{stderr}"

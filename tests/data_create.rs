@@ -2,6 +2,8 @@
 //! real script (tests/fixtures/create_data_golden_*, from tools/create_data_golden.py) must equal
 //! ours example for example; plus determinism, whole-word masking, paragraph input, the CLI, and
 //! the masking statistics on the shared corpus.
+mod cli_support;
+use cli_support::{run_fail, run_ok, stderr, stdout, tpu_run};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use tpu_run::data::create::create_instances;
@@ -346,30 +348,25 @@ fn lines_are_read_as_tensorflow_reads_them() {
 fn cli_writes_shards_and_a_summary() {
     let Some(vocab) = vocab() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(["create-data", "--quiet", "--input"])
-        .arg(fixtures().join("create_data_in*.txt"))
-        .arg("--vocab")
-        .arg(&vocab)
-        .arg("--output")
-        .arg(dir.path())
-        .args([
-            "--num-shards",
-            "2",
-            "--dupe-factor",
-            "2",
-            "--max-seq-length",
-            "64",
-        ])
-        .args(["--whole-word-masking", "--do-lower-case", "true"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        tpu_run()
+            .args(["create-data", "--quiet", "--input"])
+            .arg(fixtures().join("create_data_in*.txt"))
+            .arg("--vocab")
+            .arg(&vocab)
+            .arg("--output")
+            .arg(dir.path())
+            .args([
+                "--num-shards",
+                "2",
+                "--dupe-factor",
+                "2",
+                "--max-seq-length",
+                "64",
+            ])
+            .args(["--whole-word-masking", "--do-lower-case", "true"]),
     );
+    let stdout = stdout(&out);
     assert!(stdout.contains("one sentence per line"), "{stdout}");
     assert!(
         stdout.contains("masked") && stdout.contains("random next sentence"),
@@ -383,21 +380,20 @@ fn cli_writes_shards_and_a_summary() {
         assert!(!read_shard(&shard, 64, 20).unwrap().is_empty());
     }
     // Bad input: the error names the pattern and the process fails.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args([
-            "create-data",
-            "--quiet",
-            "--input",
-            "/nonexistent/*.txt",
-            "--output",
-        ])
-        .arg(dir.path())
-        .arg("--vocab")
-        .arg(&vocab)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/*.txt"));
+    let out = run_fail(
+        tpu_run()
+            .args([
+                "create-data",
+                "--quiet",
+                "--input",
+                "/nonexistent/*.txt",
+                "--output",
+            ])
+            .arg(dir.path())
+            .arg("--vocab")
+            .arg(&vocab),
+    );
+    assert!(stderr(&out).contains("/nonexistent/*.txt"));
 }
 
 #[test]

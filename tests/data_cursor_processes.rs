@@ -9,6 +9,10 @@
 //! the cursor handed out: nothing lost. The first two epochs are consumed whole.
 //!
 //! Every child is killed if it runs longer than `CHILD_LIMIT`; no assertion depends on timing.
+mod cli_support;
+mod pretrain_support;
+use cli_support::{free_port, tpu_run};
+use pretrain_support::write_patterned_shards;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,8 +20,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 use tpu_run::ckpt::Store;
-use tpu_run::data::example::PretrainingExample;
-use tpu_run::data::tfrecord::RecordWriter;
 use tpu_run::data::units::{index_file, CursorState, IndexedFile, UnitTable};
 use tpu_run::data::OnCorrupt;
 
@@ -30,34 +32,8 @@ const STEPS: u64 = 12;
 const UNIT_RECORDS: u64 = 5;
 const SEED: u64 = 7;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn write_shards(dir: &Path) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    for (s, &n) in RECORDS.iter().enumerate() {
-        let mut w = RecordWriter::create(&dir.join(format!("part-{s}.tfrecord"))).unwrap();
-        for r in 0..n as i64 {
-            let s = s as i64;
-            let e = PretrainingExample {
-                input_ids: (0..16).map(|i| 1000 + (i * 7 + r * 3 + s) % 900).collect(),
-                input_mask: vec![1; 16],
-                segment_ids: (0..16).map(|i| i64::from(i >= 8)).collect(),
-                masked_lm_positions: vec![3, 9],
-                masked_lm_ids: vec![1003 + r, 1009 + s],
-                masked_lm_weights: vec![1.0, 1.0],
-                next_sentence_label: r % 2,
-            };
-            w.write_record(&e.encode()).unwrap();
-        }
-        w.finish().unwrap();
-    }
-    dir.join("*.tfrecord").display().to_string()
+    write_patterned_shards(dir, &RECORDS)
 }
 
 /// One process of an attempt, its stderr lines arriving on a channel.
@@ -84,7 +60,7 @@ impl Attempt {
         let port = free_port();
         (0..n)
             .map(|id| {
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_tpu-run"));
+                let mut cmd = tpu_run();
                 cmd.args(["pretrain", "--config"])
                     .arg(&self.config)
                     .args(["--preset", "tiny", "--backend", "cpu"])

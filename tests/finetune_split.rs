@@ -2,10 +2,11 @@
 //! same split for the same seed (byte for byte), another for another seed, both outputs readable
 //! SQuAD files; clear errors for impossible requests. Uses ../shared/data/squad/train-a-v1.1.json
 //! (skipped with a message when absent).
+mod cli_support;
+use cli_support::{run_ok, stdout, tpu_run};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tpu_run::finetune::split::{choose_val_articles, split_file};
 use tpu_run::squad::{SquadDataset, Warnings};
 
@@ -82,21 +83,16 @@ fn split_is_by_article_complete_and_deterministic() {
 
     // The CLI with the same seed writes the same bytes; another seed picks other articles.
     let (tr2, va2) = (tmp.path().join("t2.json"), tmp.path().join("v2.json"));
-    let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .arg("squad-split")
-        .arg(&input)
-        .args(["--val-articles", "5", "--seed", "7", "--out-train"])
-        .arg(&tr2)
-        .arg("--out-val")
-        .arg(&va2)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        tpu_run()
+            .arg("squad-split")
+            .arg(&input)
+            .args(["--val-articles", "5", "--seed", "7", "--out-train"])
+            .arg(&tr2)
+            .arg("--out-val")
+            .arg(&va2),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = stdout(&out);
     assert!(
         stdout.contains(&format!("5 articles ({n_val} questions)")),
         "{stdout}"

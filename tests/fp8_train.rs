@@ -8,20 +8,17 @@
 mod common;
 #[path = "fp8_support/pattern.rs"]
 mod pattern;
+mod pretrain_support;
 use common::client;
 use hlo::proto::PrimitiveType;
 use hlo::Literal;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use pretrain_support::{quiet, tensor_bytes, MaskedShards, Tokens};
 use std::path::Path;
-use tpu_run::ckpt::Checkpoint;
-use tpu_run::data::example::PretrainingExample;
-use tpu_run::data::tfrecord::RecordWriter;
 use tpu_run::model::fp8::fp8_layer_names;
 use tpu_run::model::{init_params, BatchShapes, ComputeDtype, Execution};
 use tpu_run::pretrain::batches::{step_literals, synthetic_batch};
 use tpu_run::pretrain::program::train_program;
-use tpu_run::pretrain::{run, PretrainConfig, RunOptions, RunSummary};
+use tpu_run::pretrain::{run, PretrainConfig, RunSummary};
 use tpu_run::train::{Fp8Tensor, Trainer};
 
 const SEQ: usize = 16;
@@ -29,43 +26,16 @@ const PREDS: usize = 3;
 
 /// Examples whose ids come from a few "topics" (so there is something to learn), some padding.
 fn write_shards(dir: &Path) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut rng = StdRng::seed_from_u64(99);
-    let path = dir.join("part-0.tfrecord");
-    let mut w = RecordWriter::create(&path).unwrap();
-    for _ in 0..160 {
-        let len = rng.gen_range(8..=SEQ);
-        let topic = rng.gen_range(0..4) * 20 + 10;
-        let mut ids: Vec<i64> = (0..len).map(|_| topic + rng.gen_range(0..20)).collect();
-        ids[0] = 2;
-        ids.resize(SEQ, 0);
-        let mut mask = vec![1i64; len];
-        mask.resize(SEQ, 0);
-        let segments: Vec<i64> = (0..SEQ)
-            .map(|i| i64::from(i >= len / 2 && i < len))
-            .collect();
-        let mut positions: Vec<i64> = rand::seq::index::sample(&mut rng, len - 1, PREDS)
-            .into_iter()
-            .map(|p| p as i64 + 1)
-            .collect();
-        positions.sort_unstable();
-        let labels: Vec<i64> = positions.iter().map(|&p| ids[p as usize]).collect();
-        for &p in &positions {
-            ids[p as usize] = 4;
-        }
-        let ex = PretrainingExample {
-            input_ids: ids,
-            input_mask: mask,
-            segment_ids: segments,
-            masked_lm_positions: positions,
-            masked_lm_ids: labels,
-            masked_lm_weights: vec![1.0; PREDS],
-            next_sentence_label: rng.gen_range(0..2),
-        };
-        w.write_record(&ex.encode()).unwrap();
+    MaskedShards {
+        seed: 99,
+        shards: 1,
+        per_shard: 160,
+        tokens: Tokens::Topics,
+        seq: SEQ,
+        preds: PREDS,
     }
-    w.finish().unwrap();
-    path.display().to_string()
+    .write(dir);
+    dir.join("part-0.tfrecord").display().to_string()
 }
 
 /// A 2-layer BERT of hidden size 32 (dropout on), 8 sequences of 16 tokens a step, a 4-step
@@ -109,14 +79,6 @@ fn config(precision: &str, data: Option<&str>, out: &Path, steps: u64) -> Pretra
         out.display()
     );
     PretrainConfig::from_toml_str(&text, "test config").unwrap()
-}
-
-fn quiet(stop_after: Option<u64>) -> RunOptions {
-    RunOptions {
-        stop_after,
-        print: false,
-        ..Default::default()
-    }
 }
 
 fn losses(s: &RunSummary) -> Vec<f32> {
@@ -272,16 +234,6 @@ fn amax_histories_roll_and_scales_follow_the_recipe() {
         state.iter().skip(1).step_by(2).all(|s| s[0] != 1.0),
         "scales moved"
     );
-}
-
-fn tensor_bytes(ckpt: &Path) -> Vec<(String, Vec<u8>)> {
-    let state = Checkpoint::open(ckpt).unwrap().load(None).unwrap();
-    state
-        .params
-        .iter()
-        .chain(state.opt_state.iter())
-        .map(|(n, l)| (n.clone(), l.bytes().to_vec()))
-        .collect()
 }
 
 #[test]

@@ -4,15 +4,19 @@
 //! resumes from the bucket bit for bit, and damaged objects are caught (a flipped byte in a
 //! shard, a truncated shard, a checkpoint without its manifest, a truncated checkpoint file).
 //! gs:// goes through the same code with another client; it is not run against GCS here.
+mod cli_support;
 mod objstore_support;
+mod pretrain_support;
 
+use cli_support::{run_fail, run_ok, stderr, stdout, tpu_run};
+use pretrain_support::{quiet, tensor_bytes, tiny_run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-use tpu_run::ckpt::{Checkpoint, Spec, State, Store};
+use tpu_run::ckpt::{Spec, State, Store};
 use tpu_run::data::{create_pretraining_data, CreateDataConfig, InputFormat};
 use tpu_run::data::{Reader, ReaderConfig};
-use tpu_run::pretrain::{run, PretrainConfig, RunOptions, RunSummary};
+use tpu_run::pretrain::{run, PretrainConfig, RunSummary};
 use tpu_run::storage;
 
 const SEQ: usize = 16;
@@ -85,50 +89,23 @@ fn create_shards(tmp: &Path, output: &str) -> Vec<PathBuf> {
 /// A 2-layer BERT of hidden size 32 with dropout on, reading and evaluating on the bucket's
 /// shards, writing its outputs (and checkpoints) under `out`.
 fn config(data: &str, out: &str) -> PretrainConfig {
-    let text = format!(
+    let run = format!(
         r#"
-        [model]
-        preset = "tiny"
-        vocab_size = {VOCAB}
-        hidden_size = 32
-        num_attention_heads = 2
-        max_position_embeddings = {SEQ}
         [data]
-        train = "{data}"
         eval = "{data}"
-        seq_len = {SEQ}
-        max_predictions = {PREDS}
-        shuffle_buffer = 8
-        cycle_length = 2
         [train]
-        batch_size = 4
         steps = 6
-        warmup_steps = 2
-        learning_rate = 3e-3
-        seed = 7
         [eval]
         interval = 2
         batches = 2
         mask_token_id = 4
         [checkpoint]
-        interval = 0
         keep_last = 2
         [output]
-        dir = "{out}"
-        log_every = 1
-        progress = false
         tensorboard = false
         "#
     );
-    PretrainConfig::from_toml_str(&text, "test config").unwrap()
-}
-
-fn quiet(stop_after: Option<u64>) -> RunOptions {
-    RunOptions {
-        stop_after,
-        print: false,
-        ..Default::default()
-    }
+    tiny_run(VOCAB, SEQ, PREDS, data, out, &run)
 }
 
 /// (step, loss bits, metric bits) of every step.
@@ -139,16 +116,6 @@ fn bits(s: &RunSummary) -> Vec<(u64, u32, Vec<u32>)> {
             let m = r.metrics.iter().map(|(_, v)| v.to_bits()).collect();
             (r.step, r.loss.to_bits(), m)
         })
-        .collect()
-}
-
-fn tensor_bytes(ckpt: &Path) -> Vec<(String, Vec<u8>)> {
-    let state = Checkpoint::open(ckpt).unwrap().load(None).unwrap();
-    state
-        .params
-        .iter()
-        .chain(state.opt_state.iter())
-        .map(|(n, l)| (n.clone(), l.bytes().to_vec()))
         .collect()
 }
 
@@ -441,33 +408,27 @@ fn the_cli_writes_shards_to_a_bucket_and_refuses_other_schemes() {
     let Some(b) = bucket("cli") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let (vocab, input) = corpus(tmp.path());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(["create-data", "--quiet", "--input"])
-        .arg(&input)
-        .arg("--vocab")
-        .arg(&vocab)
-        .args(["--output", &format!("{b}/cli"), "--max-seq-length", "16"])
-        .args(["--max-predictions-per-seq", "3", "--dupe-factor", "1"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        tpu_run()
+            .args(["create-data", "--quiet", "--input"])
+            .arg(&input)
+            .arg("--vocab")
+            .arg(&vocab)
+            .args(["--output", &format!("{b}/cli"), "--max-seq-length", "16"])
+            .args(["--max-predictions-per-seq", "3", "--dupe-factor", "1"]),
     );
+    let stdout = stdout(&out);
     let shard = format!("{b}/cli/pretrain-00000-of-00001.tfrecord");
     assert!(stdout.contains(&format!("  {shard} (")), "{stdout}");
     assert!(storage::size(Path::new(&shard)).unwrap() > 0);
 
     // A scheme tpu-run does not speak is refused before anything runs, naming the flag.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(["pretrain", "--synthetic-data", "--steps", "1"])
-        .args(["--checkpoint-dir", "gcs://bucket/ckpt"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let out = run_fail(
+        tpu_run()
+            .args(["pretrain", "--synthetic-data", "--steps", "1"])
+            .args(["--checkpoint-dir", "gcs://bucket/ckpt"]),
+    );
+    let stderr = stderr(&out);
     assert!(
         stderr.contains("checkpoint.dir (--checkpoint-dir)")
             && stderr.contains("'gcs' is not supported"),

@@ -3,10 +3,11 @@
 //! polylines of each run's colour with as many points as the run has records); skipped lines
 //! are counted; bad inputs are errors that name the problem. `PLOT_KEEP=DIR` keeps a copy of
 //! each chart in DIR, to look at.
+mod cli_support;
+use cli_support::{run_fail, run_ok, stderr, stdout, tpu_run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tpu_run::plot::{bench_report, plot_runs, BenchPlotEntry, CurveOptions, XAxis};
 
 /// The first two run colours (tab10, src/plot/style.rs), as the SVG backend spells them.
@@ -178,25 +179,20 @@ fn the_command_writes_the_chart_and_reports_skipped_lines() {
     let dir = tempfile::tempdir().unwrap();
     let runs = two_runs(dir.path());
     let out = dir.path().join("cli.svg");
-    let o = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .arg("plot")
-        .args(&runs)
-        .args([
-            "--metrics",
-            "loss,learning_rate",
-            "--title",
-            "CLI chart",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    let o = run_ok(
+        tpu_run()
+            .arg("plot")
+            .args(&runs)
+            .args([
+                "--metrics",
+                "loss,learning_rate",
+                "--title",
+                "CLI chart",
+                "--out",
+            ])
+            .arg(&out),
     );
+    let stdout = stdout(&o);
     let line = |run: &str| stdout.lines().find(|l| l.starts_with(run)).unwrap_or("");
     assert!(line("alpha").contains("2 line(s) skipped"), "{stdout}");
     assert!(line("beta").contains("1 line(s) skipped"), "{stdout}");
@@ -217,15 +213,7 @@ fn bad_inputs_are_errors_that_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let runs = two_runs(dir.path());
     let out = dir.path().join("x.svg");
-    let fail = |args: &[&std::ffi::OsStr]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-            .arg("plot")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(!o.status.success());
-        String::from_utf8_lossy(&o.stderr).into_owned()
-    };
+    let fail = |args: &[&std::ffi::OsStr]| stderr(&run_fail(tpu_run().arg("plot").args(args)));
     let missing = dir.path().join("nowhere.jsonl");
     let e = fail(&[missing.as_os_str(), "--out".as_ref(), out.as_os_str()]);
     assert!(e.contains("nowhere.jsonl: no such file"), "{e}");

@@ -2,6 +2,8 @@
 //! every call and plays back describe outputs; its ssh runs the worker scripts with bash in a
 //! directory per worker, and its scp copies there, so the scripts `pod` sends really run (with
 //! tests/pod_support/tpu-run.sh standing in for the binary). No network, no Cloud TPU.
+mod cli_support;
+use cli_support::{run_fail, run_ok, stderr, stdout, tpu_run};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -49,7 +51,7 @@ impl Fake {
 
     /// `tpu-run pod ARGS` with the stand-in first on PATH, in the fake's directory.
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tpu-run"));
+        let mut c = tpu_run();
         let path = format!(
             "{}:{}",
             self.bin().display(),
@@ -68,6 +70,16 @@ impl Fake {
 
     fn pod(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
+    }
+
+    /// As [`Fake::pod`], which must succeed.
+    fn pod_ok(&self, args: &[&str]) -> Output {
+        run_ok(&mut self.command(args))
+    }
+
+    /// As [`Fake::pod`], which must fail.
+    fn pod_fail(&self, args: &[&str]) -> Output {
+        run_fail(&mut self.command(args))
     }
 
     /// Every gcloud call so far, as argument lists.
@@ -124,10 +136,7 @@ fn words(s: &[&str]) -> Vec<String> {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (stdout(o), stderr(o))
 }
 
 /// `pod run bert-pod` with the stand-in binary, no waiting between looks, and `extra`.
@@ -170,7 +179,7 @@ fn worker_of(call: &[String]) -> &str {
 #[test]
 fn create_a_spot_vm_and_a_spot_queued_resource() {
     let f = Fake::new(2);
-    let o = f.pod(&[
+    f.pod_ok(&[
         "create",
         "bert-pod",
         "--zone",
@@ -183,7 +192,6 @@ fn create_a_spot_vm_and_a_spot_queued_resource() {
         "--poll-interval",
         "0",
     ]);
-    assert!(o.status.success(), "{:?}", text(&o));
     assert_eq!(
         f.calls()[0],
         words(&[
@@ -207,7 +215,7 @@ fn create_a_spot_vm_and_a_spot_queued_resource() {
         Some(1),
         "echo '{\"state\": {\"state\": \"WAITING_FOR_RESOURCES\"}}'\n",
     );
-    let o = f.pod(&[
+    let o = f.pod_ok(&[
         "create",
         "bert-pod",
         "--queued-resource",
@@ -225,7 +233,6 @@ fn create_a_spot_vm_and_a_spot_queued_resource() {
         "0",
     ]);
     let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
     let calls = f.calls();
     assert_eq!(
         calls[0],
@@ -262,7 +269,7 @@ fn create_a_spot_vm_and_a_spot_queued_resource() {
     );
 
     // Queued resources have no --preemptible.
-    let o = f.pod(&[
+    let o = f.pod_fail(&[
         "create",
         "x",
         "--queued-resource",
@@ -273,25 +280,20 @@ fn create_a_spot_vm_and_a_spot_queued_resource() {
         "v",
         "--preemptible",
     ]);
-    assert!(!o.status.success());
     assert!(text(&o).1.contains("queued resources take --spot"));
 }
 
 #[test]
 fn run_copies_to_every_worker_starts_each_with_its_id_and_streams_worker_0() {
     let f = Fake::new(2);
-    let o = f
-        .command(&as_strs(&run_args(&[
-            "--",
-            "--steps",
-            "10",
-            "--data",
-            "/mnt/d/*.tfrecord",
-        ])))
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
+    let o = run_ok(&mut f.command(&as_strs(&run_args(&[
+        "--",
+        "--steps",
+        "10",
+        "--data",
+        "/mnt/d/*.tfrecord",
+    ]))));
+    let out = text(&o).0;
     assert!(
         out.contains("step 1 loss 7.25 (process 0)"),
         "worker 0 streamed: {out}"
@@ -386,17 +388,13 @@ fn a_preempted_spot_vm_is_recreated_and_the_run_resumes() {
     f.respond("tpu-vm-describe", Some(2), &node_json("PREEMPTED", 2));
     f.respond("tpu-vm-describe", Some(3), &node_json("PREEMPTED", 2));
     std::fs::write(f.dir().join("ssh-fail-once.1"), "").unwrap();
-    let o = f
-        .command(&as_strs(&run_args(&[
-            "--max-restarts",
-            "1",
-            "--",
-            "--no-resume",
-        ])))
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
+    let o = run_ok(&mut f.command(&as_strs(&run_args(&[
+        "--max-restarts",
+        "1",
+        "--",
+        "--no-resume",
+    ]))));
+    let err = text(&o).1;
     assert!(
         err.contains("worker 1 unreachable (ssh exit status 255)"),
         "{err}"
@@ -468,9 +466,8 @@ fn a_preempted_spot_vm_is_recreated_and_the_run_resumes() {
     let f = Fake::new(2);
     f.respond("tpu-vm-describe", Some(2), &node_json("PREEMPTED", 2));
     std::fs::write(f.dir().join("ssh-fail-once.0"), "").unwrap();
-    let o = f.command(&as_strs(&run_args(&[]))).output().unwrap();
+    let o = run_fail(&mut f.command(&as_strs(&run_args(&[]))));
     let err = text(&o).1;
-    assert!(!o.status.success());
     assert!(
         err.contains("--max-restarts 0 allows no more restarts"),
         "{err}"
@@ -495,17 +492,13 @@ fn a_suspended_queued_resource_is_recreated_and_waited_for_in_the_queue() {
         &qr("WAITING_FOR_RESOURCES"),
     );
     std::fs::write(f.dir().join("ssh-fail-once.0"), "").unwrap();
-    let o = f
-        .command(&as_strs(&run_args(&[
-            "--queued-resource",
-            "bert-qr",
-            "--max-restarts",
-            "1",
-        ])))
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
+    let o = run_ok(&mut f.command(&as_strs(&run_args(&[
+        "--queued-resource",
+        "bert-qr",
+        "--max-restarts",
+        "1",
+    ]))));
+    let err = text(&o).1;
     assert!(err.contains("waiting for bert-pod: queued resource bert-qr WAITING_FOR_RESOURCES"));
     let calls = f.calls();
     let of = |verb: &str| -> Vec<&Vec<String>> {
@@ -555,13 +548,11 @@ fn a_suspended_queued_resource_is_recreated_and_waited_for_in_the_queue() {
 #[test]
 fn a_failed_worker_has_every_log_fetched_and_named() {
     let f = Fake::new(2);
-    let o = f
-        .command(&as_strs(&run_args(&[])))
-        .env("FAKE_MODE", "fail1")
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert!(!o.status.success(), "{out}\n{err}");
+    let o = run_fail(
+        f.command(&as_strs(&run_args(&[])))
+            .env("FAKE_MODE", "fail1"),
+    );
+    let err = text(&o).1;
     let logs = f.dir().join("tpu-run-pod/bert-pod/logs/attempt-1");
     assert!(err.contains("worker 1 failed (exit status 3)"), "{err}");
     assert!(err.contains("not preempted"), "{err}");
@@ -625,9 +616,8 @@ fn stop_sends_sigterm_to_every_workers_pretrain() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let o = f.pod(&["stop", "bert-pod", "--zone", "us-west4-a"]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
+    let o = f.pod_ok(&["stop", "bert-pod", "--zone", "us-west4-a"]);
+    let out = text(&o).0;
     assert_eq!(
         out.matches("sent SIGTERM to tpu-run pretrain").count(),
         2,
@@ -719,7 +709,7 @@ fn delete_a_vm_or_a_queued_resource_and_show_status_and_logs() {
         std::fs::create_dir_all(f.worker_file(w, "")).unwrap();
         std::fs::write(f.worker_file(w, "pretrain.log"), format!("log of {w}\n")).unwrap();
     }
-    let o = f.pod(&[
+    f.pod_ok(&[
         "logs",
         "bert-pod",
         "--zone",
@@ -727,15 +717,13 @@ fn delete_a_vm_or_a_queued_resource_and_show_status_and_logs() {
         "--out",
         "fetched",
     ]);
-    assert!(o.status.success(), "{:?}", text(&o));
     assert_eq!(
         std::fs::read_to_string(f.dir().join("fetched/worker-1.log")).unwrap(),
         "log of 1\n"
     );
 
     f.respond("tpu-vm-describe", None, NOT_FOUND);
-    let o = f.pod(&["status", "bert-pod", "--zone", "us-west4-a"]);
-    assert!(!o.status.success());
+    let o = f.pod_fail(&["status", "bert-pod", "--zone", "us-west4-a"]);
     assert!(text(&o).0.contains("TPU VM bert-pod: not found"));
 }
 
@@ -760,7 +748,7 @@ fn replay(f: &Fake, printed: &str) -> Vec<Vec<String>> {
 #[test]
 fn dry_run_runs_nothing_and_prints_commands_that_paste() {
     let f = Fake::new(2);
-    let o = f.pod(&[
+    let o = f.pod_ok(&[
         "create",
         "bert-pod",
         "--zone",
@@ -773,15 +761,13 @@ fn dry_run_runs_nothing_and_prints_commands_that_paste() {
         "--dry-run",
     ]);
     let out = text(&o).0;
-    assert!(o.status.success());
     assert_eq!(
         out,
         "gcloud compute tpus tpu-vm create bert-pod --zone=us-west4-a \
          --accelerator-type=v5litepod-16 --version=v2-alpha-tpuv5-lite --preemptible\n"
     );
     for sub in ["stop", "delete", "status"] {
-        let o = f.pod(&[sub, "bert-pod", "--zone", "us-west4-a", "--dry-run"]);
-        assert!(o.status.success(), "{sub}: {:?}", text(&o));
+        let o = f.pod_ok(&[sub, "bert-pod", "--zone", "us-west4-a", "--dry-run"]);
         assert!(
             text(&o).0.starts_with("gcloud compute tpus tpu-vm "),
             "{sub}"
@@ -789,19 +775,15 @@ fn dry_run_runs_nothing_and_prints_commands_that_paste() {
     }
     let o = f.pod(&["logs", "bert-pod", "--workers", "2", "--dry-run"]);
     assert_eq!(text(&o).0.lines().count(), 2);
-    let o = f
-        .command(&as_strs(&run_args(&[
-            "--workers",
-            "2",
-            "--dry-run",
-            "--",
-            "--data",
-            "a b",
-        ])))
-        .output()
-        .unwrap();
-    let (printed, err) = text(&o);
-    assert!(o.status.success(), "{printed}\n{err}");
+    let o = run_ok(&mut f.command(&as_strs(&run_args(&[
+        "--workers",
+        "2",
+        "--dry-run",
+        "--",
+        "--data",
+        "a b",
+    ]))));
+    let printed = text(&o).0;
     assert!(!f.dir().join("calls.log").exists(), "a dry run ran gcloud");
     assert!(
         !f.dir().join("tpu-run-pod").exists(),
@@ -848,26 +830,19 @@ fn a_missing_gcloud_is_named_with_what_to_do() {
     let f = Fake::new(1);
     let empty = f.dir().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = f
-        .command(&["status", "bert-pod"])
-        .env("PATH", &empty)
-        .output()
-        .unwrap();
+    let o = run_fail(f.command(&["status", "bert-pod"]).env("PATH", &empty));
     let err = text(&o).1;
-    assert!(!o.status.success());
     assert!(
         err.contains("gcloud (the Google Cloud CLI) was not found on PATH"),
         "{err}"
     );
     assert!(err.contains("--gcloud PATH"), "{err}");
     // --gcloud names it instead.
-    let o = f
-        .command(&["status", "bert-pod", "--gcloud"])
-        .arg(f.bin().join("gcloud"))
-        .env("PATH", format!("{}:/usr/bin:/bin", empty.display()))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{:?}", text(&o));
+    run_ok(
+        f.command(&["status", "bert-pod", "--gcloud"])
+            .arg(f.bin().join("gcloud"))
+            .env("PATH", format!("{}:/usr/bin:/bin", empty.display())),
+    );
     // Pretrain flags pod sets itself are refused before anything runs.
     std::fs::remove_file(f.dir().join("calls.log")).unwrap();
     let o = f

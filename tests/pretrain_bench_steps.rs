@@ -1,22 +1,19 @@
 //! `pretrain --bench-steps`: the record carries the startup breakdown, each phase measured and
 //! together no longer than the time to the first step they lead up to.
+mod cli_support;
+use cli_support::{run_ok, stdout, tpu_run};
 use serde_json::Value;
 
 #[test]
 fn the_bench_record_breaks_the_time_to_the_first_step_down() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(["pretrain", "--synthetic-data", "--preset", "tiny"])
-        .args(["--backend", "cpu", "--batch-size", "4", "--seq-len", "16"])
-        .args(["--max-predictions", "2", "--bench-steps", "3"])
-        .arg("--no-compile-cache")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        tpu_run()
+            .args(["pretrain", "--synthetic-data", "--preset", "tiny"])
+            .args(["--backend", "cpu", "--batch-size", "4", "--seq-len", "16"])
+            .args(["--max-predictions", "2", "--bench-steps", "3"])
+            .arg("--no-compile-cache"),
     );
+    let stdout = stdout(&out);
     assert!(
         stdout.lines().any(|l| l.starts_with("startup:")
             && l.contains("host state")

@@ -11,11 +11,9 @@
 //! checkpoint are bit-identical (same devices); after it the losses agree to a relative 2e-5
 //! (measured: 1.5e-6, about ten f32 rounding steps, carried through 3 Adam steps), 50 times
 //! below the loss's change from one step to the next (above 1e-3).
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+mod pretrain_support;
+use pretrain_support::{tiny_run, MaskedShards, Tokens};
 use std::path::Path;
-use tpu_run::data::example::PretrainingExample;
-use tpu_run::data::tfrecord::RecordWriter;
 use tpu_run::pretrain::{run, PretrainConfig, RunOptions, RunSummary};
 
 const SEQ: usize = 16;
@@ -24,79 +22,34 @@ const VOCAB: usize = 96;
 
 /// Two shards of random examples, each with exactly PREDS predictions of weight 1.
 fn write_shards(dir: &Path) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut rng = StdRng::seed_from_u64(41);
-    for s in 0..2 {
-        let mut w = RecordWriter::create(&dir.join(format!("part-{s}.tfrecord"))).unwrap();
-        for _ in 0..20 {
-            let len = rng.gen_range(8..=SEQ);
-            let mut ids: Vec<i64> = (0..len).map(|_| rng.gen_range(5..VOCAB as i64)).collect();
-            ids[0] = 2;
-            ids.resize(SEQ, 0);
-            let mut mask = vec![1i64; len];
-            mask.resize(SEQ, 0);
-            let mut positions: Vec<i64> = rand::seq::index::sample(&mut rng, len - 1, PREDS)
-                .into_iter()
-                .map(|p| p as i64 + 1)
-                .collect();
-            positions.sort_unstable();
-            let labels: Vec<i64> = positions.iter().map(|&p| ids[p as usize]).collect();
-            for &p in &positions {
-                ids[p as usize] = 4;
-            }
-            let half = len / 2;
-            let e = PretrainingExample {
-                input_ids: ids,
-                input_mask: mask,
-                segment_ids: (0..SEQ).map(|i| i64::from(i >= half && i < len)).collect(),
-                masked_lm_positions: positions,
-                masked_lm_ids: labels,
-                masked_lm_weights: vec![1.0; PREDS],
-                next_sentence_label: rng.gen_range(0..2),
-            };
-            w.write_record(&e.encode()).unwrap();
-        }
-        w.finish().unwrap();
+    MaskedShards {
+        seed: 41,
+        shards: 2,
+        per_shard: 20,
+        tokens: Tokens::Uniform {
+            from: 5,
+            vocab: VOCAB as i64,
+        },
+        seq: SEQ,
+        preds: PREDS,
     }
-    dir.join("*.tfrecord").display().to_string()
+    .write(dir)
 }
 
 fn config(data: &str, out: &Path, devices: u32) -> PretrainConfig {
-    let text = format!(
+    let run = format!(
         r#"
         [model]
-        preset = "tiny"
-        vocab_size = {VOCAB}
         num_hidden_layers = 1
-        hidden_size = 32
-        num_attention_heads = 2
-        max_position_embeddings = {SEQ}
         hidden_dropout_prob = 0.0
         attention_probs_dropout_prob = 0.0
-        [data]
-        train = "{data}"
-        seq_len = {SEQ}
-        max_predictions = {PREDS}
-        shuffle_buffer = 8
-        cycle_length = 2
         [train]
-        batch_size = 4
         steps = 5
-        warmup_steps = 2
-        learning_rate = 3e-3
-        seed = 7
-        [checkpoint]
-        interval = 0
-        [output]
-        dir = "{}"
-        log_every = 1
-        progress = false
         [device]
         num_devices = {devices}
-        "#,
-        out.display()
+        "#
     );
-    PretrainConfig::from_toml_str(&text, "test config").unwrap()
+    tiny_run(VOCAB, SEQ, PREDS, data, out.display(), &run)
 }
 
 fn losses(s: &RunSummary) -> Vec<(u64, f32)> {

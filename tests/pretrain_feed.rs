@@ -4,13 +4,13 @@
 //! the same losses and metrics bit for bit on the CPU plugin, the same checkpoints (tensors and
 //! data positions) at the same steps, the same evaluations. The run's summary gives the
 //! steady-state throughput next to the whole run's, and the time the loop waited for its feed.
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+mod cli_support;
+mod pretrain_support;
+use cli_support::{run_ok, stdout, tpu_run};
+use pretrain_support::{step_bits, tiny_run, MaskedShards, Tokens};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tpu_run::ckpt::Checkpoint;
-use tpu_run::data::example::PretrainingExample;
-use tpu_run::data::tfrecord::RecordWriter;
 use tpu_run::pretrain::{run, PretrainConfig, RunOptions, RunSummary};
 
 const SEQ: usize = 16;
@@ -20,68 +20,29 @@ const STEPS: u64 = 8;
 
 /// Random pretraining examples in `shards` TFRecord files; the pattern matching them.
 fn write_shards(dir: &Path, shards: usize, per_shard: usize) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut rng = StdRng::seed_from_u64(5);
-    for s in 0..shards {
-        let mut w = RecordWriter::create(&dir.join(format!("part-{s}.tfrecord"))).unwrap();
-        for _ in 0..per_shard {
-            let len = rng.gen_range(8..=SEQ);
-            let mut ids: Vec<i64> = (0..len).map(|_| rng.gen_range(10..VOCAB as i64)).collect();
-            ids[0] = 2;
-            ids.resize(SEQ, 0);
-            let mut mask = vec![1i64; len];
-            mask.resize(SEQ, 0);
-            let segments: Vec<i64> = (0..SEQ)
-                .map(|i| i64::from(i >= len / 2 && i < len))
-                .collect();
-            let mut positions: Vec<i64> = rand::seq::index::sample(&mut rng, len - 1, PREDS)
-                .into_iter()
-                .map(|p| p as i64 + 1)
-                .collect();
-            positions.sort_unstable();
-            let labels: Vec<i64> = positions.iter().map(|&p| ids[p as usize]).collect();
-            for &p in &positions {
-                ids[p as usize] = 4;
-            }
-            let ex = PretrainingExample {
-                input_ids: ids,
-                input_mask: mask,
-                segment_ids: segments,
-                masked_lm_positions: positions,
-                masked_lm_ids: labels,
-                masked_lm_weights: vec![1.0; PREDS],
-                next_sentence_label: rng.gen_range(0..2),
-            };
-            w.write_record(&ex.encode()).unwrap();
-        }
-        w.finish().unwrap();
+    MaskedShards {
+        seed: 5,
+        shards,
+        per_shard,
+        tokens: Tokens::Uniform {
+            from: 10,
+            vocab: VOCAB as i64,
+        },
+        seq: SEQ,
+        preds: PREDS,
     }
-    dir.join("*.tfrecord").display().to_string()
+    .write(dir)
 }
 
 /// A tiny BERT with dropout, on `devices` CPU devices, evaluating every 2 steps and
 /// checkpointing every 3 (so hooks fall both on pipelined steps and next to each other).
 fn config(data: &str, out: &Path, devices: u32) -> PretrainConfig {
-    let text = format!(
+    let run = format!(
         r#"
-        [model]
-        preset = "tiny"
-        vocab_size = {VOCAB}
-        hidden_size = 32
-        num_attention_heads = 2
-        max_position_embeddings = {SEQ}
         [data]
-        train = "{data}"
         eval = "{data}"
-        seq_len = {SEQ}
-        max_predictions = {PREDS}
-        shuffle_buffer = 8
-        cycle_length = 2
         [train]
-        batch_size = 4
         steps = {STEPS}
-        warmup_steps = 2
-        learning_rate = 3e-3
         seed = 11
         [eval]
         interval = 2
@@ -91,14 +52,9 @@ fn config(data: &str, out: &Path, devices: u32) -> PretrainConfig {
         keep_last = 5
         [device]
         num_devices = {devices}
-        [output]
-        dir = "{}"
-        log_every = 1
-        progress = false
-        "#,
-        out.display()
+        "#
     );
-    PretrainConfig::from_toml_str(&text, "test config").unwrap()
+    tiny_run(VOCAB, SEQ, PREDS, data, out.display(), &run)
 }
 
 fn options(lockstep: bool) -> RunOptions {
@@ -106,19 +62,6 @@ fn options(lockstep: bool) -> RunOptions {
         lockstep,
         ..Default::default()
     }
-}
-
-/// (step, loss bits, (metric name, value bits)...) of a step.
-type StepBits = (u64, u32, Vec<(String, u32)>);
-
-fn bits(s: &RunSummary) -> Vec<StepBits> {
-    s.history
-        .iter()
-        .map(|r| {
-            let m = r.metrics.iter().map(|(n, v)| (n.clone(), v.to_bits()));
-            (r.step, r.loss.to_bits(), m.collect())
-        })
-        .collect()
 }
 
 /// A checkpoint's step name, tensors (name, bytes), data position and examples seen.
@@ -183,7 +126,11 @@ fn pipelined_equals_lockstep(devices: u32) {
 
     assert_eq!(piped.history.len(), STEPS as usize);
     assert!(piped.history.iter().all(|r| r.loss.is_finite()));
-    assert_eq!(bits(&piped), bits(&step), "losses and metrics differ");
+    assert_eq!(
+        step_bits(&piped),
+        step_bits(&step),
+        "losses and metrics differ"
+    );
     let evals = |s: &RunSummary| -> Vec<(u64, u64, u64)> {
         let e = s.evals.iter();
         e.map(|(n, r)| (*n, r.mlm_loss.to_bits(), r.examples))
@@ -247,9 +194,9 @@ fn a_resumed_pipelined_run_continues_the_stopped_one_exactly() {
     assert_eq!(first.end_step, 4);
     let second = run(&config(&data, &split, 1), &options(false)).unwrap();
     assert_eq!(second.start_step, 4);
-    let mut joined = bits(&first);
-    joined.extend(bits(&second));
-    assert_eq!(joined, bits(&whole));
+    let mut joined = step_bits(&first);
+    joined.extend(step_bits(&second));
+    assert_eq!(joined, step_bits(&whole));
 }
 
 #[test]
@@ -280,20 +227,15 @@ fn the_summary_gives_the_steady_state_next_to_the_whole_run() {
 #[test]
 fn the_cli_prints_both_figures_and_the_host_wait() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(["pretrain", "--synthetic-data", "--preset", "tiny"])
-        .args(["--backend", "cpu", "--batch-size", "4", "--seq-len", "16"])
-        .args(["--max-predictions", "2", "--steps", "6"])
-        .arg("--output-dir")
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        tpu_run()
+            .args(["pretrain", "--synthetic-data", "--preset", "tiny"])
+            .args(["--backend", "cpu", "--batch-size", "4", "--seq-len", "16"])
+            .args(["--max-predictions", "2", "--steps", "6"])
+            .arg("--output-dir")
+            .arg(tmp.path()),
     );
+    let stdout = stdout(&out);
     let line = |prefix: &str| -> String {
         let l = stdout.lines().find(|l| l.starts_with(prefix));
         l.unwrap_or_else(|| panic!("no '{prefix}' line:\n{stdout}"))

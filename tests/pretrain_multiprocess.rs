@@ -10,29 +10,22 @@
 //! one is refused naming both ways to give it; `--coordinator-join-timeout` takes effect.
 //!
 //! Every child is killed if it runs longer than `CHILD_LIMIT`; no assertion depends on timing.
+mod cli_support;
+mod pretrain_support;
+use cli_support::{finish_within, free_port, run_fail, stderr, tpu_run};
 use hlo::Literal;
+use pretrain_support::write_patterned_shards;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 use tpu_run::ckpt::{State, Store};
-use tpu_run::data::example::PretrainingExample;
-use tpu_run::data::tfrecord::RecordWriter;
 
 const CHILD_LIMIT: Duration = Duration::from_secs(120);
 const CPU_REFUSAL: &str = "the CPU plugin cannot form a client across 2 processes";
 const TOKEN_ENV: &str = "TPU_RUN_COORDINATOR_TOKEN";
 /// The run token of these tests' pairs (the token is any printable ASCII text).
 const TOKEN: &str = "pretrain-multiprocess-test-token-5f1c";
-
-/// A free loopback port (released for the coordinator to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One `tpu-run pretrain` process of a 2-process run of a tiny model, with the tests' token.
 fn spawn(port: u16, id: u32, out: &Path, extra: &[&str]) -> Child {
@@ -41,7 +34,7 @@ fn spawn(port: u16, id: u32, out: &Path, extra: &[&str]) -> Child {
 
 /// As `spawn`, with `token` in the environment (None: no token at all).
 fn spawn_with_token(port: u16, id: u32, out: &Path, extra: &[&str], token: Option<&str>) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tpu-run"));
+    let mut cmd = tpu_run();
     cmd.args(["pretrain", "--preset", "tiny", "--backend", "cpu"])
         .args([
             "--batch-size",
@@ -69,16 +62,8 @@ fn spawn_with_token(port: u16, id: u32, out: &Path, extra: &[&str], token: Optio
 }
 
 /// Waits for a child, killing it past `CHILD_LIMIT`; its exit status and output.
-fn finish(mut child: Child) -> Output {
-    let deadline = Instant::now() + CHILD_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+fn finish(child: Child) -> Output {
+    finish_within(child, CHILD_LIMIT)
 }
 
 /// Runs processes 0 and 1 with their own extra flags; their stderr texts, both having failed.
@@ -88,7 +73,7 @@ fn run_pair(dir: &Path, flags0: &[&str], flags1: &[&str]) -> [String; 2] {
     let p1 = spawn(port, 1, dir, flags1);
     let outs = [finish(p0), finish(p1)];
     outs.map(|o| {
-        let text = String::from_utf8_lossy(&o.stderr).into_owned();
+        let text = stderr(&o);
         assert!(
             !o.status.success(),
             "a CPU multi-process run must fail:\n{text}"
@@ -99,24 +84,7 @@ fn run_pair(dir: &Path, flags0: &[&str], flags1: &[&str]) -> [String; 2] {
 
 /// `n` TFRecord shards of a few examples each (seq 16, 2 predictions).
 fn write_shards(dir: &Path, n: usize) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    for s in 0..n as i64 {
-        let mut w = RecordWriter::create(&dir.join(format!("part-{s}.tfrecord"))).unwrap();
-        for r in 0..4i64 {
-            let e = PretrainingExample {
-                input_ids: (0..16).map(|i| 1000 + (i * 7 + r * 3 + s) % 900).collect(),
-                input_mask: vec![1; 16],
-                segment_ids: (0..16).map(|i| i64::from(i >= 8)).collect(),
-                masked_lm_positions: vec![3, 9],
-                masked_lm_ids: vec![1003 + r, 1009 + s],
-                masked_lm_weights: vec![1.0, 1.0],
-                next_sentence_label: r % 2,
-            };
-            w.write_record(&e.encode()).unwrap();
-        }
-        w.finish().unwrap();
-    }
-    dir.join("*.tfrecord").display().to_string()
+    write_patterned_shards(dir, &vec![4; n])
 }
 
 /// A complete checkpoint of step 3 in `dir` (opened, not loaded, before the client exists).
@@ -226,15 +194,14 @@ fn every_process_resumes_from_process_0_s_checkpoint_on_shared_storage_only() {
 #[test]
 fn flag_errors_name_the_flag_before_anything_starts() {
     let run = |args: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-            .args(["pretrain", "--synthetic-data", "--backend", "cpu"])
-            .args(args)
-            .env_remove(TOKEN_ENV)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let out = run_fail(
+            tpu_run()
+                .args(["pretrain", "--synthetic-data", "--backend", "cpu"])
+                .args(args)
+                .env_remove(TOKEN_ENV)
+                .stdin(Stdio::null()),
+        );
+        stderr(&out)
     };
     let e = run(&["--num-processes", "2"]);
     assert!(e.contains("--coordinator HOST:PORT"), "{e}");
@@ -330,7 +297,7 @@ fn the_token_process_0_generates_lets_the_other_process_in() {
     }
     let p1 = spawn_with_token(port, 1, dir.path(), &["--synthetic-data"], Some(&token));
     let o1 = finish(p1);
-    let e1 = String::from_utf8_lossy(&o1.stderr).into_owned();
+    let e1 = cli_support::stderr(&o1);
     let o0 = finish(p0);
     let e0 = reader.join().unwrap();
     for (id, e) in [(0, &e0), (1, &e1)] {
@@ -415,7 +382,7 @@ fn a_join_timeout_from_the_command_line_names_the_missing_process() {
     );
     let o = finish(p0);
     let took = started.elapsed();
-    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    let e = stderr(&o);
     assert!(!o.status.success());
     assert!(
         e.contains("only 1 of 2 processes registered within 2.0 s")

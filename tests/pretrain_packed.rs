@@ -2,12 +2,14 @@
 //! packed step trains (evaluation stays padded), the summary reports the real-token fraction,
 //! and a run stopped and resumed computes the same losses, bit for bit on the CPU plugin, as
 //! the uninterrupted one (the packed feed resumes from the reader's saved position).
+mod pretrain_support;
+use pretrain_support::{quiet, tiny_run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use tpu_run::data::example::PretrainingExample;
 use tpu_run::data::tfrecord::RecordWriter;
-use tpu_run::pretrain::{run, PretrainConfig, RunOptions, RunSummary};
+use tpu_run::pretrain::{run, PretrainConfig, RunSummary};
 
 const SEQ: usize = 16;
 const PREDS: usize = 3;
@@ -59,50 +61,21 @@ fn write_shards(dir: &Path, shards: usize, per_shard: usize) -> (String, f64) {
 }
 
 fn config(data: &str, out: &Path) -> PretrainConfig {
-    let text = format!(
+    let run = format!(
         r#"
-        [model]
-        preset = "tiny"
-        vocab_size = {VOCAB}
-        hidden_size = 32
-        num_attention_heads = 2
-        max_position_embeddings = {SEQ}
         [data]
-        train = "{data}"
         eval = "{data}"
-        seq_len = {SEQ}
-        max_predictions = {PREDS}
-        shuffle_buffer = 8
-        cycle_length = 2
         pack = true
         max_instances_per_row = 3
         [train]
         batch_size = {ROWS}
         steps = 6
-        warmup_steps = 2
-        learning_rate = 3e-3
-        seed = 7
         [eval]
         interval = 3
         batches = 2
-        [checkpoint]
-        interval = 0
-        [output]
-        dir = "{}"
-        log_every = 1
-        progress = false
-        "#,
-        out.display()
+        "#
     );
-    PretrainConfig::from_toml_str(&text, "test config").unwrap()
-}
-
-fn quiet(stop_after: Option<u64>) -> RunOptions {
-    RunOptions {
-        stop_after,
-        print: false,
-        ..Default::default()
-    }
+    tiny_run(VOCAB, SEQ, PREDS, data, out.display(), &run)
 }
 
 fn loss_bits(s: &RunSummary) -> Vec<(u64, u32)> {

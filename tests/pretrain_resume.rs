@@ -2,13 +2,10 @@
 //! sequence, bit for bit on the CPU plugin, as the uninterrupted run (same data order from the
 //! reader's saved position, same dropout keys, same parameters and optimizer state), and ends
 //! with the same parameters; damaged checkpoints and mismatched settings are clear errors.
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+mod pretrain_support;
+use pretrain_support::{quiet, step_bits, tensor_bytes, tiny_run, MaskedShards, Tokens};
 use std::path::{Path, PathBuf};
-use tpu_run::ckpt::Checkpoint;
-use tpu_run::data::example::PretrainingExample;
-use tpu_run::data::tfrecord::RecordWriter;
-use tpu_run::pretrain::{run, PretrainConfig, RunOptions, RunSummary};
+use tpu_run::pretrain::{run, PretrainConfig, RunSummary};
 
 const SEQ: usize = 16;
 const PREDS: usize = 3;
@@ -17,121 +14,34 @@ const VOCAB: usize = 96;
 /// Random pretraining examples (real TFRecord shards): ids from a few "topics" so the data is
 /// not pure noise, 3 predictions each, some padding, half the pairs "random".
 fn write_shards(dir: &Path, shards: usize, per_shard: usize) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut rng = StdRng::seed_from_u64(99);
-    for s in 0..shards {
-        let path = dir.join(format!("part-{s}.tfrecord"));
-        let mut w = RecordWriter::create(&path).unwrap();
-        for _ in 0..per_shard {
-            let len = rng.gen_range(8..=SEQ);
-            let topic = rng.gen_range(0..4) * 20 + 10;
-            let mut ids: Vec<i64> = (0..len).map(|_| topic + rng.gen_range(0..20)).collect();
-            ids[0] = 2; // [CLS]
-            ids.resize(SEQ, 0);
-            let mut mask = vec![1i64; len];
-            mask.resize(SEQ, 0);
-            let half = len / 2;
-            let segments: Vec<i64> = (0..SEQ).map(|i| i64::from(i >= half && i < len)).collect();
-            let mut positions: Vec<i64> = rand::seq::index::sample(&mut rng, len - 1, PREDS)
-                .into_iter()
-                .map(|p| p as i64 + 1)
-                .collect();
-            positions.sort_unstable();
-            let labels: Vec<i64> = positions.iter().map(|&p| ids[p as usize]).collect();
-            for &p in &positions {
-                ids[p as usize] = 4; // [MASK]
-            }
-            let ex = PretrainingExample {
-                input_ids: ids,
-                input_mask: mask,
-                segment_ids: segments,
-                masked_lm_positions: positions,
-                masked_lm_ids: labels,
-                masked_lm_weights: vec![1.0; PREDS],
-                next_sentence_label: rng.gen_range(0..2),
-            };
-            w.write_record(&ex.encode()).unwrap();
-        }
-        w.finish().unwrap();
+    MaskedShards {
+        seed: 99,
+        shards,
+        per_shard,
+        tokens: Tokens::Topics,
+        seq: SEQ,
+        preds: PREDS,
     }
-    dir.join("*.tfrecord").display().to_string()
+    .write(dir)
 }
 
 /// A 2-layer BERT of hidden size 32 with dropout on, two shards read in parallel with a small
 /// shuffle window, an evaluation every 2 steps (which must not disturb training).
 fn config(data: &str, out: &Path) -> PretrainConfig {
-    let text = format!(
+    let run = format!(
         r#"
-        [model]
-        preset = "tiny"
-        vocab_size = {VOCAB}
-        hidden_size = 32
-        num_attention_heads = 2
-        max_position_embeddings = {SEQ}
         [data]
-        train = "{data}"
         eval = "{data}"
-        seq_len = {SEQ}
-        max_predictions = {PREDS}
-        shuffle_buffer = 8
-        cycle_length = 2
         [train]
-        batch_size = 4
         steps = 6
-        warmup_steps = 2
-        learning_rate = 3e-3
-        seed = 7
         [eval]
         interval = 2
         batches = 2
         [checkpoint]
-        interval = 0
         keep_last = 3
-        [output]
-        dir = "{}"
-        log_every = 1
-        progress = false
-        "#,
-        out.display()
+        "#
     );
-    PretrainConfig::from_toml_str(&text, "test config").unwrap()
-}
-
-fn quiet(stop_after: Option<u64>) -> RunOptions {
-    RunOptions {
-        stop_after,
-        print: false,
-        ..Default::default()
-    }
-}
-
-/// (step, loss bits, (metric name, value bits)...) of every step.
-type StepBits = (u64, u32, Vec<(String, u32)>);
-
-fn bits(s: &RunSummary) -> Vec<StepBits> {
-    s.history
-        .iter()
-        .map(|r| {
-            (
-                r.step,
-                r.loss.to_bits(),
-                r.metrics
-                    .iter()
-                    .map(|(n, v)| (n.clone(), v.to_bits()))
-                    .collect(),
-            )
-        })
-        .collect()
-}
-
-fn tensor_bytes(ckpt: &Path) -> Vec<(String, Vec<u8>)> {
-    let state = Checkpoint::open(ckpt).unwrap().load(None).unwrap();
-    state
-        .params
-        .iter()
-        .chain(state.opt_state.iter())
-        .map(|(n, l)| (n.clone(), l.bytes().to_vec()))
-        .collect()
+    tiny_run(VOCAB, SEQ, PREDS, data, out.display(), &run)
 }
 
 #[test]
@@ -152,11 +62,11 @@ fn stopped_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit() {
     assert_eq!(second.start_step, 3);
     assert_eq!(second.resumed_from.as_deref(), Some(ckpt3.as_path()));
 
-    let mut resumed = bits(&first);
-    resumed.extend(bits(&second));
+    let mut resumed = step_bits(&first);
+    resumed.extend(step_bits(&second));
     assert_eq!(
         resumed,
-        bits(&whole),
+        step_bits(&whole),
         "losses and metrics of the resumed run differ"
     );
     // The steps really differ from each other (dropout, data and updates all move).

@@ -2,6 +2,8 @@
 //! the next step boundary, writes a complete checkpoint (no `.tmp-` directory left), says which
 //! signal stopped it and where it can resume, exits non-zero, and a rerun of the same command
 //! resumes from that checkpoint.
+mod cli_support;
+use cli_support::tpu_run;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 const STEPS: &str = "100000";
 
 fn spawn(out: &Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_tpu-run"))
+    tpu_run()
         .args([
             "pretrain",
             "--synthetic-data",

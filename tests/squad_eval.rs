@@ -1,12 +1,13 @@
 //! The official SQuAD v1.1 evaluation rules: the worked examples and the whole-file oracle
 //! values of ../shared/data/squad/EVAL_RULES.md, the official output format, and the
 //! `tpu-run squad-eval` command.
+mod cli_support;
 mod squad_support;
 
+use cli_support::{run_fail, run_ok, tpu_run};
 use squad_support::shared_squad;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use tpu_run::squad::eval::{
     evaluate, exact_match_score, f1_score, normalize_answer, read_predictions,
 };
@@ -213,17 +214,7 @@ fn squad_eval_command_prints_the_official_json() {
     );
     let expected = evaluate(&ds, &preds).unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .arg("squad-eval")
-        .arg(&path)
-        .arg(&pred_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(tpu_run().arg("squad-eval").arg(&path).arg(&pred_path));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout, format!("{}\n", expected.to_official_json()));
     // One question fewer right than with all first words: EM and F1 both drop.
@@ -239,13 +230,7 @@ fn squad_eval_command_prints_the_official_json() {
 
     // A broken predictions file is a clear error, not a score.
     let bad = write(dir.path(), "bad.json", r#"{"a": ["list"]}"#);
-    let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .arg("squad-eval")
-        .arg(&path)
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = run_fail(tpu_run().arg("squad-eval").arg(&path).arg(&bad));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("bad.json") && stderr.contains("one answer string"),

@@ -2,27 +2,23 @@
 //! a TPU. The binary restarts itself under `unshare --net` before libtpu runs; this test process
 //! never loads libtpu. libtpu is installed from PyPI when absent (see tests/tpu_libtpu.rs for
 //! why); `TPU_RUN_SKIP_LIBTPU=1` skips the libtpu parts. The CPU target needs no libtpu.
+mod cli_support;
+use cli_support::{output, stderr, stdout, tpu_run};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tpu::PluginKind;
 
-fn tpu_run(args: &[&str]) -> (Output, Duration) {
+/// tpu-run with `args`, without backtraces; its output and how long it ran.
+fn timed(args: &[&str]) -> (Output, Duration) {
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_tpu-run"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("running tpu-run");
+    let out = output(tpu_run().args(args).env("RUST_BACKTRACE", "0"));
     (out, t.elapsed())
 }
 
 fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (stdout(o), stderr(o))
 }
 
 /// libtpu present (installed when absent) and a network namespace possible; `None` skips.
@@ -62,7 +58,7 @@ fn devices_on_tpu_without_a_tpu_fails_fast_and_says_what_to_do() {
     if libtpu_ready().is_none() {
         return;
     }
-    let (out, took) = tpu_run(&["devices", "--backend", "tpu"]);
+    let (out, took) = timed(&["devices", "--backend", "tpu"]);
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
@@ -77,7 +73,7 @@ fn devices_describes_a_topology_by_name() {
     if libtpu_ready().is_none() {
         return;
     }
-    let (out, _) = tpu_run(&["devices", "--topology", "v4:2x2x1"]);
+    let (out, _) = timed(&["devices", "--topology", "v4:2x2x1"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -88,7 +84,7 @@ fn devices_describes_a_topology_by_name() {
         assert!(stdout.contains(&format!("coords={c}")), "{c}: {stdout}");
     }
     // A wrong name comes back with libtpu's explanation.
-    let (out, _) = tpu_run(&["devices", "--topology", "v5e-2x2"]);
+    let (out, _) = timed(&["devices", "--topology", "v5e-2x2"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("does not match regex"), "{stderr}");
@@ -101,7 +97,7 @@ fn compile_for_a_tpu_topology_reports_memory_and_writes_the_executable() {
     }
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("mlp.tpu");
-    let (out, _) = tpu_run(&[
+    let (out, _) = timed(&[
         "compile",
         "--target",
         "tpu:v5e:2x2",
@@ -118,7 +114,7 @@ fn compile_for_a_tpu_topology_reports_memory_and_writes_the_executable() {
     let bytes = std::fs::read(&exe).unwrap();
     assert!(bytes.len() > 1000, "{} bytes", bytes.len());
 
-    let (out, _) = tpu_run(&["compile", "--target", "tpu:v9:2x2", "--example", "mlp"]);
+    let (out, _) = timed(&["compile", "--target", "tpu:v9:2x2", "--example", "mlp"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("creating the TPU topology"), "{stderr}");
@@ -126,7 +122,7 @@ fn compile_for_a_tpu_topology_reports_memory_and_writes_the_executable() {
 
 #[test]
 fn compile_for_cpu_needs_no_libtpu() {
-    let (out, _) = tpu_run(&[
+    let (out, _) = timed(&[
         "compile",
         "--target",
         "cpu",
@@ -146,7 +142,7 @@ fn compile_for_cpu_needs_no_libtpu() {
     assert!(stdout.contains("vocab 30522, f32"), "{stdout}");
     assert!(stdout.contains("compiled for cpu"), "{stdout}");
     assert!(stdout.contains("compiler/estimate"), "{stdout}");
-    let (out, _) = tpu_run(&["compile", "--target", "gpu", "--model", "tiny"]);
+    let (out, _) = timed(&["compile", "--target", "gpu", "--model", "tiny"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("expected tpu:<topology>"), "{stderr}");
@@ -159,7 +155,7 @@ fn bench_with_a_topology_compiles_the_pretraining_step_for_the_slice_only() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("tpu.jsonl");
-    let (out, _) = tpu_run(&[
+    let (out, _) = timed(&[
         "bench",
         "--backend",
         "tpu",

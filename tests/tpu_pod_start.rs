@@ -5,40 +5,26 @@
 //! and fake machines: tests/tpu_pod_discovery.rs.
 //!
 //! Everything stays on loopback; every child is killed past `CHILD_LIMIT`.
-use std::net::TcpListener;
+mod cli_support;
+mod pretrain_support;
+use cli_support::{finish_within, free_port, stderr, tpu_run};
+use pretrain_support::write_patterned_shards;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 const CHILD_LIMIT: Duration = Duration::from_secs(120);
 
 /// One TFRecord shard of 8 examples (seq 16, 2 predictions) in `dir`/data.
 fn write_shard(dir: &Path) {
-    let dir = &dir.join("data");
-    use tpu_run::data::example::PretrainingExample;
-    use tpu_run::data::tfrecord::RecordWriter;
-    std::fs::create_dir_all(dir).unwrap();
-    let mut w = RecordWriter::create(&dir.join("part-0.tfrecord")).unwrap();
-    for r in 0..8i64 {
-        let e = PretrainingExample {
-            input_ids: (0..16).map(|i| 1000 + (i * 7 + r * 3) % 900).collect(),
-            input_mask: vec![1; 16],
-            segment_ids: (0..16).map(|i| i64::from(i >= 8)).collect(),
-            masked_lm_positions: vec![3, 9],
-            masked_lm_ids: vec![1003 + r, 1009],
-            masked_lm_weights: vec![1.0, 1.0],
-            next_sentence_label: r % 2,
-        };
-        w.write_record(&e.encode()).unwrap();
-    }
-    w.finish().unwrap();
+    write_patterned_shards(&dir.join("data"), &[8]);
 }
 
 /// `tpu-run pretrain --backend tpu --data-only-ids` (no plugin is loaded on that path) in
 /// `dir` (with its shard written by [`write_shard`]) as process `name`, with `env` and
 /// `flags`, started.
 fn spawn(dir: &Path, name: &str, env: &[(&str, &str)], flags: &[&str]) -> std::process::Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tpu-run"));
+    let mut cmd = tpu_run();
     cmd.args(["pretrain", "--preset", "tiny", "--backend", "tpu"])
         .args([
             "--batch-size",
@@ -73,30 +59,14 @@ fn spawn(dir: &Path, name: &str, env: &[(&str, &str)], flags: &[&str]) -> std::p
     cmd.spawn().expect("starting tpu-run")
 }
 
-fn finish(mut child: std::process::Child) -> Output {
-    let deadline = Instant::now() + CHILD_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+fn finish(child: std::process::Child) -> Output {
+    finish_within(child, CHILD_LIMIT)
 }
 
 #[test]
 fn two_processes_start_from_the_environment_alone() {
     let t = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // As GKE sets them; the coordinator's port is given (8482 may be taken on this machine),
     // which also shows an explicit flag winning over the discovered address.
     let coordinator = format!("127.0.0.1:{port}");
