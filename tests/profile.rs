@@ -317,8 +317,14 @@ fn device_time_is_summed_per_scope_and_per_kernel_and_written_out() {
     let ms: f64 = rows.iter().map(|r| r[2].parse::<f64>().unwrap()).sum();
     let want_ms: f64 = want.iter().map(|w| w.1).sum();
     assert_eq!(events, kernels.len() + 1, "{by_kernel}");
-    assert!((ms - want_ms).abs() < 1e-5, "{ms} vs {want_ms}: {by_kernel}");
-    assert!(rows.iter().all(|r| !r[0].contains("layer_0")), "{by_kernel}");
+    assert!(
+        (ms - want_ms).abs() < 1e-5,
+        "{ms} vs {want_ms}: {by_kernel}"
+    );
+    assert!(
+        rows.iter().all(|r| !r[0].contains("layer_0")),
+        "{by_kernel}"
+    );
 
     check_trace(&report.trace_json, &kernels);
 }
