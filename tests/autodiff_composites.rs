@@ -1,6 +1,6 @@
 //! Gradients of composite functions against central finite differences in f64 on the CPU
 //! plugin (method and default tolerances in tests/autodiff_check: rtol 1e-6, atol 1e-8; up to
-//! 24 random coordinates per input): softmax cross-entropy, layer norm, both GELUs, masked
+//! 24 random coordinates per input): softmax cross-entropy (composite and fused op), layer norm, both GELUs, masked
 //! multi-head attention (batch 2, seq 4, heads 2, head dim 3, additive mask), an embedding
 //! lookup with duplicate ids, and a transformer block (attention + FFN + layer norms).
 mod autodiff_check;
@@ -82,6 +82,16 @@ fn softmax_cross_entropy() {
         let nll = b.neg(b.reduce_sum(b.mul(onehot, b.log_softmax(p[0], -1)?)?, &[1])?)?;
         b.div(b.reduce_sum(nll, &[0])?, b.scalar(4.0f64)?)
     });
+    // the fused op with its written-out gradient; labels -1 and 5 are out of range (gradient 0)
+    let logits = input(3, &[5, 5], 2.0, 0.0);
+    let labels = lit(&[3i32, 0, -1, 4, 5], &[5]);
+    let grads = check("softmax_cross_entropy", &[logits, labels], &[0], &|b, p| {
+        b.softmax_cross_entropy(p[0], p[1]).map(|ce| ce.nll)
+    });
+    for row in [2, 4] {
+        let g = &grads[0][row * 5..row * 5 + 5];
+        assert!(g.iter().all(|&v| v == 0.0), "row {row}: {g:?}");
+    }
     // the softmax form (max subtraction, exp, sum, divide) on its own
     let x = input(2, &[3, 6], 1.5, 0.0);
     check("softmax", &[x], &[0], &|b, p| b.softmax(p[0], 1));

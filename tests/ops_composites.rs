@@ -1,5 +1,6 @@
 //! Composite helpers (hlo/src/ops) on the CPU plugin against f64 references: softmax family,
-//! mean/variance, layer norm, GELU (erf and tanh forms), one_hot, argmax, dropout.
+//! mean/variance, layer norm, GELU (erf and tanh forms), one_hot, argmax, softmax cross-entropy
+//! with integer labels, dropout.
 mod common;
 use common::check::{assert_close, assert_exact};
 use common::inputs::*;
@@ -267,6 +268,41 @@ fn one_hot_and_argmax() {
     let out = run(&m, &[xl]);
     let want: Vec<i32> = r::argmax(&x, 1).into_iter().map(|v| v as i32).collect();
     assert_exact(&vals::<i32>(&out[0]), &want, "bf16 argmax");
+}
+
+#[test]
+fn softmax_cross_entropy_matches_log_softmax_and_argmax() {
+    // Scale 20 checks the max subtraction; rows 1 and 2 tie on purpose (first index wins);
+    // labels -1 and 7 are out of range (nll 0, as the one-hot form).
+    let (n, c) = (6, 7);
+    let (_, mut x) = input(F64, 30, &[n, c], 20.0);
+    let top = (0..c).map(|j| x[[1, j]]).fold(f64::MIN, f64::max) + 3.0;
+    x[[1, 2]] = top;
+    x[[1, 5]] = top;
+    let labels = [3i32, 2, -1, 6, 7, 0];
+    for ty in [F32, F64] {
+        let xl = lit_as(ty, &flat(&x), &[n as i64, c as i64]);
+        let m = module(
+            &[shape(ty, &[n, c]), arr_shape(S32, &[n as i64])],
+            |b, p| {
+                let ce = b.softmax_cross_entropy(p[0], p[1])?;
+                Ok(vec![ce.nll, ce.pred])
+            },
+        );
+        let out = run(&m, &[xl, lit(&labels, &[n as i64])]);
+        let logp = r::log_softmax(&x, 1);
+        let want: Vec<f64> = (0..n)
+            .map(|i| match usize::try_from(labels[i]) {
+                Ok(k) if k < c => -logp[[i, k]],
+                _ => 0.0,
+            })
+            .collect();
+        let tol = if ty == F32 { 1e-5 } else { 1e-12 };
+        assert_close(&f64s(&out[0]), &want, tol, tol, &format!("{ty} nll"));
+        let pred: Vec<i32> = r::argmax(&x, 1).into_iter().map(|v| v as i32).collect();
+        assert_eq!(pred[1], 2, "the tie resolves to the first index");
+        assert_exact(&vals::<i32>(&out[1]), &pred, &format!("{ty} argmax"));
+    }
 }
 
 /// Runs dropout(rate) on x with `key`; returns (y, new key).

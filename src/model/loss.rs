@@ -9,7 +9,7 @@
 //! aggregate exactly. A label outside `0..classes` picks no logit (nll 0, never correct); the
 //! data pipeline rejects such labels.
 use super::Result;
-use hlo::{ArrayShape, Builder, ElementType, Value};
+use hlo::{Builder, ElementType, Value};
 
 /// The scalar f32 metrics of a pretraining step.
 #[derive(Clone, Copy, Debug)]
@@ -54,18 +54,20 @@ impl Metrics {
 
 /// Per-row negative log-likelihood of `labels: s32[n]` under `logits: f32[n, classes]`.
 pub fn label_nll(b: &Builder, logits: Value, labels: Value) -> Result<Value> {
-    let dims = b.dims(logits)?;
-    let logp = b.log_softmax(logits, -1)?;
-    let class = b.iota(&ArrayShape::new(ElementType::S32, dims.clone()), 1)?;
-    let hit = b.eq(class, b.broadcast_in_dim(labels, &dims, &[0])?)?;
-    let picked = b.select(hit, logp, b.zeros_like(logp)?)?;
-    Ok(b.neg(b.reduce_sum(picked, &[1])?)?)
+    Ok(b.softmax_cross_entropy(logits, labels)?.nll)
 }
 
 /// 1.0 where argmax(logits) == label, else 0.0: f32 `[n]`.
 pub fn correct(b: &Builder, logits: Value, labels: Value) -> Result<Value> {
     let pred = b.argmax(logits, -1, ElementType::S32)?;
     Ok(b.convert(b.eq(pred, labels)?, ElementType::F32)?)
+}
+
+/// Per-row negative log-likelihood and correctness (1.0 where argmax(logits) == label, else
+/// 0.0), both f32 `[n]`, sharing their passes over the logits.
+pub fn nll_and_correct(b: &Builder, logits: Value, labels: Value) -> Result<(Value, Value)> {
+    let ce = b.softmax_cross_entropy(logits, labels)?;
+    Ok((ce.nll, b.convert(b.eq(ce.pred, labels)?, ElementType::F32)?))
 }
 
 /// MLM loss and metrics: `(loss, accuracy, weight_sum, correct_sum)` for `logits: f32[n, v]`,
@@ -76,11 +78,11 @@ pub fn mlm_loss(
     labels: Value,
     weights: Value,
 ) -> Result<(Value, Value, Value, Value)> {
-    let nll = label_nll(b, logits, labels)?;
+    let (nll, correct) = nll_and_correct(b, logits, labels)?;
     let weight_sum = b.reduce_sum(weights, &[0])?;
     let num = b.reduce_sum(b.mul(weights, nll)?, &[0])?;
     let loss = b.div(num, b.add(weight_sum, b.scalar(1e-5f32)?)?)?;
-    let correct_sum = b.reduce_sum(b.mul(weights, correct(b, logits, labels)?)?, &[0])?;
+    let correct_sum = b.reduce_sum(b.mul(weights, correct)?, &[0])?;
     let accuracy = b.div(
         correct_sum,
         b.max(weight_sum, b.scalar(f32::MIN_POSITIVE)?)?,
@@ -93,8 +95,9 @@ pub fn mlm_loss(
 pub fn nsp_loss(b: &Builder, logits: Value, labels: Value) -> Result<(Value, Value, Value)> {
     let n = b.dims(logits)?[0];
     let count = b.scalar(n as f32)?;
-    let loss = b.div(b.reduce_sum(label_nll(b, logits, labels)?, &[0])?, count)?;
-    let correct_sum = b.reduce_sum(correct(b, logits, labels)?, &[0])?;
+    let (nll, correct) = nll_and_correct(b, logits, labels)?;
+    let loss = b.div(b.reduce_sum(nll, &[0])?, count)?;
+    let correct_sum = b.reduce_sum(correct, &[0])?;
     Ok((loss, b.div(correct_sum, count)?, correct_sum))
 }
 
@@ -108,8 +111,8 @@ pub fn nsp_loss_weighted(
     weights: Value,
 ) -> Result<(Value, Value, Value)> {
     let count = b.max(b.reduce_sum(weights, &[0])?, b.scalar(f32::MIN_POSITIVE)?)?;
-    let nll = b.mul(weights, label_nll(b, logits, labels)?)?;
-    let loss = b.div(b.reduce_sum(nll, &[0])?, count)?;
-    let correct_sum = b.reduce_sum(b.mul(weights, correct(b, logits, labels)?)?, &[0])?;
+    let (nll, correct) = nll_and_correct(b, logits, labels)?;
+    let loss = b.div(b.reduce_sum(b.mul(weights, nll)?, &[0])?, count)?;
+    let correct_sum = b.reduce_sum(b.mul(weights, correct)?, &[0])?;
     Ok((loss, b.div(correct_sum, count)?, correct_sum))
 }

@@ -8,7 +8,7 @@
 use super::config::PretrainConfig;
 use crate::backend::compile_options_for;
 use crate::model::fp8::require_fp8_setup;
-use crate::model::loss::{correct, label_nll};
+use crate::model::loss::nll_and_correct;
 use crate::model::params::param_specs;
 use crate::model::{
     pretraining_forward, pretraining_loss, BatchShapes, BatchValues, BertConfig, Execution,
@@ -185,21 +185,17 @@ pub fn eval_program(
     let labels = b.reshape(batch.masked_lm_ids, &[n])?;
     let weights = b.reshape(batch.masked_lm_weights, &[n])?;
     let sum = |v| b.reduce_sum(v, &[0]);
-    let mlm_nll = sum(b.mul(weights, label_nll(&b, out.mlm_logits, labels)?)?)?;
+    let (mlm_nll, mlm_correct) = nll_and_correct(&b, out.mlm_logits, labels)?;
+    let mlm_nll = sum(b.mul(weights, mlm_nll)?)?;
     let mlm_w = sum(weights)?;
-    let mlm_ok = sum(b.mul(weights, correct(&b, out.mlm_logits, labels)?)?)?;
+    let mlm_ok = sum(b.mul(weights, mlm_correct)?)?;
     // A real row starts with [CLS] (input_mask 1); padding rows are all zeros.
     let rows = shapes.batch_size as i64;
     let first = b.slice(batch.input_mask, &[0, 0], &[rows, 1], &[1, 1])?;
     let real = b.convert(b.reshape(first, &[rows])?, ElementType::F32)?;
-    let nsp_nll = sum(b.mul(
-        real,
-        label_nll(&b, out.nsp_logits, batch.next_sentence_labels)?,
-    )?)?;
-    let nsp_ok = sum(b.mul(
-        real,
-        correct(&b, out.nsp_logits, batch.next_sentence_labels)?,
-    )?)?;
+    let (nsp_nll, nsp_ok) = nll_and_correct(&b, out.nsp_logits, batch.next_sentence_labels)?;
+    let nsp_nll = sum(b.mul(real, nsp_nll)?)?;
+    let nsp_ok = sum(b.mul(real, nsp_ok)?)?;
     let examples = sum(real)?;
     // The input token at each predicted position: input_ids[row, position].
     let (seq, preds) = (shapes.seq_len as i64, shapes.max_predictions as i64);
@@ -216,7 +212,7 @@ pub fn eval_program(
     let at_mask = b.convert(b.eq(shown, b.scalar(mask_id)?)?, ElementType::F32)?;
     let mask_w = b.mul(weights, at_mask)?;
     let mask_weight = sum(mask_w)?;
-    let mask_ok = sum(b.mul(mask_w, correct(&b, out.mlm_logits, labels)?)?)?;
+    let mask_ok = sum(b.mul(mask_w, mlm_correct)?)?;
     let root = b.tuple(&[
         mlm_nll,
         mlm_w,

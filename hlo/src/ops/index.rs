@@ -113,13 +113,24 @@ impl Builder<'_> {
     /// Index of the largest element along `axis` (removed from the shape), as `index_type`;
     /// ties and NaNs resolve to the first index (see the module docs).
     pub fn argmax(&self, x: Value, axis: i64, index_type: ElementType) -> Result<Value> {
+        Ok(self.arg_extreme("argmax", x, axis, index_type, true)?.1)
+    }
+
+    /// `(max, argmax)` along `axis` from one variadic reduction (one pass over `x`): the value
+    /// is what `reduce_max` gives (NaN when the row holds one), the index as [`Builder::argmax`].
+    pub fn max_and_argmax(
+        &self,
+        x: Value,
+        axis: i64,
+        index_type: ElementType,
+    ) -> Result<(Value, Value)> {
         self.arg_extreme("argmax", x, axis, index_type, true)
     }
 
     /// Index of the smallest element along `axis` (removed from the shape), as `index_type`;
     /// ties and NaNs resolve to the first index (see the module docs).
     pub fn argmin(&self, x: Value, axis: i64, index_type: ElementType) -> Result<Value> {
-        self.arg_extreme("argmin", x, axis, index_type, false)
+        Ok(self.arg_extreme("argmin", x, axis, index_type, false)?.1)
     }
 
     fn arg_extreme(
@@ -129,7 +140,7 @@ impl Builder<'_> {
         axis: i64,
         index_type: ElementType,
         is_max: bool,
-    ) -> Result<Value> {
+    ) -> Result<(Value, Value)> {
         let a = self.array_shape(x, op)?;
         let ax = axis_index(op, axis, &a)?;
         let init = identity(a.ty, is_max).ok_or_else(|| {
@@ -158,7 +169,7 @@ impl Builder<'_> {
         // every element holds that same extreme, and then index 0 is the right answer.
         let inits = [self.constant(init)?, self.scalar_of(index_type, 0.0)?];
         let r = self.reduce(&[x, iota], &inits, &[ax], comp)?;
-        self.get_tuple_element(r, 1)
+        Ok((self.get_tuple_element(r, 0)?, self.get_tuple_element(r, 1)?))
     }
 
     /// `(va, ia, vb, ib) -> (v, i)` picking the winner: the greater value (lesser for argmin),

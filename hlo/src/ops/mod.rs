@@ -1,11 +1,12 @@
 //! Composite helpers built only from primitive builder ops: softmax family, normalization,
-//! activations, index ops (one_hot, argmax/argmin), dropout, FP8 quantize-dequantize (with its
+//! activations, softmax cross-entropy with integer labels (with its own gradient), index ops (one_hot, argmax/argmin), dropout, FP8 quantize-dequantize (with its
 //! own gradient), and cuDNN's fused attention (a custom call with its gradient rule).
 //!
 //! Axes are `i64` and may be negative (`-1` is the last dimension), as in NumPy. Each helper
 //! validates its arguments up front and reports errors under its own name (`softmax`,
 //! `layer_norm`, ...) rather than under the primitive op that would fail later.
 mod activation;
+mod cross_entropy;
 mod dropout;
 mod fp8;
 mod fused_attention;
@@ -13,6 +14,7 @@ mod index;
 mod norm;
 mod softmax;
 
+pub use cross_entropy::CrossEntropy;
 pub use dropout::DropoutBits;
 pub use fused_attention::{
     FusedAttention, CUDNN_ATTENTION_BWD, CUDNN_ATTENTION_DROPOUT_BWD, CUDNN_ATTENTION_DROPOUT_FWD,
