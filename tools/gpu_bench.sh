@@ -6,6 +6,8 @@
 #                                               -> REPO_ROOT/.device-carry/bench (git-ignored)
 #   tools/gpu_bench.sh run GROUP [REPO_ROOT]    on the GPU machine; GROUP is one of
 #       pretrain   BERT-base seq 128 batch 256 and BERT-large seq 512 batch 32 (profile of the first)
+#       base       BERT-base seq 128 batch 256 with the anchors (dropout 0.1), then with dropout 0
+#                  (the same math as the JAX anchor), no profile: issue 17's first row in ~5 min
 #       squad      BERT-base and BERT-large SQuAD seq 384 batch 32
 #       flags      BERT-base seq 128 batch 256 (dropout 0) under XLA flag variants, no anchors
 #       profile    BERT-base seq 128 batch 256 profiled as `--profile` does it (command buffers
@@ -66,6 +68,10 @@ run() {
             cp "$work/profile/"*/layers.tsv "$out/base_s128_layers.tsv" 2>/dev/null || true
             cp "$work/profile/"*/unmapped.tsv "$out/base_s128_unmapped.tsv" 2>/dev/null || true
             invoke "${common[@]}" "${anchors[@]}" --model large --task pretrain --seq 512 --batch 32
+            ;;
+        base)
+            invoke "${common[@]}" "${anchors[@]}" --model base --task pretrain --seq 128 --batch 256
+            invoke "${common[@]}" --dropout 0 --model base --task pretrain --seq 128 --batch 256
             ;;
         squad)
             invoke "${common[@]}" "${anchors[@]}" --model base,large --task squad --seq 384 --batch 32

@@ -173,15 +173,22 @@ pub fn pretraining_forward(
         input_mask: batch.input_mask,
     };
     let enc = encoder(&ctx, &inputs, batch.packed.as_ref())?;
-    let mlm = b.with_scope("mlm_head", |_| {
+    let wide = b.with_scope("mlm_head", |_| {
         mlm_logits(&ctx, enc.sequence, batch.masked_lm_positions)
     })?;
     let nsp = b.with_scope("nsp_head", |_| nsp_logits(&ctx, enc.pooled))?;
     let _loss = b.scope("loss");
-    let n = b.dims(mlm)?[0];
+    let n = b.dims(wide)?[0];
     let labels = b.reshape(batch.masked_lm_ids, &[n])?;
     let weights = b.reshape(batch.masked_lm_weights, &[n])?;
-    let (mlm_l, mlm_acc, weight_sum, mlm_correct) = mlm_loss(b, mlm, labels, weights)?;
+    let (mlm_l, mlm_acc, weight_sum, mlm_correct) = mlm_loss(b, wide, labels, weights)?;
+    // The output keeps the (padded) vocabulary's width; the step's wider columns were padding.
+    let vp = cfg.padded_vocab_size() as i64;
+    let mlm = if b.dims(wide)?[1] == vp {
+        wide
+    } else {
+        b.slice_in_dim(wide, 0, vp, 1)?
+    };
     let (nsp_l, nsp_acc, nsp_correct) = match batch.packed {
         None => nsp_loss(b, nsp, batch.next_sentence_labels)?,
         Some(p) => {
