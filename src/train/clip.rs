@@ -4,13 +4,33 @@ use anyhow::{bail, Result};
 use hlo::ir::BinaryOp;
 use hlo::{Builder, ElementType, Value};
 
+/// Tensors of at most this many elements are summed in one reduction over their concatenation:
+/// one by one, BERT-base's ~150 biases and layer-norm vectors each took a kernel launch of its
+/// own (the clipping's 286 kernels, 0.55 ms of a 59 ms step on an H100).
+const SMALL_TENSOR: i64 = 1 << 16;
+
 /// `sqrt(sum over tensors of sum(g^2))`, an f32 scalar (tensors are converted to f32 first).
 pub fn global_norm(b: &Builder, grads: &[Value]) -> Result<Value> {
     let mut total = b.scalar_of(ElementType::F32, 0.0)?;
+    let mut small = vec![];
     for &g in grads {
         let g = b.convert(g, ElementType::F32)?;
-        let all: Vec<i64> = (0..b.dims(g)?.len() as i64).collect();
+        let dims = b.dims(g)?;
+        let n: i64 = dims.iter().product();
+        if n <= SMALL_TENSOR {
+            small.push(b.reshape(g, &[n])?);
+            continue;
+        }
+        let all: Vec<i64> = (0..dims.len() as i64).collect();
         total = b.add(total, b.reduce_sum(b.mul(g, g)?, &all)?)?;
+    }
+    if !small.is_empty() {
+        let flat = if small.len() == 1 {
+            small[0]
+        } else {
+            b.concatenate(&small, 0)?
+        };
+        total = b.add(total, b.reduce_sum(b.mul(flat, flat)?, &[0])?)?;
     }
     Ok(b.sqrt(total)?)
 }
