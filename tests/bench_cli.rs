@@ -289,7 +289,7 @@ const FAKE_PYTHON: &str = r#"#!/bin/sh
 case "$*" in
   *"96, "*|*" 96"*) sleep 30 ;;
   *"64, "*|*" 64"*) echo '{"anchor": "torch", "cfg": [], "error": "CUDA out of memory"}' ;;
-  *jax_bert.py*cudnn*) echo '{"jax": "0.0"}'; echo '{"anchor": "jax", "attn": "cudnn", "seq_per_s": 400.0}' ;;
+  *jax_bert.py*cudnn*) echo '{"jax": "0.0"}'; echo '{"anchor": "jax", "attn": "cudnn", "seq_per_s": 400.0, "first_step_incl_compile_s": 16.5}' ;;
   *jax_bert.py*) echo '{"anchor": "jax", "attn": "xla", "seq_per_s": 300.0}' ;;
   *True*) echo '{"anchor": "torch", "compiled": true, "seq_per_s": 250.0}' ;;
   *) echo '{"anchor": "torch", "compiled": false, "seq_per_s": 200.0}' ;;
@@ -318,18 +318,18 @@ fn anchors_run_once_each_and_report_failures() {
         max_predictions: max_predictions(seq),
         dropout: None,
     };
-    let got: Vec<(String, Option<f64>)> = anchors
+    let got: Vec<(String, Option<f64>, Option<f64>)> = anchors
         .run(&config("base", Task::Pretrain, 128))
         .into_iter()
-        .map(|a| (a.name, a.seq_per_s))
+        .map(|a| (a.name, a.seq_per_s, a.first_step_incl_compile_s))
         .collect();
     assert_eq!(
         got,
         [
-            ("jax xla".to_string(), Some(300.0)),
-            ("jax cudnn".into(), Some(400.0)),
-            ("torch eager".into(), Some(200.0)),
-            ("torch.compile".into(), Some(250.0)),
+            ("jax xla".to_string(), Some(300.0), None),
+            ("jax cudnn".into(), Some(400.0), Some(16.5)),
+            ("torch eager".into(), Some(200.0), None),
+            ("torch.compile".into(), Some(250.0), None),
         ]
     );
     let squad = anchors.run(&config("large", Task::Squad, 64));

@@ -101,23 +101,21 @@ impl Anchors {
             runs.push((name, vec!["-c".into(), code]));
         }
         runs.into_iter()
-            .map(|(name, args)| {
-                let (seq_per_s, error) = match self.run_one(&args) {
-                    Ok(v) => (Some(v), None),
-                    Err(e) => (None, Some(e)),
-                };
-                AnchorResult {
+            .map(|(name, args)| match self.run_one(&args) {
+                Ok(figures) => AnchorResult {
                     name: name.into(),
-                    seq_per_s,
+                    seq_per_s: Some(figures.seq_per_s),
                     ratio: None,
-                    error,
-                }
+                    first_step_incl_compile_s: figures.first_step_incl_compile_s,
+                    error: None,
+                },
+                Err(e) => AnchorResult::unavailable(name, e),
             })
             .collect()
     }
 
-    /// Runs one anchor and reads seq/s from its JSON line.
-    fn run_one(&self, args: &[String]) -> Result<f64, String> {
+    /// Runs one anchor and reads its figures from its JSON line.
+    fn run_one(&self, args: &[String]) -> Result<AnchorFigures, String> {
         let mut child = Command::new(&self.python)
             .args(args)
             .current_dir(&self.dir)
@@ -170,8 +168,15 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<S
     })
 }
 
-/// The seq/s of the anchor's result line, or its error line.
-pub fn parse_output(stdout: &str) -> Result<f64, String> {
+/// What an anchor's result line reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AnchorFigures {
+    pub seq_per_s: f64,
+    pub first_step_incl_compile_s: Option<f64>,
+}
+
+/// The figures of the anchor's result line, or its error line.
+pub fn parse_output(stdout: &str) -> Result<AnchorFigures, String> {
     for line in stdout.lines().rev() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -180,7 +185,12 @@ pub fn parse_output(stdout: &str) -> Result<f64, String> {
             continue;
         }
         if let Some(x) = v.get("seq_per_s").and_then(|x| x.as_f64()) {
-            return Ok(x);
+            return Ok(AnchorFigures {
+                seq_per_s: x,
+                first_step_incl_compile_s: v
+                    .get("first_step_incl_compile_s")
+                    .and_then(|x| x.as_f64()),
+            });
         }
         if let Some(e) = v.get("error") {
             return Err(format!("the anchor failed: {e}"));
@@ -217,8 +227,15 @@ mod tests {
 
     #[test]
     fn reads_the_result_line_or_the_error() {
-        let ok = "{\"jax\": \"0.11\"}\nnoise\n{\"anchor\": \"jax\", \"seq_per_s\": 4428.5}\n";
-        assert_eq!(parse_output(ok), Ok(4428.5));
+        let ok = "{\"jax\": \"0.11\"}\nnoise\n{\"anchor\": \"jax\", \"seq_per_s\": 4428.5, \
+                  \"first_step_incl_compile_s\": 16.2}\n";
+        let want = AnchorFigures {
+            seq_per_s: 4428.5,
+            first_step_incl_compile_s: Some(16.2),
+        };
+        assert_eq!(parse_output(ok), Ok(want));
+        let torch = "{\"anchor\": \"torch\", \"seq_per_s\": 3973.3}";
+        assert_eq!(parse_output(torch).unwrap().first_step_incl_compile_s, None);
         let err = "{\"anchor\": \"torch\", \"cfg\": [1], \"error\": \"CUDA out of memory\"}";
         assert!(parse_output(err).unwrap_err().contains("out of memory"));
         assert!(parse_output("Traceback ...").is_err());
@@ -231,12 +248,14 @@ mod tests {
                 name: "jax".into(),
                 seq_per_s: Some(200.0),
                 ratio: None,
+                first_step_incl_compile_s: None,
                 error: None,
             },
             AnchorResult {
                 name: "torch".into(),
                 seq_per_s: None,
                 ratio: None,
+                first_step_incl_compile_s: None,
                 error: Some("absent".into()),
             },
         ];

@@ -104,6 +104,12 @@ pub struct AnchorResult {
     pub seq_per_s: Option<f64>,
     /// tpu-run seq/s over the anchor's.
     pub ratio: Option<f64>,
+    /// The anchor's first step including its compile, as it reports it (jax_bert.py's
+    /// `first_step_incl_compile_s`: from the first call of the jitted step, after the
+    /// framework's start, the initialization and the batch; no persistent cache). `None` when
+    /// the anchor does not report one (torch_bert.py).
+    #[serde(default)]
+    pub first_step_incl_compile_s: Option<f64>,
     /// Why there is no figure (missing Python or package, a failed or timed-out run).
     pub error: Option<String>,
 }
@@ -115,6 +121,7 @@ impl AnchorResult {
             name: name.into(),
             seq_per_s: None,
             ratio: None,
+            first_step_incl_compile_s: None,
             error: Some(why),
         }
     }

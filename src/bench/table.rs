@@ -100,9 +100,14 @@ fn row(r: &BenchRecord) -> Vec<String> {
     let mut notes: Vec<String> = r
         .anchors
         .iter()
-        .map(|a| match a.ratio {
-            Some(x) => format!("{} {x:.2}x", a.name),
-            None => format!("{} n/a", a.name),
+        .map(|a| {
+            let first = a
+                .first_step_incl_compile_s
+                .map_or(String::new(), |s| format!(" (first step {s:.1} s)"));
+            match a.ratio {
+                Some(x) => format!("{} {x:.2}x{first}", a.name),
+                None => format!("{} n/a", a.name),
+            }
         })
         .collect();
     if let Some(b) = &r.baseline {
