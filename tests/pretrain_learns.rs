@@ -138,10 +138,10 @@ fn the_demo_learns_with_margin_on_real_text() {
     demo_learns(None);
 }
 
-/// The demo's margins hold for other seeds, not by luck for one (run locally, ~5 min a seed:
+/// The demo's margins hold for other seeds, not by luck for one (run locally, ~6 min a seed:
 /// `cargo test --release --test pretrain_learns -- --ignored`).
 #[test]
-#[ignore = "five seeds of the demo (~25 min in release); run with --ignored"]
+#[ignore = "five seeds of the demo (~30 min in release); run with --ignored"]
 fn the_demo_learns_for_five_seeds() {
     for seed in 1..=5 {
         demo_learns(Some(seed));
