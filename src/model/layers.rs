@@ -111,10 +111,11 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// `[..., n_out]`; the bias is added in `ty` before the reshape, next to the GEMM.
     ///
     /// Dense layers multiply 2-D operands so that the weight gradient `x2^T g` contracts one
-    /// dimension: a GEMM with a transposed operand. With x of rank 3 it contracts two (batch and
-    /// sequence), XLA's dot canonicalization then materializes x^T for every dense layer and
-    /// lays out the elementwise chain before it (dropout, residual, layer norm) to suit that
-    /// transpose: on an H100, BERT-base paid ~0.4 ms of transposes per layer per step.
+    /// dimension, a GEMM with a transposed operand, rather than two (batch and sequence) for
+    /// which XLA's dot canonicalization materializes a transpose. Measured on an H100 (BERT-base
+    /// seq 128): 1.013x the step. XLA still lays the dropout/residual/layer-norm chain out as
+    /// `[seq, hidden, batch]` with transposes around it in the bf16 step (not in the FP8 one);
+    /// BENCHMARKS.md tells what is known of it.
     fn dense_2d(
         &self,
         x: Value,
