@@ -98,6 +98,16 @@ fn softmax_cross_entropy() {
 }
 
 #[test]
+fn add_batch_broadcast() {
+    // 40 rows: the gradient of y is the dot-with-ones sum (x's is the cotangent itself)
+    let x = input(60, &[40, 3, 2], 1.0, 0.0);
+    let y = input(61, &[3, 2], 1.0, 0.0);
+    check("add_batch_broadcast", &[x, y], &[0, 1], &|b, p| {
+        b.add_batch_broadcast(p[0], p[1])
+    });
+}
+
+#[test]
 fn layer_norm() {
     let x = input(10, &[3, 6], 1.0, 0.5);
     let gamma = input(11, &[6], 0.2, 1.0);

@@ -390,3 +390,40 @@ fn dropout_mask_is_the_documented_hash_of_the_key() {
     }
     assert_eq!(k1, vec![key[0], key[1] + 1000], "the counter advances by n");
 }
+
+#[test]
+fn add_batch_broadcast_values_and_row_sum_gradient() {
+    // 48 rows of [5, 3]: y's gradient under the cotangent c is c's row sum, taken by the op as
+    // a dot with ones; bf16 accumulates in f32 and rounds once.
+    let (n, d) = (48usize, [5usize, 3]);
+    let cols: usize = d.iter().product();
+    for ty in [F32, Bf16] {
+        let (xl, x) = input(ty, 70, &[n, d[0], d[1]], 1.0);
+        let (yl, y) = input(ty, 71, &d, 1.0);
+        let (cl, c) = input(ty, 72, &[n, d[0], d[1]], 1.0);
+        let m = module(
+            &[
+                shape(ty, &[n, d[0], d[1]]),
+                shape(ty, &d),
+                shape(ty, &[n, d[0], d[1]]),
+            ],
+            |b, p| {
+                let out = b.add_batch_broadcast(p[0], p[1])?;
+                let loss = b.reduce_sum(b.convert(b.mul(out, p[2])?, F32)?, &[0, 1, 2])?;
+                let grads = b.grad(loss, &[p[1]])?;
+                Ok(vec![out, grads[0]])
+            },
+        );
+        let out = run(&m, &[xl, yl, cl]);
+        let (xs, ys, cs) = (flat(&x), flat(&y), flat(&c));
+        let want_out: Vec<f64> = (0..n * cols).map(|i| xs[i] + ys[i % cols]).collect();
+        let want_dy: Vec<f64> = (0..cols)
+            .map(|j| (0..n).map(|i| cs[i * cols + j]).sum())
+            .collect();
+        // bf16: the sum of two bf16 values rounds once (2^-8 relative); the gradient is a
+        // 48-term f32 sum rounded once to bf16.
+        let tol = if ty == F32 { 1e-6 } else { 1e-2 };
+        assert_close(&f64s(&out[0]), &want_out, tol, tol, &format!("{ty} x + y"));
+        assert_close(&f64s(&out[1]), &want_dy, tol, tol, &format!("{ty} dy"));
+    }
+}

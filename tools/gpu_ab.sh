@@ -46,7 +46,7 @@ run() {
     work=$(mktemp -d)
     mkdir -p "$out"
     # a, then the middle builds c, d, ..., then b
-    builds="a $(cd "$CARRY" && ls ./*.gz | sed 's|^\./||; s|\.gz$||' | grep -v '^[ab]$' | sort | tr '\n' ' ')b"
+    builds="a $(cd "$CARRY" && ls ./*.gz | sed 's|^\./||; s|\.gz$||' | { grep -v '^[ab]$' || true; } | sort | tr '\n' ' ')b"
     for v in $builds; do gzip -dc "$CARRY/$v.gz" > "$work/$v"; chmod +x "$work/$v"; done
     nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/ab.txt" || true
     for r in $(seq 1 "${ROUNDS:-2}"); do

@@ -14,12 +14,13 @@
 #                  off) and with them kept on (the cuDNN-safe set)
 #       audit      the fusion audit's inputs: BERT-base seq 128 batch 256 profiled with dropout
 #                  0.1 and 0 (layers, kernels.tsv: time per kernel in each layer-folded scope)
-#                  and XLA's optimized HLO text of the step (audit_hlo.tar.gz); then the step
-#                  with XLA's dot merger allowed to fuse the query/key/value GEMMs
+#                  and XLA's optimized HLO text of the step (audit_hlo.tar.gz); with MERGER=1
+#                  then the step with XLA's dot merger allowed to fuse the query/key/value GEMMs
 #
 # The flag variants are told apart by their records' env.xla_flags. Every group writes GROUP.jsonl (one record per configuration), GROUP.txt (the table and the
 # log) and, for pretrain, the profile's layers.tsv into $OUT (or ./bench-out without $OUT).
-# Settings (environment): REPEAT (2), STEPS (20), ANCHOR_TIMEOUT (300 s).
+# Settings (environment): REPEAT (2), STEPS (20), ANCHOR_TIMEOUT (300 s); for audit: DROPOUTS
+# ("0.1 0"), MERGER.
 set -euo pipefail
 
 cmd=${1:-}
@@ -102,7 +103,7 @@ run() {
             ;;
         audit)
             local d
-            for d in 0.1 0; do
+            for d in ${DROPOUTS:-0.1 0}; do
                 echo "== dropout $d" | tee -a "$out/$GROUP.txt"
                 rm -rf "$work/profile" "$work/dump"
                 invoke "${common[@]:0:7}" --repeat 1 --steps 5 --dropout "$d" --model base \
@@ -115,7 +116,8 @@ run() {
                     $(cd "$work" && ls dump/*after_optimizations.txt dump/*buffer-assignment.txt 2>/dev/null)) || true
             done
             # XLA's DotMerger leaves dots over xla_gpu_dot_merger_threshold_mb apart: the
-            # query/key/value projections stay three GEMMs unless it is raised.
+            # query/key/value projections stay three GEMMs unless it is raised (measured: no gain).
+            [ -n "${MERGER:-}" ] || return 0
             echo "== dropout 0.1, xla_gpu_dot_merger_threshold_mb=1024" | tee -a "$out/$GROUP.txt"
             invoke "${common[@]:0:7}" --repeat 1 --steps 20 --model base --task pretrain --seq 128 \
                 --batch 256 --xla-flag xla_gpu_dot_merger_threshold_mb=1024

@@ -429,3 +429,38 @@ fn helpers_compose_into_one_module() {
     let proto = to_proto(&m).unwrap();
     assert!(proto.computations.len() >= 2);
 }
+
+#[test]
+fn add_batch_broadcast_shapes_and_errors() {
+    lower_one(
+        arr(F32, &[4, 3, 2]),
+        |b, x| {
+            let y = b.full(&hlo::ArrayShape::new(F32, vec![3, 2]), 0.5)?;
+            b.add_batch_broadcast(x, y)
+        },
+        arr(F32, &[4, 3, 2]),
+    );
+    let with_y = |y_ty: ElementType, y_dims: Vec<i64>| {
+        move |b: &Builder, x: Value| {
+            let y = b.full(&hlo::ArrayShape::new(y_ty, y_dims), 1.0)?;
+            b.add_batch_broadcast(x, y)
+        }
+    };
+    // y's dims must be x's after the first; the types must match and be float
+    assert_op(
+        &error_of(arr(F32, &[4, 3, 2]), with_y(F32, vec![2, 3])),
+        "add_batch_broadcast",
+    );
+    assert_op(
+        &error_of(arr(F32, &[4]), with_y(F32, vec![])),
+        "add_batch_broadcast",
+    );
+    assert_op(
+        &error_of(arr(F32, &[4, 3]), with_y(Bf16, vec![3])),
+        "add_batch_broadcast",
+    );
+    assert_op(
+        &error_of(arr(S32, &[4, 3]), with_y(S32, vec![3])),
+        "add_batch_broadcast",
+    );
+}

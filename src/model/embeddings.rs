@@ -17,7 +17,7 @@ pub(crate) fn embeddings(
     let (b, cfg) = (ctx.b, ctx.cfg);
     let h = cfg.hidden_size;
     let dims = b.dims(input_ids)?;
-    let &[batch, seq] = &dims[..] else {
+    let &[_, seq] = &dims[..] else {
         return Err(ModelError::Batch {
             field: "input_ids",
             msg: format!("must be [batch, seq], got dims {dims:?}"),
@@ -39,18 +39,16 @@ pub(crate) fn embeddings(
         &[cfg.max_position_embeddings, h],
     )?;
     let types = ctx.param(names::TOKEN_TYPE_EMBEDDINGS, &[cfg.type_vocab_size, h])?;
-    let out = [batch, seq, h as i64];
     // Gather, then convert: a 16-bit table is never converted whole.
     let word = f32(b.take(word, input_ids, 0)?)?;
-    let pos = match position_ids {
-        Some(ids) => f32(b.take(pos, ids, 0)?)?,
-        None => {
-            let pos = f32(b.slice_in_dim(pos, 0, seq, 0)?)?;
-            b.broadcast_in_dim(pos, &out, &[1, 2])?
-        }
+    let with_pos = match position_ids {
+        Some(ids) => b.add(word, f32(b.take(pos, ids, 0)?)?)?,
+        // The same positions in every row: their gradient is a sum over the batch, taken as a
+        // dot (`add_batch_broadcast`) so that XLA:GPU keeps the default layouts.
+        None => b.add_batch_broadcast(word, f32(b.slice_in_dim(pos, 0, seq, 0)?)?)?,
     };
     let types = f32(b.take(types, segment_ids, 0)?)?;
-    let sum = b.add(b.add(word, pos)?, types)?;
+    let sum = b.add(with_pos, types)?;
     let x = ctx.layer_norm(sum, names::EMBEDDINGS_LN)?;
     let x = b.convert(x, ctx.ct)?;
     ctx.dropout(x, cfg.hidden_dropout_prob)

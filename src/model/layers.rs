@@ -113,9 +113,9 @@ impl<'a, 'm> Ctx<'a, 'm> {
     /// Dense layers multiply 2-D operands so that the weight gradient `x2^T g` contracts one
     /// dimension, a GEMM with a transposed operand, rather than two (batch and sequence) for
     /// which XLA's dot canonicalization materializes a transpose. Measured on an H100 (BERT-base
-    /// seq 128): 1.013x the step. XLA still lays the dropout/residual/layer-norm chain out as
-    /// `[seq, hidden, batch]` with transposes around it in the bf16 step (not in the FP8 one);
-    /// BENCHMARKS.md tells what is known of it.
+    /// seq 128): 1.013x the step. (The `[seq, hidden, batch]` layout with transposes around
+    /// every GEMM that XLA once chose for the residual stream came from the position-embedding
+    /// gradient; see `hlo::Builder::add_batch_broadcast`.)
     fn dense_2d(
         &self,
         x: Value,

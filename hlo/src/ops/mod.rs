@@ -1,11 +1,13 @@
 //! Composite helpers built only from primitive builder ops: softmax family, normalization,
 //! activations, softmax cross-entropy with integer labels (with its own gradient), index ops (one_hot, argmax/argmin), dropout, FP8 quantize-dequantize (with its
-//! own gradient), and cuDNN's fused attention (a custom call with its gradient rule).
+//! own gradient), a batch-broadcast add whose gradient sums by a dot (layouts, see its module),
+//! and cuDNN's fused attention (a custom call with its gradient rule).
 //!
 //! Axes are `i64` and may be negative (`-1` is the last dimension), as in NumPy. Each helper
 //! validates its arguments up front and reports errors under its own name (`softmax`,
 //! `layer_norm`, ...) rather than under the primitive op that would fail later.
 mod activation;
+mod batch_broadcast;
 mod cross_entropy;
 mod dropout;
 mod fp8;
