@@ -175,6 +175,14 @@ impl StepLayout {
             .iter()
             .map(|s| {
                 let n = s.shape.num_elements() as usize;
+                // Zero slots (the Adam moments: twice the parameters' bytes) come from zeroed
+                // allocations that nothing writes, so the pages stay untouched until the upload
+                // reads them: no fill and no copy on the way to the first step.
+                if s.initial == 0.0 && matches!(s.shape.ty, ElementType::F32 | ElementType::S32) {
+                    let bytes = vec![0u8; n * s.shape.ty.byte_size()];
+                    return Literal::from_bytes(s.shape.clone(), bytes)
+                        .with_context(|| format!("initial value of optimizer state '{}'", s.name));
+                }
                 let lit = match s.shape.ty {
                     ElementType::F32 => {
                         Literal::from_slice(&vec![s.initial as f32; n], &s.shape.dims)
