@@ -7,7 +7,7 @@ use super::step::{StepLayout, TrainProgram};
 use anyhow::{anyhow, bail, Context, Result};
 use hlo::{ArrayShape, Literal};
 use std::collections::VecDeque;
-use tpu::{Buffer, Client, Device, Executable, Execution};
+use tpu::{Buffer, Client, Device, Executable, Execution, HostArray};
 
 /// The loss and named metrics of one step, read back to the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -170,23 +170,27 @@ impl Trainer {
             }
         }
         let client = exe.client();
-        let names: Vec<&String> = layout
-            .params
-            .iter()
-            .map(|p| &p.name)
-            .chain(layout.opt_state.iter().map(|s| &s.name))
-            .collect();
         let mut state = Vec::with_capacity(devices.len());
         let mut steps = Vec::with_capacity(devices.len());
+        let arrays: Vec<HostArray> = params
+            .iter()
+            .chain(opt_state)
+            .map(|l| HostArray {
+                dtype: l.element_type(),
+                bytes: l.bytes(),
+                dims: &l.shape().dims,
+            })
+            .collect();
         for (r, device) in devices.iter().enumerate() {
-            let bufs = names
-                .iter()
-                .zip(params.iter().chain(opt_state))
-                .map(|(name, lit)| {
-                    upload(&client, device, lit)
-                        .with_context(|| format!("uploading '{name}' to replica {r}"))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            // The whole state in flight at once (a transfer per tensor, all awaited together).
+            let bufs = client
+                .buffers_from_host_bytes(&arrays, device)
+                .with_context(|| {
+                    format!(
+                        "uploading the train state ({} tensors) to replica {r}",
+                        arrays.len()
+                    )
+                })?;
             state.push(bufs);
             steps.push(upload(&client, device, &Literal::scalar(step))?);
         }

@@ -221,6 +221,64 @@ impl Client {
         dims: &[i64],
         device: &Device,
     ) -> Result<Buffer> {
+        // Copy semantics: the runtime does not hold `bytes` after the call (zero-copy semantics
+        // would let the device alias our slice beyond its lifetime).
+        let semantics = ffi::PJRT_HostBufferSemantics_kImmutableOnlyDuringCall;
+        let array = HostArray { dtype, bytes, dims };
+        let (buffer, done) = self.start_from_host(&array, device, semantics)?;
+        self.api()
+            .await_event(done, "PJRT_Client_BufferFromHostBuffer")?;
+        Ok(buffer)
+    }
+
+    /// Copies every array to `device`, the transfers in flight together: each is started with
+    /// the runtime free to read the host bytes until its transfer completes (no staging copy
+    /// inside the call), and the call returns once all have completed, so the borrowed bytes
+    /// outlive every read. Used to place a whole train state at once.
+    pub fn buffers_from_host_bytes(
+        &self,
+        arrays: &[HostArray<'_>],
+        device: &Device,
+    ) -> Result<Vec<Buffer>> {
+        let semantics = ffi::PJRT_HostBufferSemantics_kImmutableUntilTransferCompletes;
+        let mut buffers = Vec::with_capacity(arrays.len());
+        let mut pending = Vec::with_capacity(arrays.len());
+        let mut first_error = None;
+        for array in arrays {
+            match self.start_from_host(array, device, semantics) {
+                Ok((buffer, done)) => {
+                    buffers.push(buffer);
+                    pending.push(done);
+                }
+                Err(e) => {
+                    first_error = Some(e);
+                    break;
+                }
+            }
+        }
+        // Every started transfer is awaited, even after an error: the runtime may still be
+        // reading bytes that the caller frees once this returns.
+        let api = self.api();
+        for done in pending {
+            if let Err(e) = api.await_event(done, "PJRT_Client_BufferFromHostBuffer") {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(buffers),
+        }
+    }
+
+    /// Starts one host-to-device transfer with `semantics`; returns the buffer and the event
+    /// that fires when the runtime is done with the host bytes (the caller awaits it).
+    fn start_from_host(
+        &self,
+        array: &HostArray<'_>,
+        device: &Device,
+        semantics: std::ffi::c_int,
+    ) -> Result<(Buffer, *mut ffi::PJRT_Event)> {
+        let HostArray { dtype, bytes, dims } = *array;
         let n = element_count(dims)?;
         let expected = n
             .checked_mul(dtype.byte_size())
@@ -233,9 +291,9 @@ impl Client {
                 got: bytes.len(),
             });
         }
-        // A non-null pointer even for empty arrays.
-        let empty = [0u8; 8];
-        let data = if bytes.is_empty() { &empty[..] } else { bytes };
+        // A non-null pointer even for empty arrays; static, so it outlives any transfer.
+        static EMPTY: [u8; 8] = [0; 8];
+        let data = if bytes.is_empty() { &EMPTY[..] } else { bytes };
         let api = self.api();
         let mut a: ffi::PJRT_Client_BufferFromHostBuffer_Args = new_args();
         a.client = self.inner.raw;
@@ -243,9 +301,7 @@ impl Client {
         a.type_ = to_pjrt_type(dtype);
         a.dims = dims.as_ptr();
         a.num_dims = dims.len();
-        // Copy semantics: the runtime does not hold `data` after the call (zero-copy semantics
-        // would let the device alias our slice beyond its lifetime).
-        a.host_buffer_semantics = ffi::PJRT_HostBufferSemantics_kImmutableOnlyDuringCall;
+        a.host_buffer_semantics = semantics;
         a.device = device.raw;
         pjrt!(api, PJRT_Client_BufferFromHostBuffer, &mut a)?;
         if a.buffer.is_null() {
@@ -261,9 +317,16 @@ impl Client {
             dtype,
             dims: dims.to_vec(),
         };
-        api.await_event(a.done_with_host_buffer, "PJRT_Client_BufferFromHostBuffer")?;
-        Ok(buffer)
+        Ok((buffer, a.done_with_host_buffer))
     }
+}
+
+/// One host array to upload: little-endian `bytes` of `dtype`, row-major, shape `dims`.
+#[derive(Clone, Copy, Debug)]
+pub struct HostArray<'a> {
+    pub dtype: ElementType,
+    pub bytes: &'a [u8],
+    pub dims: &'a [i64],
 }
 
 #[cfg(test)]

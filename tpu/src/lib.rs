@@ -64,7 +64,7 @@ pub mod topology;
 pub mod tpu_host;
 pub mod tpu_safety;
 
-pub use buffer::Buffer;
+pub use buffer::{Buffer, HostArray};
 pub use client::Client;
 pub use compile_cache::{CacheOutcome, CompileCache};
 pub use device::{Device, DeviceMemoryStats};

@@ -6,7 +6,8 @@ use hlo::ElementType;
 use prost::Message;
 use rand::{Rng, SeedableRng};
 use tpu::{
-    Buffer, Client, ClientOptions, CompileOptions, Error, ExecuteOptions, Plugin, PluginKind,
+    Buffer, Client, ClientOptions, CompileOptions, Error, ExecuteOptions, HostArray, Plugin,
+    PluginKind,
 };
 
 // ------------------------------------------------------------ module helpers
@@ -225,6 +226,61 @@ fn buffer_round_trip_every_type() {
     );
     round_trip(&c, vec![true, false, true, true, false, false], &dims);
     round_trip(&c, vec![1.5f32], &[]);
+}
+
+#[test]
+fn many_buffers_in_flight_together() {
+    // Sizes from empty to 4 MiB and three types; every transfer is awaited before the call
+    // returns, so the host bytes may be dropped right after.
+    let c = client(1);
+    let dev = &c.addressable_devices().unwrap()[0];
+    let mut r = rng();
+    let f = hlo::dtype::to_le_bytes(&rand_f32(&mut r, 1 << 20));
+    let i = hlo::dtype::to_le_bytes(&(0..5).map(|_| r.gen::<i32>()).collect::<Vec<_>>());
+    let h = hlo::dtype::to_le_bytes(
+        &(0..12)
+            .map(|_| bf16::from_f32(r.gen_range(-8.0..8.0)))
+            .collect::<Vec<_>>(),
+    );
+    let arrays = [
+        HostArray {
+            dtype: ElementType::F32,
+            bytes: &f,
+            dims: &[1024, 1024],
+        },
+        HostArray {
+            dtype: ElementType::S32,
+            bytes: &i,
+            dims: &[5],
+        },
+        HostArray {
+            dtype: ElementType::F32,
+            bytes: &[],
+            dims: &[0, 3],
+        },
+        HostArray {
+            dtype: ElementType::Bf16,
+            bytes: &h,
+            dims: &[3, 4],
+        },
+    ];
+    let bufs = c.buffers_from_host_bytes(&arrays, dev).unwrap();
+    assert_eq!(bufs.len(), arrays.len());
+    for (b, a) in bufs.iter().zip(&arrays) {
+        assert_eq!((b.element_type(), b.dims()), (a.dtype, a.dims));
+        assert_eq!(b.to_host_bytes().unwrap(), a.bytes);
+    }
+    // A wrong size is reported (and what was started before it is awaited, not leaked).
+    let bad = [
+        arrays[0],
+        HostArray {
+            dtype: ElementType::S32,
+            bytes: &i,
+            dims: &[6],
+        },
+    ];
+    let err = c.buffers_from_host_bytes(&bad, dev).unwrap_err();
+    assert!(matches!(err, Error::HostSize { .. }), "{err}");
 }
 
 #[test]
